@@ -1,0 +1,461 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False, embedsignature=True
+"""The compiled core of vgcore.
+
+Everything here trusts its caller: shapes, dtypes, contiguity and finiteness are checked by the
+Python layer (``vgcore._validation``) before a pointer reaches this module.  The numerical work
+runs without the GIL, in ``noexcept nogil`` functions; matrix products go through the BLAS that
+SciPy ships (``scipy.linalg.cython_blas``), elementwise work through the C kernels of
+``vg_kernels.h``, spread over OpenMP threads only when a block is large enough to pay for it.
+"""
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+from cython.parallel cimport prange
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+cnp.import_array()
+
+ctypedef fused floating:
+    float
+    double
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define VG_OPENMP 1
+    #else
+    #define VG_OPENMP 0
+    static int omp_get_max_threads(void) { return 1; }
+    #endif
+    """
+    int VG_OPENMP
+    int omp_get_max_threads() noexcept nogil
+
+cdef extern from "vg_kernels.h" nogil:
+    int VG_IDENTITY
+    void vg_act_forward_f32(int kind, float param, long r0, long r1, long c0, long c1, long ld,
+                            float *h, const float *b, float *a) noexcept
+    void vg_act_forward_f64(int kind, double param, long r0, long r1, long c0, long c1, long ld,
+                            double *h, const double *b, double *a) noexcept
+    void vg_act_backward_f32(int kind, float param, long r0, long r1, long c0, long c1, long ld,
+                             const float *h, const float *a, float *delta, float *db) noexcept
+    void vg_act_backward_f64(int kind, double param, long r0, long r1, long c0, long c1, long ld,
+                             const double *h, const double *a, double *delta, double *db) noexcept
+    void vg_colsum_f32(long r0, long r1, long c0, long c1, long ld, const float *x,
+                       float *out) noexcept
+    void vg_colsum_f64(long r0, long r1, long c0, long c1, long ld, const double *x,
+                       double *out) noexcept
+    void vg_add_bias_f32(long r0, long r1, long c0, long c1, long ld, float *h,
+                         const float *b) noexcept
+    void vg_add_bias_f64(long r0, long r1, long c0, long c1, long ld, double *h,
+                         const double *b) noexcept
+    double vg_softmax_xent_f32(long n, long c, const float *z, const int64_t *y,
+                               float *g) noexcept
+    double vg_softmax_xent_f64(long n, long c, const double *z, const int64_t *y,
+                               double *g) noexcept
+    double vg_mse_f32(long n, long m, const float *p, const float *t, float *g) noexcept
+    double vg_mse_f64(long n, long m, const double *p, const double *t, double *g) noexcept
+    double vg_bce_logits_f32(long n, long m, const float *z, const float *t, float *g) noexcept
+    double vg_bce_logits_f64(long n, long m, const double *z, const double *t,
+                             double *g) noexcept
+    int vg_all_finite_f32(long n, const float *x) noexcept
+    int vg_all_finite_f64(long n, const double *x) noexcept
+    void vg_sgd_f32(long k0, long k1, float lr, float *p, const float *g) noexcept
+    void vg_sgd_f64(long k0, long k1, double lr, double *p, const double *g) noexcept
+
+
+# Elementwise work is split over threads only above these sizes (elements per call): below
+# them a parallel region's fork/join costs more than it saves on 2 shared cores.
+cdef long PAR_MIN_CHEAP = 1 << 17      # identity, relu, leaky_relu, hard_tanh, bias, sgd
+cdef long PAR_MIN_TRANSC = 1 << 14     # activations that call exp/erf/log1p
+cdef long COL_ALIGN = 16               # column blocks start on a 64-byte boundary for float32
+
+cdef int _n_threads = max(1, omp_get_max_threads())
+
+
+def openmp_enabled():
+    """True when the compiled core was built with OpenMP (elementwise work can use threads)."""
+    return bool(VG_OPENMP)
+
+
+def _omp_max_threads():
+    """The OpenMP runtime's default thread count (honours OMP_NUM_THREADS)."""
+    return int(omp_get_max_threads())
+
+
+def _set_engine_threads(int n):
+    global _n_threads
+    _n_threads = max(1, n)
+
+
+def _get_engine_threads():
+    return _n_threads
+
+
+# ------------------------------------------------------------------------------------------
+# GEMM, row-major, through column-major BLAS
+# ------------------------------------------------------------------------------------------
+
+cdef inline void gemm(char ta, char tb, int m, int n, int k, floating *a, int lda,
+                      floating *b, int ldb, floating beta, floating *c, int ldc) noexcept nogil:
+    """Column-major C(m x n) = op(A) op(B) + beta C, as BLAS sees it."""
+    cdef floating one = 1
+    if floating is float:
+        sgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc)
+
+
+cdef inline void linear_forward(floating *x, floating *w, floating *h, int batch, int fin,
+                                int fout) noexcept nogil:
+    # h (batch x fout) = x (batch x fin) @ w (fin x fout); col-major: h^T = w^T x^T
+    gemm(c'N', c'N', fout, batch, fin, w, fout, x, fin, <floating>0, h, fout)
+
+
+cdef inline void linear_grad_w(floating *x, floating *delta, floating *dw, int batch, int fin,
+                               int fout) noexcept nogil:
+    # dw (fin x fout) = x^T (fin x batch) @ delta (batch x fout); col-major: dw^T = delta^T x
+    gemm(c'N', c'T', fout, fin, batch, delta, fout, x, fin, <floating>0, dw, fout)
+
+
+cdef inline void linear_grad_x(floating *delta, floating *w, floating *dx, int batch, int fin,
+                               int fout) noexcept nogil:
+    # dx (batch x fin) = delta (batch x fout) @ w^T; col-major: dx^T = w delta^T
+    gemm(c'T', c'N', fin, batch, fout, w, fout, delta, fout, <floating>0, dx, fin)
+
+
+# ------------------------------------------------------------------------------------------
+# Elementwise passes, split over threads by column blocks when large enough
+# ------------------------------------------------------------------------------------------
+
+cdef inline bint is_cheap(int kind) noexcept nogil:
+    return kind == 0 or kind == 3 or kind == 4 or kind == 11
+
+
+cdef inline long col_start(long cols, long t, long nblk) noexcept nogil:
+    if t >= nblk:
+        return cols
+    return ((cols * t) // nblk) & ~(COL_ALIGN - 1)
+
+
+cdef inline int n_blocks(long rows, long cols, long threshold, int nthreads) noexcept nogil:
+    if nthreads <= 1 or rows * cols < threshold or cols < COL_ALIGN * nthreads:
+        return 1
+    return nthreads
+
+
+cdef void act_forward(int kind, double param, long rows, long cols, floating *h,
+                      floating *b, floating *a, int nthreads) noexcept nogil:
+    """h += b, then a = phi(h); for identity only the bias is added (a aliases h)."""
+    cdef int nblk = n_blocks(rows, cols,
+                             PAR_MIN_CHEAP if is_cheap(kind) else PAR_MIN_TRANSC, nthreads)
+    cdef long t, c0, c1
+    if nblk == 1:
+        act_forward_block(kind, param, rows, cols, 0, cols, h, b, a)
+        return
+    for t in prange(nblk, nogil=True, num_threads=nblk, schedule='static'):
+        act_forward_block(kind, param, rows, cols, col_start(cols, t, nblk),
+                          col_start(cols, t + 1, nblk), h, b, a)
+
+
+cdef inline void act_forward_block(int kind, double param, long rows, long cols, long c0,
+                                   long c1, floating *h, floating *b,
+                                   floating *a) noexcept nogil:
+    if kind == VG_IDENTITY:
+        if floating is float:
+            vg_add_bias_f32(0, rows, c0, c1, cols, h, b)
+        else:
+            vg_add_bias_f64(0, rows, c0, c1, cols, h, b)
+    elif floating is float:
+        vg_act_forward_f32(kind, <float>param, 0, rows, c0, c1, cols, h, b, a)
+    else:
+        vg_act_forward_f64(kind, param, 0, rows, c0, c1, cols, h, b, a)
+
+
+cdef void act_backward(int kind, double param, long rows, long cols, floating *h,
+                       floating *a, floating *delta, floating *db,
+                       int nthreads) noexcept nogil:
+    """delta *= phi'(h) in place, db = column sums of delta."""
+    cdef int nblk = n_blocks(rows, cols,
+                             PAR_MIN_CHEAP if is_cheap(kind) else PAR_MIN_TRANSC, nthreads)
+    cdef long t
+    if nblk == 1:
+        act_backward_block(kind, param, rows, cols, 0, cols, h, a, delta, db)
+        return
+    for t in prange(nblk, nogil=True, num_threads=nblk, schedule='static'):
+        act_backward_block(kind, param, rows, cols, col_start(cols, t, nblk),
+                           col_start(cols, t + 1, nblk), h, a, delta, db)
+
+
+cdef inline void act_backward_block(int kind, double param, long rows, long cols, long c0,
+                                    long c1, floating *h, floating *a, floating *delta,
+                                    floating *db) noexcept nogil:
+    if floating is float:
+        vg_act_backward_f32(kind, <float>param, 0, rows, c0, c1, cols, h, a, delta, db)
+    else:
+        vg_act_backward_f64(kind, param, 0, rows, c0, c1, cols, h, a, delta, db)
+
+
+cdef void colsum(long rows, long cols, floating *x, floating *out,
+                 int nthreads) noexcept nogil:
+    cdef int nblk = n_blocks(rows, cols, PAR_MIN_CHEAP, nthreads)
+    cdef long t
+    if nblk == 1:
+        colsum_block(rows, cols, 0, cols, x, out)
+        return
+    for t in prange(nblk, nogil=True, num_threads=nblk, schedule='static'):
+        colsum_block(rows, cols, col_start(cols, t, nblk), col_start(cols, t + 1, nblk), x, out)
+
+
+cdef inline void colsum_block(long rows, long cols, long c0, long c1, floating *x,
+                              floating *out) noexcept nogil:
+    if floating is float:
+        vg_colsum_f32(0, rows, c0, c1, cols, x, out)
+    else:
+        vg_colsum_f64(0, rows, c0, c1, cols, x, out)
+
+
+# ------------------------------------------------------------------------------------------
+# The whole network
+# ------------------------------------------------------------------------------------------
+
+cdef struct NetDesc:
+    # architecture
+    int n_layers
+    const int64_t *sizes        # n_layers + 1 widths
+    const int *kinds            # activation id per layer (the output layer is identity)
+    const double *act_params    # slope / alpha per layer
+    const int64_t *w_off        # offset of W_l in the flat parameter buffer
+    const int64_t *b_off        # offset of b_l in the flat parameter buffer
+    void *params
+    void *grads
+    # workspace for one batch size
+    long batch
+    void *H                     # pre-activations, all layers, flat
+    void *A                     # activations (identity layers use H instead)
+    void *D                     # backpropagated errors dL/dh of the hidden layers
+    void *dX                    # dL/dX
+
+
+cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
+    """Offset of layer l's block (batch x sizes[l+1]) in the H, A and D workspaces."""
+    cdef long off = 0
+    cdef int i
+    for i in range(l):
+        off += n.sizes[i + 1]
+    return off * n.batch
+
+
+cdef inline floating *layer_out(const NetDesc *n, int l, floating *H, floating *A) noexcept nogil:
+    """Layer l's activation output; an identity layer's output is its pre-activation."""
+    cdef long off = ws_offset(n, l)
+    if n.kinds[l] == VG_IDENTITY:
+        return H + off
+    return A + off
+
+
+cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogil:
+    cdef floating *P = <floating *>n.params
+    cdef floating *H = <floating *>n.H
+    cdef floating *A = <floating *>n.A
+    cdef floating *x = X
+    cdef floating *h
+    cdef long off = 0
+    cdef int l, fin, fout
+    cdef int batch = <int>n.batch
+    for l in range(n.n_layers):
+        fin = <int>n.sizes[l]
+        fout = <int>n.sizes[l + 1]
+        h = H + off
+        linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
+        act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
+                    nthreads)
+        x = h if n.kinds[l] == VG_IDENTITY else A + off
+        off += batch * fout
+
+
+cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,
+                       int nthreads) noexcept nogil:
+    cdef floating *P = <floating *>n.params
+    cdef floating *G = <floating *>n.grads
+    cdef floating *H = <floating *>n.H
+    cdef floating *A = <floating *>n.A
+    cdef floating *D = <floating *>n.D
+    cdef floating *delta
+    cdef floating *x
+    cdef int l, fin, fout
+    cdef int L = n.n_layers
+    cdef int batch = <int>n.batch
+    cdef long off
+    for l in range(L - 1, -1, -1):
+        fin = <int>n.sizes[l]
+        fout = <int>n.sizes[l + 1]
+        off = ws_offset(n, l)
+        if l == L - 1:
+            # the output layer is linear: delta is the incoming gradient itself (read only)
+            delta = dout
+            colsum(batch, fout, delta, G + n.b_off[l], nthreads)
+        else:
+            delta = D + off
+            act_backward(n.kinds[l], n.act_params[l], batch, fout, H + off, A + off, delta,
+                         G + n.b_off[l], nthreads)
+        x = X if l == 0 else layer_out(n, l - 1, H, A)
+        linear_grad_w(x, delta, G + n.w_off[l], batch, fin, fout)
+        if l > 0:
+            linear_grad_x(delta, P + n.w_off[l], D + ws_offset(n, l - 1), batch, fin, fout)
+        elif want_dx:
+            linear_grad_x(delta, P + n.w_off[l], <floating *>n.dX, batch, fin, fout)
+
+
+cdef class Engine:
+    """A network's compiled description: raw pointers into buffers owned by the Python layer.
+
+    The Python ``MLP`` creates one, keeps every array it points into alive (they are also
+    stored here), binds a workspace for the current batch size, and then calls
+    ``forward``/``backward`` once per pass whatever the depth.
+    """
+    cdef NetDesc desc
+    cdef bint is_f32
+    cdef object _keep          # the arrays the descriptor points into
+    cdef object _ws            # the bound workspace arrays
+
+    def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
+                  cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
+                  cnp.ndarray grads):
+        self._keep = (sizes, kinds, act_params, w_off, b_off, params, grads)
+        self.desc.n_layers = <int>(sizes.shape[0] - 1)
+        self.desc.sizes = <const int64_t *>cnp.PyArray_DATA(sizes)
+        self.desc.kinds = <const int *>cnp.PyArray_DATA(kinds)
+        self.desc.act_params = <const double *>cnp.PyArray_DATA(act_params)
+        self.desc.w_off = <const int64_t *>cnp.PyArray_DATA(w_off)
+        self.desc.b_off = <const int64_t *>cnp.PyArray_DATA(b_off)
+        self.desc.params = cnp.PyArray_DATA(params)
+        self.desc.grads = cnp.PyArray_DATA(grads)
+        self.is_f32 = params.dtype.itemsize == 4
+        self.desc.batch = 0
+        self._ws = None
+
+    def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX):
+        """Point the engine at a workspace for ``batch`` rows (arrays from ``MLP``)."""
+        self._ws = (H, A, D, dX)
+        self.desc.batch = batch
+        self.desc.H = cnp.PyArray_DATA(H)
+        self.desc.A = cnp.PyArray_DATA(A)
+        self.desc.D = cnp.PyArray_DATA(D)
+        self.desc.dX = cnp.PyArray_DATA(dX)
+
+    def forward(self, cnp.ndarray X):
+        """Run every layer on X (batch x sizes[0], the bound batch size); no allocation."""
+        cdef void *x = cnp.PyArray_DATA(X)
+        cdef int nt = _n_threads
+        with nogil:
+            if self.is_f32:
+                net_forward(&self.desc, <float *>x, nt)
+            else:
+                net_forward(&self.desc, <double *>x, nt)
+
+    def backward(self, cnp.ndarray X, cnp.ndarray dout, bint want_dx):
+        """Backpropagate dout (batch x sizes[-1]); fills the gradient buffer (and dX)."""
+        cdef void *x = cnp.PyArray_DATA(X)
+        cdef void *g = cnp.PyArray_DATA(dout)
+        cdef int nt = _n_threads
+        with nogil:
+            if self.is_f32:
+                net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
+            else:
+                net_backward(&self.desc, <double *>x, <double *>g, want_dx, nt)
+
+
+# ------------------------------------------------------------------------------------------
+# Losses, checks and the SGD update (arrays validated by the caller)
+# ------------------------------------------------------------------------------------------
+
+def softmax_cross_entropy(cnp.ndarray logits, cnp.ndarray labels, cnp.ndarray grad):
+    """Mean softmax cross-entropy; writes dL/dlogits into grad. labels: int64."""
+    cdef long n = logits.shape[0], c = logits.shape[1]
+    cdef void *z = cnp.PyArray_DATA(logits)
+    cdef const int64_t *y = <const int64_t *>cnp.PyArray_DATA(labels)
+    cdef void *g = cnp.PyArray_DATA(grad)
+    cdef double loss
+    cdef bint f32 = logits.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            loss = vg_softmax_xent_f32(n, c, <float *>z, y, <float *>g)
+        else:
+            loss = vg_softmax_xent_f64(n, c, <double *>z, y, <double *>g)
+    return loss
+
+
+def mean_squared_error(cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad):
+    """Mean over all elements of (pred - target)^2; writes dL/dpred into grad."""
+    cdef long n = pred.shape[0], m = pred.shape[1]
+    cdef void *p = cnp.PyArray_DATA(pred)
+    cdef void *t = cnp.PyArray_DATA(target)
+    cdef void *g = cnp.PyArray_DATA(grad)
+    cdef double loss
+    cdef bint f32 = pred.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            loss = vg_mse_f32(n, m, <float *>p, <float *>t, <float *>g)
+        else:
+            loss = vg_mse_f64(n, m, <double *>p, <double *>t, <double *>g)
+    return loss
+
+
+def binary_cross_entropy_logits(cnp.ndarray logits, cnp.ndarray target, cnp.ndarray grad):
+    """Mean over all elements of the logistic loss; writes dL/dlogits into grad."""
+    cdef long n = logits.shape[0], m = logits.shape[1]
+    cdef void *z = cnp.PyArray_DATA(logits)
+    cdef void *t = cnp.PyArray_DATA(target)
+    cdef void *g = cnp.PyArray_DATA(grad)
+    cdef double loss
+    cdef bint f32 = logits.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            loss = vg_bce_logits_f32(n, m, <float *>z, <float *>t, <float *>g)
+        else:
+            loss = vg_bce_logits_f64(n, m, <double *>z, <double *>t, <double *>g)
+    return loss
+
+
+def all_finite(cnp.ndarray x):
+    """True when every element of the contiguous float32/float64 array x is finite."""
+    cdef long n = x.size
+    cdef void *p = cnp.PyArray_DATA(x)
+    cdef int ok
+    cdef bint f32 = x.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            ok = vg_all_finite_f32(n, <float *>p)
+        else:
+            ok = vg_all_finite_f64(n, <double *>p)
+    return bool(ok)
+
+
+def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr):
+    """params -= lr * grads over the whole flat buffer, in one pass."""
+    cdef long n = params.size
+    cdef void *p = cnp.PyArray_DATA(params)
+    cdef void *g = cnp.PyArray_DATA(grads)
+    cdef int nt = _n_threads
+    cdef int nblk = 1
+    cdef long t
+    cdef bint f32 = params.dtype.itemsize == 4
+    if nt > 1 and n >= PAR_MIN_CHEAP * 4:
+        nblk = nt
+    with nogil:
+        if nblk == 1:
+            if f32:
+                vg_sgd_f32(0, n, <float>lr, <float *>p, <const float *>g)
+            else:
+                vg_sgd_f64(0, n, lr, <double *>p, <const double *>g)
+        else:
+            for t in prange(nblk, num_threads=nblk, schedule='static'):
+                if f32:
+                    vg_sgd_f32(n * t // nblk, n * (t + 1) // nblk, <float>lr, <float *>p,
+                               <const float *>g)
+                else:
+                    vg_sgd_f64(n * t // nblk, n * (t + 1) // nblk, lr, <double *>p,
+                               <const double *>g)

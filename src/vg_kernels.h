@@ -1,0 +1,52 @@
+/*
+ * vg_kernels.h -- the compiled core's C kernels, instantiated for float and double.
+ *
+ * Knows nothing of Python: pointers, sizes and plain numbers only.  The hot loops are
+ * compiled several times (target_clones) and the best version for the running CPU is picked
+ * when the module loads, so one build runs everywhere and still uses AVX2/AVX-512 where found.
+ */
+#ifndef VG_KERNELS_H
+#define VG_KERNELS_H
+
+#include <float.h>
+#include "vg_math.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(VG_NO_CLONES)
+#define VG_CLONES static __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VG_CLONES static
+#endif
+
+enum {
+    VG_IDENTITY = 0, VG_SIGMOID, VG_TANH, VG_RELU, VG_LEAKY_RELU, VG_ELU, VG_SELU,
+    VG_GELU, VG_SOFTPLUS, VG_SOFTSIGN, VG_SILU, VG_HARD_TANH, VG_N_ACTIVATIONS
+};
+
+#define VG_SELU_ALPHA 1.6732632423543772848170429916717
+#define VG_SELU_SCALE 1.0507009873554804934193349852946
+#define VG_SQRT1_2 0.70710678118654752440084436210485
+#define VG_INV_SQRT_2PI 0.39894228040143267793994605993438
+
+#define VG_CAT2(a, b) a##_##b
+#define VG_CAT(a, b) VG_CAT2(a, b)
+
+#define T float
+#define VG_SFX f32
+#define VG_TMAX FLT_MAX
+#define VG_FN(name) VG_CAT(name, VG_SFX)
+#include "vg_kernels_impl.h"
+#undef T
+#undef VG_SFX
+#undef VG_TMAX
+
+#define T double
+#define VG_SFX f64
+#define VG_TMAX DBL_MAX
+#include "vg_kernels_impl.h"
+#undef T
+#undef VG_SFX
+#undef VG_TMAX
+#undef VG_FN
+
+#endif /* VG_KERNELS_H */

@@ -1,0 +1,87 @@
+"""Input checks shared by the public API.  Every message names the argument, what was expected
+and what was given; nothing reaches the compiled core unchecked."""
+from __future__ import annotations
+
+import numpy as np
+
+from vgcore import _engine
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_DIM = 2**31 - 1     # BLAS takes 32-bit integer sizes
+
+
+def as_dtype(dtype, name="dtype") -> np.dtype:
+    """The network dtype: float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dt.name}")
+    return dt
+
+
+def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
+                       writable=False, what=None):
+    """Check that ``x`` is a C-contiguous 2-D array of ``dtype`` with the given shape.
+
+    Returns the array itself (never a copy: a copy would hide a dtype or layout mistake and
+    allocate on the hot path).
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (batch, features), got a "
+                         f"{x.ndim}-D array of shape {x.shape}")
+    if x.dtype != dtype:
+        kind = x.dtype.kind
+        if kind in "fc" or kind in "iub" or kind == "O":
+            hint = (f"; convert it with {name}.astype(np.{dtype.name})" if kind in "fiub"
+                    else "")
+            raise TypeError(f"{name}: expected dtype {dtype.name}{' (' + what + ')' if what else ''}, "
+                            f"got {x.dtype.name}{hint}")
+        raise TypeError(f"{name}: expected dtype {dtype.name}, got {x.dtype}")
+    n, m = x.shape
+    if n == 0:
+        raise ValueError(f"{name}: the batch is empty (shape {x.shape}); expected at least one row")
+    if rows is not None and n != rows:
+        raise ValueError(f"{name}: expected {rows} rows, got shape {x.shape}")
+    if cols is not None and m != cols:
+        raise ValueError(f"{name}: expected shape (batch, {cols}), got {x.shape}")
+    if m == 0:
+        raise ValueError(f"{name}: expected at least one column, got shape {x.shape}")
+    if n > _MAX_DIM or m > _MAX_DIM:
+        raise ValueError(f"{name}: dimensions above 2**31-1 are not supported, got {x.shape}")
+    if not x.flags.c_contiguous or not x.flags.aligned:
+        raise ValueError(f"{name}: expected a C-contiguous, aligned array; got a strided view "
+                         f"(strides {x.strides}); pass np.ascontiguousarray({name})")
+    if writable and not x.flags.writeable:
+        raise ValueError(f"{name}: expected a writable array, got a read-only one")
+    if finite and not _engine.all_finite(x):
+        n_bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise ValueError(f"{name}: expected finite values, got {n_bad} NaN or Inf "
+                         f"entr{'y' if n_bad == 1 else 'ies'}")
+    return x
+
+
+def check_positive_int(value, name, *, minimum=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_finite_number(value, name, *, positive=False, nonnegative=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name}: expected a number > 0, got {value}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value}")
+    return value

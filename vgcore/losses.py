@@ -1,0 +1,148 @@
+"""Loss functions, each returning ``(loss, dL/d(input))``, computed in compiled code.
+
+Reductions: ``cross_entropy`` is the mean over the batch of the per-sample loss;
+``mse`` and ``binary_cross_entropy`` are the mean over all ``batch * outputs`` elements
+(the batch mean of the per-sample mean), as PyTorch's ``MSELoss`` and ``BCEWithLogitsLoss``.
+
+============================  ==============================================  ======================
+function                      loss                                            gradient
+============================  ==============================================  ======================
+cross_entropy(z, y)           mean_i [logsumexp(z_i) - z_i[y_i]]              (softmax(z) - onehot(y)) / n
+mse(p, t)                     mean_ij (p_ij - t_ij)^2                         2 (p - t) / (n m)
+binary_cross_entropy(z, t)    mean_ij [max(z,0) - z t + log1p(exp(-|z|))]     (sigmoid(z) - t) / (n m)
+============================  ==============================================  ======================
+
+The softmax is fused into the cross-entropy and shifted by the row maximum (log-sum-exp), and
+the binary cross-entropy takes logits, so neither overflows.  Losses are accumulated in float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vgcore import _engine
+from vgcore._validation import check_float_matrix
+
+__all__ = ["cross_entropy", "mse", "binary_cross_entropy", "get", "LOSSES"]
+
+
+def _grad_buffer(grad_out, like, name="grad_out"):
+    if grad_out is None:
+        return np.empty_like(like)
+    check_float_matrix(grad_out, name, like.dtype, rows=like.shape[0], cols=like.shape[1],
+                       finite=False, writable=True)
+    return grad_out
+
+
+def _float_input(x, name):
+    if isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64):
+        return check_float_matrix(x, name, x.dtype)
+    dtype = getattr(x, "dtype", None)
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {dtype}")
+    raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
+
+
+def _labels(labels, n, n_classes):
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"labels: expected a numpy.ndarray of integer class indices, got "
+                        f"{type(labels).__name__}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels: expected shape ({n},) to match the batch, got {labels.shape}")
+    if labels.dtype != np.int64 or not labels.flags.c_contiguous:
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= n_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"labels: expected class indices in [0, {n_classes - 1}] "
+                         f"({n_classes} outputs), got {bad}")
+    return labels
+
+
+def cross_entropy(logits, labels, *, grad_out=None):
+    """Softmax cross-entropy, mean over the batch.
+
+    Parameters
+    ----------
+    logits : ndarray (batch, n_classes), float32 or float64, finite
+    labels : ndarray (batch,), integer class indices in ``[0, n_classes)``
+    grad_out : ndarray like ``logits``, optional
+        Where to write the gradient (no allocation); a new array otherwise.
+
+    Returns
+    -------
+    loss : float
+    grad : ndarray (batch, n_classes), dL/dlogits
+    """
+    logits = _float_input(logits, "logits")
+    labels = _labels(labels, logits.shape[0], logits.shape[1])
+    grad = _grad_buffer(grad_out, logits)
+    return _engine.softmax_cross_entropy(logits, labels, grad), grad
+
+
+def _target(target, like, name):
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(target).__name__}")
+    if target.shape != like.shape:
+        raise ValueError(f"{name}: expected shape {like.shape} (the predictions' shape), got "
+                         f"{target.shape}")
+    return check_float_matrix(target, name, like.dtype, what="the predictions' dtype")
+
+
+def mse(pred, target, *, grad_out=None):
+    """Mean squared error, mean over all elements: ``mean((pred - target)**2)``.
+
+    Parameters
+    ----------
+    pred, target : ndarray (batch, m), the same float dtype, finite
+    grad_out : ndarray like ``pred``, optional
+
+    Returns
+    -------
+    loss : float
+    grad : ndarray (batch, m), dL/dpred = 2 (pred - target) / (batch m)
+    """
+    pred = _float_input(pred, "pred")
+    target = _target(target, pred, "target")
+    grad = _grad_buffer(grad_out, pred)
+    return _engine.mean_squared_error(pred, target, grad), grad
+
+
+def binary_cross_entropy(logits, targets, *, grad_out=None):
+    """Binary cross-entropy on logits (sigmoid fused), mean over all elements.
+
+    Parameters
+    ----------
+    logits : ndarray (batch, m), float32 or float64, finite
+    targets : ndarray (batch, m), same dtype, values in [0, 1] (soft labels allowed)
+    grad_out : ndarray like ``logits``, optional
+
+    Returns
+    -------
+    loss : float
+    grad : ndarray (batch, m), dL/dlogits = (sigmoid(logits) - targets) / (batch m)
+    """
+    logits = _float_input(logits, "logits")
+    targets = _target(targets, logits, "targets")
+    lo, hi = float(targets.min()), float(targets.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"targets: expected values in [0, 1], got values in [{lo}, {hi}]")
+    grad = _grad_buffer(grad_out, logits)
+    return _engine.binary_cross_entropy_logits(logits, targets, grad), grad
+
+
+LOSSES = {
+    "cross_entropy": cross_entropy,
+    "mse": mse,
+    "binary_cross_entropy": binary_cross_entropy,
+}
+
+
+def get(name):
+    """A loss function by name (or the function itself)."""
+    if callable(name):
+        return name
+    if not isinstance(name, str) or name not in LOSSES:
+        raise ValueError(f"loss: unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
+    return LOSSES[name]
