@@ -11,7 +11,7 @@ SciPy ships (``scipy.linalg.cython_blas``), elementwise work through the C kerne
 
 cimport numpy as cnp
 from libc.stdint cimport int64_t
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel, threadid
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -32,6 +32,24 @@ cdef extern from *:
     """
     int VG_OPENMP
     int omp_get_max_threads() noexcept nogil
+
+cdef extern from *:
+    """
+    #include <sched.h>
+    static inline int vg_load_acquire(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void vg_store_release(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline int vg_fetch_dec(int *p) { return __atomic_fetch_sub(p, 1, __ATOMIC_ACQ_REL); }
+    static inline void vg_cpu_relax(unsigned long spins) {
+        if ((spins & 1023u) == 1023u) { sched_yield(); return; }   /* be fair on a busy machine */
+    #if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+    #endif
+    }
+    """
+    int vg_load_acquire(const int *p) noexcept nogil
+    void vg_store_release(int *p, int v) noexcept nogil
+    int vg_fetch_dec(int *p) noexcept nogil
+    void vg_cpu_relax(unsigned long spins) noexcept nogil
 
 cdef extern from "vg_kernels.h" nogil:
     int VG_IDENTITY
@@ -60,6 +78,7 @@ cdef extern from "vg_kernels.h" nogil:
     double vg_bce_logits_f32(long n, long m, const float *z, const float *t, float *g) noexcept
     double vg_bce_logits_f64(long n, long m, const double *z, const double *t,
                              double *g) noexcept
+    long vg_first_bad_label(long n, const int64_t *y, int64_t n_classes) noexcept
     int vg_all_finite_f32(long n, const float *x) noexcept
     int vg_all_finite_f64(long n, const double *x) noexcept
     void vg_sgd_f32(long k0, long k1, float lr, float *p, const float *g) noexcept
@@ -68,8 +87,8 @@ cdef extern from "vg_kernels.h" nogil:
 
 # Elementwise work is split over threads only above these sizes (elements per call): below
 # them a parallel region's fork/join costs more than it saves on 2 shared cores.
-cdef long PAR_MIN_CHEAP = 1 << 17      # identity, relu, leaky_relu, hard_tanh, bias, sgd
-cdef long PAR_MIN_TRANSC = 1 << 14     # activations that call exp/erf/log1p
+cdef long PAR_MIN_CHEAP = 1 << 22      # identity, relu, leaky_relu, hard_tanh, bias, sgd
+cdef long PAR_MIN_TRANSC = 1 << 19     # activations that call exp/erf/log1p
 cdef long COL_ALIGN = 16               # column blocks start on a 64-byte boundary for float32
 
 cdef int _n_threads = max(1, omp_get_max_threads())
@@ -276,37 +295,103 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
         off += batch * fout
 
 
+# OpenBLAS runs a GEMM on one thread when m*n*k is at most 4 * 65536; a network whose GEMMs are
+# all that small gets its second core from the pipelined backward pass below instead.
+cdef double PIPELINE_MAX_MNK = 262144.0
+
+
+cdef inline floating *layer_delta(const NetDesc *n, int l, floating *dout) noexcept nogil:
+    """dL/dh of layer l: the incoming gradient for the (linear) output layer, else D_l."""
+    if l == n.n_layers - 1:
+        return dout
+    return <floating *>n.D + ws_offset(n, l)
+
+
+cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
+                                     int nthreads) noexcept nogil:
+    """Turn D_l (= dL/da_l) into delta_l = dL/dh_l in place and write db_l."""
+    cdef floating *G = <floating *>n.grads
+    cdef long off = ws_offset(n, l)
+    cdef int batch = <int>n.batch
+    cdef int fout = <int>n.sizes[l + 1]
+    if l == n.n_layers - 1:
+        colsum(batch, fout, dout, G + n.b_off[l], nthreads)
+    else:
+        act_backward(n.kinds[l], n.act_params[l], batch, fout, <floating *>n.H + off,
+                     <floating *>n.A + off, <floating *>n.D + off, G + n.b_off[l], nthreads)
+
+
+cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dout) noexcept nogil:
+    """dW_l = x_l^T delta_l, x_l the layer's input."""
+    cdef floating *x = X if l == 0 else layer_out(n, l - 1, <floating *>n.H, <floating *>n.A)
+    linear_grad_w(x, layer_delta(n, l, dout), <floating *>n.grads + n.w_off[l], <int>n.batch,
+                  <int>n.sizes[l], <int>n.sizes[l + 1])
+
+
+cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_dx) noexcept nogil:
+    """dL/d(input of layer l) = delta_l W_l^T, into D_{l-1} (or dX for the first layer)."""
+    cdef floating *dst
+    if l > 0:
+        dst = <floating *>n.D + ws_offset(n, l - 1)
+    elif want_dx:
+        dst = <floating *>n.dX
+    else:
+        return
+    linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
+                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1])
+
+
 cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,
                        int nthreads) noexcept nogil:
-    cdef floating *P = <floating *>n.params
-    cdef floating *G = <floating *>n.grads
-    cdef floating *H = <floating *>n.H
-    cdef floating *A = <floating *>n.A
-    cdef floating *D = <floating *>n.D
-    cdef floating *delta
-    cdef floating *x
-    cdef int l, fin, fout
-    cdef int L = n.n_layers
-    cdef int batch = <int>n.batch
-    cdef long off
-    for l in range(L - 1, -1, -1):
-        fin = <int>n.sizes[l]
-        fout = <int>n.sizes[l + 1]
-        off = ws_offset(n, l)
-        if l == L - 1:
-            # the output layer is linear: delta is the incoming gradient itself (read only)
-            delta = dout
-            colsum(batch, fout, delta, G + n.b_off[l], nthreads)
-        else:
-            delta = D + off
-            act_backward(n.kinds[l], n.act_params[l], batch, fout, H + off, A + off, delta,
-                         G + n.b_off[l], nthreads)
-        x = X if l == 0 else layer_out(n, l - 1, H, A)
-        linear_grad_w(x, delta, G + n.w_off[l], batch, fin, fout)
-        if l > 0:
-            linear_grad_x(delta, P + n.w_off[l], D + ws_offset(n, l - 1), batch, fin, fout)
-        elif want_dx:
-            linear_grad_x(delta, P + n.w_off[l], <floating *>n.dX, batch, fin, fout)
+    cdef int l
+    if nthreads >= 2 and n.n_layers >= 2 and pipeline_fits(n):
+        net_backward_pipelined(n, X, dout, want_dx)
+        return
+    for l in range(n.n_layers - 1, -1, -1):
+        delta_and_bias_grad(n, l, dout, nthreads)
+        weight_grad(n, l, X, dout)
+        input_grad(n, l, dout, want_dx)
+
+
+cdef bint pipeline_fits(const NetDesc *n) noexcept nogil:
+    cdef int l
+    for l in range(n.n_layers):
+        if <double>n.batch * <double>n.sizes[l] * <double>n.sizes[l + 1] > PIPELINE_MAX_MNK:
+            return False
+    return True
+
+
+cdef void net_backward_pipelined(const NetDesc *n, floating *X, floating *dout,
+                                 bint want_dx) noexcept nogil:
+    """Backward on two threads for networks of small layers.
+
+    Thread 0 runs the critical path: delta_l, then dL/dx_l = delta_l W_l^T, layer after layer,
+    publishing each delta as it is ready.  The weight gradients dW_l = x_l^T delta_l are off
+    that path: thread 1 claims layers from the top and computes them as their deltas appear;
+    thread 0 joins in once its chain is done, so a descheduled helper never stalls the pass.
+    Every GEMM is the same single-threaded BLAS call whichever thread runs it, so the result
+    is bit-identical to the serial pass.
+    """
+    cdef int ready = n.n_layers      # deltas of layers >= ready are final
+    cdef int claim = n.n_layers - 1  # next layer whose dW is unclaimed
+    cdef int tid, l
+    cdef unsigned long spins
+    with parallel(num_threads=2):
+        tid = threadid()
+        if tid == 0:
+            for l in range(n.n_layers - 1, -1, -1):
+                delta_and_bias_grad(n, l, dout, 1)
+                vg_store_release(&ready, l)
+                input_grad(n, l, dout, want_dx)
+        while True:
+            l = vg_fetch_dec(&claim)
+            if l < 0:
+                break
+            spins = 0
+            while vg_load_acquire(&ready) > l:
+                vg_cpu_relax(spins)
+                spins = spins + 1
+            weight_grad(n, l, X, dout)
 
 
 cdef class Engine:
@@ -418,6 +503,16 @@ def binary_cross_entropy_logits(cnp.ndarray logits, cnp.ndarray target, cnp.ndar
         else:
             loss = vg_bce_logits_f64(n, m, <double *>z, <double *>t, <double *>g)
     return loss
+
+
+def first_bad_label(cnp.ndarray labels, long n_classes):
+    """Index of the first entry of the int64 array outside [0, n_classes), or -1."""
+    cdef long n = labels.size
+    cdef const int64_t *y = <const int64_t *>cnp.PyArray_DATA(labels)
+    cdef long bad
+    with nogil:
+        bad = vg_first_bad_label(n, y, n_classes)
+    return bad
 
 
 def all_finite(cnp.ndarray x):

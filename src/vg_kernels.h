@@ -28,6 +28,14 @@ enum {
 #define VG_SQRT1_2 0.70710678118654752440084436210485
 #define VG_INV_SQRT_2PI 0.39894228040143267793994605993438
 
+/* Index of the first label outside [0, n_classes), or -1 when all are valid. */
+static inline long vg_first_bad_label(long n, const int64_t *restrict y, int64_t n_classes)
+{
+    for (long i = 0; i < n; i++)
+        if (y[i] < 0 || y[i] >= n_classes) return i;
+    return -1;
+}
+
 #define VG_CAT2(a, b) a##_##b
 #define VG_CAT(a, b) VG_CAT2(a, b)
 

@@ -33,9 +33,9 @@ VG_CLONES void VG_FN(vg_act_forward)(int kind, T param, long r0, long r1, long c
     case VG_TANH:       VG_FWD_LOOP(VG_FN(vg_tanh)(x))
     case VG_RELU:       VG_FWD_LOOP(x > zero ? x : zero)
     case VG_LEAKY_RELU: VG_FWD_LOOP(x > zero ? x : param * x)
-    case VG_ELU:        VG_FWD_LOOP(x > zero ? x : param * (VG_FN(vg_exp)(x) - one))
+    case VG_ELU:        VG_FWD_LOOP(x > zero ? x : param * VG_FN(vg_expm1)(x))
     case VG_SELU:       VG_FWD_LOOP((T)VG_SELU_SCALE *
-                                    (x > zero ? x : (T)VG_SELU_ALPHA * (VG_FN(vg_exp)(x) - one)))
+                                    (x > zero ? x : (T)VG_SELU_ALPHA * VG_FN(vg_expm1)(x)))
     case VG_GELU: {
         for (long i = r0; i < r1; i++) {
             T *restrict hr = h + i * ld;
@@ -145,6 +145,7 @@ static double VG_FN(vg_softmax_xent)(long n, long c, const T *restrict z,
         T *restrict gr = g + i * c;
         T m = zr[0];
         for (long j = 1; j < c; j++) m = zr[j] > m ? zr[j] : m;
+        const T zy = zr[y[i]];          /* read before g is written: g may alias z */
         T s = 0;
         for (long j = 0; j < c; j++) {
             T e = VG_FN(vg_exp)(zr[j] - m);
@@ -154,7 +155,7 @@ static double VG_FN(vg_softmax_xent)(long n, long c, const T *restrict z,
         T scale = inv_n / s;
         for (long j = 0; j < c; j++) gr[j] *= scale;
         gr[y[i]] -= inv_n;
-        total += (double)m + log((double)s) - (double)zr[y[i]];
+        total += (double)m + log((double)s) - (double)zy;
     }
     return total / (double)n;
 }
@@ -192,6 +193,7 @@ static double VG_FN(vg_bce_logits)(long n, long m, const T *restrict z, const T 
 }
 
 /* ---------------- flat-buffer utilities ---------------- */
+
 
 /* 1 when every element is finite, 0 when any is NaN or +-Inf. */
 VG_CLONES int VG_FN(vg_all_finite)(long n, const T *restrict x)

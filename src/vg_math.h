@@ -14,11 +14,12 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ---- exp, float32: |rel err| < 2 ulp on the clamped range [-87, 88] ---- */
-static inline float vg_exp_f32(float x)
+/* ---- exp, float32: |rel err| < 2 ulp on [-87, 88]; +Inf above 88.72, 0 below -87
+ * (flush to zero: the exact value there is below FLT_MIN) ---- */
+static inline float vg_exp_f32(float x0)
 {
     const float magic = 12582912.0f;            /* 1.5 * 2^23: rounds to an integer */
-    x = x > 88.0f ? 88.0f : x;                  /* comparisons keep NaN as NaN */
+    float x = x0 > 88.0f ? 88.0f : x0;          /* comparisons keep NaN as NaN */
     x = x < -87.0f ? -87.0f : x;
     float t = x * 1.44269504088896341f + magic;
     float n = t - magic;
@@ -37,14 +38,17 @@ static inline float vg_exp_f32(float x)
     uint32_t sb = ((tb - mb) + 127u) << 23;
     float s;
     memcpy(&s, &sb, 4);
-    return p * s;
+    float y = p * s;
+    y = x0 > 88.7228390f ? INFINITY : y;
+    return x0 < -87.0f ? 0.0f : y;
 }
 
-/* ---- exp, float64: Cephes Pade form, |rel err| < 2 ulp on [-708, 709] ---- */
-static inline double vg_exp_f64(double x)
+/* ---- exp, float64: Cephes Pade form, |rel err| < 2 ulp on [-708, 709]; +Inf above
+ * 709.78, 0 below -708 (flush to zero) ---- */
+static inline double vg_exp_f64(double x0)
 {
     const double magic = 6755399441055744.0;    /* 1.5 * 2^52 */
-    x = x > 709.0 ? 709.0 : x;
+    double x = x0 > 709.0 ? 709.0 : x0;
     x = x < -708.0 ? -708.0 : x;
     double t = x * 1.4426950408889634073599 + magic;
     double n = t - magic;
@@ -62,7 +66,9 @@ static inline double vg_exp_f64(double x)
     uint64_t sb = ((tb - mb) + 1023u) << 52;
     double s;
     memcpy(&s, &sb, 8);
-    return e * s;
+    double y = e * s;
+    y = x0 > 709.782712893384 ? INFINITY : y;
+    return x0 < -708.0 ? 0.0 : y;
 }
 
 /* ---- tanh: odd Taylor series near 0 (no cancellation), (1-e)/(1+e) with e = exp(-2|x|) beyond ---- */
@@ -91,13 +97,15 @@ static inline double vg_tanh_f64(double x)
     return copysign(y, x);
 }
 
-/* ---- sigmoid: 1 / (1 + exp(-x)); exp is clamped so this never overflows ---- */
+/* ---- sigmoid: 1 / (1 + exp(-x)); exp(-x) = +Inf for x << 0 gives exactly 0 ---- */
 static inline float vg_sigmoid_f32(float x) { return 1.0f / (1.0f + vg_exp_f32(-x)); }
 static inline double vg_sigmoid_f64(double x) { return 1.0 / (1.0 + vg_exp_f64(-x)); }
 
 /* libm names per type, for the templated kernels */
 static inline float vg_erf_f32(float x) { return erff(x); }
 static inline double vg_erf_f64(double x) { return erf(x); }
+static inline float vg_expm1_f32(float x) { return expm1f(x); }
+static inline double vg_expm1_f64(double x) { return expm1(x); }
 static inline float vg_log1p_f32(float x) { return log1pf(x); }
 static inline double vg_log1p_f64(double x) { return log1p(x); }
 static inline float vg_fabs_f32(float x) { return fabsf(x); }

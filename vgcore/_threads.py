@@ -9,6 +9,7 @@ from vgcore._validation import check_positive_int
 __all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "blas_info"]
 
 _controller = None
+MAX_THREADS = 4096
 
 
 def _blas_controller():
@@ -33,6 +34,8 @@ def set_num_threads(n: int) -> None:
     gradients and elementwise kernels are bit-identical; BLAS may round differently).
     """
     n = check_positive_int(n, "n")
+    if n > MAX_THREADS:
+        raise ValueError(f"n: expected at most {MAX_THREADS} threads, got {n}")
     _engine._set_engine_threads(n)
     _blas_controller().select(user_api="blas").limit(limits=n)
 

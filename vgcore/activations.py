@@ -29,6 +29,7 @@ value of the side given above.  All are computed without overflow at large ``|h|
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 __all__ = ["Activation", "ACTIVATIONS", "resolve_activation", "SELU_ALPHA", "SELU_SCALE"]
@@ -85,8 +86,11 @@ class Activation:
                                  + (f" (its parameter is {pname!r})" if pname else ""))
         value = given.get(pname) if pname else None
         param = default if value is None else value
-        if not isinstance(param, (int, float)) or isinstance(param, bool) or not math.isfinite(param):
-            raise ValueError(f"activation {key!r}: {pname} must be a finite number, got {param!r}")
+        if isinstance(param, bool) or not isinstance(param, numbers.Real):
+            raise TypeError(f"activation {key!r}: {pname} must be a number, got "
+                            f"{type(param).__name__}")
+        if not math.isfinite(param):
+            raise ValueError(f"activation {key!r}: {pname} must be finite, got {param!r}")
         object.__setattr__(self, "name", key)
         object.__setattr__(self, "param", float(param))
 
@@ -105,4 +109,7 @@ def resolve_activation(spec) -> Activation:
     """Turn a name or an :class:`Activation` into an :class:`Activation`."""
     if isinstance(spec, Activation):
         return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"activation: expected a name (str) or a vgcore.Activation, got "
+                        f"{type(spec).__name__}")
     return Activation(spec)

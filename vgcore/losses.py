@@ -51,12 +51,11 @@ def _labels(labels, n, n_classes):
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) to match the batch, got {labels.shape}")
     if labels.dtype != np.int64 or not labels.flags.c_contiguous:
-        labels = np.ascontiguousarray(labels, dtype=np.int64)
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= n_classes:
-        bad = lo if lo < 0 else hi
+        labels = np.ascontiguousarray(labels, dtype=np.int64)   # int64 labels avoid this copy
+    bad = _engine.first_bad_label(labels, n_classes)
+    if bad >= 0:
         raise ValueError(f"labels: expected class indices in [0, {n_classes - 1}] "
-                         f"({n_classes} outputs), got {bad}")
+                         f"({n_classes} outputs), got {int(labels[bad])} at position {bad}")
     return labels
 
 
@@ -67,8 +66,10 @@ def cross_entropy(logits, labels, *, grad_out=None):
     ----------
     logits : ndarray (batch, n_classes), float32 or float64, finite
     labels : ndarray (batch,), integer class indices in ``[0, n_classes)``
+        (int64 is used as is; other integer dtypes are converted, which allocates)
     grad_out : ndarray like ``logits``, optional
-        Where to write the gradient (no allocation); a new array otherwise.
+        Where to write the gradient (no allocation); a new array otherwise.  It may be
+        ``logits`` itself.
 
     Returns
     -------

@@ -94,6 +94,9 @@ class MLP:
         n_hidden = len(self.sizes) - 2
         if isinstance(activation, (str, Activation)):
             hidden = [resolve_activation(activation)] * n_hidden
+        elif not isinstance(activation, (list, tuple)):
+            raise TypeError(f"activation: expected a name, a vgcore.Activation or a list of "
+                            f"them, got {type(activation).__name__}")
         else:
             hidden = [resolve_activation(a) for a in activation]
             if len(hidden) != n_hidden:
