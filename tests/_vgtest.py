@@ -1,0 +1,123 @@
+"""Shared helpers for the vgcore test suite (imported by the test modules; conftest.py puts
+this folder on sys.path).
+
+The suite checks the compiled engine against the pure-NumPy reference (:mod:`vgcore.reference`)
+and against independent definitions.  Everything here is small and deterministic.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+import vgcore as vg
+from vgcore import reference as R
+
+ACTIVATION_NAMES = tuple(vg.ACTIVATIONS)
+LOSS_NAMES = ("cross_entropy", "mse", "binary_cross_entropy")
+DTYPES = (np.float32, np.float64)
+
+# Engine-vs-reference tolerances: rtol on each element, plus an atol scaled by the largest
+# |expected| of the array (sums of products of mixed sign lose relative accuracy elementwise).
+TOL = {
+    np.dtype(np.float32): dict(rtol=1e-4, atol_scale=1e-4),
+    np.dtype(np.float64): dict(rtol=1e-10, atol_scale=1e-11),
+}
+
+# Activations whose derivative jumps (kinks), with where the kinks are.
+KINKS = {
+    "relu": (0.0,),
+    "leaky_relu": (0.0,),
+    "elu": (0.0,),
+    "selu": (0.0,),
+    "hard_tanh": (-1.0, 1.0),
+}
+
+
+def assert_close(actual, expected, dtype, what="", scale=None):
+    """Compare with the per-dtype tolerance; ``scale`` overrides the atol reference scale."""
+    tol = TOL[np.dtype(dtype)]
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert np.all(np.isfinite(actual)), f"{what}: non-finite values in the engine's result"
+    ref_scale = float(np.max(np.abs(expected))) if scale is None else float(scale)
+    atol = tol["atol_scale"] * max(ref_scale, 1e-30)
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=atol, err_msg=what)
+
+
+def make_target(loss, batch, n_out, dtype, rng):
+    """Targets for a loss: class labels (int64), real targets, or probabilities in [0, 1]."""
+    if loss == "cross_entropy":
+        return rng.integers(0, n_out, batch)
+    if loss == "mse":
+        return rng.standard_normal((batch, n_out)).astype(dtype)
+    if loss == "binary_cross_entropy":
+        t = rng.random((batch, n_out))
+        t[: batch // 2] = np.round(t[: batch // 2])     # hard labels and soft labels
+        return t.astype(dtype)
+    raise ValueError(loss)
+
+
+def engine_pass(net, X, loss, target, input_grad=True):
+    """forward, loss, backward on the compiled network; copies of everything."""
+    out = net.forward(X)
+    value, dout = vg.losses.get(loss)(out, target)
+    dX = net.backward(dout, input_grad=input_grad)
+    return dict(out=out.copy(), loss=value, dout=dout.copy(), grads=net.grads.copy(),
+                dX=None if dX is None else dX.copy())
+
+
+def reference_pass(ref, X, loss, target, input_grad=True, single_thread_blas=False):
+    """forward, loss, backward on the NumPy reference (optionally with BLAS on one thread, which
+    is faster for the large cases on a busy 2-core machine)."""
+    ctx = (threadpoolctl.threadpool_limits(limits=1, user_api="blas") if single_thread_blas
+           else contextlib.nullcontext())
+    with ctx:
+        out = ref.forward(X)
+        value, dout = getattr(R, loss)(out, target)
+        dX = ref.backward(dout, input_grad=input_grad)
+    return dict(out=out.copy(), loss=value, dout=np.asarray(dout).copy(),
+                grads=ref.grads.copy(), dX=None if dX is None else dX.copy())
+
+
+def compare_passes(eng, ref, dtype, label=""):
+    assert_close(eng["out"], ref["out"], dtype, f"{label} output")
+    loss_rtol = 1e-5 if np.dtype(dtype) == np.float32 else 1e-12
+    assert eng["loss"] == pytest.approx(ref["loss"], rel=loss_rtol, abs=loss_rtol), \
+        f"{label} loss"
+    assert_close(eng["dout"], ref["dout"], dtype, f"{label} dL/dout")
+    assert_close(eng["grads"], ref["grads"], dtype, f"{label} parameter gradients")
+    if ref["dX"] is not None:
+        assert_close(eng["dX"], ref["dX"], dtype, f"{label} dL/dX")
+
+
+@contextlib.contextmanager
+def num_threads(n, blas=None):
+    """Run with ``vg.set_num_threads(n)``; restore the previous vgcore and BLAS thread counts.
+
+    ``blas`` additionally pins BLAS to that many threads (so only the OpenMP split changes).
+    """
+    previous = vg.get_num_threads()
+    saved = threadpoolctl.threadpool_limits(limits=None, user_api="blas")  # records the state
+    try:
+        vg.set_num_threads(n)
+        if blas is not None:
+            threadpoolctl.threadpool_limits(limits=blas, user_api="blas")
+        yield
+    finally:
+        vg.set_num_threads(previous)
+        saved.restore_original_limits()
+
+
+def identity_network(width, activation, dtype):
+    """A [width, width, width] network with identity weights and zero biases, so that
+    ``forward(X) == phi(X)`` and ``backward(ones) == phi'(X)`` exactly."""
+    net = vg.MLP([width, width, width], activation=activation, dtype=dtype, seed=0)
+    for w in net.weights:
+        w[...] = np.eye(width)
+    for b in net.biases:
+        b[...] = 0
+    return net

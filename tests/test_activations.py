@@ -1,0 +1,232 @@
+"""Activation values and derivatives, checked against independent float64 definitions written
+here with NumPy/SciPy (not against vgcore's own reference), over a moderate grid, at the
+kinks, at tiny |x| (relative accuracy) and at huge |x| (no overflow, correct saturation).
+
+The engine's activations are read through a [k, k, k] network with identity weights and zero
+biases: forward(X) == phi(X) and backward(ones) == phi'(X), exactly (products with 1 and 0).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import special
+
+import vgcore as vg
+from vgcore import reference as R
+from _vgtest import ACTIVATION_NAMES, identity_network
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+DTYPE_PARAMS = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+
+ACTIVATION_SPECS = [pytest.param(vg.Activation(n), id=n) for n in ACTIVATION_NAMES] + [
+    pytest.param(vg.Activation("leaky_relu", slope=0.2), id="leaky_relu-slope0.2"),
+    pytest.param(vg.Activation("elu", alpha=0.5), id="elu-alpha0.5"),
+]
+
+
+def truth(act, x):
+    """(phi(x), phi'(x)) in float64 from the definitions in vgcore.activations' docstring."""
+    name, p = act.name, act.param
+    x = np.asarray(x, dtype=np.float64)
+    neg = np.minimum(x, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "identity":
+            return x.copy(), np.ones_like(x)
+        if name == "sigmoid":
+            return special.expit(x), special.expit(x) * special.expit(-x)
+        if name == "tanh":
+            return np.tanh(x), 1.0 / np.cosh(x) ** 2
+        if name == "relu":
+            return np.where(x > 0, x, 0.0), np.where(x > 0, 1.0, 0.0)
+        if name == "leaky_relu":
+            return np.where(x > 0, x, p * x), np.where(x > 0, 1.0, p)
+        if name == "elu":
+            return np.where(x > 0, x, p * np.expm1(neg)), np.where(x > 0, 1.0, p * np.exp(neg))
+        if name == "selu":
+            return (SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(neg)),
+                    np.where(x > 0, SELU_SCALE, SELU_SCALE * SELU_ALPHA * np.exp(neg)))
+        if name == "gelu":
+            pdf = np.where(np.abs(x) > 1e150, 0.0, np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+            return x * special.ndtr(x), special.ndtr(x) + x * pdf
+        if name == "softplus":
+            return np.logaddexp(0.0, x), special.expit(x)
+        if name == "softsign":
+            return x / (1 + np.abs(x)), 1.0 / (1 + np.abs(x)) ** 2
+        if name == "silu":
+            s = special.expit(x)
+            return x * s, s * (1 + x * special.expit(-x))
+        if name == "hard_tanh":
+            return np.clip(x, -1.0, 1.0), np.where(np.abs(x) < 1, 1.0, 0.0)
+    raise AssertionError(name)
+
+
+def engine_values(act, xs, dtype):
+    """phi(xs) and phi'(xs) computed by the compiled engine."""
+    X = np.asarray(xs, dtype=dtype)[None, :]
+    net = identity_network(X.shape[1], act, dtype)
+    out = net.forward(X).copy()
+    deriv = net.backward(np.ones_like(out)).copy()
+    return out[0].astype(np.float64), deriv[0].astype(np.float64)
+
+
+def check_close(got, want, xs, dtype, k, what):
+    """|got - want| <= k eps (|want| + 1): relative above 1, absolute (k eps) below."""
+    eps = float(np.finfo(dtype).eps)
+    assert np.all(np.isfinite(got)), f"{what}: NaN/Inf at x = {np.asarray(xs)[~np.isfinite(got)]}"
+    bad = np.abs(got - want) > k * eps * (np.abs(want) + 1)
+    assert not bad.any(), (f"{what}: x={np.asarray(xs)[bad][:5]} got={got[bad][:5]} "
+                           f"want={want[bad][:5]}")
+
+
+GRID = np.concatenate([np.linspace(-12, 12, 481), [0.0, 1.0, -1.0, 1e-3, -1e-3, 0.125, -0.125,
+                                                   0.12, -0.13, 3.7, -3.7]])
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize("act", ACTIVATION_SPECS)
+def test_engine_activation_and_derivative_match_definition_on_grid(act, dtype):
+    xs = GRID.astype(dtype)                  # round first: compare at the representable x
+    got_f, got_d = engine_values(act, xs, dtype)
+    want_f, want_d = truth(act, xs)
+    check_close(got_f, want_f, xs, dtype, 8, f"{act} forward")
+    check_close(got_d, want_d, xs, dtype, 8, f"{act} derivative")
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize("act", ACTIVATION_SPECS)
+def test_reference_activation_and_derivative_match_definition_on_grid(act, dtype):
+    xs = GRID.astype(dtype)
+    a = R.activation_forward(act, xs)
+    d = R.activation_derivative(act, xs, a)
+    want_f, want_d = truth(act, xs)
+    check_close(a.astype(np.float64), want_f, xs, dtype, 8, f"reference {act} forward")
+    check_close(d.astype(np.float64), want_d, xs, dtype, 8, f"reference {act} derivative")
+
+
+TINY = [1e-30, -1e-30, 1e-20, -1e-20, 1e-8, -1e-8, 1e-5, -1e-5, 1e-3, -1e-3]
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize("act", ACTIVATION_SPECS)
+def test_engine_activation_keeps_relative_accuracy_at_tiny_inputs(act, dtype):
+    # near 0, tanh(x) ~ x, elu(x) ~ alpha x, silu(x) ~ x/2, ...: a few ulp relative error, not
+    # the absolute error of a formula that cancels (e.g. exp(x) - 1 instead of expm1(x))
+    xs = np.array(TINY, dtype=dtype)
+    got_f, _ = engine_values(act, xs, dtype)
+    want_f, _ = truth(act, xs)
+    eps = float(np.finfo(dtype).eps)
+    rel = np.where(want_f != 0, np.abs(got_f - want_f) / np.abs(np.where(want_f != 0, want_f, 1)),
+                   np.where(got_f == 0, 0.0, np.inf))
+    bad = rel > 4 * eps
+    assert not bad.any(), (f"{act}: relative error {rel[bad]} at x = {xs[bad]}: "
+                           f"got {got_f[bad]}, want {want_f[bad]}")
+
+
+def test_tanh_is_x_to_working_precision_at_tiny_inputs():
+    for dtype in (np.float32, np.float64):
+        xs = np.array([1e-30, -1e-30, 1e-8, -1e-8], dtype=dtype)
+        got, deriv = engine_values("tanh", xs, dtype)
+        np.testing.assert_array_equal(got, xs.astype(np.float64))      # tanh(x) == x
+        np.testing.assert_allclose(deriv, 1.0, rtol=2 * np.finfo(dtype).eps, atol=0)
+
+
+HUGE = {
+    np.float32: [1e4, 700.0, 88.0, 87.5, 100.0, 1e10, 1e30, 1e38, 3e38],
+    np.float64: [1e4, 700.0, 710.0, 745.0, 88.0, 1e10, 1e100, 1e300, 1.7e308],
+}
+
+
+def reference_values(act, xs, dtype):
+    xs = np.asarray(xs, dtype=dtype)
+    a = R.activation_forward(act, xs)
+    return a.astype(np.float64), R.activation_derivative(act, xs, a).astype(np.float64)
+
+
+@pytest.mark.parametrize("impl", [engine_values, reference_values], ids=["engine", "reference"])
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize("act", ACTIVATION_SPECS)
+def test_activation_saturates_without_overflow_at_huge_inputs(act, dtype, impl):
+    mags = np.array(HUGE[dtype])
+    xs = np.concatenate([mags, -mags]).astype(dtype)
+    got_f, got_d = impl(act, xs, dtype)
+    assert np.all(np.isfinite(got_f)), f"{act} forward: {got_f}"
+    assert np.all(np.isfinite(got_d)), f"{act} derivative: {got_d}"
+    want_f, want_d = truth(act, xs)
+    eps = float(np.finfo(dtype).eps)
+    # forward: relative accuracy; where the true value underflows, at most ~ the smallest
+    # normal number (not an error that grows with |x|)
+    tiny = 1e4 * float(np.finfo(dtype).tiny)
+    bad = np.abs(got_f - want_f) > 4 * eps * np.abs(want_f) + tiny
+    assert not bad.any(), f"{act} forward at x={xs[bad]}: got {got_f[bad]}, want {want_f[bad]}"
+    # derivative: the documented formulas (e.g. 1 - phi^2) are accurate to ~eps absolutely
+    bad = np.abs(got_d - want_d) > 4 * eps * (np.abs(want_d) + 1)
+    assert not bad.any(), f"{act} derivative at x={xs[bad]}: got {got_d[bad]}, want {want_d[bad]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+def test_derivative_at_kinks_takes_documented_side(dtype):
+    cases = {
+        vg.Activation("relu"): {0.0: (0.0, 0.0)},
+        vg.Activation("leaky_relu", slope=0.25): {0.0: (0.0, 0.25)},
+        vg.Activation("elu", alpha=0.5): {0.0: (0.0, 0.5)},
+        vg.Activation("selu"): {0.0: (0.0, SELU_SCALE * SELU_ALPHA)},
+        vg.Activation("hard_tanh"): {1.0: (1.0, 0.0), -1.0: (-1.0, 0.0)},
+    }
+    for act, points in cases.items():
+        xs = list(points)
+        got_f, got_d = engine_values(act, xs, dtype)
+        for i, x in enumerate(xs):
+            want_f, want_d = points[x]
+            assert got_f[i] == pytest.approx(want_f, abs=0), f"{act}({x})"
+            assert got_d[i] == pytest.approx(want_d, rel=1e-6), f"{act}'({x})"
+
+
+def test_nondefault_activation_parameter_reaches_the_engine():
+    xs = np.array([-2.0, -0.5, 0.5])
+    f, d = engine_values(vg.Activation("leaky_relu", slope=0.3), xs, np.float64)
+    np.testing.assert_allclose(f, [-0.6, -0.15, 0.5], rtol=1e-15)
+    np.testing.assert_allclose(d, [0.3, 0.3, 1.0], rtol=1e-15)
+    f, d = engine_values(vg.Activation("elu", alpha=2.0), xs, np.float64)
+    np.testing.assert_allclose(f, [2 * math.expm1(-2), 2 * math.expm1(-0.5), 0.5], rtol=1e-14)
+    np.testing.assert_allclose(d, [2 * math.exp(-2), 2 * math.exp(-0.5), 1.0], rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- the API
+
+def test_activation_defaults_and_names():
+    assert vg.Activation("leaky_relu").param == 0.01
+    assert vg.Activation("elu").param == 1.0
+    assert vg.Activation("  ReLU ").name == "relu"
+    assert repr(vg.Activation("elu", alpha=0.5)) == "Activation('elu', alpha=0.5)"
+    assert vg.Activation("tanh") == vg.Activation("tanh")
+    assert {vg.Activation(n).kind for n in ACTIVATION_NAMES} == set(range(12))
+
+
+def test_activation_accepts_numpy_scalar_parameter():
+    # numpy scalars are numbers: as for lr (vg.optim.SGD) they must be accepted
+    assert vg.Activation("elu", alpha=np.float32(0.5)).param == 0.5
+    assert vg.Activation("leaky_relu", slope=np.float64(0.2)).param == 0.2
+    assert vg.Activation("elu", alpha=np.int64(2)).param == 2.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="relu", slope=0.1), "slope"),
+    (dict(name="leaky_relu", alpha=1.0), "alpha"),
+    (dict(name="leaky_relu", slope=float("nan")), "slope"),
+    (dict(name="elu", alpha=float("inf")), "alpha"),
+    (dict(name="elu", alpha="1"), "alpha"),
+    (dict(name="swish"), "activation"),
+])
+def test_activation_rejects_bad_names_and_parameters(kwargs, match):
+    name = kwargs.pop("name")
+    with pytest.raises((ValueError, TypeError), match=match):
+        vg.Activation(name, **kwargs)
+
+
+def test_activation_rejects_non_string_name():
+    with pytest.raises(TypeError, match="activation"):
+        vg.Activation(3)
