@@ -9,9 +9,10 @@ SciPy ships (``scipy.linalg.cython_blas``), elementwise work through the C kerne
 ``vg_kernels.h``, spread over OpenMP threads only when a block is large enough to pay for it.
 """
 
+import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t
-from cython.parallel cimport prange, parallel, threadid
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -32,24 +33,6 @@ cdef extern from *:
     """
     int VG_OPENMP
     int omp_get_max_threads() noexcept nogil
-
-cdef extern from *:
-    """
-    #include <sched.h>
-    static inline int vg_load_acquire(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline void vg_store_release(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-    static inline int vg_fetch_dec(int *p) { return __atomic_fetch_sub(p, 1, __ATOMIC_ACQ_REL); }
-    static inline void vg_cpu_relax(unsigned long spins) {
-        if ((spins & 1023u) == 1023u) { sched_yield(); return; }   /* be fair on a busy machine */
-    #if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-    #endif
-    }
-    """
-    int vg_load_acquire(const int *p) noexcept nogil
-    void vg_store_release(int *p, int v) noexcept nogil
-    int vg_fetch_dec(int *p) noexcept nogil
-    void vg_cpu_relax(unsigned long spins) noexcept nogil
 
 cdef extern from "vg_kernels.h" nogil:
     int VG_IDENTITY
@@ -248,6 +231,7 @@ cdef struct NetDesc:
     const double *act_params    # slope / alpha per layer
     const int64_t *w_off        # offset of W_l in the flat parameter buffer
     const int64_t *b_off        # offset of b_l in the flat parameter buffer
+    const int64_t *cum_width    # sizes[1] + ... + sizes[l]: layer l's block starts at batch * this
     void *params
     void *grads
     # workspace for one batch size
@@ -260,11 +244,7 @@ cdef struct NetDesc:
 
 cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
     """Offset of layer l's block (batch x sizes[l+1]) in the H, A and D workspaces."""
-    cdef long off = 0
-    cdef int i
-    for i in range(l):
-        off += n.sizes[i + 1]
-    return off * n.batch
+    return n.cum_width[l] * n.batch
 
 
 cdef inline floating *layer_out(const NetDesc *n, int l, floating *H, floating *A) noexcept nogil:
@@ -293,11 +273,6 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
                     nthreads)
         x = h if n.kinds[l] == VG_IDENTITY else A + off
         off += batch * fout
-
-
-# OpenBLAS runs a GEMM on one thread when m*n*k is at most 4 * 65536; a network whose GEMMs are
-# all that small gets its second core from the pipelined backward pass below instead.
-cdef double PIPELINE_MAX_MNK = 262144.0
 
 
 cdef inline floating *layer_delta(const NetDesc *n, int l, floating *dout) noexcept nogil:
@@ -344,54 +319,10 @@ cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_d
 cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,
                        int nthreads) noexcept nogil:
     cdef int l
-    if nthreads >= 2 and n.n_layers >= 2 and pipeline_fits(n):
-        net_backward_pipelined(n, X, dout, want_dx)
-        return
     for l in range(n.n_layers - 1, -1, -1):
         delta_and_bias_grad(n, l, dout, nthreads)
         weight_grad(n, l, X, dout)
         input_grad(n, l, dout, want_dx)
-
-
-cdef bint pipeline_fits(const NetDesc *n) noexcept nogil:
-    cdef int l
-    for l in range(n.n_layers):
-        if <double>n.batch * <double>n.sizes[l] * <double>n.sizes[l + 1] > PIPELINE_MAX_MNK:
-            return False
-    return True
-
-
-cdef void net_backward_pipelined(const NetDesc *n, floating *X, floating *dout,
-                                 bint want_dx) noexcept nogil:
-    """Backward on two threads for networks of small layers.
-
-    Thread 0 runs the critical path: delta_l, then dL/dx_l = delta_l W_l^T, layer after layer,
-    publishing each delta as it is ready.  The weight gradients dW_l = x_l^T delta_l are off
-    that path: thread 1 claims layers from the top and computes them as their deltas appear;
-    thread 0 joins in once its chain is done, so a descheduled helper never stalls the pass.
-    Every GEMM is the same single-threaded BLAS call whichever thread runs it, so the result
-    is bit-identical to the serial pass.
-    """
-    cdef int ready = n.n_layers      # deltas of layers >= ready are final
-    cdef int claim = n.n_layers - 1  # next layer whose dW is unclaimed
-    cdef int tid, l
-    cdef unsigned long spins
-    with parallel(num_threads=2):
-        tid = threadid()
-        if tid == 0:
-            for l in range(n.n_layers - 1, -1, -1):
-                delta_and_bias_grad(n, l, dout, 1)
-                vg_store_release(&ready, l)
-                input_grad(n, l, dout, want_dx)
-        while True:
-            l = vg_fetch_dec(&claim)
-            if l < 0:
-                break
-            spins = 0
-            while vg_load_acquire(&ready) > l:
-                vg_cpu_relax(spins)
-                spins = spins + 1
-            weight_grad(n, l, X, dout)
 
 
 cdef class Engine:
@@ -409,7 +340,9 @@ cdef class Engine:
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
                   cnp.ndarray grads):
-        self._keep = (sizes, kinds, act_params, w_off, b_off, params, grads)
+        cum_width = np.concatenate(([0], np.cumsum(sizes[1:-1]))).astype(np.int64)
+        self._keep = (sizes, kinds, act_params, w_off, b_off, params, grads, cum_width)
+        self.desc.cum_width = <const int64_t *>cnp.PyArray_DATA(cum_width)
         self.desc.n_layers = <int>(sizes.shape[0] - 1)
         self.desc.sizes = <const int64_t *>cnp.PyArray_DATA(sizes)
         self.desc.kinds = <const int *>cnp.PyArray_DATA(kinds)
