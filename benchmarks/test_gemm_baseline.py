@@ -1,0 +1,28 @@
+"""The matrix products of a train step with plain BLAS alone (no bias, activation, loss or
+update), for the configurations where GEMMs dominate: the rate vgcore's full step should
+approach.  Same flop count as test_train_step (extra_info["flops"]), same groups.
+
+``scipy`` is scipy.linalg.blas.sgemm, the OpenBLAS vgcore itself calls (through
+scipy.linalg.cython_blas); ``numpy`` is numpy.matmul(out=), NumPy's OpenBLAS, which the
+reference uses."""
+import pytest
+
+import _bench_common as bc
+
+
+@pytest.mark.parametrize("backend", ["scipy", "numpy"])
+@pytest.mark.parametrize("config", bc.GEMM_CONFIGS)
+def test_gemm_baseline(benchmark, config, backend):
+    cfg = bc.CONFIGS[config]
+    base = bc.GemmBaseline(cfg, backend)
+    if benchmark.enabled:
+        bc.lead_in(base.run)         # untimed warm-up (see bc.lead_in)
+
+    benchmark.group = config
+    benchmark.extra_info.update(shape=cfg.shape, batch=cfg.batch,
+                                blas=("scipy.linalg.blas.sgemm (vgcore's OpenBLAS)"
+                                      if backend == "scipy" else "numpy.matmul(out=)"))
+    benchmark(base.run)
+
+    base.check(run=False)            # every product of the last run equals NumPy's
+    bc.record(benchmark, config, f"gemm-{backend}", base.flops)
