@@ -36,6 +36,32 @@ cdef extern from *:
 
 cdef extern from "vg_kernels.h" nogil:
     int VG_IDENTITY
+    int VG_N_STATS
+    int VG_ST_W2, VG_ST_DW2, VG_ST_B2, VG_ST_DB2
+    void vg_act_forward_stats_f32(int kind, float param, long rows, long cols, float *h,
+                                  const float *b, float *a, double *st, double *row_a2) noexcept
+    void vg_act_forward_stats_f64(int kind, double param, long rows, long cols, double *h,
+                                  const double *b, double *a, double *st,
+                                  double *row_a2) noexcept
+    void vg_add_bias_stats_f32(long rows, long cols, float *h, const float *b, double *st,
+                               double *row_h2) noexcept
+    void vg_add_bias_stats_f64(long rows, long cols, double *h, const double *b, double *st,
+                               double *row_h2) noexcept
+    void vg_act_backward_stats_f32(int kind, float param, float sat_thr, long rows, long cols,
+                                   const float *h, const float *a, float *delta, float *db,
+                                   double *st, double *row_d2, float *zc) noexcept
+    void vg_act_backward_stats_f64(int kind, double param, double sat_thr, long rows,
+                                   long cols, const double *h, const double *a, double *delta,
+                                   double *db, double *st, double *row_d2, double *zc) noexcept
+    void vg_colsum_stats_f32(long rows, long cols, const float *g, float *db, double *st,
+                             double *row_d2) noexcept
+    void vg_colsum_stats_f64(long rows, long cols, const double *g, double *db, double *st,
+                             double *row_d2) noexcept
+    void vg_norms2_f32(long n, const float *p, const float *g, double *p2, double *g2) noexcept
+    void vg_norms2_f64(long n, const double *p, const double *g, double *p2,
+                       double *g2) noexcept
+    void vg_row_norms2_f32(long rows, long cols, const float *x, double *out) noexcept
+    void vg_row_norms2_f64(long rows, long cols, const double *x, double *out) noexcept
     void vg_act_forward_f32(int kind, float param, long r0, long r1, long c0, long c1, long ld,
                             float *h, const float *b, float *a) noexcept
     void vg_act_forward_f64(int kind, double param, long r0, long r1, long c0, long c1, long ld,
@@ -240,6 +266,13 @@ cdef struct NetDesc:
     void *A                     # activations (identity layers use H instead)
     void *D                     # backpropagated errors dL/dh of the hidden layers
     void *dX                    # dL/dX
+    # measurements (when measure is set): see vgcore/flow.py for what each field means
+    bint measure
+    double *stats               # n_layers x VG_N_STATS
+    const double *sat_thr       # per layer: |phi'| below this counts as saturated
+    void *unit_zero             # per unit (all layers, flat): rows with phi' == 0
+    double *in_norm2            # (n_layers + 1) x batch: squared row norms of each layer's input
+    double *delta_norm2         # n_layers x batch: squared row norms of each layer's delta
 
 
 cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
@@ -264,15 +297,43 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
     cdef long off = 0
     cdef int l, fin, fout
     cdef int batch = <int>n.batch
+    if n.measure:
+        row_norms2(batch, <int>n.sizes[0], X, n.in_norm2)
     for l in range(n.n_layers):
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
         h = H + off
         linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
-        act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
-                    nthreads)
+        if n.measure:
+            act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l],
+                              A + off, n.stats + l * VG_N_STATS,
+                              n.in_norm2 + (l + 1) * n.batch)
+        else:
+            act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
+                        nthreads)
         x = h if n.kinds[l] == VG_IDENTITY else A + off
         off += batch * fout
+
+
+cdef inline void row_norms2(long rows, long cols, floating *x, double *out) noexcept nogil:
+    if floating is float:
+        vg_row_norms2_f32(rows, cols, x, out)
+    else:
+        vg_row_norms2_f64(rows, cols, x, out)
+
+
+cdef inline void act_forward_stats(int kind, double param, long rows, long cols, floating *h,
+                                   floating *b, floating *a, double *st,
+                                   double *row_a2) noexcept nogil:
+    if kind == VG_IDENTITY:
+        if floating is float:
+            vg_add_bias_stats_f32(rows, cols, h, b, st, row_a2)
+        else:
+            vg_add_bias_stats_f64(rows, cols, h, b, st, row_a2)
+    elif floating is float:
+        vg_act_forward_stats_f32(kind, <float>param, rows, cols, h, b, a, st, row_a2)
+    else:
+        vg_act_forward_stats_f64(kind, param, rows, cols, h, b, a, st, row_a2)
 
 
 cdef inline floating *layer_delta(const NetDesc *n, int l, floating *dout) noexcept nogil:
@@ -289,11 +350,29 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
     cdef long off = ws_offset(n, l)
     cdef int batch = <int>n.batch
     cdef int fout = <int>n.sizes[l + 1]
-    if l == n.n_layers - 1:
-        colsum(batch, fout, dout, G + n.b_off[l], nthreads)
+    cdef double *st = n.stats + l * VG_N_STATS
+    cdef double *rows = n.delta_norm2 + l * n.batch
+    cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
+    if not n.measure:
+        if l == n.n_layers - 1:
+            colsum(batch, fout, dout, G + n.b_off[l], nthreads)
+        else:
+            act_backward(n.kinds[l], n.act_params[l], batch, fout, <floating *>n.H + off,
+                         <floating *>n.A + off, <floating *>n.D + off, G + n.b_off[l],
+                         nthreads)
+    elif l == n.n_layers - 1:
+        if floating is float:
+            vg_colsum_stats_f32(batch, fout, dout, G + n.b_off[l], st, rows)
+        else:
+            vg_colsum_stats_f64(batch, fout, dout, G + n.b_off[l], st, rows)
+    elif floating is float:
+        vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
+                                  batch, fout, <float *>n.H + off, <float *>n.A + off,
+                                  <float *>n.D + off, G + n.b_off[l], st, rows, zc)
     else:
-        act_backward(n.kinds[l], n.act_params[l], batch, fout, <floating *>n.H + off,
-                     <floating *>n.A + off, <floating *>n.D + off, G + n.b_off[l], nthreads)
+        vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], batch, fout,
+                                  <double *>n.H + off, <double *>n.A + off,
+                                  <double *>n.D + off, G + n.b_off[l], st, rows, zc)
 
 
 cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dout) noexcept nogil:
@@ -322,7 +401,22 @@ cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_
     for l in range(n.n_layers - 1, -1, -1):
         delta_and_bias_grad(n, l, dout, nthreads)
         weight_grad(n, l, X, dout)
+        if n.measure:
+            param_norms(n, l, <floating *>n.params, <floating *>n.grads)
         input_grad(n, l, dout, want_dx)
+
+
+cdef inline void param_norms(const NetDesc *n, int l, floating *P, floating *G) noexcept nogil:
+    """||W_l||^2, ||dW_l||^2, ||b_l||^2, ||db_l||^2 into the layer's measurement row."""
+    cdef double *st = n.stats + l * VG_N_STATS
+    cdef long nw = n.sizes[l] * n.sizes[l + 1]
+    cdef long nb = n.sizes[l + 1]
+    if floating is float:
+        vg_norms2_f32(nw, P + n.w_off[l], G + n.w_off[l], st + VG_ST_W2, st + VG_ST_DW2)
+        vg_norms2_f32(nb, P + n.b_off[l], G + n.b_off[l], st + VG_ST_B2, st + VG_ST_DB2)
+    else:
+        vg_norms2_f64(nw, P + n.w_off[l], G + n.w_off[l], st + VG_ST_W2, st + VG_ST_DW2)
+        vg_norms2_f64(nb, P + n.b_off[l], G + n.b_off[l], st + VG_ST_B2, st + VG_ST_DB2)
 
 
 cdef class Engine:
@@ -336,6 +430,7 @@ cdef class Engine:
     cdef bint is_f32
     cdef object _keep          # the arrays the descriptor points into
     cdef object _ws            # the bound workspace arrays
+    cdef object _meas          # the measurement buffers
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
@@ -353,12 +448,27 @@ cdef class Engine:
         self.desc.grads = cnp.PyArray_DATA(grads)
         self.is_f32 = params.dtype.itemsize == 4
         self.desc.batch = 0
+        self.desc.measure = False
         self._ws = None
+        self._meas = None
 
-    def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX):
+    def set_measurement(self, bint on, cnp.ndarray stats=None, cnp.ndarray sat_thr=None,
+                        cnp.ndarray unit_zero=None):
+        """Switch the measurements on (with the per-network buffers they fill) or off."""
+        if on:
+            self._meas = (stats, sat_thr, unit_zero)
+            self.desc.stats = <double *>cnp.PyArray_DATA(stats)
+            self.desc.sat_thr = <const double *>cnp.PyArray_DATA(sat_thr)
+            self.desc.unit_zero = cnp.PyArray_DATA(unit_zero)
+        self.desc.measure = on
+
+    def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX,
+             cnp.ndarray in_norm2, cnp.ndarray delta_norm2):
         """Point the engine at a workspace for ``batch`` rows (arrays from ``MLP``)."""
-        self._ws = (H, A, D, dX)
+        self._ws = (H, A, D, dX, in_norm2, delta_norm2)
         self.desc.batch = batch
+        self.desc.in_norm2 = <double *>cnp.PyArray_DATA(in_norm2)
+        self.desc.delta_norm2 = <double *>cnp.PyArray_DATA(delta_norm2)
         self.desc.H = cnp.PyArray_DATA(H)
         self.desc.A = cnp.PyArray_DATA(A)
         self.desc.D = cnp.PyArray_DATA(D)

@@ -23,6 +23,23 @@ enum {
     VG_GELU, VG_SOFTPLUS, VG_SOFTSIGN, VG_SILU, VG_HARD_TANH, VG_N_ACTIVATIONS
 };
 
+/* Fields of a layer's row in the measurement array (doubles). */
+enum {
+    VG_ST_SUM_H2 = 0,   /* sum of squared pre-activations h */
+    VG_ST_SUM_A,        /* sum of activations a */
+    VG_ST_SUM_A2,       /* sum of squared activations */
+    VG_ST_SUM_D2,       /* sum of squared deltas dL/dh */
+    VG_ST_SUM_G2,       /* sum of squared dL/da (before the activation derivative) */
+    VG_ST_N_SAT,        /* entries with |phi'(h)| below the saturation threshold */
+    VG_ST_N_ZERO,       /* entries with phi'(h) == 0 */
+    VG_ST_N_DEAD,       /* units with phi'(h) == 0 for every sample of the batch */
+    VG_ST_W2,           /* ||W||_F^2 */
+    VG_ST_DW2,          /* ||dL/dW||_F^2 */
+    VG_ST_B2,           /* ||b||^2 */
+    VG_ST_DB2,          /* ||dL/db||^2 */
+    VG_N_STATS
+};
+
 #define VG_SELU_ALPHA 1.6732632423543772848170429916717
 #define VG_SELU_SCALE 1.0507009873554804934193349852946
 #define VG_SQRT1_2 0.70710678118654752440084436210485

@@ -8,6 +8,73 @@
  * thread count.
  */
 
+/* ---------------- the activations: phi(x) and phi'(x), y = phi(x) already known ---------------- */
+
+static inline T VG_FN(vg_gelu)(T x)
+{
+    T cdf = (T)0.5 * ((T)1 + VG_FN(vg_erf)(x * (T)VG_SQRT1_2));
+    return cdf == (T)0 ? (T)0 : x * cdf;              /* -inf * 0 would be NaN */
+}
+
+static inline T VG_FN(vg_gelu_deriv)(T x)
+{
+    T cdf = (T)0.5 * ((T)1 + VG_FN(vg_erf)(x * (T)VG_SQRT1_2));
+    T pdf = VG_FN(vg_exp)((T)-0.5 * x * x) * (T)VG_INV_SQRT_2PI;
+    return cdf + (VG_FN(vg_fabs)(x) > (T)40 ? (T)0 : x * pdf);
+}
+
+static inline T VG_FN(vg_silu_deriv)(T x)
+{
+    T s = VG_FN(vg_sigmoid)(x);
+    return s + x * s * ((T)1 - s);
+}
+
+/* The expressions of phi(x) (in terms of x) and of phi'(x) (in terms of x and y = phi(x)) per
+ * kernel id; `param` is leaky_relu's slope or elu's alpha. */
+#define VG_PHI_IDENTITY   x
+#define VG_PHI_SIGMOID    VG_FN(vg_sigmoid)(x)
+#define VG_PHI_TANH       VG_FN(vg_tanh)(x)
+#define VG_PHI_RELU       (x > zero ? x : zero)
+#define VG_PHI_LEAKY      (x > zero ? x : param * x)
+#define VG_PHI_ELU        (x > zero ? x : param * VG_FN(vg_expm1)(x))
+#define VG_PHI_SELU       ((T)VG_SELU_SCALE * (x > zero ? x : (T)VG_SELU_ALPHA * VG_FN(vg_expm1)(x)))
+#define VG_PHI_GELU       VG_FN(vg_gelu)(x)
+#define VG_PHI_SOFTPLUS   ((x > zero ? x : zero) + VG_FN(vg_log1p)(VG_FN(vg_exp)(-VG_FN(vg_fabs)(x))))
+#define VG_PHI_SOFTSIGN   (x / (one + VG_FN(vg_fabs)(x)))
+#define VG_PHI_SILU       (x * VG_FN(vg_sigmoid)(x))
+#define VG_PHI_HARD_TANH  (x > one ? one : (x < -one ? -one : x))
+
+#define VG_DPHI_IDENTITY  one
+#define VG_DPHI_SIGMOID   (y * (one - y))
+#define VG_DPHI_TANH      (one - y * y)
+#define VG_DPHI_RELU      (x > zero ? one : zero)
+#define VG_DPHI_LEAKY     (x > zero ? one : param)
+#define VG_DPHI_ELU       (x > zero ? one : y + param)
+#define VG_DPHI_SELU      (x > zero ? (T)VG_SELU_SCALE : y + (T)(VG_SELU_SCALE * VG_SELU_ALPHA))
+#define VG_DPHI_GELU      VG_FN(vg_gelu_deriv)(x)
+#define VG_DPHI_SOFTPLUS  VG_FN(vg_sigmoid)(x)
+#define VG_DPHI_SOFTSIGN  (one / ((one + VG_FN(vg_fabs)(x)) * (one + VG_FN(vg_fabs)(x))))
+#define VG_DPHI_SILU      VG_FN(vg_silu_deriv)(x)
+#define VG_DPHI_HARD_TANH ((x > -one && x < one) ? one : zero)
+
+/* Expand LOOP(PHI or DPHI expression) once per activation inside a switch on `kind`. */
+#define VG_SWITCH(LOOP, P)                                                  \
+    switch (kind) {                                                         \
+    case VG_IDENTITY:   LOOP(P##_IDENTITY)                                  \
+    case VG_SIGMOID:    LOOP(P##_SIGMOID)                                   \
+    case VG_TANH:       LOOP(P##_TANH)                                      \
+    case VG_RELU:       LOOP(P##_RELU)                                      \
+    case VG_LEAKY_RELU: LOOP(P##_LEAKY)                                     \
+    case VG_ELU:        LOOP(P##_ELU)                                       \
+    case VG_SELU:       LOOP(P##_SELU)                                      \
+    case VG_GELU:       LOOP(P##_GELU)                                      \
+    case VG_SOFTPLUS:   LOOP(P##_SOFTPLUS)                                  \
+    case VG_SOFTSIGN:   LOOP(P##_SOFTSIGN)                                  \
+    case VG_SILU:       LOOP(P##_SILU)                                      \
+    case VG_HARD_TANH:  LOOP(P##_HARD_TANH)                                 \
+    default: break;                                                         \
+    }
+
 /* ---------------- activation forward: h += b (in place), a = phi(h) ---------------- */
 
 #define VG_FWD_LOOP(EXPR)                                                   \
@@ -27,37 +94,74 @@ VG_CLONES void VG_FN(vg_act_forward)(int kind, T param, long r0, long r1, long c
                                      T *restrict a)
 {
     const T one = (T)1, zero = (T)0;
-    switch (kind) {
-    case VG_IDENTITY:   VG_FWD_LOOP(x)
-    case VG_SIGMOID:    VG_FWD_LOOP(VG_FN(vg_sigmoid)(x))
-    case VG_TANH:       VG_FWD_LOOP(VG_FN(vg_tanh)(x))
-    case VG_RELU:       VG_FWD_LOOP(x > zero ? x : zero)
-    case VG_LEAKY_RELU: VG_FWD_LOOP(x > zero ? x : param * x)
-    case VG_ELU:        VG_FWD_LOOP(x > zero ? x : param * VG_FN(vg_expm1)(x))
-    case VG_SELU:       VG_FWD_LOOP((T)VG_SELU_SCALE *
-                                    (x > zero ? x : (T)VG_SELU_ALPHA * VG_FN(vg_expm1)(x)))
-    case VG_GELU: {
-        for (long i = r0; i < r1; i++) {
-            T *restrict hr = h + i * ld;
-            T *restrict ar = a + i * ld;
-            for (long j = c0; j < c1; j++) {
-                T x = hr[j] + b[j];
-                hr[j] = x;
-                T cdf = (T)0.5 * (one + VG_FN(vg_erf)(x * (T)VG_SQRT1_2));
-                ar[j] = cdf == zero ? zero : x * cdf;   /* -inf * 0 would be NaN */
-            }
-        }
-        break;
-    }
-    case VG_SOFTPLUS:   VG_FWD_LOOP((x > zero ? x : zero)
-                                    + VG_FN(vg_log1p)(VG_FN(vg_exp)(-VG_FN(vg_fabs)(x))))
-    case VG_SOFTSIGN:   VG_FWD_LOOP(x / (one + VG_FN(vg_fabs)(x)))
-    case VG_SILU:       VG_FWD_LOOP(x * VG_FN(vg_sigmoid)(x))
-    case VG_HARD_TANH:  VG_FWD_LOOP(x > one ? one : (x < -one ? -one : x))
-    default: break;
-    }
+    (void)one; (void)zero;
+    VG_SWITCH(VG_FWD_LOOP, VG_PHI)
 }
 #undef VG_FWD_LOOP
+
+/* The same pass, also measuring: st[VG_ST_SUM_H2] += sum h^2, st[VG_ST_SUM_A] += sum a,
+ * st[VG_ST_SUM_A2] += sum a^2, and row_a2[i] = sum_j a[i, j]^2 (the next layer's per-sample
+ * input norms).  Whole rows (no column split); sums are taken in T per row, in double across. */
+#define VG_FWD_STATS_LOOP(EXPR)                                             \
+    for (long i = 0; i < rows; i++) {                                       \
+        T *restrict hr = h + i * cols;                                      \
+        T *restrict ar = a + i * cols;                                      \
+        T sh2 = 0, sa = 0, sa2 = 0;                                         \
+        _Pragma("omp simd reduction(+:sh2, sa, sa2)")                       \
+        for (long j = 0; j < cols; j++) {                                   \
+            T x = hr[j] + b[j];                                             \
+            hr[j] = x;                                                      \
+            T y = (EXPR);                                                   \
+            ar[j] = y;                                                      \
+            sh2 += x * x;                                                   \
+            sa += y;                                                        \
+            sa2 += y * y;                                                   \
+        }                                                                   \
+        row_a2[i] = (double)sa2;                                            \
+        th2 += (double)sh2;                                                 \
+        ta += (double)sa;                                                   \
+        ta2 += (double)sa2;                                                 \
+    }                                                                       \
+    break;
+
+VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long cols,
+                                           T *restrict h, const T *restrict b, T *restrict a,
+                                           double *restrict st, double *restrict row_a2)
+{
+    const T one = (T)1, zero = (T)0;
+    double th2 = 0, ta = 0, ta2 = 0;
+    (void)one; (void)zero;
+    VG_SWITCH(VG_FWD_STATS_LOOP, VG_PHI)
+    st[VG_ST_SUM_H2] = th2;
+    st[VG_ST_SUM_A] = ta;
+    st[VG_ST_SUM_A2] = ta2;
+}
+#undef VG_FWD_STATS_LOOP
+
+/* A linear layer's forward with the same measurements (a is h itself). */
+VG_CLONES void VG_FN(vg_add_bias_stats)(long rows, long cols, T *restrict h,
+                                        const T *restrict b, double *restrict st,
+                                        double *restrict row_h2)
+{
+    double th2 = 0, ta = 0;
+    for (long i = 0; i < rows; i++) {
+        T *restrict hr = h + i * cols;
+        T sh2 = 0, sh = 0;
+        #pragma omp simd reduction(+:sh2, sh)
+        for (long j = 0; j < cols; j++) {
+            T x = hr[j] + b[j];
+            hr[j] = x;
+            sh2 += x * x;
+            sh += x;
+        }
+        row_h2[i] = (double)sh2;
+        th2 += (double)sh2;
+        ta += (double)sh;
+    }
+    st[VG_ST_SUM_H2] = th2;
+    st[VG_ST_SUM_A] = ta;
+    st[VG_ST_SUM_A2] = th2;
+}
 
 /* ------- activation backward: delta = g * phi'(h) (in place over g), db = colsum(delta) ------- */
 
@@ -82,54 +186,116 @@ VG_CLONES void VG_FN(vg_act_backward)(int kind, T param, long r0, long r1, long 
                                       T *restrict delta, T *restrict db)
 {
     const T one = (T)1, zero = (T)0;
-    switch (kind) {
-    case VG_IDENTITY:   VG_BWD_LOOP(one)
-    case VG_SIGMOID:    VG_BWD_LOOP(y * (one - y))
-    case VG_TANH:       VG_BWD_LOOP(one - y * y)
-    case VG_RELU:       VG_BWD_LOOP(x > zero ? one : zero)
-    case VG_LEAKY_RELU: VG_BWD_LOOP(x > zero ? one : param)
-    case VG_ELU:        VG_BWD_LOOP(x > zero ? one : y + param)
-    case VG_SELU:       VG_BWD_LOOP(x > zero ? (T)VG_SELU_SCALE
-                                             : y + (T)(VG_SELU_SCALE * VG_SELU_ALPHA))
-    case VG_GELU: {
-        for (long j = c0; j < c1; j++) db[j] = zero;
-        for (long i = r0; i < r1; i++) {
-            const T *restrict hr = h + i * ld;
-            T *restrict dr = delta + i * ld;
-            for (long j = c0; j < c1; j++) {
-                const T x = hr[j];
-                T cdf = (T)0.5 * (one + VG_FN(vg_erf)(x * (T)VG_SQRT1_2));
-                T pdf = VG_FN(vg_exp)((T)-0.5 * x * x) * (T)VG_INV_SQRT_2PI;
-                T xpdf = VG_FN(vg_fabs)(x) > (T)40 ? zero : x * pdf;
-                T d = dr[j] * (cdf + xpdf);
-                dr[j] = d;
-                db[j] += d;
-            }
-        }
-        break;
+    VG_SWITCH(VG_BWD_LOOP, VG_DPHI)
+}
+
+/* The same pass, also measuring: st[VG_ST_SUM_D2] = sum delta^2, st[VG_ST_SUM_G2] = sum g^2
+ * (g = dL/da, before phi'), st[VG_ST_N_SAT] = #entries with |phi'| < sat_thr,
+ * st[VG_ST_N_ZERO] = #entries with phi' == 0, st[VG_ST_N_DEAD] = #units with phi' == 0 for
+ * every row; row_d2[i] = sum_j delta[i, j]^2; zc[j] = #rows with phi'(h[i, j]) == 0. */
+#define VG_BWD_STATS_LOOP(EXPR)                                             \
+    for (long i = 0; i < rows; i++) {                                       \
+        const T *restrict hr = h + i * cols;                                \
+        const T *restrict ar = a + i * cols;                                \
+        T *restrict dr = delta + i * cols;                                  \
+        T sd2 = 0, sg2 = 0, nsat = 0;                                       \
+        _Pragma("omp simd reduction(+:sd2, sg2, nsat)")                     \
+        for (long j = 0; j < cols; j++) {                                   \
+            const T x = hr[j], y = ar[j];                                   \
+            (void)x; (void)y;                                               \
+            const T dp = (EXPR);                                            \
+            const T g = dr[j];                                              \
+            const T d = g * dp;                                             \
+            dr[j] = d;                                                      \
+            db[j] += d;                                                     \
+            sd2 += d * d;                                                   \
+            sg2 += g * g;                                                   \
+            nsat += VG_FN(vg_fabs)(dp) < sat_thr ? one : zero;              \
+            zc[j] += dp == zero ? one : zero;                               \
+        }                                                                   \
+        row_d2[i] = (double)sd2;                                            \
+        td2 += (double)sd2;                                                 \
+        tg2 += (double)sg2;                                                 \
+        tsat += (double)nsat;                                               \
+    }                                                                       \
+    break;
+
+VG_CLONES void VG_FN(vg_act_backward_stats)(int kind, T param, T sat_thr, long rows, long cols,
+                                            const T *restrict h, const T *restrict a,
+                                            T *restrict delta, T *restrict db,
+                                            double *restrict st, double *restrict row_d2,
+                                            T *restrict zc)
+{
+    const T one = (T)1, zero = (T)0;
+    double td2 = 0, tg2 = 0, tsat = 0, tzero = 0, tdead = 0;
+    for (long j = 0; j < cols; j++) {
+        db[j] = zero;
+        zc[j] = zero;
     }
-    case VG_SOFTPLUS:   VG_BWD_LOOP(VG_FN(vg_sigmoid)(x))
-    case VG_SOFTSIGN:   VG_BWD_LOOP(one / ((one + VG_FN(vg_fabs)(x)) * (one + VG_FN(vg_fabs)(x))))
-    case VG_SILU: {
-        for (long j = c0; j < c1; j++) db[j] = zero;
-        for (long i = r0; i < r1; i++) {
-            const T *restrict hr = h + i * ld;
-            T *restrict dr = delta + i * ld;
-            for (long j = c0; j < c1; j++) {
-                const T x = hr[j];
-                T s = VG_FN(vg_sigmoid)(x);
-                T d = dr[j] * (s + x * s * (one - s));
-                dr[j] = d;
-                db[j] += d;
-            }
-        }
-        break;
+    VG_SWITCH(VG_BWD_STATS_LOOP, VG_DPHI)
+    for (long j = 0; j < cols; j++) {
+        tzero += (double)zc[j];
+        tdead += zc[j] == (T)rows ? 1.0 : 0.0;
     }
-    case VG_HARD_TANH:  VG_BWD_LOOP((x > -one && x < one) ? one : zero)
-    default: break;
+    st[VG_ST_SUM_D2] = td2;
+    st[VG_ST_SUM_G2] = tg2;
+    st[VG_ST_N_SAT] = tsat;
+    st[VG_ST_N_ZERO] = tzero;
+    st[VG_ST_N_DEAD] = tdead;
+}
+#undef VG_BWD_STATS_LOOP
+
+/* The linear output layer's backward measurements: db = colsum(g), delta = g (not written). */
+VG_CLONES void VG_FN(vg_colsum_stats)(long rows, long cols, const T *restrict g,
+                                      T *restrict db, double *restrict st,
+                                      double *restrict row_d2)
+{
+    double td2 = 0;
+    for (long j = 0; j < cols; j++) db[j] = (T)0;
+    for (long i = 0; i < rows; i++) {
+        const T *restrict gr = g + i * cols;
+        T sd2 = 0;
+        #pragma omp simd reduction(+:sd2)
+        for (long j = 0; j < cols; j++) {
+            db[j] += gr[j];
+            sd2 += gr[j] * gr[j];
+        }
+        row_d2[i] = (double)sd2;
+        td2 += (double)sd2;
+    }
+    st[VG_ST_SUM_D2] = td2;
+    st[VG_ST_SUM_G2] = td2;
+    st[VG_ST_N_SAT] = 0;
+    st[VG_ST_N_ZERO] = 0;
+    st[VG_ST_N_DEAD] = 0;
+}
+
+/* Squared norms of a parameter block p and its gradient g (n elements), into *p2 and *g2. */
+VG_CLONES void VG_FN(vg_norms2)(long n, const T *restrict p, const T *restrict g,
+                                double *restrict p2, double *restrict g2)
+{
+    T sp = 0, sg = 0;
+    #pragma omp simd reduction(+:sp, sg)
+    for (long k = 0; k < n; k++) {
+        sp += p[k] * p[k];
+        sg += g[k] * g[k];
+    }
+    *p2 = (double)sp;
+    *g2 = (double)sg;
+}
+
+/* out[i] = sum_j x[i, j]^2 (row norms squared) */
+VG_CLONES void VG_FN(vg_row_norms2)(long rows, long cols, const T *restrict x,
+                                    double *restrict out)
+{
+    for (long i = 0; i < rows; i++) {
+        const T *restrict xr = x + i * cols;
+        T s = 0;
+        #pragma omp simd reduction(+:s)
+        for (long j = 0; j < cols; j++) s += xr[j] * xr[j];
+        out[i] = (double)s;
     }
 }
-#undef VG_BWD_LOOP
 
 /* ---------------- losses: mean over the batch, gradient written to g ---------------- */
 

@@ -199,7 +199,10 @@ def test_switching_batch_sizes_back_and_forth_gives_the_same_results():
 
 def _workspace_bytes(net, batch):
     itemsize = net.dtype.itemsize
-    return itemsize * batch * (3 * sum(net.sizes[1:]) + net.sizes[0] + net.sizes[-1])
+    L = len(net.sizes) - 1
+    measurement_rows = 8 * batch * (2 * L + 1)     # float64 per-sample norms, in and delta
+    return (itemsize * batch * (3 * sum(net.sizes[1:]) + net.sizes[0] + net.sizes[-1])
+            + measurement_rows)
 
 
 def test_workspaces_are_bounded_when_batch_sizes_keep_changing():

@@ -113,3 +113,23 @@ def resolve_activation(spec) -> Activation:
         raise TypeError(f"activation: expected a name (str) or a vgcore.Activation, got "
                         f"{type(spec).__name__}")
     return Activation(spec)
+
+
+# max over h of |phi'(h)|: the scale of "saturated" (see vgcore.flow)
+_MAX_DERIVATIVE = {
+    "identity": 1.0, "sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "softplus": 1.0,
+    "softsign": 1.0, "hard_tanh": 1.0,
+    "selu": SELU_SCALE * SELU_ALPHA,     # approached as h -> 0 from below
+    "gelu": 1.1289906653,                # at h = sqrt(2)
+    "silu": 1.0998383,                   # at h ~ 2.3994
+}
+
+
+def max_derivative(act) -> float:
+    """The largest value of ``|phi'(h)|`` over all h, for an activation."""
+    act = resolve_activation(act)
+    if act.name == "leaky_relu":
+        return max(1.0, abs(act.param))
+    if act.name == "elu":
+        return max(1.0, abs(act.param))
+    return _MAX_DERIVATIVE[act.name]

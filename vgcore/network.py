@@ -8,7 +8,8 @@ import numpy as np
 from vgcore import _engine
 from vgcore import losses as _losses
 from vgcore._validation import as_dtype, check_float_matrix, check_positive_int
-from vgcore.activations import Activation, resolve_activation
+from vgcore.activations import Activation, max_derivative, resolve_activation
+from vgcore.flow import N_STATS, SATURATION_THRESHOLD, GradientFlow
 from vgcore.init import check_init, init_weight
 
 __all__ = ["MLP"]
@@ -20,7 +21,8 @@ class _Workspace:
     """Buffers for one batch size: pre-activations H, activations A, errors D of every layer
     (flat, layer after layer), dL/dX, and read-only views handed to the user."""
 
-    __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad")
+    __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad", "in_norm2",
+                 "delta_norm2")
 
     def __init__(self, batch, sizes, dtype):
         total = batch * int(sum(sizes[1:]))
@@ -36,6 +38,9 @@ class _Workspace:
         dx.flags.writeable = False
         self.dX_view = dx
         self.loss_grad = np.zeros((batch, sizes[-1]), dtype)
+        L = len(sizes) - 1
+        self.in_norm2 = np.zeros((L + 1, batch), np.float64)     # measurements: row norms^2
+        self.delta_norm2 = np.zeros((L, batch), np.float64)
 
     @property
     def nbytes(self):
@@ -64,6 +69,9 @@ class MLP:
         ``init="orthogonal"``.
     sigma_b : float, optional
         When given, biases are drawn from N(0, sigma_b^2); otherwise they are zero.
+    measure : bool
+        Measure the gradient flow in every pass (default True; see :meth:`gradient_flow`).
+        It costs a few percent of a step; ``net.measure = False`` turns it off.
 
     Attributes
     ----------
@@ -82,7 +90,7 @@ class MLP:
     """
 
     def __init__(self, sizes, activation="relu", init="standard", dtype="float32", seed=None,
-                 sigma_w=None, sigma_b=None):
+                 sigma_w=None, sigma_b=None, measure=True):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
             raise TypeError(f"sizes: expected a sequence of layer widths, got {sizes!r}")
         if len(sizes) < 2:
@@ -138,12 +146,37 @@ class MLP:
         self._ws: _Workspace | None = None
         self._input = None          # the X of the last forward pass (kept for dW_1)
 
+        # measurement buffers, filled by the compiled passes (see vgcore.flow)
+        self._stats = np.zeros((L, N_STATS), np.float64)
+        self._sat_thr = np.asarray([SATURATION_THRESHOLD * max_derivative(a)
+                                    for a in self.activations], np.float64)
+        self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
+        self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
+        self._step_lr = None        # lr of the SGD step taken after the last backward
+        self._flow_batch = None     # batch size of the last measured backward, or None
+        self._measure = False
+        self.measure = measure
+
     @staticmethod
     def _view(buf, offset, shape):
         n = int(np.prod(shape))
         return buf[offset:offset + n].reshape(shape)
 
     # ---------------------------------------------------------------- properties
+    @property
+    def measure(self) -> bool:
+        """Whether the passes measure the gradient flow (see :meth:`gradient_flow`)."""
+        return self._measure
+
+    @measure.setter
+    def measure(self, on):
+        if not isinstance(on, (bool, np.bool_)):
+            raise TypeError(f"measure: expected True or False, got {on!r}")
+        self._measure = bool(on)
+        self._engine.set_measurement(self._measure, self._stats, self._sat_thr,
+                                     self._unit_zero)
+        self._flow_batch = None
+
     @property
     def n_layers(self) -> int:
         """Number of weight layers (hidden layers + the output layer)."""
@@ -182,7 +215,7 @@ class MLP:
         else:
             self._workspaces.move_to_end(batch)
         if ws is not self._ws:
-            self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX)
+            self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX, ws.in_norm2, ws.delta_norm2)
             self._ws = ws
         return ws
 
@@ -202,6 +235,7 @@ class MLP:
         ws = self._workspace(X.shape[0])
         self._engine.forward(X)
         self._input = X
+        self._flow_batch = None
         return ws.out
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True):
@@ -231,7 +265,36 @@ class MLP:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
                              f"pass), got shape {dout.shape}")
         self._engine.backward(self._input, dout, bool(input_grad))
+        self._step_lr = None
+        self._flow_batch = ws.batch if self._measure else None
         return ws.dX_view if input_grad else None
+
+    def gradient_flow(self) -> GradientFlow:
+        """The gradient-flow measurements of the last forward and backward pass.
+
+        Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
+        passes, so this call only derives them from a few sums per layer.
+
+        Raises
+        ------
+        RuntimeError
+            When measurements are off, or no backward pass followed the last forward pass.
+        """
+        if not self._measure:
+            raise RuntimeError("gradient_flow: measurements are off; set net.measure = True "
+                               "before the forward and backward passes")
+        if self._flow_batch is None or self._ws is None or self._ws.batch != self._flow_batch:
+            raise RuntimeError("gradient_flow: no measured step yet; call forward(X) and then "
+                               "backward(dout) (or train_step) first")
+        ws = self._ws
+        return GradientFlow.from_buffers(self.sizes, self.activations, ws.batch, self._stats,
+                                         ws.in_norm2, ws.delta_norm2, self._unit_zero,
+                                         self._cum_width, self._step_lr)
+
+    def _record_update(self, lr: float) -> None:
+        """Called by SGD after a step with the gradients of the last backward: the step moved
+        W_l by lr ||dW_l||, which gradient_flow() turns into update_to_weight."""
+        self._step_lr = lr
 
     def train_step(self, X, y, loss="cross_entropy", optimizer=None) -> float:
         """Forward, loss, backward and (when given) the optimiser's step; returns the loss.

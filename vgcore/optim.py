@@ -26,6 +26,9 @@ class SGD:
     def step(self) -> None:
         """Apply one update with the gradients of the last backward pass."""
         _engine.sgd_step(self.net.params, self.net.grads, self.lr)
+        record = getattr(self.net, "_record_update", None)
+        if record is not None:
+            record(self.lr)
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (backward overwrites them; this is for manual use)."""

@@ -1,0 +1,188 @@
+"""Gradient-flow measurements: what vgcore measures in every layer at every step.
+
+The numbers are reductions computed inside the compiled forward and backward passes, in the
+loops that already touch the data (see ``src/vg_kernels_impl.h``): turning them on costs a few
+percent of a step, not a second pass.  :meth:`vgcore.MLP.gradient_flow` returns them for the
+last step as a :class:`GradientFlow`.
+
+Notation: layer ``l`` (1-based in messages, 0-based as an array index) computes
+``h_l = x_l W_l + b_l`` and ``a_l = phi(h_l)``; ``B`` is the batch size and ``n_l`` the layer's
+width; ``delta_l = dL/dh_l`` is the backpropagated error at its pre-activations (for the linear
+output layer, the loss gradient).  All norms are Euclidean (Frobenius for matrices).  The loss
+is a mean over the batch, so ``delta`` carries a factor 1/B.
+
+Per-layer arrays (shape ``(n_layers,)``):
+
+=========================  =============================================================  ============
+name                       definition                                                     units
+=========================  =============================================================  ============
+delta_rms                  sqrt(sum(delta_l^2) / (B n_l))                                 loss / unit
+delta_norm                 ||delta_l|| over the batch                                     loss / unit
+grad_norm                  ||dL/dW_l||                                                    loss / weight
+bias_grad_norm             ||dL/db_l||                                                    loss / weight
+weight_norm                ||W_l|| (before any optimiser step that follows)               weight
+bias_norm                  ||b_l||                                                        weight
+grad_to_weight             grad_norm / weight_norm                                        loss / weight^2
+update_to_weight           ||W_l after - W_l before|| / ||W_l before|| of the last         ratio
+                           optimiser step after this backward (NaN before one)
+preact_rms                 sqrt(sum(h_l^2) / (B n_l))                                     activation
+act_mean                   mean of a_l over batch and units                               activation
+act_std                    standard deviation of a_l over batch and units                 activation
+saturated_fraction         fraction of the B n_l entries with                             fraction
+                           |phi'(h)| < SATURATION_THRESHOLD * max|phi'|
+zero_derivative_fraction   fraction of entries with phi'(h) == 0 (inactive ReLU units)    fraction
+dead_fraction              fraction of units with phi'(h) == 0 for every sample           fraction
+gain                       delta_norm[l] / delta_norm[l+1] (NaN for the output layer):    ratio
+                           how much the error shrinks (< 1) or grows (> 1) through layer l+1
+gsnr                       gradient signal-to-noise ratio of W_l: ||mean_i g_i||^2 /      ratio
+                           mean_i ||g_i - mean_j g_j||^2, g_i = per-sample gradient
+=========================  =============================================================  ============
+
+Per-sample: ``per_sample_grad_norm`` (shape ``(n_layers, B)``): ``||dL_i/dW_l||`` for each
+sample's own loss ``L_i`` (the batch loss is their mean); for a dense layer it is exactly
+``B * ||x_{l,i}|| * ||delta_{l,i}||``, so it needs only the row norms the passes already have.
+
+Scalars: ``grad_ratio`` = grad_norm of the first layer / grad_norm of the output layer;
+``delta_ratio`` the same for delta_norm (orders of magnitude below 1: vanishing gradients;
+above: exploding); ``nonfinite_forward_layer`` / ``nonfinite_backward_layer``: the 1-based layer
+where a NaN or Inf first appeared in the forward pass (pre-activations) or the backward pass
+(deltas and gradients, which run from the output layer down), or None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["GradientFlow", "SATURATION_THRESHOLD", "FIELDS"]
+
+SATURATION_THRESHOLD = 0.05
+"""A unit counts as saturated on a sample when |phi'(h)| < 0.05 * max |phi'| (tanh: |h| > 2.3,
+sigmoid: |h| > 4.4)."""
+
+# layout of the compiled measurement rows (src/vg_kernels.h, VG_ST_*)
+(_SUM_H2, _SUM_A, _SUM_A2, _SUM_D2, _SUM_G2, _N_SAT, _N_ZERO, _N_DEAD, _W2, _DW2, _B2,
+ _DB2) = range(12)
+N_STATS = 12
+
+FIELDS = ("delta_rms", "delta_norm", "grad_norm", "bias_grad_norm", "weight_norm",
+          "bias_norm", "grad_to_weight", "update_to_weight", "preact_rms", "act_mean",
+          "act_std", "saturated_fraction", "zero_derivative_fraction", "dead_fraction", "gain",
+          "gsnr")
+
+
+@dataclass(frozen=True)
+class GradientFlow:
+    """One step's per-layer measurements (see the module docstring for every definition)."""
+
+    sizes: tuple
+    activations: tuple
+    batch: int
+    delta_rms: np.ndarray
+    delta_norm: np.ndarray
+    grad_norm: np.ndarray
+    bias_grad_norm: np.ndarray
+    weight_norm: np.ndarray
+    bias_norm: np.ndarray
+    grad_to_weight: np.ndarray
+    update_to_weight: np.ndarray
+    preact_rms: np.ndarray
+    act_mean: np.ndarray
+    act_std: np.ndarray
+    saturated_fraction: np.ndarray
+    zero_derivative_fraction: np.ndarray
+    dead_fraction: np.ndarray
+    gain: np.ndarray
+    gsnr: np.ndarray
+    per_sample_grad_norm: np.ndarray
+    dead_units: list = field(repr=False)
+    grad_ratio: float
+    delta_ratio: float
+    nonfinite_forward_layer: int | None
+    nonfinite_backward_layer: int | None
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @classmethod
+    def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, unit_zero,
+                     cum_width, step_lr):
+        """Derive the measurements from the raw sums the compiled passes wrote; ``step_lr``
+        is the learning rate of a plain SGD step taken after the backward pass, or None."""
+        L = len(sizes) - 1
+        widths = np.asarray(sizes[1:], np.float64)
+        entries = batch * widths
+        st = stats
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            delta_norm = np.sqrt(st[:, _SUM_D2])
+            grad_norm = np.sqrt(st[:, _DW2])
+            weight_norm = np.sqrt(st[:, _W2])
+            act_mean = st[:, _SUM_A] / entries
+            gain = np.full(L, np.nan)
+            gain[:-1] = delta_norm[:-1] / delta_norm[1:]
+            # per-sample gradients g_i = B x_i^T delta_i: ||g_i|| = B ||x_i|| ||delta_i||
+            ps2 = (batch * batch) * in_norm2[:L] * delta_norm2
+            mean_sq = ps2.mean(axis=1)
+            signal = st[:, _DW2]
+            gsnr = signal / np.maximum(mean_sq - signal, 0.0)
+            fields = dict(
+                delta_rms=np.sqrt(st[:, _SUM_D2] / entries),
+                delta_norm=delta_norm,
+                grad_norm=grad_norm,
+                bias_grad_norm=np.sqrt(st[:, _DB2]),
+                weight_norm=weight_norm,
+                bias_norm=np.sqrt(st[:, _B2]),
+                grad_to_weight=grad_norm / weight_norm,
+                update_to_weight=(np.full(L, np.nan) if step_lr is None
+                                  else step_lr * grad_norm / weight_norm),
+                preact_rms=np.sqrt(st[:, _SUM_H2] / entries),
+                act_mean=act_mean,
+                act_std=np.sqrt(np.maximum(st[:, _SUM_A2] / entries - act_mean ** 2, 0.0)),
+                saturated_fraction=st[:, _N_SAT] / entries,
+                zero_derivative_fraction=st[:, _N_ZERO] / entries,
+                dead_fraction=st[:, _N_DEAD] / widths,
+                gain=gain,
+                gsnr=gsnr,
+                per_sample_grad_norm=np.sqrt(ps2),
+            )
+            grad_ratio = float(grad_norm[0] / grad_norm[-1])
+            delta_ratio = float(delta_norm[0] / delta_norm[-1])
+        dead_units = [unit_zero[cum_width[l]:cum_width[l] + sizes[l + 1]] == batch
+                      for l in range(L - 1)]
+        bad_fwd = ~np.isfinite(st[:, _SUM_H2])
+        bad_bwd = ~(np.isfinite(st[:, _SUM_D2]) & np.isfinite(st[:, _DW2])
+                    & np.isfinite(st[:, _DB2]))
+        nf_fwd = int(np.argmax(bad_fwd)) + 1 if bad_fwd.any() else None
+        nf_bwd = int(L - np.argmax(bad_bwd[::-1])) if bad_bwd.any() else None
+        return cls(sizes=tuple(sizes), activations=tuple(a.name for a in activations),
+                   batch=int(batch), dead_units=dead_units, grad_ratio=grad_ratio,
+                   delta_ratio=delta_ratio, nonfinite_forward_layer=nf_fwd,
+                   nonfinite_backward_layer=nf_bwd, **fields)
+
+    def as_dict(self) -> dict:
+        """Per-layer columns (``layer`` 1..L, ``width``, ``activation`` and every field of
+        :data:`FIELDS`), ready for ``pandas.DataFrame(flow.as_dict())``."""
+        d = {"layer": np.arange(1, self.n_layers + 1), "width": np.asarray(self.sizes[1:]),
+             "activation": list(self.activations)}
+        for name in FIELDS:
+            d[name] = getattr(self, name)
+        return d
+
+    def summary(self, max_rows: int = 12) -> str:
+        """A plain-text table of the main measurements, at most ``max_rows`` layers."""
+        L = self.n_layers
+        idx = np.arange(L) if L <= max_rows else np.unique(
+            np.linspace(0, L - 1, max_rows).round().astype(int))
+        lines = [f"{'layer':>5} {'act':>10} {'delta_rms':>10} {'grad_norm':>10} "
+                 f"{'g/w':>9} {'gain':>7} {'sat':>6} {'dead':>6}"]
+        for l in idx:
+            lines.append(f"{l + 1:5d} {self.activations[l]:>10} {self.delta_rms[l]:10.3e} "
+                         f"{self.grad_norm[l]:10.3e} {self.grad_to_weight[l]:9.2e} "
+                         f"{self.gain[l]:7.3f} {self.saturated_fraction[l]:6.1%} "
+                         f"{self.dead_fraction[l]:6.1%}")
+        lines.append(f"first/last gradient norm: {self.grad_ratio:.3e}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.summary()
