@@ -37,26 +37,30 @@ cdef extern from *:
 cdef extern from "vg_kernels.h" nogil:
     int VG_IDENTITY
     int VG_N_STATS
-    int VG_ST_W2, VG_ST_DW2, VG_ST_B2, VG_ST_DB2
+    int VG_ST_W2, VG_ST_DW2, VG_ST_B2, VG_ST_DB2, VG_ST_UW2
+    void vg_sgd_norms_f32(long n, float lr, float *p, const float *g, double *out) noexcept
+    void vg_sgd_norms_f64(long n, double lr, double *p, const double *g, double *out) noexcept
     void vg_act_forward_stats_f32(int kind, float param, long rows, long cols, float *h,
-                                  const float *b, float *a, double *st, double *row_a2) noexcept
+                                  const float *b, float *a, double *st, float *c1, float *c2,
+                                  float *c3) noexcept
     void vg_act_forward_stats_f64(int kind, double param, long rows, long cols, double *h,
-                                  const double *b, double *a, double *st,
-                                  double *row_a2) noexcept
+                                  const double *b, double *a, double *st, double *c1,
+                                  double *c2, double *c3) noexcept
     void vg_add_bias_stats_f32(long rows, long cols, float *h, const float *b, double *st,
-                               double *row_h2) noexcept
+                               float *c1, float *c2) noexcept
     void vg_add_bias_stats_f64(long rows, long cols, double *h, const double *b, double *st,
-                               double *row_h2) noexcept
+                               double *c1, double *c2) noexcept
     void vg_act_backward_stats_f32(int kind, float param, float sat_thr, long rows, long cols,
                                    const float *h, const float *a, float *delta, float *db,
-                                   double *st, double *row_d2, float *zc) noexcept
+                                   double *st, float *zc, float *c1, float *c2) noexcept
     void vg_act_backward_stats_f64(int kind, double param, double sat_thr, long rows,
                                    long cols, const double *h, const double *a, double *delta,
-                                   double *db, double *st, double *row_d2, double *zc) noexcept
+                                   double *db, double *st, double *zc, double *c1,
+                                   double *c2) noexcept
     void vg_colsum_stats_f32(long rows, long cols, const float *g, float *db, double *st,
-                             double *row_d2) noexcept
+                             float *acc) noexcept
     void vg_colsum_stats_f64(long rows, long cols, const double *g, double *db, double *st,
-                             double *row_d2) noexcept
+                             double *acc) noexcept
     void vg_norms2_f32(long n, const float *p, const float *g, double *p2, double *g2) noexcept
     void vg_norms2_f64(long n, const double *p, const double *g, double *p2,
                        double *g2) noexcept
@@ -271,8 +275,7 @@ cdef struct NetDesc:
     double *stats               # n_layers x VG_N_STATS
     const double *sat_thr       # per layer: |phi'| below this counts as saturated
     void *unit_zero             # per unit (all layers, flat): rows with phi' == 0
-    double *in_norm2            # (n_layers + 1) x batch: squared row norms of each layer's input
-    double *delta_norm2         # n_layers x batch: squared row norms of each layer's delta
+    void *acc                   # scratch: 3 x the widest layer, for column sums
 
 
 cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
@@ -297,8 +300,6 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
     cdef long off = 0
     cdef int l, fin, fout
     cdef int batch = <int>n.batch
-    if n.measure:
-        row_norms2(batch, <int>n.sizes[0], X, n.in_norm2)
     for l in range(n.n_layers):
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
@@ -306,8 +307,7 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
         linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
         if n.measure:
             act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l],
-                              A + off, n.stats + l * VG_N_STATS,
-                              n.in_norm2 + (l + 1) * n.batch)
+                              A + off, n.stats + l * VG_N_STATS, <floating *>n.acc)
         else:
             act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
                         nthreads)
@@ -324,16 +324,18 @@ cdef inline void row_norms2(long rows, long cols, floating *x, double *out) noex
 
 cdef inline void act_forward_stats(int kind, double param, long rows, long cols, floating *h,
                                    floating *b, floating *a, double *st,
-                                   double *row_a2) noexcept nogil:
+                                   floating *acc) noexcept nogil:
     if kind == VG_IDENTITY:
         if floating is float:
-            vg_add_bias_stats_f32(rows, cols, h, b, st, row_a2)
+            vg_add_bias_stats_f32(rows, cols, h, b, st, acc, acc + cols)
         else:
-            vg_add_bias_stats_f64(rows, cols, h, b, st, row_a2)
+            vg_add_bias_stats_f64(rows, cols, h, b, st, acc, acc + cols)
     elif floating is float:
-        vg_act_forward_stats_f32(kind, <float>param, rows, cols, h, b, a, st, row_a2)
+        vg_act_forward_stats_f32(kind, <float>param, rows, cols, h, b, a, st, acc, acc + cols,
+                                 acc + 2 * cols)
     else:
-        vg_act_forward_stats_f64(kind, param, rows, cols, h, b, a, st, row_a2)
+        vg_act_forward_stats_f64(kind, param, rows, cols, h, b, a, st, acc, acc + cols,
+                                 acc + 2 * cols)
 
 
 cdef inline floating *layer_delta(const NetDesc *n, int l, floating *dout) noexcept nogil:
@@ -351,7 +353,7 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
     cdef int batch = <int>n.batch
     cdef int fout = <int>n.sizes[l + 1]
     cdef double *st = n.stats + l * VG_N_STATS
-    cdef double *rows = n.delta_norm2 + l * n.batch
+    cdef floating *acc = <floating *>n.acc
     cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
     if not n.measure:
         if l == n.n_layers - 1:
@@ -362,17 +364,19 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
                          nthreads)
     elif l == n.n_layers - 1:
         if floating is float:
-            vg_colsum_stats_f32(batch, fout, dout, G + n.b_off[l], st, rows)
+            vg_colsum_stats_f32(batch, fout, dout, G + n.b_off[l], st, acc)
         else:
-            vg_colsum_stats_f64(batch, fout, dout, G + n.b_off[l], st, rows)
+            vg_colsum_stats_f64(batch, fout, dout, G + n.b_off[l], st, acc)
     elif floating is float:
         vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
                                   batch, fout, <float *>n.H + off, <float *>n.A + off,
-                                  <float *>n.D + off, G + n.b_off[l], st, rows, zc)
+                                  <float *>n.D + off, G + n.b_off[l], st, zc, acc,
+                                  acc + fout)
     else:
         vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], batch, fout,
                                   <double *>n.H + off, <double *>n.A + off,
-                                  <double *>n.D + off, G + n.b_off[l], st, rows, zc)
+                                  <double *>n.D + off, G + n.b_off[l], st, zc, acc,
+                                  acc + fout)
 
 
 cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dout) noexcept nogil:
@@ -401,8 +405,6 @@ cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_
     for l in range(n.n_layers - 1, -1, -1):
         delta_and_bias_grad(n, l, dout, nthreads)
         weight_grad(n, l, X, dout)
-        if n.measure:
-            param_norms(n, l, <floating *>n.params, <floating *>n.grads)
         input_grad(n, l, dout, want_dx)
 
 
@@ -417,6 +419,49 @@ cdef inline void param_norms(const NetDesc *n, int l, floating *P, floating *G) 
     else:
         vg_norms2_f64(nw, P + n.w_off[l], G + n.w_off[l], st + VG_ST_W2, st + VG_ST_DW2)
         vg_norms2_f64(nb, P + n.b_off[l], G + n.b_off[l], st + VG_ST_B2, st + VG_ST_DB2)
+
+
+cdef void net_param_norms(const NetDesc *n, floating *P, floating *G) noexcept nogil:
+    cdef int l
+    for l in range(n.n_layers):
+        param_norms(n, l, P, G)
+
+
+cdef void net_sgd_measured(const NetDesc *n, floating *P, floating *G, floating lr) noexcept nogil:
+    """The SGD step, layer by layer, measuring the norms of W, dW, b, db and of the update in
+    the same pass (W and b before the step)."""
+    cdef int l
+    cdef double out[3]
+    cdef double *st
+    cdef long nw, nb
+    for l in range(n.n_layers):
+        st = n.stats + l * VG_N_STATS
+        nw = n.sizes[l] * n.sizes[l + 1]
+        nb = n.sizes[l + 1]
+        if floating is float:
+            vg_sgd_norms_f32(nw, lr, P + n.w_off[l], G + n.w_off[l], out)
+        else:
+            vg_sgd_norms_f64(nw, lr, P + n.w_off[l], G + n.w_off[l], out)
+        st[VG_ST_W2] = out[0]
+        st[VG_ST_DW2] = out[1]
+        st[VG_ST_UW2] = out[2]
+        if floating is float:
+            vg_sgd_norms_f32(nb, lr, P + n.b_off[l], G + n.b_off[l], out)
+        else:
+            vg_sgd_norms_f64(nb, lr, P + n.b_off[l], G + n.b_off[l], out)
+        st[VG_ST_B2] = out[0]
+        st[VG_ST_DB2] = out[1]
+
+
+cdef void net_row_norms(const NetDesc *n, floating *X, floating *dout, double *in_norm2,
+                        double *delta_norm2) noexcept nogil:
+    cdef int l
+    cdef long b = n.batch
+    for l in range(n.n_layers):
+        row_norms2(b, n.sizes[l],
+                   X if l == 0 else layer_out(n, l - 1, <floating *>n.H, <floating *>n.A),
+                   in_norm2 + l * b)
+        row_norms2(b, n.sizes[l + 1], layer_delta(n, l, dout), delta_norm2 + l * b)
 
 
 cdef class Engine:
@@ -453,22 +498,53 @@ cdef class Engine:
         self._meas = None
 
     def set_measurement(self, bint on, cnp.ndarray stats=None, cnp.ndarray sat_thr=None,
-                        cnp.ndarray unit_zero=None):
+                        cnp.ndarray unit_zero=None, cnp.ndarray acc=None):
         """Switch the measurements on (with the per-network buffers they fill) or off."""
         if on:
-            self._meas = (stats, sat_thr, unit_zero)
+            self._meas = (stats, sat_thr, unit_zero, acc)
             self.desc.stats = <double *>cnp.PyArray_DATA(stats)
             self.desc.sat_thr = <const double *>cnp.PyArray_DATA(sat_thr)
             self.desc.unit_zero = cnp.PyArray_DATA(unit_zero)
+            self.desc.acc = cnp.PyArray_DATA(acc)
         self.desc.measure = on
 
-    def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX,
-             cnp.ndarray in_norm2, cnp.ndarray delta_norm2):
+    def param_norms(self):
+        """||W||^2, ||dW||^2, ||b||^2, ||db||^2 of every layer into the measurement array."""
+        with nogil:
+            if self.is_f32:
+                net_param_norms(&self.desc, <float *>self.desc.params, <float *>self.desc.grads)
+            else:
+                net_param_norms(&self.desc, <double *>self.desc.params,
+                                <double *>self.desc.grads)
+
+    def sgd_measured(self, double lr):
+        """params -= lr * grads, measuring parameter, gradient and update norms per layer."""
+        with nogil:
+            if self.is_f32:
+                net_sgd_measured(&self.desc, <float *>self.desc.params,
+                                 <float *>self.desc.grads, <float>lr)
+            else:
+                net_sgd_measured(&self.desc, <double *>self.desc.params,
+                                 <double *>self.desc.grads, lr)
+
+    def per_sample_norms(self, cnp.ndarray X, cnp.ndarray dout, cnp.ndarray in_norm2,
+                         cnp.ndarray delta_norm2):
+        """Squared row norms of every layer's input and delta, from the buffers the last
+        forward and backward passes left (float64 arrays of shape (n_layers, batch))."""
+        cdef void *x = cnp.PyArray_DATA(X)
+        cdef void *g = cnp.PyArray_DATA(dout)
+        cdef double *xin = <double *>cnp.PyArray_DATA(in_norm2)
+        cdef double *dn = <double *>cnp.PyArray_DATA(delta_norm2)
+        with nogil:
+            if self.is_f32:
+                net_row_norms(&self.desc, <float *>x, <float *>g, xin, dn)
+            else:
+                net_row_norms(&self.desc, <double *>x, <double *>g, xin, dn)
+
+    def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX):
         """Point the engine at a workspace for ``batch`` rows (arrays from ``MLP``)."""
-        self._ws = (H, A, D, dX, in_norm2, delta_norm2)
+        self._ws = (H, A, D, dX)
         self.desc.batch = batch
-        self.desc.in_norm2 = <double *>cnp.PyArray_DATA(in_norm2)
-        self.desc.delta_norm2 = <double *>cnp.PyArray_DATA(delta_norm2)
         self.desc.H = cnp.PyArray_DATA(H)
         self.desc.A = cnp.PyArray_DATA(A)
         self.desc.D = cnp.PyArray_DATA(D)

@@ -29,7 +29,6 @@ enum {
     VG_ST_SUM_A,        /* sum of activations a */
     VG_ST_SUM_A2,       /* sum of squared activations */
     VG_ST_SUM_D2,       /* sum of squared deltas dL/dh */
-    VG_ST_SUM_G2,       /* sum of squared dL/da (before the activation derivative) */
     VG_ST_N_SAT,        /* entries with |phi'(h)| below the saturation threshold */
     VG_ST_N_ZERO,       /* entries with phi'(h) == 0 */
     VG_ST_N_DEAD,       /* units with phi'(h) == 0 for every sample of the batch */
@@ -37,6 +36,7 @@ enum {
     VG_ST_DW2,          /* ||dL/dW||_F^2 */
     VG_ST_B2,           /* ||b||^2 */
     VG_ST_DB2,          /* ||dL/db||^2 */
+    VG_ST_UW2,          /* ||W after - W before||^2 of the last optimiser step */
     VG_N_STATS
 };
 
@@ -52,6 +52,8 @@ static inline long vg_first_bad_label(long n, const int64_t *restrict y, int64_t
         if (y[i] < 0 || y[i] >= n_classes) return i;
     return -1;
 }
+
+#define VG_LANES 64     /* independent partial sums in the norm reductions */
 
 #define VG_CAT2(a, b) a##_##b
 #define VG_CAT(a, b) VG_CAT2(a, b)

@@ -99,39 +99,41 @@ VG_CLONES void VG_FN(vg_act_forward)(int kind, T param, long r0, long r1, long c
 }
 #undef VG_FWD_LOOP
 
-/* The same pass, also measuring: st[VG_ST_SUM_H2] += sum h^2, st[VG_ST_SUM_A] += sum a,
- * st[VG_ST_SUM_A2] += sum a^2, and row_a2[i] = sum_j a[i, j]^2 (the next layer's per-sample
- * input norms).  Whole rows (no column split); sums are taken in T per row, in double across. */
+/* The same pass, also measuring: st[VG_ST_SUM_H2] = sum h^2, st[VG_ST_SUM_A] = sum a,
+ * st[VG_ST_SUM_A2] = sum a^2.  The sums run down the columns (ch2, ca, ca2: cols each), in the
+ * loop that writes a, so measuring costs three vector adds per element and no extra pass; the
+ * column totals are added in double at the end.  For identity (a is h) pass a == h. */
 #define VG_FWD_STATS_LOOP(EXPR)                                             \
     for (long i = 0; i < rows; i++) {                                       \
         T *restrict hr = h + i * cols;                                      \
         T *restrict ar = a + i * cols;                                      \
-        T sh2 = 0, sa = 0, sa2 = 0;                                         \
-        _Pragma("omp simd reduction(+:sh2, sa, sa2)")                       \
         for (long j = 0; j < cols; j++) {                                   \
             T x = hr[j] + b[j];                                             \
             hr[j] = x;                                                      \
             T y = (EXPR);                                                   \
             ar[j] = y;                                                      \
-            sh2 += x * x;                                                   \
-            sa += y;                                                        \
-            sa2 += y * y;                                                   \
+            ch2[j] += x * x;                                                \
+            ca[j] += y;                                                     \
+            ca2[j] += y * y;                                                \
         }                                                                   \
-        row_a2[i] = (double)sa2;                                            \
-        th2 += (double)sh2;                                                 \
-        ta += (double)sa;                                                   \
-        ta2 += (double)sa2;                                                 \
     }                                                                       \
     break;
 
 VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long cols,
                                            T *restrict h, const T *restrict b, T *restrict a,
-                                           double *restrict st, double *restrict row_a2)
+                                           double *restrict st, T *restrict ch2,
+                                           T *restrict ca, T *restrict ca2)
 {
     const T one = (T)1, zero = (T)0;
-    double th2 = 0, ta = 0, ta2 = 0;
     (void)one; (void)zero;
+    for (long j = 0; j < cols; j++) ch2[j] = ca[j] = ca2[j] = zero;
     VG_SWITCH(VG_FWD_STATS_LOOP, VG_PHI)
+    double th2 = 0, ta = 0, ta2 = 0;
+    for (long j = 0; j < cols; j++) {
+        th2 += (double)ch2[j];
+        ta += (double)ca[j];
+        ta2 += (double)ca2[j];
+    }
     st[VG_ST_SUM_H2] = th2;
     st[VG_ST_SUM_A] = ta;
     st[VG_ST_SUM_A2] = ta2;
@@ -141,22 +143,22 @@ VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long co
 /* A linear layer's forward with the same measurements (a is h itself). */
 VG_CLONES void VG_FN(vg_add_bias_stats)(long rows, long cols, T *restrict h,
                                         const T *restrict b, double *restrict st,
-                                        double *restrict row_h2)
+                                        T *restrict ch2, T *restrict ca)
 {
-    double th2 = 0, ta = 0;
+    for (long j = 0; j < cols; j++) ch2[j] = ca[j] = (T)0;
     for (long i = 0; i < rows; i++) {
         T *restrict hr = h + i * cols;
-        T sh2 = 0, sh = 0;
-        #pragma omp simd reduction(+:sh2, sh)
         for (long j = 0; j < cols; j++) {
             T x = hr[j] + b[j];
             hr[j] = x;
-            sh2 += x * x;
-            sh += x;
+            ch2[j] += x * x;
+            ca[j] += x;
         }
-        row_h2[i] = (double)sh2;
-        th2 += (double)sh2;
-        ta += (double)sh;
+    }
+    double th2 = 0, ta = 0;
+    for (long j = 0; j < cols; j++) {
+        th2 += (double)ch2[j];
+        ta += (double)ca[j];
     }
     st[VG_ST_SUM_H2] = th2;
     st[VG_ST_SUM_A] = ta;
@@ -189,17 +191,15 @@ VG_CLONES void VG_FN(vg_act_backward)(int kind, T param, long r0, long r1, long 
     VG_SWITCH(VG_BWD_LOOP, VG_DPHI)
 }
 
-/* The same pass, also measuring: st[VG_ST_SUM_D2] = sum delta^2, st[VG_ST_SUM_G2] = sum g^2
- * (g = dL/da, before phi'), st[VG_ST_N_SAT] = #entries with |phi'| < sat_thr,
+/* The same pass, also measuring: st[VG_ST_SUM_D2] = sum delta^2, st[VG_ST_N_SAT] = #entries with |phi'| < sat_thr,
  * st[VG_ST_N_ZERO] = #entries with phi' == 0, st[VG_ST_N_DEAD] = #units with phi' == 0 for
- * every row; row_d2[i] = sum_j delta[i, j]^2; zc[j] = #rows with phi'(h[i, j]) == 0. */
+ * every row, and zc[j] = #rows with phi'(h[i, j]) == 0 (kept per unit).  Column sums in
+ * cd2 and csat (cols each), as in the forward pass. */
 #define VG_BWD_STATS_LOOP(EXPR)                                             \
     for (long i = 0; i < rows; i++) {                                       \
         const T *restrict hr = h + i * cols;                                \
         const T *restrict ar = a + i * cols;                                \
         T *restrict dr = delta + i * cols;                                  \
-        T sd2 = 0, sg2 = 0, nsat = 0;                                       \
-        _Pragma("omp simd reduction(+:sd2, sg2, nsat)")                     \
         for (long j = 0; j < cols; j++) {                                   \
             const T x = hr[j], y = ar[j];                                   \
             (void)x; (void)y;                                               \
@@ -208,37 +208,30 @@ VG_CLONES void VG_FN(vg_act_backward)(int kind, T param, long r0, long r1, long 
             const T d = g * dp;                                             \
             dr[j] = d;                                                      \
             db[j] += d;                                                     \
-            sd2 += d * d;                                                   \
-            sg2 += g * g;                                                   \
-            nsat += VG_FN(vg_fabs)(dp) < sat_thr ? one : zero;              \
+            cd2[j] += d * d;                                                \
+            csat[j] += VG_FN(vg_fabs)(dp) < sat_thr ? one : zero;           \
             zc[j] += dp == zero ? one : zero;                               \
         }                                                                   \
-        row_d2[i] = (double)sd2;                                            \
-        td2 += (double)sd2;                                                 \
-        tg2 += (double)sg2;                                                 \
-        tsat += (double)nsat;                                               \
     }                                                                       \
     break;
 
 VG_CLONES void VG_FN(vg_act_backward_stats)(int kind, T param, T sat_thr, long rows, long cols,
                                             const T *restrict h, const T *restrict a,
                                             T *restrict delta, T *restrict db,
-                                            double *restrict st, double *restrict row_d2,
-                                            T *restrict zc)
+                                            double *restrict st, T *restrict zc,
+                                            T *restrict cd2, T *restrict csat)
 {
     const T one = (T)1, zero = (T)0;
-    double td2 = 0, tg2 = 0, tsat = 0, tzero = 0, tdead = 0;
-    for (long j = 0; j < cols; j++) {
-        db[j] = zero;
-        zc[j] = zero;
-    }
+    for (long j = 0; j < cols; j++) db[j] = zc[j] = cd2[j] = csat[j] = zero;
     VG_SWITCH(VG_BWD_STATS_LOOP, VG_DPHI)
+    double td2 = 0, tsat = 0, tzero = 0, tdead = 0;
     for (long j = 0; j < cols; j++) {
+        td2 += (double)cd2[j];
+        tsat += (double)csat[j];
         tzero += (double)zc[j];
         tdead += zc[j] == (T)rows ? 1.0 : 0.0;
     }
     st[VG_ST_SUM_D2] = td2;
-    st[VG_ST_SUM_G2] = tg2;
     st[VG_ST_N_SAT] = tsat;
     st[VG_ST_N_ZERO] = tzero;
     st[VG_ST_N_DEAD] = tdead;
@@ -247,54 +240,96 @@ VG_CLONES void VG_FN(vg_act_backward_stats)(int kind, T param, T sat_thr, long r
 
 /* The linear output layer's backward measurements: db = colsum(g), delta = g (not written). */
 VG_CLONES void VG_FN(vg_colsum_stats)(long rows, long cols, const T *restrict g,
-                                      T *restrict db, double *restrict st,
-                                      double *restrict row_d2)
+                                      T *restrict db, double *restrict st, T *restrict cd2)
 {
-    double td2 = 0;
-    for (long j = 0; j < cols; j++) db[j] = (T)0;
+    for (long j = 0; j < cols; j++) {
+        db[j] = (T)0;
+        cd2[j] = (T)0;
+    }
     for (long i = 0; i < rows; i++) {
         const T *restrict gr = g + i * cols;
-        T sd2 = 0;
-        #pragma omp simd reduction(+:sd2)
         for (long j = 0; j < cols; j++) {
             db[j] += gr[j];
-            sd2 += gr[j] * gr[j];
+            cd2[j] += gr[j] * gr[j];
         }
-        row_d2[i] = (double)sd2;
-        td2 += (double)sd2;
     }
+    double td2 = 0;
+    for (long j = 0; j < cols; j++) td2 += (double)cd2[j];
     st[VG_ST_SUM_D2] = td2;
-    st[VG_ST_SUM_G2] = td2;
     st[VG_ST_N_SAT] = 0;
     st[VG_ST_N_ZERO] = 0;
     st[VG_ST_N_DEAD] = 0;
+}
+
+/* Sum of squares with VG_LANES independent partial sums (vectorised without reassociation
+ * flags; the same summation order on every CPU). */
+static inline double VG_FN(vg_sumsq)(long n, const T *restrict x)
+{
+    T acc[VG_LANES] = {0};
+    long k = 0;
+    for (; k + VG_LANES <= n; k += VG_LANES)
+        for (int l = 0; l < VG_LANES; l++) acc[l] += x[k + l] * x[k + l];
+    double s = 0;
+    for (; k < n; k++) s += (double)x[k] * x[k];
+    for (int l = 0; l < VG_LANES; l++) s += (double)acc[l];
+    return s;
 }
 
 /* Squared norms of a parameter block p and its gradient g (n elements), into *p2 and *g2. */
 VG_CLONES void VG_FN(vg_norms2)(long n, const T *restrict p, const T *restrict g,
                                 double *restrict p2, double *restrict g2)
 {
-    T sp = 0, sg = 0;
-    #pragma omp simd reduction(+:sp, sg)
-    for (long k = 0; k < n; k++) {
-        sp += p[k] * p[k];
-        sg += g[k] * g[k];
+    *p2 = VG_FN(vg_sumsq)(n, p);
+    *g2 = VG_FN(vg_sumsq)(n, g);
+}
+
+/* p -= lr * g over n elements, measuring on the way (the pass reads p and g anyway):
+ * out[0] = ||p before||^2, out[1] = ||g||^2, out[2] = ||p after - p before||^2. */
+VG_CLONES void VG_FN(vg_sgd_norms)(long n, T lr, T *restrict p, const T *restrict g,
+                                   double *restrict out)
+{
+    /* VG_LANES independent partial sums: several vector accumulators, so the loop runs at
+     * the speed of memory rather than of the adder's latency */
+    T ap[VG_LANES] = {0}, ag[VG_LANES] = {0}, au[VG_LANES] = {0};
+    long k = 0;
+    for (; k + VG_LANES <= n; k += VG_LANES) {
+        T *restrict pk = p + k;
+        const T *restrict gk = g + k;
+        for (int l = 0; l < VG_LANES; l++) {
+            T old = pk[l], gg = gk[l];
+            T nw = old - lr * gg;
+            T u = nw - old;
+            pk[l] = nw;
+            ap[l] += old * old;
+            ag[l] += gg * gg;
+            au[l] += u * u;
+        }
     }
-    *p2 = (double)sp;
-    *g2 = (double)sg;
+    double sp = 0, sg = 0, su = 0;
+    for (; k < n; k++) {
+        T old = p[k], gg = g[k];
+        T nw = old - lr * gg;
+        T u = nw - old;
+        p[k] = nw;
+        sp += (double)old * old;
+        sg += (double)gg * gg;
+        su += (double)u * u;
+    }
+    for (int l = 0; l < VG_LANES; l++) {
+        sp += (double)ap[l];
+        sg += (double)ag[l];
+        su += (double)au[l];
+    }
+    out[0] = sp;
+    out[1] = sg;
+    out[2] = su;
 }
 
 /* out[i] = sum_j x[i, j]^2 (row norms squared) */
 VG_CLONES void VG_FN(vg_row_norms2)(long rows, long cols, const T *restrict x,
                                     double *restrict out)
 {
-    for (long i = 0; i < rows; i++) {
-        const T *restrict xr = x + i * cols;
-        T s = 0;
-        #pragma omp simd reduction(+:s)
-        for (long j = 0; j < cols; j++) s += xr[j] * xr[j];
-        out[i] = (double)s;
-    }
+    for (long i = 0; i < rows; i++) out[i] = VG_FN(vg_sumsq)(cols, x + i * cols);
 }
 
 /* ---------------- losses: mean over the batch, gradient written to g ---------------- */

@@ -1,9 +1,10 @@
 """Gradient-flow measurements: what vgcore measures in every layer at every step.
 
-The numbers are reductions computed inside the compiled forward and backward passes, in the
-loops that already touch the data (see ``src/vg_kernels_impl.h``): turning them on costs a few
-percent of a step, not a second pass.  :meth:`vgcore.MLP.gradient_flow` returns them for the
-last step as a :class:`GradientFlow`.
+The per-layer numbers are reductions computed inside the compiled forward and backward passes,
+in the loops that already touch the data (see ``src/vg_kernels_impl.h``): turning them on costs
+a few percent of a step, not a second pass.  :meth:`vgcore.MLP.gradient_flow` returns them for
+the last step as a :class:`GradientFlow`; the per-sample norms, which need one sum per row, are
+taken then, in one compiled pass over the activations and deltas the step left in memory.
 
 Notation: layer ``l`` (1-based in messages, 0-based as an array index) computes
 ``h_l = x_l W_l + b_l`` and ``a_l = phi(h_l)``; ``B`` is the batch size and ``n_l`` the layer's
@@ -20,7 +21,7 @@ delta_rms                  sqrt(sum(delta_l^2) / (B n_l))                       
 delta_norm                 ||delta_l|| over the batch                                     loss / unit
 grad_norm                  ||dL/dW_l||                                                    loss / weight
 bias_grad_norm             ||dL/db_l||                                                    loss / weight
-weight_norm                ||W_l|| (before any optimiser step that follows)               weight
+weight_norm                ||W_l|| at the backward pass (before an optimiser step)         weight
 bias_norm                  ||b_l||                                                        weight
 grad_to_weight             grad_norm / weight_norm                                        loss / weight^2
 update_to_weight           ||W_l after - W_l before|| / ||W_l before|| of the last         ratio
@@ -61,8 +62,8 @@ SATURATION_THRESHOLD = 0.05
 sigmoid: |h| > 4.4)."""
 
 # layout of the compiled measurement rows (src/vg_kernels.h, VG_ST_*)
-(_SUM_H2, _SUM_A, _SUM_A2, _SUM_D2, _SUM_G2, _N_SAT, _N_ZERO, _N_DEAD, _W2, _DW2, _B2,
- _DB2) = range(12)
+(_SUM_H2, _SUM_A, _SUM_A2, _SUM_D2, _N_SAT, _N_ZERO, _N_DEAD, _W2, _DW2, _B2, _DB2,
+ _UW2) = range(12)
 N_STATS = 12
 
 FIELDS = ("delta_rms", "delta_norm", "grad_norm", "bias_grad_norm", "weight_norm",
@@ -107,9 +108,9 @@ class GradientFlow:
 
     @classmethod
     def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, unit_zero,
-                     cum_width, step_lr):
-        """Derive the measurements from the raw sums the compiled passes wrote; ``step_lr``
-        is the learning rate of a plain SGD step taken after the backward pass, or None."""
+                     cum_width, stepped):
+        """Derive the measurements from the raw sums the compiled passes wrote; ``stepped``
+        says whether an optimiser step (which measured the update) followed the backward."""
         L = len(sizes) - 1
         widths = np.asarray(sizes[1:], np.float64)
         entries = batch * widths
@@ -122,7 +123,7 @@ class GradientFlow:
             gain = np.full(L, np.nan)
             gain[:-1] = delta_norm[:-1] / delta_norm[1:]
             # per-sample gradients g_i = B x_i^T delta_i: ||g_i|| = B ||x_i|| ||delta_i||
-            ps2 = (batch * batch) * in_norm2[:L] * delta_norm2
+            ps2 = (batch * batch) * in_norm2 * delta_norm2
             mean_sq = ps2.mean(axis=1)
             signal = st[:, _DW2]
             gsnr = signal / np.maximum(mean_sq - signal, 0.0)
@@ -134,8 +135,8 @@ class GradientFlow:
                 weight_norm=weight_norm,
                 bias_norm=np.sqrt(st[:, _B2]),
                 grad_to_weight=grad_norm / weight_norm,
-                update_to_weight=(np.full(L, np.nan) if step_lr is None
-                                  else step_lr * grad_norm / weight_norm),
+                update_to_weight=(np.sqrt(st[:, _UW2]) / weight_norm if stepped
+                                  else np.full(L, np.nan)),
                 preact_rms=np.sqrt(st[:, _SUM_H2] / entries),
                 act_mean=act_mean,
                 act_std=np.sqrt(np.maximum(st[:, _SUM_A2] / entries - act_mean ** 2, 0.0)),

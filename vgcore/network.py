@@ -21,8 +21,7 @@ class _Workspace:
     """Buffers for one batch size: pre-activations H, activations A, errors D of every layer
     (flat, layer after layer), dL/dX, and read-only views handed to the user."""
 
-    __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad", "in_norm2",
-                 "delta_norm2")
+    __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad")
 
     def __init__(self, batch, sizes, dtype):
         total = batch * int(sum(sizes[1:]))
@@ -38,9 +37,6 @@ class _Workspace:
         dx.flags.writeable = False
         self.dX_view = dx
         self.loss_grad = np.zeros((batch, sizes[-1]), dtype)
-        L = len(sizes) - 1
-        self.in_norm2 = np.zeros((L + 1, batch), np.float64)     # measurements: row norms^2
-        self.delta_norm2 = np.zeros((L, batch), np.float64)
 
     @property
     def nbytes(self):
@@ -152,7 +148,9 @@ class MLP:
                                     for a in self.activations], np.float64)
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
         self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
-        self._step_lr = None        # lr of the SGD step taken after the last backward
+        self._acc = np.zeros(3 * max(self.sizes[1:]), self.dtype)
+        self._dout = None           # the dout of the last backward pass (per-sample norms)
+        self._stepped = False       # an optimiser step measured the norms since the backward
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
         self.measure = measure
@@ -174,7 +172,7 @@ class MLP:
             raise TypeError(f"measure: expected True or False, got {on!r}")
         self._measure = bool(on)
         self._engine.set_measurement(self._measure, self._stats, self._sat_thr,
-                                     self._unit_zero)
+                                     self._unit_zero, self._acc)
         self._flow_batch = None
 
     @property
@@ -215,7 +213,7 @@ class MLP:
         else:
             self._workspaces.move_to_end(batch)
         if ws is not self._ws:
-            self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX, ws.in_norm2, ws.delta_norm2)
+            self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX)
             self._ws = ws
         return ws
 
@@ -265,7 +263,8 @@ class MLP:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
                              f"pass), got shape {dout.shape}")
         self._engine.backward(self._input, dout, bool(input_grad))
-        self._step_lr = None
+        self._stepped = False
+        self._dout = dout
         self._flow_batch = ws.batch if self._measure else None
         return ws.dX_view if input_grad else None
 
@@ -287,14 +286,23 @@ class MLP:
             raise RuntimeError("gradient_flow: no measured step yet; call forward(X) and then "
                                "backward(dout) (or train_step) first")
         ws = self._ws
+        if not self._stepped:
+            self._engine.param_norms()     # no step yet: W and dW are as the backward left them
+        in_norm2 = np.empty((self.n_layers, ws.batch))
+        delta_norm2 = np.empty((self.n_layers, ws.batch))
+        self._engine.per_sample_norms(self._input, self._dout, in_norm2, delta_norm2)
         return GradientFlow.from_buffers(self.sizes, self.activations, ws.batch, self._stats,
-                                         ws.in_norm2, ws.delta_norm2, self._unit_zero,
-                                         self._cum_width, self._step_lr)
+                                         in_norm2, delta_norm2, self._unit_zero,
+                                         self._cum_width, self._stepped)
 
-    def _record_update(self, lr: float) -> None:
-        """Called by SGD after a step with the gradients of the last backward: the step moved
-        W_l by lr ||dW_l||, which gradient_flow() turns into update_to_weight."""
-        self._step_lr = lr
+    def _sgd_step(self, lr: float) -> None:
+        """``params -= lr * grads`` in one compiled call; when measuring, the same pass
+        records the norms of W, dW and of the update (no pass of its own)."""
+        if self._measure and self._flow_batch is not None and not self._stepped:
+            self._engine.sgd_measured(lr)
+            self._stepped = True
+        else:
+            _engine.sgd_step(self.params, self.grads, lr)
 
     def train_step(self, X, y, loss="cross_entropy", optimizer=None) -> float:
         """Forward, loss, backward and (when given) the optimiser's step; returns the loss.

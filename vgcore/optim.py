@@ -1,7 +1,6 @@
 """Optimisers: one compiled update over the network's flat parameter buffer."""
 from __future__ import annotations
 
-from vgcore import _engine
 from vgcore._validation import check_finite_number
 
 __all__ = ["SGD"]
@@ -25,10 +24,7 @@ class SGD:
 
     def step(self) -> None:
         """Apply one update with the gradients of the last backward pass."""
-        _engine.sgd_step(self.net.params, self.net.grads, self.lr)
-        record = getattr(self.net, "_record_update", None)
-        if record is not None:
-            record(self.lr)
+        self.net._sgd_step(self.lr)
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (backward overwrites them; this is for manual use)."""
