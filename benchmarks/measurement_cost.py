@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""What measuring the gradient flow at every step costs: a train step with ``net.measure`` on
+against the same step with it off, timed side by side in interleaved rounds in one process.
+
+    python benchmarks/measurement_cost.py [--rounds N] [--configs NAME ...] [--threads N]
+
+With measurements on, every step computes, per layer, the sums behind every field of
+vgcore.flow (delta, gradient, weight and update norms, pre-activation and activation
+statistics, saturated, zero-derivative and dead units) inside the compiled passes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _bench_common as bc  # noqa: E402
+import vgcore as vg  # noqa: E402
+from report import time_interleaved  # noqa: E402
+from test_measurement_cost import make_step  # noqa: E402
+
+BOUND = 1.05
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--sample-ms", type=float, default=25.0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--configs", nargs="+", choices=list(bc.CONFIGS),
+                    default=["deep-narrow", "deep-narrow-2", "medium"])
+    args = ap.parse_args(argv)
+    if args.threads:
+        vg.set_num_threads(args.threads)
+    print("| config | layers x width | batch | act | off ms | on ms | on / off |")
+    print("|---|---|---:|---|---:|---:|---:|")
+    for name in args.configs:
+        cfg = bc.CONFIGS[name]
+        _, off = make_step(cfg, False)
+        _, on = make_step(cfg, True)
+        t = time_interleaved({"off": off, "on": on}, args.rounds, args.sample_ms / 1e3, 0.2,
+                             lead_in_s=0.05)
+        a, b = t["off"]["median"], t["on"]["median"]
+        print(f"| {name} | {cfg.shape} | {cfg.batch} | {cfg.activation} | {a * 1e3:.3f} | "
+              f"{b * 1e3:.3f} | {b / a:.3f} |", flush=True)
+    print(f"\nthreads: {vg.get_num_threads()}; BLAS: {bc.blas_summary()}")
+
+
+if __name__ == "__main__":
+    main()
