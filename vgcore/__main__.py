@@ -50,10 +50,10 @@ def _demo(args):
             idx = rng.integers(0, X.shape[0], args.batch)
             loss = net.train_step(X[idx], y[idx], "cross_entropy", opt)
             if first is None:
-                first = [float(np.linalg.norm(g)) for g in net.weight_grads]
+                first = net.gradient_flow().grad_norm      # measured inside the step
                 first_loss = loss
         elapsed = time.perf_counter() - t0
-        norms = [float(np.linalg.norm(g)) for g in net.weight_grads]
+        norms = net.gradient_flow().grad_norm
         acc = float(np.mean(np.argmax(net.forward(X), axis=1) == y))
         rows.append((label, first, norms, first_loss, loss, acc, elapsed))
 
