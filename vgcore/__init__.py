@@ -9,7 +9,7 @@ measure and fix vanishing and exploding gradients.
 >>> dX = net.backward(dout)
 >>> vg.optim.SGD(net, lr=0.1).step()
 """
-from vgcore import activations, init, losses, optim
+from vgcore import activations, flow, init, losses, optim, theory
 from vgcore._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
 from vgcore.activations import ACTIVATIONS, Activation
 from vgcore.init import INITIALISERS
@@ -18,6 +18,6 @@ from vgcore.network import MLP
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP", "Activation", "ACTIVATIONS", "INITIALISERS", "activations", "init", "losses",
-    "optim", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
+    "MLP", "Activation", "ACTIVATIONS", "INITIALISERS", "activations", "flow", "init",
+    "losses", "optim", "theory", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
 ]
