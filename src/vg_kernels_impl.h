@@ -34,7 +34,7 @@ static inline T VG_FN(vg_silu_deriv)(T x)
 #define VG_PHI_IDENTITY   x
 #define VG_PHI_SIGMOID    VG_FN(vg_sigmoid)(x)
 #define VG_PHI_TANH       VG_FN(vg_tanh)(x)
-#define VG_PHI_RELU       (x > zero ? x : zero)
+#define VG_PHI_RELU       (x < zero ? zero : x)      /* NaN stays NaN */
 #define VG_PHI_LEAKY      (x > zero ? x : param * x)
 #define VG_PHI_ELU        (x > zero ? x : param * VG_FN(vg_expm1)(x))
 #define VG_PHI_SELU       ((T)VG_SELU_SCALE * (x > zero ? x : (T)VG_SELU_ALPHA * VG_FN(vg_expm1)(x)))

@@ -10,6 +10,8 @@ measure and fix vanishing and exploding gradients.
 >>> vg.optim.SGD(net, lr=0.1).step()
 """
 from vgcore import activations, flow, init, losses, optim, theory
+from vgcore.diagnosis import Finding, diagnose, format_findings
+from vgcore.recorder import Recorder
 from vgcore._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
 from vgcore.activations import ACTIVATIONS, Activation
 from vgcore.init import INITIALISERS
@@ -19,5 +21,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP", "Activation", "ACTIVATIONS", "INITIALISERS", "activations", "flow", "init",
-    "losses", "optim", "theory", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
+    "losses", "optim", "theory", "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
 ]

@@ -44,9 +44,12 @@ sample's own loss ``L_i`` (the batch loss is their mean); for a dense layer it i
 ``B * ||x_{l,i}|| * ||delta_{l,i}||``, so it needs only the row norms the passes already have.
 
 Scalars: ``grad_ratio`` = grad_norm of the first layer / grad_norm of the output layer;
-``delta_ratio`` the same for delta_norm (orders of magnitude below 1: vanishing gradients;
-above: exploding); ``nonfinite_forward_layer`` / ``nonfinite_backward_layer``: the 1-based layer
-where a NaN or Inf first appeared in the forward pass (pre-activations) or the backward pass
+``delta_ratio`` the same for delta_norm.  ``delta_ratio`` orders of magnitude below 1 means the
+error vanishes on its way down, above 1 that it explodes.  ``grad_ratio`` can hide either:
+``||dW_l|| ~ ||x_l|| ||delta_l||``, so when the forward signal shrinks (or grows) as fast as the
+error grows (or shrinks), the two cancel (tanh under the standard initialisation);
+:func:`vgcore.diagnose` looks at both.  ``nonfinite_forward_layer`` /
+``nonfinite_backward_layer``: the 1-based layer where a NaN or Inf first appeared in the forward pass (pre-activations) or the backward pass
 (deltas and gradients, which run from the output layer down), or None.
 """
 from __future__ import annotations
