@@ -329,7 +329,13 @@ VG_CLONES void VG_FN(vg_sgd_norms)(long n, T lr, T *restrict p, const T *restric
 VG_CLONES void VG_FN(vg_row_norms2)(long rows, long cols, const T *restrict x,
                                     double *restrict out)
 {
-    for (long i = 0; i < rows; i++) out[i] = VG_FN(vg_sumsq)(cols, x + i * cols);
+    for (long i = 0; i < rows; i++) {
+        const T *restrict xr = x + i * cols;
+        T s = 0;
+        #pragma omp simd reduction(+:s)     /* one short vector reduction per row */
+        for (long j = 0; j < cols; j++) s += xr[j] * xr[j];
+        out[i] = (double)s;
+    }
 }
 
 /* ---------------- losses: mean over the batch, gradient written to g ---------------- */

@@ -99,7 +99,7 @@ class GradientFlow:
     gain: np.ndarray
     gsnr: np.ndarray
     per_sample_grad_norm: np.ndarray
-    dead_units: list = field(repr=False)
+    dead_unit_mask: np.ndarray = field(repr=False)
     grad_ratio: float
     delta_ratio: float
     nonfinite_forward_layer: int | None
@@ -108,6 +108,13 @@ class GradientFlow:
     @property
     def n_layers(self) -> int:
         return len(self.sizes) - 1
+
+    @property
+    def dead_units(self) -> list:
+        """Per hidden layer, a bool array over its units: True where phi'(h) == 0 for every
+        sample of the batch.  (``dead_unit_mask`` holds them all, layer after layer.)"""
+        ends = np.cumsum(self.sizes[1:-1])
+        return np.split(self.dead_unit_mask, ends[:-1])
 
     @classmethod
     def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, unit_zero,
@@ -152,15 +159,14 @@ class GradientFlow:
             )
             grad_ratio = float(grad_norm[0] / grad_norm[-1])
             delta_ratio = float(delta_norm[0] / delta_norm[-1])
-        dead_units = [unit_zero[cum_width[l]:cum_width[l] + sizes[l + 1]] == batch
-                      for l in range(L - 1)]
+        dead_unit_mask = unit_zero[:cum_width[L - 1]] == batch
         bad_fwd = ~np.isfinite(st[:, _SUM_H2])
         bad_bwd = ~(np.isfinite(st[:, _SUM_D2]) & np.isfinite(st[:, _DW2])
                     & np.isfinite(st[:, _DB2]))
         nf_fwd = int(np.argmax(bad_fwd)) + 1 if bad_fwd.any() else None
         nf_bwd = int(L - np.argmax(bad_bwd[::-1])) if bad_bwd.any() else None
         return cls(sizes=tuple(sizes), activations=tuple(a.name for a in activations),
-                   batch=int(batch), dead_units=dead_units, grad_ratio=grad_ratio,
+                   batch=int(batch), dead_unit_mask=dead_unit_mask, grad_ratio=grad_ratio,
                    delta_ratio=delta_ratio, nonfinite_forward_layer=nf_fwd,
                    nonfinite_backward_layer=nf_bwd, **fields)
 
