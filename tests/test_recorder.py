@@ -234,8 +234,8 @@ def test_epoch_dead_units_are_those_dead_on_every_step_of_the_epoch(flow):
     a[2][:] = True           # layer 3: all dead in a only
     rec = Recorder()
     rec.start_epoch()
-    rec.record(dataclasses.replace(flow, dead_units=a))
-    rec.record(dataclasses.replace(flow, dead_units=b))
+    rec.record(dataclasses.replace(flow, dead_unit_mask=np.concatenate(a)))
+    rec.record(dataclasses.replace(flow, dead_unit_mask=np.concatenate(b)))
     fr = rec.end_epoch()
     np.testing.assert_allclose(fr, [3 / 12, 0.0, 0.0])
 
