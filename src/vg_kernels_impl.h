@@ -128,15 +128,16 @@ VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long co
     (void)one; (void)zero;
     for (long j = 0; j < cols; j++) ch2[j] = ca[j] = ca2[j] = zero;
     VG_SWITCH(VG_FWD_STATS_LOOP, VG_PHI)
-    double th2 = 0, ta = 0, ta2 = 0;
+    T th2 = 0, ta = 0, ta2 = 0;
+    #pragma omp simd reduction(+:th2, ta, ta2)
     for (long j = 0; j < cols; j++) {
-        th2 += (double)ch2[j];
-        ta += (double)ca[j];
-        ta2 += (double)ca2[j];
+        th2 += ch2[j];
+        ta += ca[j];
+        ta2 += ca2[j];
     }
-    st[VG_ST_SUM_H2] = th2;
-    st[VG_ST_SUM_A] = ta;
-    st[VG_ST_SUM_A2] = ta2;
+    st[VG_ST_SUM_H2] = (double)th2;
+    st[VG_ST_SUM_A] = (double)ta;
+    st[VG_ST_SUM_A2] = (double)ta2;
 }
 #undef VG_FWD_STATS_LOOP
 
@@ -224,17 +225,19 @@ VG_CLONES void VG_FN(vg_act_backward_stats)(int kind, T param, T sat_thr, long r
     const T one = (T)1, zero = (T)0;
     for (long j = 0; j < cols; j++) db[j] = zc[j] = cd2[j] = csat[j] = zero;
     VG_SWITCH(VG_BWD_STATS_LOOP, VG_DPHI)
-    double td2 = 0, tsat = 0, tzero = 0, tdead = 0;
+    T td2 = 0, tsat = 0, tzero = 0, tdead = 0;
+    const T all = (T)rows;
+    #pragma omp simd reduction(+:td2, tsat, tzero, tdead)
     for (long j = 0; j < cols; j++) {
-        td2 += (double)cd2[j];
-        tsat += (double)csat[j];
-        tzero += (double)zc[j];
-        tdead += zc[j] == (T)rows ? 1.0 : 0.0;
+        td2 += cd2[j];
+        tsat += csat[j];
+        tzero += zc[j];
+        tdead += zc[j] == all ? one : zero;
     }
-    st[VG_ST_SUM_D2] = td2;
-    st[VG_ST_N_SAT] = tsat;
-    st[VG_ST_N_ZERO] = tzero;
-    st[VG_ST_N_DEAD] = tdead;
+    st[VG_ST_SUM_D2] = (double)td2;
+    st[VG_ST_N_SAT] = (double)tsat;
+    st[VG_ST_N_ZERO] = (double)tzero;
+    st[VG_ST_N_DEAD] = (double)tdead;
 }
 #undef VG_BWD_STATS_LOOP
 
@@ -269,9 +272,11 @@ static inline double VG_FN(vg_sumsq)(long n, const T *restrict x)
     long k = 0;
     for (; k + VG_LANES <= n; k += VG_LANES)
         for (int l = 0; l < VG_LANES; l++) acc[l] += x[k + l] * x[k + l];
+    for (; k < n; k++) acc[k % VG_LANES] += x[k] * x[k];
+    for (int w = VG_LANES / 2; w >= 8; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     double s = 0;
-    for (; k < n; k++) s += (double)x[k] * x[k];
-    for (int l = 0; l < VG_LANES; l++) s += (double)acc[l];
+    for (int l = 0; l < 8; l++) s += (double)acc[l];
     return s;
 }
 
@@ -284,45 +289,43 @@ VG_CLONES void VG_FN(vg_norms2)(long n, const T *restrict p, const T *restrict g
 }
 
 /* p -= lr * g over n elements, measuring on the way (the pass reads p and g anyway):
- * out[0] = ||p before||^2, out[1] = ||g||^2, out[2] = ||p after - p before||^2. */
+ * out[0] = ||p before||^2, out[1] = ||g||^2, out[2] = ||lr g||^2 (the step's size). */
 VG_CLONES void VG_FN(vg_sgd_norms)(long n, T lr, T *restrict p, const T *restrict g,
                                    double *restrict out)
 {
     /* VG_LANES independent partial sums: several vector accumulators, so the loop runs at
      * the speed of memory rather than of the adder's latency */
-    T ap[VG_LANES] = {0}, ag[VG_LANES] = {0}, au[VG_LANES] = {0};
+    T ap[VG_LANES] = {0}, ag[VG_LANES] = {0};
     long k = 0;
     for (; k + VG_LANES <= n; k += VG_LANES) {
         T *restrict pk = p + k;
         const T *restrict gk = g + k;
         for (int l = 0; l < VG_LANES; l++) {
             T old = pk[l], gg = gk[l];
-            T nw = old - lr * gg;
-            T u = nw - old;
-            pk[l] = nw;
+            pk[l] = old - lr * gg;
             ap[l] += old * old;
             ag[l] += gg * gg;
-            au[l] += u * u;
         }
     }
-    double sp = 0, sg = 0, su = 0;
-    for (; k < n; k++) {
+    for (; k < n; k++) {              /* the tail, into the first lanes */
         T old = p[k], gg = g[k];
-        T nw = old - lr * gg;
-        T u = nw - old;
-        p[k] = nw;
-        sp += (double)old * old;
-        sg += (double)gg * gg;
-        su += (double)u * u;
+        p[k] = old - lr * gg;
+        ap[k % VG_LANES] += old * old;
+        ag[k % VG_LANES] += gg * gg;
     }
-    for (int l = 0; l < VG_LANES; l++) {
+    for (int w = VG_LANES / 2; w >= 8; w /= 2)       /* tree: vector adds, then 8 scalars */
+        for (int l = 0; l < w; l++) {
+            ap[l] += ap[l + w];
+            ag[l] += ag[l + w];
+        }
+    double sp = 0, sg = 0;
+    for (int l = 0; l < 8; l++) {
         sp += (double)ap[l];
         sg += (double)ag[l];
-        su += (double)au[l];
     }
     out[0] = sp;
     out[1] = sg;
-    out[2] = su;
+    out[2] = (double)lr * (double)lr * sg;
 }
 
 /* out[i] = sum_j x[i, j]^2 (row norms squared) */
