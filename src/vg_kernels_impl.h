@@ -293,39 +293,19 @@ VG_CLONES void VG_FN(vg_norms2)(long n, const T *restrict p, const T *restrict g
 VG_CLONES void VG_FN(vg_sgd_norms)(long n, T lr, T *restrict p, const T *restrict g,
                                    double *restrict out)
 {
-    /* VG_LANES independent partial sums: several vector accumulators, so the loop runs at
-     * the speed of memory rather than of the adder's latency */
-    T ap[VG_LANES] = {0}, ag[VG_LANES] = {0};
-    long k = 0;
-    for (; k + VG_LANES <= n; k += VG_LANES) {
-        T *restrict pk = p + k;
-        const T *restrict gk = g + k;
-        for (int l = 0; l < VG_LANES; l++) {
-            T old = pk[l], gg = gk[l];
-            pk[l] = old - lr * gg;
-            ap[l] += old * old;
-            ag[l] += gg * gg;
-        }
-    }
-    for (; k < n; k++) {              /* the tail, into the first lanes */
+    /* an OpenMP SIMD reduction: the sums' order follows the vector width, so these norms (not
+     * the parameters) may differ in the last bits between CPUs */
+    T sp = 0, sg = 0;
+    #pragma omp simd reduction(+:sp, sg)
+    for (long k = 0; k < n; k++) {
         T old = p[k], gg = g[k];
         p[k] = old - lr * gg;
-        ap[k % VG_LANES] += old * old;
-        ag[k % VG_LANES] += gg * gg;
+        sp += old * old;
+        sg += gg * gg;
     }
-    for (int w = VG_LANES / 2; w >= 8; w /= 2)       /* tree: vector adds, then 8 scalars */
-        for (int l = 0; l < w; l++) {
-            ap[l] += ap[l + w];
-            ag[l] += ag[l + w];
-        }
-    double sp = 0, sg = 0;
-    for (int l = 0; l < 8; l++) {
-        sp += (double)ap[l];
-        sg += (double)ag[l];
-    }
-    out[0] = sp;
-    out[1] = sg;
-    out[2] = (double)lr * (double)lr * sg;
+    out[0] = (double)sp;
+    out[1] = (double)sg;
+    out[2] = (double)lr * (double)lr * (double)sg;
 }
 
 /* out[i] = sum_j x[i, j]^2 (row norms squared) */
