@@ -38,6 +38,12 @@ cdef extern from "vg_kernels.h" nogil:
     int VG_IDENTITY
     int VG_N_STATS
     int VG_ST_W2, VG_ST_DW2, VG_ST_B2, VG_ST_DB2, VG_ST_UW2
+    void vg_opt_update_f32(int kind, long n, float *p, const float *g, float *s1, float *s2,
+                           const double *hp, double *out) noexcept
+    void vg_opt_update_f64(int kind, long n, double *p, const double *g, double *s1,
+                           double *s2, const double *hp, double *out) noexcept
+    double vg_norm2_f32(long n, const float *x) noexcept
+    double vg_norm2_f64(long n, const double *x) noexcept
     void vg_sgd_norms_f32(long n, float lr, float *p, const float *g, double *out) noexcept
     void vg_sgd_norms_f64(long n, double lr, double *p, const double *g, double *out) noexcept
     void vg_act_forward_stats_f32(int kind, float param, long rows, long cols, float *h,
@@ -453,6 +459,35 @@ cdef void net_sgd_measured(const NetDesc *n, floating *P, floating *G, floating 
         st[VG_ST_DB2] = out[1]
 
 
+cdef void net_opt_update(const NetDesc *n, int kind, floating *P, floating *G, floating *S1,
+                         floating *S2, const double *hp, double *stats) noexcept nogil:
+    """One optimiser step over every layer's W and b; per-layer norms into stats (n_layers x
+    VG_N_STATS): W before, dW, the update of W, b before, db."""
+    cdef int l
+    cdef double out[3]
+    cdef double *st
+    cdef long off, nw, nb
+    for l in range(n.n_layers):
+        st = stats + l * VG_N_STATS
+        nw = n.sizes[l] * n.sizes[l + 1]
+        nb = n.sizes[l + 1]
+        off = n.w_off[l]
+        if floating is float:
+            vg_opt_update_f32(kind, nw, P + off, G + off, S1 + off, S2 + off, hp, out)
+        else:
+            vg_opt_update_f64(kind, nw, P + off, G + off, S1 + off, S2 + off, hp, out)
+        st[VG_ST_W2] = out[0]
+        st[VG_ST_DW2] = out[1]
+        st[VG_ST_UW2] = out[2]
+        off = n.b_off[l]
+        if floating is float:
+            vg_opt_update_f32(kind, nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+        else:
+            vg_opt_update_f64(kind, nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+        st[VG_ST_B2] = out[0]
+        st[VG_ST_DB2] = out[1]
+
+
 cdef void net_row_norms(const NetDesc *n, floating *X, floating *dout, double *in_norm2,
                         double *delta_norm2) noexcept nogil:
     cdef int l
@@ -526,6 +561,23 @@ cdef class Engine:
             else:
                 net_sgd_measured(&self.desc, <double *>self.desc.params,
                                  <double *>self.desc.grads, lr)
+
+    def opt_update(self, int kind, cnp.ndarray state1, cnp.ndarray state2, cnp.ndarray hp,
+                   cnp.ndarray stats):
+        """One optimiser step (kind 0 SGD, 1 RMSprop, 2 Adagrad, 3 Adam/AdamW) over the flat
+        buffers; state1/state2 are like params (momentum, squares); hp as in vg_opt_update;
+        per-layer norms into stats."""
+        cdef void *s1 = cnp.PyArray_DATA(state1)
+        cdef void *s2 = cnp.PyArray_DATA(state2)
+        cdef const double *h = <const double *>cnp.PyArray_DATA(hp)
+        cdef double *st = <double *>cnp.PyArray_DATA(stats)
+        with nogil:
+            if self.is_f32:
+                net_opt_update(&self.desc, kind, <float *>self.desc.params,
+                               <float *>self.desc.grads, <float *>s1, <float *>s2, h, st)
+            else:
+                net_opt_update(&self.desc, kind, <double *>self.desc.params,
+                               <double *>self.desc.grads, <double *>s1, <double *>s2, h, st)
 
     def per_sample_norms(self, cnp.ndarray X, cnp.ndarray dout, cnp.ndarray in_norm2,
                          cnp.ndarray delta_norm2):
@@ -632,6 +684,20 @@ def first_bad_label(cnp.ndarray labels, long n_classes):
     with nogil:
         bad = vg_first_bad_label(n, y, n_classes)
     return bad
+
+
+def norm2(cnp.ndarray x):
+    """Squared Euclidean norm of a contiguous float32/float64 array, in double."""
+    cdef long n = x.size
+    cdef void *p = cnp.PyArray_DATA(x)
+    cdef double r
+    cdef bint f32 = x.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            r = vg_norm2_f32(n, <float *>p)
+        else:
+            r = vg_norm2_f64(n, <double *>p)
+    return r
 
 
 def all_finite(cnp.ndarray x):

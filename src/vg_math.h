@@ -108,6 +108,8 @@ static inline float vg_expm1_f32(float x) { return expm1f(x); }
 static inline double vg_expm1_f64(double x) { return expm1(x); }
 static inline float vg_log1p_f32(float x) { return log1pf(x); }
 static inline double vg_log1p_f64(double x) { return log1p(x); }
+static inline float vg_sqrt_f32(float x) { return sqrtf(x); }
+static inline double vg_sqrt_f64(double x) { return sqrt(x); }
 static inline float vg_fabs_f32(float x) { return fabsf(x); }
 static inline double vg_fabs_f64(double x) { return fabs(x); }
 

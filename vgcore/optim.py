@@ -1,34 +1,247 @@
-"""Optimisers: one compiled update over the network's flat parameter buffer."""
+"""Optimisers: each step is one compiled pass over the network's flat parameter buffer.
+
+Every optimiser takes the same options:
+
+``lr``
+    a number, or a schedule: any callable ``lr(step)`` of the number of steps taken so far
+    (see :mod:`vgcore.schedules`).
+``weight_decay``
+    L2 penalty added to the gradient (``g + wd * w``); for :class:`AdamW` it is decoupled
+    (``w -= lr * wd * w`` beside the Adam step), as in Loshchilov & Hutter.
+``clip_norm``
+    clip the gradient by its global norm (over all parameters): when ``||g|| > clip_norm`` the
+    step uses ``g * clip_norm / (||g|| + 1e-6)``.  The norm before clipping is kept in
+    :attr:`Optimizer.last_grad_norm`, not lost.  ``net.grads`` is left as the backward pass
+    wrote it.
+``clip_value``
+    clip every gradient entry to ``[-clip_value, clip_value]`` (after ``clip_norm``).
+
+When the network measures its gradient flow (``net.measure``), the same pass records per layer
+the norms of the weights before the step, of the gradient, and of the update, from which
+:meth:`vgcore.MLP.gradient_flow` gives ``update_to_weight``.  Semantics follow PyTorch's
+``torch.optim`` (SGD momentum buffer starting at the first gradient, Adam bias correction).
+"""
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from vgcore import _engine
 from vgcore._validation import check_finite_number
 
-__all__ = ["SGD"]
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW"]
+
+# compiled kernel ids (src/vg_kernels_impl.h, vg_opt_update)
+_SGD, _RMSPROP, _ADAGRAD, _ADAM = 0, 1, 2, 3
 
 
-class SGD:
-    """Plain stochastic gradient descent: ``params -= lr * grads``, one pass over the flat
-    buffer in compiled code.
+class Optimizer:
+    """Base class: the options shared by every optimiser (see the module docstring)."""
 
-    Parameters
-    ----------
-    net : vgcore.MLP
-    lr : float, > 0
-    """
+    _kind = _SGD
+    _n_states = 0
 
-    def __init__(self, net, lr=0.01):
-        if not hasattr(net, "params") or not hasattr(net, "grads"):
+    def __init__(self, net, lr=0.01, *, weight_decay=0.0, clip_norm=None, clip_value=None):
+        if not hasattr(net, "params") or not hasattr(net, "grads") or not hasattr(net, "_engine"):
             raise TypeError(f"net: expected a vgcore.MLP, got {type(net).__name__}")
         self.net = net
-        self.lr = check_finite_number(lr, "lr", positive=True)
+        self.lr = lr
+        self.weight_decay = check_finite_number(weight_decay, "weight_decay", nonnegative=True)
+        self.clip_norm = (None if clip_norm is None
+                          else check_finite_number(clip_norm, "clip_norm", positive=True))
+        self.clip_value = (None if clip_value is None
+                           else check_finite_number(clip_value, "clip_value", positive=True))
+        self.step_count = 0
+        self.last_grad_norm = math.nan      # global gradient norm before clipping (when clipping)
+        self._hp = np.zeros(12, np.float64)
+        self._states = [np.zeros_like(net.params) for _ in range(self._n_states)]
+        self._scratch_stats = np.zeros_like(net._stats)
 
+    # ------------------------------------------------------------------ options
+    @property
+    def lr(self):
+        """The learning rate: a number, or a schedule ``lr(step)``."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        if callable(value):
+            self._lr = value
+        else:
+            self._lr = check_finite_number(value, "lr", positive=True)
+
+    def current_lr(self) -> float:
+        """The learning rate the next step will use."""
+        if callable(self._lr):
+            lr = self._lr(self.step_count)
+            return check_finite_number(lr, f"lr (schedule at step {self.step_count})",
+                                       nonnegative=True)
+        return self._lr
+
+    def _fill_hyper(self, hp):
+        """Optimiser-specific entries of the hyper-parameter vector (momentum, betas, eps)."""
+
+    # ------------------------------------------------------------------ the step
     def step(self) -> None:
         """Apply one update with the gradients of the last backward pass."""
-        self.net._sgd_step(self.lr)
+        net = self.net
+        lr = self.current_lr()
+        gscale = 1.0
+        if self.clip_norm is not None:
+            gnorm = math.sqrt(_engine.norm2(net.grads))
+            self.last_grad_norm = gnorm
+            if gnorm > self.clip_norm:
+                gscale = self.clip_norm / (gnorm + 1e-6)
+        hp = self._hp
+        hp[:] = 0.0
+        hp[0], hp[1] = lr, gscale
+        hp[2] = self.clip_value or 0.0
+        hp[3] = self.weight_decay
+        self._fill_hyper(hp)
+        hp[11] = 1.0 if self.step_count == 0 else 0.0
+        s1 = self._states[0] if self._n_states > 0 else net.grads     # never written if unused
+        s2 = self._states[1] if self._n_states > 1 else net.grads
+        measured = net._measure and net._flow_batch is not None and not net._stepped
+        net._engine.opt_update(self._kind, s1, s2, hp,
+                               net._stats if measured else self._scratch_stats)
+        if measured:
+            net._stepped = True
+        self.step_count += 1
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (backward overwrites them; this is for manual use)."""
         self.net.grads[...] = 0
 
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """The optimiser's state: step count, learning rate (when a number) and buffers."""
+        return {"type": type(self).__name__, "step_count": self.step_count,
+                "lr": None if callable(self._lr) else self._lr,
+                "states": [s.copy() for s in self._states]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (same optimiser type and network size)."""
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"state: expected a {type(self).__name__} state, got "
+                             f"{state.get('type')!r}")
+        states = state["states"]
+        if len(states) != len(self._states) or any(
+                np.shape(a) != b.shape for a, b in zip(states, self._states)):
+            raise ValueError("state: its buffers do not match this network's parameters")
+        for dst, src in zip(self._states, states):
+            dst[...] = src
+        self.step_count = int(state["step_count"])
+        if state.get("lr") is not None:
+            self.lr = state["lr"]
+
     def __repr__(self):
-        return f"SGD(lr={self.lr})"
+        lr = self._lr if not callable(self._lr) else self._lr
+        return f"{type(self).__name__}(lr={lr!r})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with momentum and Nesterov momentum.
+
+    ``buf = momentum * buf + g`` (``buf = g`` at the first step), then ``w -= lr * buf``, or with
+    ``nesterov=True`` ``w -= lr * (g + momentum * buf)``; plain ``w -= lr * g`` when
+    ``momentum=0``.  Plain SGD without decay or clipping takes a dedicated pass.
+    """
+
+    def __init__(self, net, lr=0.01, momentum=0.0, nesterov=False, **options):
+        momentum = check_finite_number(momentum, "momentum", nonnegative=True)
+        if momentum >= 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum}")
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov=True needs a momentum > 0")
+        self.momentum, self.nesterov = momentum, bool(nesterov)
+        self._n_states = 1 if momentum > 0 else 0
+        super().__init__(net, lr, **options)
+
+    def _fill_hyper(self, hp):
+        hp[4] = self.momentum
+        hp[7] = 1.0 if self.nesterov else 0.0
+
+    def step(self) -> None:
+        if (self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None
+                and self.clip_value is None):
+            self.net._sgd_step(self.current_lr())
+            self.step_count += 1
+            return
+        super().step()
+
+    def __repr__(self):
+        return (f"SGD(lr={self._lr!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
+                f"weight_decay={self.weight_decay})")
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``s = alpha s + (1 - alpha) g^2``, ``w -= lr g / (sqrt(s) + eps)``."""
+
+    _kind = _RMSPROP
+    _n_states = 1
+
+    def __init__(self, net, lr=0.01, alpha=0.99, eps=1e-8, **options):
+        self.alpha = check_finite_number(alpha, "alpha", nonnegative=True)
+        if self.alpha >= 1:
+            raise ValueError(f"alpha: expected a number in [0, 1), got {alpha}")
+        self.eps = check_finite_number(eps, "eps", positive=True)
+        super().__init__(net, lr, **options)
+
+    def _fill_hyper(self, hp):
+        hp[4], hp[6] = self.alpha, self.eps
+
+
+class Adagrad(Optimizer):
+    """Adagrad: ``s += g^2``, ``w -= lr g / (sqrt(s) + eps)``."""
+
+    _kind = _ADAGRAD
+    _n_states = 1
+
+    def __init__(self, net, lr=0.01, eps=1e-10, **options):
+        self.eps = check_finite_number(eps, "eps", positive=True)
+        super().__init__(net, lr, **options)
+
+    def _fill_hyper(self, hp):
+        hp[6] = self.eps
+
+
+class Adam(Optimizer):
+    """Adam: ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``w -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``; ``weight_decay`` is an L2 term
+    added to g (see :class:`AdamW` for the decoupled form)."""
+
+    _kind = _ADAM
+    _n_states = 2
+    _decoupled = False
+
+    def __init__(self, net, lr=0.001, betas=(0.9, 0.999), eps=1e-8, **options):
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}") from None
+        self.beta1 = check_finite_number(b1, "betas[0]", nonnegative=True)
+        self.beta2 = check_finite_number(b2, "betas[1]", nonnegative=True)
+        for name, b in (("betas[0]", self.beta1), ("betas[1]", self.beta2)):
+            if b >= 1:
+                raise ValueError(f"{name}: expected a number in [0, 1), got {b}")
+        self.eps = check_finite_number(eps, "eps", positive=True)
+        super().__init__(net, lr, **options)
+
+    def _fill_hyper(self, hp):
+        t = self.step_count + 1
+        hp[4], hp[5], hp[6] = self.beta1, self.beta2, self.eps
+        hp[8] = 1.0 - self.beta1 ** t
+        hp[9] = 1.0 - self.beta2 ** t
+        hp[10] = 1.0 if self._decoupled else 0.0
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``w -= lr * weight_decay * w`` beside the Adam step
+    (default ``weight_decay=0.01``)."""
+
+    _decoupled = True
+
+    def __init__(self, net, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 **options):
+        super().__init__(net, lr, betas=betas, eps=eps, weight_decay=weight_decay, **options)
