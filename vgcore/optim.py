@@ -136,8 +136,7 @@ class Optimizer:
             self.lr = state["lr"]
 
     def __repr__(self):
-        lr = self._lr if not callable(self._lr) else self._lr
-        return f"{type(self).__name__}(lr={lr!r})"
+        return f"{type(self).__name__}(lr={self._lr!r})"
 
 
 class SGD(Optimizer):
@@ -171,8 +170,11 @@ class SGD(Optimizer):
         super().step()
 
     def __repr__(self):
-        return (f"SGD(lr={self._lr!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
-                f"weight_decay={self.weight_decay})")
+        extra = "".join(f", {k}={v!r}" for k, v in (
+            ("momentum", self.momentum), ("nesterov", self.nesterov),
+            ("weight_decay", self.weight_decay), ("clip_norm", self.clip_norm),
+            ("clip_value", self.clip_value)) if v)
+        return f"SGD(lr={self._lr!r}{extra})"
 
 
 class RMSprop(Optimizer):
