@@ -13,14 +13,7 @@ import time
 
 import numpy as np
 
-
-def gaussian_mixture(n, n_features, n_classes, seed=0, spread=1.0, dtype=np.float32):
-    """A synthetic classification task: one Gaussian blob per class (no download)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_classes, n_features)) * spread
-    y = rng.integers(0, n_classes, n)
-    X = centres[y] + rng.standard_normal((n, n_features))
-    return X.astype(dtype), y.astype(np.int64)
+from vgcore.datasets import gaussian_mixture  # noqa: F401  (kept importable from here)
 
 
 def _demo(args):
