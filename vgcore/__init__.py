@@ -9,7 +9,8 @@ measure and fix vanishing and exploding gradients.
 >>> dX = net.backward(dout)
 >>> vg.optim.SGD(net, lr=0.1).step()
 """
-from vgcore import activations, datasets, flow, init, losses, optim, schedules, theory
+from vgcore import (activations, curvature, datasets, flow, init, losses, optim, schedules,
+                    theory)
 from vgcore.diagnosis import Finding, diagnose, format_findings
 from vgcore.recorder import Recorder
 from vgcore._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
@@ -20,7 +21,8 @@ from vgcore.network import MLP
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP", "Activation", "ACTIVATIONS", "INITIALISERS", "activations", "datasets", "flow",
+    "MLP", "Activation", "ACTIVATIONS", "INITIALISERS", "activations", "curvature", "datasets",
+    "flow",
     "init", "schedules",
     "losses", "optim", "theory", "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
 ]
