@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["INITIALISERS", "init_weight", "check_init"]
+__all__ = ["INITIALISERS", "init_weight", "check_init", "init_name"]
 
 INITIALISERS = (
     "standard", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
@@ -46,14 +46,20 @@ def _check_scale(name, value):
     return value
 
 
-def check_init(init, sigma_w=None, sigma_b=None):
-    """Validate an initialiser name and its scales; returns ``(name, sigma_w, sigma_b)``."""
+def init_name(init) -> str:
+    """The canonical name of an initialiser (see :data:`INITIALISERS`), or a clear error."""
     if not isinstance(init, str):
         raise TypeError(f"init: expected an initialiser name (str), got {type(init).__name__}")
     key = init.strip().lower()
     if key not in INITIALISERS:
         raise ValueError(f"init: unknown initialiser {init!r}; expected one of "
                          f"{', '.join(INITIALISERS)}")
+    return key
+
+
+def check_init(init, sigma_w=None, sigma_b=None):
+    """Validate an initialiser name and its scales; returns ``(name, sigma_w, sigma_b)``."""
+    key = init_name(init)
     sigma_w = _check_scale("sigma_w", sigma_w)
     sigma_b = _check_scale("sigma_b", sigma_b)
     if key == "normal" and sigma_w is None:

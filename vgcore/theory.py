@@ -78,7 +78,7 @@ from numpy.polynomial.legendre import leggauss
 from scipy.optimize import brentq
 
 from vgcore.activations import Activation, resolve_activation
-from vgcore.init import INITIALISERS
+from vgcore.init import init_name
 from vgcore.reference import activation_derivative, activation_forward
 
 __all__ = [
@@ -662,12 +662,7 @@ def effective_sigma_w2(init, fan_in, fan_out, sigma_w=None):
     variance enters the mean-field theory (the pre-activations are Gaussian at large width
     whatever the weights' distribution).
     """
-    if not isinstance(init, str):
-        raise TypeError(f"init: expected an initialiser name (str), got {type(init).__name__}")
-    key = init.strip().lower()
-    if key not in INITIALISERS:
-        raise ValueError(f"init: unknown initialiser {init!r}; expected one of "
-                         f"{', '.join(INITIALISERS)}")
+    key = init_name(init)
     fan_in = _int(fan_in, "fan_in", 1)
     fan_out = _int(fan_out, "fan_out", 1)
     if key == "standard":
