@@ -11,7 +11,7 @@ SciPy ships (``scipy.linalg.cython_blas``), elementwise work through the C kerne
 
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -42,6 +42,43 @@ cdef extern from "vg_kernels.h" nogil:
                            const double *hp, double *out) noexcept
     void vg_opt_update_f64(int kind, long n, double *p, const double *g, double *s1,
                            double *s2, const double *hp, double *out) noexcept
+    uint64_t vg_dropout_key(uint64_t seed, uint64_t counter, uint64_t layer) noexcept
+    void vg_bn_stats_f32(long rows, long cols, const float *h, float *mean, float *invstd,
+                         double eps, double *run_mean, double *run_var, double m,
+                         int training) noexcept
+    void vg_bn_stats_f64(long rows, long cols, const double *h, double *mean, double *invstd,
+                         double eps, double *run_mean, double *run_var, double m,
+                         int training) noexcept
+    void vg_ln_stats_f32(long rows, long cols, const float *h, float *mean, float *invstd,
+                         double eps) noexcept
+    void vg_ln_stats_f64(long rows, long cols, const double *h, double *mean, double *invstd,
+                         double eps) noexcept
+    void vg_norm_affine_f32(int by_row, long rows, long cols, const float *h, const float *mean,
+                            const float *invstd, const float *gamma, const float *beta,
+                            float *z) noexcept
+    void vg_norm_affine_f64(int by_row, long rows, long cols, const double *h,
+                            const double *mean, const double *invstd, const double *gamma,
+                            const double *beta, double *z) noexcept
+    void vg_bn_backward_f32(long rows, long cols, const float *h, const float *mean,
+                            const float *invstd, const float *gamma, float *d,
+                            const float *dbeta, float *dgamma, int training) noexcept
+    void vg_bn_backward_f64(long rows, long cols, const double *h, const double *mean,
+                            const double *invstd, const double *gamma, double *d,
+                            const double *dbeta, double *dgamma, int training) noexcept
+    void vg_ln_backward_f32(long rows, long cols, const float *h, const float *mean,
+                            const float *invstd, const float *gamma, float *d,
+                            float *dgamma) noexcept
+    void vg_ln_backward_f64(long rows, long cols, const double *h, const double *mean,
+                            const double *invstd, const double *gamma, double *d,
+                            double *dgamma) noexcept
+    void vg_res_drop_forward_f32(long rows, long cols, const float *x, float alpha,
+                                 const float *a, float *out, double p, uint64_t key) noexcept
+    void vg_res_drop_forward_f64(long rows, long cols, const double *x, double alpha,
+                                 const double *a, double *out, double p, uint64_t key) noexcept
+    void vg_res_drop_backward_f32(long rows, long cols, float *g, float *skip, int residual,
+                                  float alpha, double p, uint64_t key) noexcept
+    void vg_res_drop_backward_f64(long rows, long cols, double *g, double *skip, int residual,
+                                  double alpha, double p, uint64_t key) noexcept
     double vg_norm2_f32(long n, const float *x) noexcept
     double vg_norm2_f64(long n, const double *x) noexcept
     void vg_sgd_norms_f32(long n, float lr, float *p, const float *g, double *out) noexcept
@@ -282,6 +319,25 @@ cdef struct NetDesc:
     const double *sat_thr       # per layer: |phi'| below this counts as saturated
     void *unit_zero             # per unit (all layers, flat): rows with phi' == 0
     void *acc                   # scratch: 3 x the widest layer, for column sums
+    # normalisation, residual blocks and dropout (hidden layers; see vgcore/network.py)
+    bint extras                 # any of them: the passes take the general path
+    const int *norm             # 0 none, 1 batch norm, 2 layer norm
+    const double *res_scale     # residual scale alpha (0: no residual)
+    const double *drop_p        # dropout probability (0: none)
+    const int64_t *g_off        # gamma and beta offsets in the parameter buffer (-1: none)
+    const int64_t *be_off
+    double *run_mean            # batch-norm running averages, per unit (flat, like unit_zero)
+    double *run_var
+    double norm_eps
+    double norm_momentum
+    bint training
+    uint64_t drop_seed
+    uint64_t drop_counter       # training forward passes so far (the dropout masks' counter)
+    void *Z                     # normalised pre-activations (like H)
+    void *OUT                   # block outputs after the residual sum and dropout (like H)
+    void *NS                    # per layer: mean | invstd, 2 * ns_stride entries
+    long ns_stride
+    void *zeros                 # the widest layer's worth of zeros (a null bias)
 
 
 cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
@@ -290,14 +346,24 @@ cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
 
 
 cdef inline floating *layer_out(const NetDesc *n, int l, floating *H, floating *A) noexcept nogil:
-    """Layer l's activation output; an identity layer's output is its pre-activation."""
+    """Layer l's output: its block output (residual sum, dropout), else its activation; an
+    identity layer's activation is its pre-activation (normalised or not)."""
     cdef long off = ws_offset(n, l)
+    if n.extras:
+        if n.res_scale[l] != 0 or (n.training and n.drop_p[l] > 0):
+            return <floating *>n.OUT + off
+        if n.kinds[l] == VG_IDENTITY:
+            return (<floating *>n.Z if n.norm[l] else H) + off
+        return A + off
     if n.kinds[l] == VG_IDENTITY:
         return H + off
     return A + off
 
 
 cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogil:
+    if n.extras:
+        net_forward_general(n, X, nthreads)
+        return
     cdef floating *P = <floating *>n.params
     cdef floating *H = <floating *>n.H
     cdef floating *A = <floating *>n.A
@@ -408,6 +474,9 @@ cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_d
 cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,
                        int nthreads) noexcept nogil:
     cdef int l
+    if n.extras:
+        net_backward_general(n, X, dout, want_dx, nthreads)
+        return
     for l in range(n.n_layers - 1, -1, -1):
         delta_and_bias_grad(n, l, dout, nthreads)
         weight_grad(n, l, X, dout)
@@ -457,6 +526,11 @@ cdef void net_sgd_measured(const NetDesc *n, floating *P, floating *G, floating 
             vg_sgd_norms_f64(nb, lr, P + n.b_off[l], G + n.b_off[l], out)
         st[VG_ST_B2] = out[0]
         st[VG_ST_DB2] = out[1]
+        if n.extras and n.g_off[l] >= 0:         # gamma and beta, contiguous
+            if floating is float:
+                vg_sgd_norms_f32(2 * nb, lr, P + n.g_off[l], G + n.g_off[l], out)
+            else:
+                vg_sgd_norms_f64(2 * nb, lr, P + n.g_off[l], G + n.g_off[l], out)
 
 
 cdef void net_opt_update(const NetDesc *n, int kind, floating *P, floating *G, floating *S1,
@@ -486,6 +560,12 @@ cdef void net_opt_update(const NetDesc *n, int kind, floating *P, floating *G, f
             vg_opt_update_f64(kind, nb, P + off, G + off, S1 + off, S2 + off, hp, out)
         st[VG_ST_B2] = out[0]
         st[VG_ST_DB2] = out[1]
+        if n.extras and n.g_off[l] >= 0:         # gamma and beta, contiguous
+            off = n.g_off[l]
+            if floating is float:
+                vg_opt_update_f32(kind, 2 * nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+            else:
+                vg_opt_update_f64(kind, 2 * nb, P + off, G + off, S1 + off, S2 + off, hp, out)
 
 
 cdef void net_row_norms(const NetDesc *n, floating *X, floating *dout, double *in_norm2,
@@ -497,6 +577,206 @@ cdef void net_row_norms(const NetDesc *n, floating *X, floating *dout, double *i
                    X if l == 0 else layer_out(n, l - 1, <floating *>n.H, <floating *>n.A),
                    in_norm2 + l * b)
         row_norms2(b, n.sizes[l + 1], layer_delta(n, l, dout), delta_norm2 + l * b)
+
+
+# ------------------------------------------------------------------------------------------
+# The general passes: batch and layer normalisation, residual blocks, dropout
+# ------------------------------------------------------------------------------------------
+
+cdef inline floating *ns_mean(const NetDesc *n, int l, floating *NS) noexcept nogil:
+    """Layer l's saved means (per unit for batch norm, per sample for layer norm)."""
+    return NS + 2 * l * n.ns_stride
+
+
+cdef inline floating *ns_invstd(const NetDesc *n, int l, floating *NS) noexcept nogil:
+    return NS + (2 * l + 1) * n.ns_stride
+
+
+cdef inline uint64_t drop_key(const NetDesc *n, int l) noexcept nogil:
+    return vg_dropout_key(n.drop_seed, n.drop_counter, <uint64_t>l)
+
+
+cdef void net_forward_general(const NetDesc *n, floating *X, int nthreads) noexcept nogil:
+    cdef floating *P = <floating *>n.params
+    cdef floating *H = <floating *>n.H
+    cdef floating *A = <floating *>n.A
+    cdef floating *Z = <floating *>n.Z
+    cdef floating *x = X
+    cdef floating *h
+    cdef floating *pre
+    cdef floating *bias
+    cdef floating *base
+    cdef long off
+    cdef int l, fin, fout, nk
+    cdef int batch = <int>n.batch
+    cdef double p
+    for l in range(n.n_layers):
+        fin = <int>n.sizes[l]
+        fout = <int>n.sizes[l + 1]
+        off = ws_offset(n, l)
+        h = H + off
+        linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
+        nk = n.norm[l]
+        if nk:
+            colbias(batch, fout, h, P + n.b_off[l])
+            norm_stats(n, l, nk, batch, fout, h)
+            norm_affine(nk, batch, fout, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l],
+                        P + n.be_off[l], Z + off)
+            pre = Z + off
+            bias = <floating *>n.zeros
+        else:
+            pre = h
+            bias = P + n.b_off[l]
+        if n.measure:
+            act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, pre, bias, A + off,
+                              n.stats + l * VG_N_STATS, <floating *>n.acc)
+        else:
+            act_forward(n.kinds[l], n.act_params[l], batch, fout, pre, bias, A + off, 1)
+        base = pre if n.kinds[l] == VG_IDENTITY else A + off
+        p = n.drop_p[l] if n.training else 0.0
+        if n.res_scale[l] != 0 or p > 0:
+            res_drop_forward(batch, fout, x if n.res_scale[l] != 0 else NULL,
+                             <floating>n.res_scale[l], base, <floating *>n.OUT + off, p,
+                             drop_key(n, l))
+            x = <floating *>n.OUT + off
+        else:
+            x = base
+
+
+cdef inline void colbias(long rows, long cols, floating *h, floating *b) noexcept nogil:
+    if floating is float:
+        vg_add_bias_f32(0, rows, 0, cols, cols, h, b)
+    else:
+        vg_add_bias_f64(0, rows, 0, cols, cols, h, b)
+
+
+cdef inline void norm_stats(const NetDesc *n, int l, int nk, long rows, long cols,
+                            floating *h) noexcept nogil:
+    cdef long u = n.cum_width[l]
+    if nk == 1:
+        if floating is float:
+            vg_bn_stats_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), n.norm_eps,
+                            n.run_mean + u, n.run_var + u, n.norm_momentum, n.training)
+        else:
+            vg_bn_stats_f64(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), n.norm_eps,
+                            n.run_mean + u, n.run_var + u, n.norm_momentum, n.training)
+    elif floating is float:
+        vg_ln_stats_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), n.norm_eps)
+    else:
+        vg_ln_stats_f64(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), n.norm_eps)
+
+
+cdef inline void norm_affine(int nk, long rows, long cols, floating *h, floating *mean,
+                             floating *invstd, floating *gamma, floating *beta,
+                             floating *z) noexcept nogil:
+    if floating is float:
+        vg_norm_affine_f32(nk == 2, rows, cols, h, mean, invstd, gamma, beta, z)
+    else:
+        vg_norm_affine_f64(nk == 2, rows, cols, h, mean, invstd, gamma, beta, z)
+
+
+cdef inline void res_drop_forward(long rows, long cols, floating *x, floating alpha,
+                                  floating *a, floating *out, double p,
+                                  uint64_t key) noexcept nogil:
+    if floating is float:
+        vg_res_drop_forward_f32(rows, cols, x, alpha, a, out, p, key)
+    else:
+        vg_res_drop_forward_f64(rows, cols, x, alpha, a, out, p, key)
+
+
+cdef void net_backward_general(const NetDesc *n, floating *X, floating *dout, bint want_dx,
+                               int nthreads) noexcept nogil:
+    cdef floating *P = <floating *>n.params
+    cdef floating *G = <floating *>n.grads
+    cdef floating *H = <floating *>n.H
+    cdef floating *A = <floating *>n.A
+    cdef floating *Z = <floating *>n.Z
+    cdef floating *D = <floating *>n.D
+    cdef floating *delta
+    cdef floating *skip
+    cdef floating *pre
+    cdef floating *dst
+    cdef floating *x
+    cdef int l, fin, fout, nk
+    cdef int L = n.n_layers
+    cdef int batch = <int>n.batch
+    cdef long off
+    cdef double p
+    cdef bint residual
+    cdef floating *acc = <floating *>n.acc
+    for l in range(L - 1, -1, -1):
+        fin = <int>n.sizes[l]
+        fout = <int>n.sizes[l + 1]
+        off = ws_offset(n, l)
+        # where dL/d(input of layer l) goes
+        if l > 0:
+            dst = D + ws_offset(n, l - 1)
+        elif want_dx:
+            dst = <floating *>n.dX
+        else:
+            dst = NULL
+        residual = n.res_scale[l] != 0
+        if l == L - 1:
+            delta = dout
+            delta_and_bias_grad(n, l, dout, 1)
+        else:
+            delta = D + off
+            p = n.drop_p[l] if n.training else 0.0
+            if residual or p > 0:
+                skip = dst if residual else NULL
+                if floating is float:
+                    vg_res_drop_backward_f32(batch, fout, delta, skip, residual,
+                                             <float>n.res_scale[l], p, drop_key(n, l))
+                else:
+                    vg_res_drop_backward_f64(batch, fout, delta, skip, residual,
+                                             n.res_scale[l], p, drop_key(n, l))
+            nk = n.norm[l]
+            pre = (Z if nk else H) + off
+            act_backward_any(n, l, batch, fout, pre, A + off, delta,
+                             G + (n.be_off[l] if nk else n.b_off[l]))
+            if nk:
+                norm_backward(n, l, nk, batch, fout, H + off, delta)
+                colsum(batch, fout, delta, G + n.b_off[l], 1)
+        x = X if l == 0 else layer_out(n, l - 1, H, A)
+        linear_grad_w(x, delta, G + n.w_off[l], batch, fin, fout)
+        if dst != NULL:
+            # a residual block's identity path already put its gradient in dst: accumulate
+            gemm(c'T', c'N', fin, batch, fout, P + n.w_off[l], fout, delta, fout,
+                 <floating>(1 if residual and l < L - 1 else 0), dst, fin)
+
+
+cdef inline void act_backward_any(const NetDesc *n, int l, long rows, long cols, floating *pre,
+                                  floating *a, floating *delta, floating *db) noexcept nogil:
+    cdef double *st = n.stats + l * VG_N_STATS
+    cdef floating *acc = <floating *>n.acc
+    cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
+    if not n.measure:
+        act_backward(n.kinds[l], n.act_params[l], rows, cols, pre, a, delta, db, 1)
+    elif floating is float:
+        vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
+                                  rows, cols, pre, a, delta, db, st, zc, acc, acc + cols)
+    else:
+        vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], rows, cols,
+                                  pre, a, delta, db, st, zc, acc, acc + cols)
+
+
+cdef inline void norm_backward(const NetDesc *n, int l, int nk, long rows, long cols,
+                               floating *h, floating *d) noexcept nogil:
+    cdef floating *P = <floating *>n.params
+    cdef floating *G = <floating *>n.grads
+    if nk == 1:
+        if floating is float:
+            vg_bn_backward_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l],
+                               d, G + n.be_off[l], G + n.g_off[l], n.training)
+        else:
+            vg_bn_backward_f64(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l],
+                               d, G + n.be_off[l], G + n.g_off[l], n.training)
+    elif floating is float:
+        vg_ln_backward_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l], d,
+                           G + n.g_off[l])
+    else:
+        vg_ln_backward_f64(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l], d,
+                           G + n.g_off[l])
 
 
 cdef class Engine:
@@ -511,6 +791,8 @@ cdef class Engine:
     cdef object _keep          # the arrays the descriptor points into
     cdef object _ws            # the bound workspace arrays
     cdef object _meas          # the measurement buffers
+    cdef object _layers        # the normalisation / residual / dropout settings
+    cdef object _ws_extra      # the general passes' workspace
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
@@ -529,8 +811,45 @@ cdef class Engine:
         self.is_f32 = params.dtype.itemsize == 4
         self.desc.batch = 0
         self.desc.measure = False
+        self.desc.extras = False
+        self.desc.training = True
         self._ws = None
         self._meas = None
+        self._layers = None
+        self._ws_extra = None
+
+    def set_layers(self, cnp.ndarray norm, cnp.ndarray res_scale, cnp.ndarray drop_p,
+                   cnp.ndarray g_off, cnp.ndarray be_off, cnp.ndarray run_mean,
+                   cnp.ndarray run_var, double eps, double momentum, uint64_t seed,
+                   cnp.ndarray zeros):
+        """Normalisation, residual and dropout settings of every layer (arrays from MLP)."""
+        self._layers = (norm, res_scale, drop_p, g_off, be_off, run_mean, run_var, zeros)
+        self.desc.norm = <const int *>cnp.PyArray_DATA(norm)
+        self.desc.res_scale = <const double *>cnp.PyArray_DATA(res_scale)
+        self.desc.drop_p = <const double *>cnp.PyArray_DATA(drop_p)
+        self.desc.g_off = <const int64_t *>cnp.PyArray_DATA(g_off)
+        self.desc.be_off = <const int64_t *>cnp.PyArray_DATA(be_off)
+        self.desc.run_mean = <double *>cnp.PyArray_DATA(run_mean)
+        self.desc.run_var = <double *>cnp.PyArray_DATA(run_var)
+        self.desc.zeros = cnp.PyArray_DATA(zeros)
+        self.desc.norm_eps = eps
+        self.desc.norm_momentum = momentum
+        self.desc.drop_seed = seed
+        self.desc.extras = True
+        self.desc.training = True
+
+    def set_mode(self, bint training, uint64_t counter):
+        """Training or evaluation mode, and the dropout counter of the next pass."""
+        self.desc.training = training
+        self.desc.drop_counter = counter
+
+    def bind_extras(self, cnp.ndarray Z, cnp.ndarray OUT, cnp.ndarray NS, long ns_stride):
+        """The general passes' workspace for the bound batch size."""
+        self._ws_extra = (Z, OUT, NS)
+        self.desc.Z = cnp.PyArray_DATA(Z)
+        self.desc.OUT = cnp.PyArray_DATA(OUT)
+        self.desc.NS = cnp.PyArray_DATA(NS)
+        self.desc.ns_stride = ns_stride
 
     def set_measurement(self, bint on, cnp.ndarray stats=None, cnp.ndarray sat_thr=None,
                         cnp.ndarray unit_zero=None, cnp.ndarray acc=None):

@@ -53,6 +53,31 @@ static inline long vg_first_bad_label(long n, const int64_t *restrict y, int64_t
     return -1;
 }
 
+/* Dropout: a counter-based hash (splitmix64's finaliser), so the backward pass recomputes the
+ * mask instead of storing it and the NumPy reference draws the same one. */
+static inline uint64_t vg_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+
+/* The key of layer l's mask at the counter-th training forward pass. */
+static inline uint64_t vg_dropout_key(uint64_t seed, uint64_t counter, uint64_t layer)
+{
+    return vg_mix64(seed ^ vg_mix64(counter * 1000003ull + layer));
+}
+
+/* Keep entry idx when u = (mix(key + idx) >> 40) * 2^-24 >= p. */
+static inline int vg_dropout_keep(uint64_t key, uint64_t idx, double p)
+{
+    double u = (double)(vg_mix64(key + idx) >> 40) * (1.0 / 16777216.0);
+    return u >= p;
+}
+
 #define VG_LANES 64     /* independent partial sums in the norm reductions */
 
 #define VG_CAT2(a, b) a##_##b

@@ -495,3 +495,180 @@ VG_CLONES double VG_FN(vg_norm2)(long n, const T *restrict x)
 {
     return VG_FN(vg_sumsq)(n, x);
 }
+
+/* ---------------- normalisation, residual blocks, dropout ----------------
+ * Batch norm normalises each unit (column) over the batch, layer norm each sample (row) over
+ * its units; both then scale and shift: z = gamma * xhat + beta.  `mean` and `invstd` hold
+ * per-column (batch) or per-row (layer) statistics of h. */
+
+/* Batch statistics of h (training: from the batch, and the running averages are updated with
+ * momentum m, the variance unbiased; eval: from the running averages). */
+VG_CLONES void VG_FN(vg_bn_stats)(long rows, long cols, const T *restrict h,
+                                  T *restrict mean, T *restrict invstd, double eps,
+                                  double *restrict run_mean, double *restrict run_var,
+                                  double m, int training)
+{
+    if (!training) {
+        for (long j = 0; j < cols; j++) {
+            mean[j] = (T)run_mean[j];
+            invstd[j] = (T)(1.0 / sqrt(run_var[j] + eps));
+        }
+        return;
+    }
+    for (long j = 0; j < cols; j++) mean[j] = invstd[j] = (T)0;
+    for (long i = 0; i < rows; i++) {
+        const T *restrict hr = h + i * cols;
+        for (long j = 0; j < cols; j++) mean[j] += hr[j];
+    }
+    const T inv_n = (T)1 / (T)rows;
+    for (long j = 0; j < cols; j++) mean[j] *= inv_n;
+    for (long i = 0; i < rows; i++) {           /* two passes: no cancellation */
+        const T *restrict hr = h + i * cols;
+        for (long j = 0; j < cols; j++) {
+            T d = hr[j] - mean[j];
+            invstd[j] += d * d;
+        }
+    }
+    const double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+    for (long j = 0; j < cols; j++) {
+        double var = (double)invstd[j] / (double)rows;
+        run_mean[j] = (1.0 - m) * run_mean[j] + m * (double)mean[j];
+        run_var[j] = (1.0 - m) * run_var[j] + m * var * unbias;
+        invstd[j] = (T)(1.0 / sqrt(var + eps));
+    }
+}
+
+/* Per-sample statistics of h over its units. */
+VG_CLONES void VG_FN(vg_ln_stats)(long rows, long cols, const T *restrict h,
+                                  T *restrict mean, T *restrict invstd, double eps)
+{
+    for (long i = 0; i < rows; i++) {
+        const T *restrict hr = h + i * cols;
+        T s = 0;
+        #pragma omp simd reduction(+:s)
+        for (long j = 0; j < cols; j++) s += hr[j];
+        const T mu = s / (T)cols;
+        T v = 0;
+        #pragma omp simd reduction(+:v)
+        for (long j = 0; j < cols; j++) v += (hr[j] - mu) * (hr[j] - mu);
+        mean[i] = mu;
+        invstd[i] = (T)(1.0 / sqrt((double)v / (double)cols + eps));
+    }
+}
+
+/* z = gamma * (h - mean) * invstd + beta; per-column statistics (batch norm, by_row = 0) or
+ * per-row (layer norm, by_row = 1). */
+VG_CLONES void VG_FN(vg_norm_affine)(int by_row, long rows, long cols, const T *restrict h,
+                                     const T *restrict mean, const T *restrict invstd,
+                                     const T *restrict gamma, const T *restrict beta,
+                                     T *restrict z)
+{
+    for (long i = 0; i < rows; i++) {
+        const T *restrict hr = h + i * cols;
+        T *restrict zr = z + i * cols;
+        if (by_row) {
+            const T mu = mean[i], is = invstd[i];
+            for (long j = 0; j < cols; j++) zr[j] = gamma[j] * ((hr[j] - mu) * is) + beta[j];
+        } else {
+            for (long j = 0; j < cols; j++)
+                zr[j] = gamma[j] * ((hr[j] - mean[j]) * invstd[j]) + beta[j];
+        }
+    }
+}
+
+/* Batch-norm backward: d (in: dL/dz, out: dL/dh) in place; dbeta = colsum(dL/dz) is given
+ * (the activation's backward wrote it); dgamma = colsum(dL/dz * xhat) is written.
+ * Training: dh = gamma invstd (dz - mean_i dz - xhat mean_i(dz xhat)); eval: gamma invstd dz. */
+VG_CLONES void VG_FN(vg_bn_backward)(long rows, long cols, const T *restrict h,
+                                     const T *restrict mean, const T *restrict invstd,
+                                     const T *restrict gamma, T *restrict d,
+                                     const T *restrict dbeta, T *restrict dgamma, int training)
+{
+    for (long j = 0; j < cols; j++) dgamma[j] = (T)0;
+    for (long i = 0; i < rows; i++) {
+        const T *restrict hr = h + i * cols;
+        const T *restrict dr = d + i * cols;
+        for (long j = 0; j < cols; j++) dgamma[j] += dr[j] * ((hr[j] - mean[j]) * invstd[j]);
+    }
+    const T inv_n = (T)1 / (T)rows;
+    for (long i = 0; i < rows; i++) {
+        const T *restrict hr = h + i * cols;
+        T *restrict dr = d + i * cols;
+        if (training) {
+            for (long j = 0; j < cols; j++) {
+                T xh = (hr[j] - mean[j]) * invstd[j];
+                dr[j] = gamma[j] * invstd[j] * (dr[j] - dbeta[j] * inv_n - xh * (dgamma[j] * inv_n));
+            }
+        } else {
+            for (long j = 0; j < cols; j++) dr[j] = gamma[j] * invstd[j] * dr[j];
+        }
+    }
+}
+
+/* Layer-norm backward: d (in: dL/dz, out: dL/dh) in place; dgamma = colsum(dz * xhat). */
+VG_CLONES void VG_FN(vg_ln_backward)(long rows, long cols, const T *restrict h,
+                                     const T *restrict mean, const T *restrict invstd,
+                                     const T *restrict gamma, T *restrict d,
+                                     T *restrict dgamma)
+{
+    for (long j = 0; j < cols; j++) dgamma[j] = (T)0;
+    const T inv_c = (T)1 / (T)cols;
+    for (long i = 0; i < rows; i++) {
+        const T *restrict hr = h + i * cols;
+        T *restrict dr = d + i * cols;
+        const T mu = mean[i], is = invstd[i];
+        T r1 = 0, r2 = 0;
+        #pragma omp simd reduction(+:r1, r2)
+        for (long j = 0; j < cols; j++) {
+            T xh = (hr[j] - mu) * is;
+            T dxh = dr[j] * gamma[j];
+            r1 += dxh;
+            r2 += dxh * xh;
+        }
+        r1 *= inv_c;
+        r2 *= inv_c;
+        for (long j = 0; j < cols; j++) {
+            T xh = (hr[j] - mu) * is;
+            dgamma[j] += dr[j] * xh;
+            dr[j] = is * (dr[j] * gamma[j] - r1 - xh * r2);
+        }
+    }
+}
+
+/* out = (x + alpha a) (residual, when x != NULL) or a, then times mask / (1 - p) (dropout,
+ * when p > 0); the mask comes from vg_dropout_keep(key, i * cols + j, p). */
+VG_CLONES void VG_FN(vg_res_drop_forward)(long rows, long cols, const T *restrict x, T alpha,
+                                          const T *restrict a, T *restrict out, double p,
+                                          uint64_t key)
+{
+    const T scale = p > 0 ? (T)(1.0 / (1.0 - p)) : (T)1;
+    for (long i = 0; i < rows; i++) {
+        const T *restrict ar = a + i * cols;
+        T *restrict orow = out + i * cols;
+        const T *restrict xr = x ? x + i * cols : 0;
+        for (long j = 0; j < cols; j++) {
+            T v = xr ? xr[j] + alpha * ar[j] : ar[j];
+            if (p > 0) v = vg_dropout_keep(key, (uint64_t)(i * cols + j), p) ? v * scale : (T)0;
+            orow[j] = v;
+        }
+    }
+}
+
+/* Backward of vg_res_drop_forward on g = dL/dout in place: g *= mask / (1 - p); then, for a
+ * residual block, skip = g (the identity path's gradient) and g *= alpha. */
+VG_CLONES void VG_FN(vg_res_drop_backward)(long rows, long cols, T *restrict g,
+                                           T *restrict skip, int residual, T alpha, double p,
+                                           uint64_t key)
+{
+    const T scale = p > 0 ? (T)(1.0 / (1.0 - p)) : (T)1;
+    for (long i = 0; i < rows; i++) {
+        T *restrict gr = g + i * cols;
+        T *restrict sr = skip ? skip + i * cols : 0;
+        for (long j = 0; j < cols; j++) {
+            T v = gr[j];
+            if (p > 0) v = vg_dropout_keep(key, (uint64_t)(i * cols + j), p) ? v * scale : (T)0;
+            if (sr) sr[j] = v;
+            gr[j] = residual ? alpha * v : v;
+        }
+    }
+}

@@ -21,9 +21,10 @@ class _Workspace:
     """Buffers for one batch size: pre-activations H, activations A, errors D of every layer
     (flat, layer after layer), dL/dX, and read-only views handed to the user."""
 
-    __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad")
+    __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad", "Z", "OUT", "NS",
+                 "ns_stride")
 
-    def __init__(self, batch, sizes, dtype):
+    def __init__(self, batch, sizes, dtype, extras=False):
         total = batch * int(sum(sizes[1:]))
         self.batch = batch
         self.H = np.zeros(total, dtype)
@@ -37,6 +38,11 @@ class _Workspace:
         dx.flags.writeable = False
         self.dX_view = dx
         self.loss_grad = np.zeros((batch, sizes[-1]), dtype)
+        if extras:      # normalised pre-activations, block outputs, saved statistics
+            self.Z = np.zeros(total, dtype)
+            self.OUT = np.zeros(total, dtype)
+            self.ns_stride = max(batch, max(sizes[1:]))
+            self.NS = np.zeros(2 * (len(sizes) - 1) * self.ns_stride, dtype)
 
     @property
     def nbytes(self):
@@ -68,6 +74,27 @@ class MLP:
     measure : bool
         Measure the gradient flow in every pass (default True; see :meth:`gradient_flow`).
         It costs a few percent of a step; ``net.measure = False`` turns it off.
+    norm : None, "batch", "layer", or a list with one per hidden layer
+        Normalise each hidden layer's pre-activation ``h = x W + b`` before its activation:
+        batch norm (each unit over the batch; running averages for evaluation mode) or layer
+        norm (each sample over its units), then ``z = gamma * xhat + beta`` with learnable
+        ``gamma`` (init 1) and ``beta`` (init 0).
+    residual : None, float, "auto", or a list with one per hidden layer
+        Residual blocks: a hidden layer with ``fan_in == fan_out`` outputs ``x + alpha *
+        phi(z)``.  ``"auto"`` uses ``alpha = 1 / sqrt(number of hidden layers)``; one number
+        applies to every hidden layer of equal widths; a list gives one per hidden layer
+        (None for none).
+    residual_init : None or "zero"
+        ``"zero"`` starts every residual branch at zero (its W and b), so each block starts as
+        the identity (SkipInit / Fixup).
+    dropout : float or a list with one per hidden layer
+        Dropout probability on each hidden layer's output, in training mode only (inverted
+        dropout: kept units are scaled by 1 / (1 - p)).  The masks come from a counter-based
+        hash of ``dropout_seed``, the number of training passes so far and the layer, so runs
+        are reproducible.
+    dropout_seed : int
+    norm_momentum, norm_eps : float
+        Batch norm's running-average momentum (0.1) and the normalisations' epsilon (1e-5).
 
     Attributes
     ----------
@@ -86,7 +113,9 @@ class MLP:
     """
 
     def __init__(self, sizes, activation="relu", init="standard", dtype="float32", seed=None,
-                 sigma_w=None, sigma_b=None, measure=True):
+                 sigma_w=None, sigma_b=None, measure=True, *, norm=None, residual=None,
+                 residual_init=None, dropout=0.0, dropout_seed=0, norm_momentum=0.1,
+                 norm_eps=1e-5):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
             raise TypeError(f"sizes: expected a sequence of layer widths, got {sizes!r}")
         if len(sizes) < 2:
@@ -111,17 +140,26 @@ class MLP:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an integer or None, got {type(seed).__name__}")
         self.seed = seed
+        self._configure_layers(norm, residual, residual_init, dropout, dropout_seed,
+                               norm_momentum, norm_eps)
 
-        # one flat buffer for parameters, one for gradients, with per-layer views
+        # one flat buffer for parameters, one for gradients, with per-layer views:
+        # W_l, b_l, and gamma_l, beta_l for normalised layers
         L = len(self.sizes) - 1
         w_off = np.zeros(L, np.int64)
         b_off = np.zeros(L, np.int64)
+        g_off = np.full(L, -1, np.int64)
+        be_off = np.full(L, -1, np.int64)
         off = 0
         for l in range(L):
             w_off[l] = off
             off += self.sizes[l] * self.sizes[l + 1]
             b_off[l] = off
             off += self.sizes[l + 1]
+            if self.norms[l]:
+                g_off[l] = off
+                be_off[l] = off + self.sizes[l + 1]
+                off += 2 * self.sizes[l + 1]
         self.params = np.zeros(off, self.dtype)
         self.grads = np.zeros(off, self.dtype)
         self.weights = [self._view(self.params, w_off[l], (self.sizes[l], self.sizes[l + 1]))
@@ -131,6 +169,22 @@ class MLP:
                              for l in range(L)]
         self.bias_grads = [self._view(self.grads, b_off[l], (self.sizes[l + 1],))
                            for l in range(L)]
+
+        def per_norm_layer(buf, offsets):
+            return [self._view(buf, offsets[l], (self.sizes[l + 1],)) if offsets[l] >= 0
+                    else None for l in range(L)]
+        self.gammas, self.betas = per_norm_layer(self.params, g_off), per_norm_layer(self.params,
+                                                                                    be_off)
+        self.gamma_grads = per_norm_layer(self.grads, g_off)
+        self.beta_grads = per_norm_layer(self.grads, be_off)
+        units = int(sum(self.sizes[1:]))
+        self._run_mean = np.zeros(units, np.float64)
+        self._run_var = np.ones(units, np.float64)
+        cw = np.concatenate(([0], np.cumsum(self.sizes[1:])))
+        self.running_means = [self._run_mean[cw[l]:cw[l + 1]] if self.norms[l] == "batch"
+                              else None for l in range(L)]
+        self.running_vars = [self._run_var[cw[l]:cw[l + 1]] if self.norms[l] == "batch"
+                             else None for l in range(L)]
         self.reset_parameters(seed)
 
         self._engine = _engine.Engine(
@@ -138,6 +192,17 @@ class MLP:
             np.asarray([a.kind for a in self.activations], np.intc),
             np.asarray([a.param for a in self.activations], np.float64),
             w_off, b_off, self.params, self.grads)
+        if self._extras:
+            self._engine.set_layers(
+                np.asarray([{None: 0, "batch": 1, "layer": 2}[k] for k in self.norms], np.intc),
+                np.asarray([r or 0.0 for r in self.residuals], np.float64),
+                np.asarray(self.dropouts, np.float64), g_off, be_off, self._run_mean,
+                self._run_var, self.norm_eps, self.norm_momentum, self.dropout_seed,
+                np.zeros(max(self.sizes[1:]), self.dtype))
+        self.training = True
+        self.dropout_counter = 0    # training forward passes so far (the dropout masks' counter)
+        self._fwd_training = True   # the mode and counter of the last forward pass
+        self._fwd_counter = 0
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
         self._ws: _Workspace | None = None
         self._input = None          # the X of the last forward pass (kept for dW_1)
@@ -154,6 +219,82 @@ class MLP:
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
         self.measure = measure
+
+    def _configure_layers(self, norm, residual, residual_init, dropout, dropout_seed,
+                          norm_momentum, norm_eps):
+        """Resolve the per-layer normalisation, residual and dropout options."""
+        n_hidden = len(self.sizes) - 2
+
+        def per_hidden(value, name):
+            if isinstance(value, (list, tuple)):
+                if len(value) != n_hidden:
+                    raise ValueError(f"{name}: expected one entry per hidden layer ({n_hidden}), "
+                                     f"got {len(value)}")
+                return list(value), True
+            return [value] * n_hidden, False
+
+        norms, _ = per_hidden(norm, "norm")
+        for k in norms:
+            if k not in (None, "batch", "layer"):
+                raise ValueError(f"norm: expected None, 'batch' or 'layer', got {k!r}")
+        res, explicit = per_hidden(residual, "residual")
+        residuals = []
+        for l, r in enumerate(res):
+            if r is None:
+                residuals.append(None)
+                continue
+            if r == "auto":
+                r = 1.0 / np.sqrt(n_hidden)
+            elif isinstance(r, str) or isinstance(r, bool) or not isinstance(
+                    r, (int, float, np.integer, np.floating)) or not np.isfinite(r) or r == 0:
+                raise ValueError(f"residual: expected None, 'auto' or a finite non-zero scale, "
+                                 f"got {r!r}")
+            if self.sizes[l] != self.sizes[l + 1]:
+                if explicit:
+                    raise ValueError(f"residual: hidden layer {l + 1} maps {self.sizes[l]} to "
+                                     f"{self.sizes[l + 1]} units; a residual block needs equal "
+                                     f"widths")
+                residuals.append(None)
+                continue
+            residuals.append(float(r))
+        drops, _ = per_hidden(dropout, "dropout")
+        for p in drops:
+            if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
+                    or not 0 <= p < 1:
+                raise ValueError(f"dropout: expected a probability in [0, 1), got {p!r}")
+        if residual_init not in (None, "zero"):
+            raise ValueError(f"residual_init: expected None or 'zero', got {residual_init!r}")
+        if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, (int, np.integer)) \
+                or dropout_seed < 0:
+            raise ValueError(f"dropout_seed: expected a non-negative integer, got "
+                             f"{dropout_seed!r}")
+        for name, v in (("norm_momentum", norm_momentum), ("norm_eps", norm_eps)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or v < 0 or (name == "norm_momentum" and v > 1) \
+                    or (name == "norm_eps" and v == 0):
+                raise ValueError(f"{name}: expected a finite number "
+                                 f"{'in [0, 1]' if name == 'norm_momentum' else '> 0'}, "
+                                 f"got {v!r}")
+        self.norms = tuple(norms) + (None,)
+        self.residuals = tuple(residuals) + (None,)
+        self.dropouts = tuple(float(p) for p in drops) + (0.0,)
+        self.residual_init = residual_init
+        self.dropout_seed = int(dropout_seed)
+        self.norm_momentum = float(norm_momentum)
+        self.norm_eps = float(norm_eps)
+        self._extras = any(self.norms) or any(r is not None for r in self.residuals) \
+            or any(self.dropouts)
+
+    def train_mode(self) -> "MLP":
+        """Training mode (the default): batch norm uses batch statistics and updates its
+        running averages, dropout drops."""
+        self.training = True
+        return self
+
+    def eval_mode(self) -> "MLP":
+        """Evaluation mode: batch norm uses its running averages, dropout does nothing."""
+        self.training = False
+        return self
 
     @staticmethod
     def _view(buf, offset, shape):
@@ -200,13 +341,21 @@ class MLP:
                 b[...] = 0
             else:
                 b[...] = rng.normal(0.0, self.sigma_b, b.shape)
+            if self.residual_init == "zero" and self.residuals[l] is not None:
+                w[...] = 0
+                b[...] = 0
+            if self.gammas[l] is not None:
+                self.gammas[l][...] = 1
+                self.betas[l][...] = 0
+        self._run_mean[...] = 0
+        self._run_var[...] = 1
         self.grads[...] = 0
 
     # ---------------------------------------------------------------- passes
     def _workspace(self, batch: int) -> _Workspace:
         ws = self._workspaces.get(batch)
         if ws is None:
-            ws = _Workspace(batch, self.sizes, self.dtype)
+            ws = _Workspace(batch, self.sizes, self.dtype, self._extras)
             self._workspaces[batch] = ws
             while len(self._workspaces) > _WORKSPACE_CACHE:
                 self._workspaces.popitem(last=False)
@@ -214,6 +363,8 @@ class MLP:
             self._workspaces.move_to_end(batch)
         if ws is not self._ws:
             self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX)
+            if self._extras:
+                self._engine.bind_extras(ws.Z, ws.OUT, ws.NS, ws.ns_stride)
             self._ws = ws
         return ws
 
@@ -231,7 +382,12 @@ class MLP:
         """
         check_float_matrix(X, "X", self.dtype, cols=self.sizes[0], what="the network's dtype")
         ws = self._workspace(X.shape[0])
+        if self._extras:
+            self._fwd_training, self._fwd_counter = bool(self.training), self.dropout_counter
+            self._engine.set_mode(self._fwd_training, self._fwd_counter)
         self._engine.forward(X)
+        if self._extras and self._fwd_training:
+            self.dropout_counter += 1
         self._input = X
         self._flow_batch = None
         return ws.out
@@ -262,6 +418,8 @@ class MLP:
         if dout.shape[0] != ws.batch:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
                              f"pass), got shape {dout.shape}")
+        if self._extras:     # the masks and statistics of the forward pass
+            self._engine.set_mode(self._fwd_training, self._fwd_counter)
         self._engine.backward(self._input, dout, bool(input_grad))
         self._stepped = False
         self._dout = dout
