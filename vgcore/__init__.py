@@ -9,19 +9,20 @@ measure and fix vanishing and exploding gradients.
 >>> dX = net.backward(dout)
 >>> vg.optim.SGD(net, lr=0.1).step()
 """
-from vgcore import (activations, curvature, datasets, flow, init, losses, optim, schedules,
-                    theory)
+from vgcore import (activations, checkpoint, curvature, datasets, flow, init, losses, optim,
+                    schedules, theory, trainer)
 from vgcore.diagnosis import Finding, diagnose, format_findings
 from vgcore.recorder import Recorder
+from vgcore.trainer import History, evaluate, fit
 from vgcore._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
 from vgcore.activations import ACTIVATIONS, Activation
 from vgcore.init import INITIALISERS
-from vgcore.network import MLP
+from vgcore.network import MLP, Dense
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP", "Activation", "ACTIVATIONS", "INITIALISERS", "activations", "curvature", "datasets",
+    "MLP", "Dense", "Activation", "fit", "evaluate", "History", "checkpoint", "trainer", "ACTIVATIONS", "INITIALISERS", "activations", "curvature", "datasets",
     "flow",
     "init", "schedules",
     "losses", "optim", "theory", "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",

@@ -12,7 +12,7 @@ from vgcore.activations import Activation, max_derivative, resolve_activation
 from vgcore.flow import N_STATS, SATURATION_THRESHOLD, GradientFlow
 from vgcore.init import check_init, init_weight
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "Dense"]
 
 _WORKSPACE_CACHE = 4      # batch sizes whose buffers are kept (e.g. full batch + last batch)
 
@@ -47,6 +47,32 @@ class _Workspace:
     @property
     def nbytes(self):
         return self.H.nbytes + self.A.nbytes + self.D.nbytes + self.dX.nbytes
+
+
+class Dense:
+    """One layer of an explicit layer list for :meth:`MLP.from_layers`.
+
+    Parameters
+    ----------
+    units : int
+        The layer's width (its fan-out).
+    activation : str or Activation
+        Its activation (the last layer of a list is the output layer and must be linear:
+        ``"identity"``, the default there).
+    norm, residual, dropout
+        As the options of :class:`MLP`, for this layer alone.
+    """
+
+    def __init__(self, units, activation="identity", *, norm=None, residual=None, dropout=0.0):
+        self.units = check_positive_int(units, "units")
+        self.activation = resolve_activation(activation)
+        self.norm, self.residual, self.dropout = norm, residual, dropout
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in (("norm", self.norm),
+                                                   ("residual", self.residual),
+                                                   ("dropout", self.dropout)) if v)
+        return f"Dense({self.units}, {self.activation.name!r}{extra})"
 
 
 class MLP:
@@ -284,6 +310,31 @@ class MLP:
         self.norm_eps = float(norm_eps)
         self._extras = any(self.norms) or any(r is not None for r in self.residuals) \
             or any(self.dropouts)
+
+    @classmethod
+    def from_layers(cls, n_in, layers, **options) -> "MLP":
+        """Build a network from an explicit list of :class:`Dense` layers.
+
+        ``vg.MLP.from_layers(64, [vg.Dense(128, "tanh", norm="batch"), vg.Dense(128, "tanh",
+        residual=0.5, dropout=0.1), vg.Dense(10)], init="orthogonal", seed=0)``.  The last
+        layer is the output layer: linear, without normalisation, residual or dropout.
+        ``options`` are the other arguments of :class:`MLP` (init, dtype, seed, ...).
+        """
+        layers = list(layers)
+        if not layers or not all(isinstance(d, Dense) for d in layers):
+            raise TypeError("layers: expected a non-empty list of vgcore.Dense")
+        out = layers[-1]
+        if out.activation.name != "identity" or out.norm or out.residual or out.dropout:
+            raise ValueError(f"layers: the last layer is the output layer and must be linear "
+                             f"with no norm, residual or dropout, got {out!r}")
+        hidden = layers[:-1]
+        for name in ("activation", "norm", "residual", "dropout"):
+            if name in options:
+                raise TypeError(f"{name}: set it on each Dense of the list, not as an option")
+        return cls([n_in] + [d.units for d in layers],
+                   activation=[d.activation for d in hidden], norm=[d.norm for d in hidden],
+                   residual=[d.residual for d in hidden], dropout=[d.dropout for d in hidden],
+                   **options)
 
     def train_mode(self) -> "MLP":
         """Training mode (the default): batch norm uses batch statistics and updates its

@@ -1,0 +1,649 @@
+"""Checkpoints: a network, its optimiser's state and a training history in one ``.npz`` file.
+
+::
+
+    import vgcore as vg
+    from vgcore import checkpoint
+
+    checkpoint.save("run.npz", net, opt, history=hist, extra={"epoch": 7})
+    ckpt = checkpoint.load("run.npz")              # a new network, built from the file
+    opt2 = ckpt.make_optimizer()                   # the optimiser, with its state
+    checkpoint.load_into("run.npz", net, opt)      # or into an existing network and optimiser
+
+Format (version 1)
+------------------
+A NumPy ``.npz`` archive (a zip of ``.npy`` arrays, written by :func:`numpy.savez`, or
+:func:`numpy.savez_compressed` with ``compress=True``) holding only plain arrays, so that
+:func:`load` reads it with ``np.load(path, allow_pickle=False)`` and never runs code from the
+file:
+
+``format``
+    0-d unicode array, ``"vgcore.checkpoint"``.
+``version``
+    0-d int64 array, ``1``.
+``metadata``
+    0-d unicode array: a strict-JSON object (no NaN or Infinity tokens)::
+
+        {"network": {"sizes": [n_in, ..., n_out],
+                     "activations": [{"name": ..., "param": ...} one per layer, the output
+                                     layer's "identity" last],
+                     "init": ..., "sigma_w": float or null, "sigma_b": float or null,
+                     "dtype": "float32" | "float64", "measure": bool, "seed": int or null,
+                     "n_params": int,
+                     "norms": [null | "batch" | "layer" per layer],
+                     "residuals": [null or the scale alpha per layer],
+                     "dropouts": [p per layer], "residual_init": null | "zero",
+                     "dropout_seed": int, "norm_momentum": float, "norm_eps": float,
+                     "training": bool, "dropout_counter": int},
+         "optimizer": null or {"type": "SGD" | "Adam" | ..., "lr": float or null (a schedule),
+                               "lr_schedule": repr of the schedule or null,
+                               "step_count": int, "n_states": int,
+                               "hyperparameters": {constructor keyword arguments, e.g.
+                                                   "betas": [b1, b2], "eps": ...,
+                                                   "weight_decay": ..., "clip_norm": ...}},
+         "history": null or {name: [float or null per epoch]},
+         "extra": null or any JSON value,
+         "checksums": {"params": crc32, "state_0": crc32, ...},
+         "vgcore_version": "..."}
+
+    Non-finite history values are written as ``null`` and read back as NaN.
+``params``
+    1-D array of the network's dtype: :attr:`vgcore.MLP.params` (``W_1, b_1, [gamma_1,
+    beta_1,] W_2, ...``).
+``running_mean``, ``running_var``
+    1-D float64 arrays, one entry per unit of every layer: batch norm's running averages.
+``state_0``, ``state_1``, ...
+    The optimiser's state buffers (:meth:`vgcore.optim.Optimizer.state_dict` ``["states"]``),
+    each shaped and typed like ``params``: the momentum buffer of SGD, the squared-gradient
+    average of RMSprop and Adagrad, Adam's first and second moments.
+
+The CRC-32 checksums of the arrays' bytes are checked on loading, beside the zip format's own.
+
+Safety
+------
+:func:`save` writes to a temporary file in the target's folder, flushes and ``fsync``-s it, then
+renames it onto the target with :func:`os.replace`: the file at ``path`` is always either the
+previous checkpoint or the complete new one, and the temporary file is removed if anything
+fails.  :func:`load` and :func:`load_into` check the whole file (format, version, metadata,
+shapes, dtypes, checksums, and for :func:`load_into` the architecture and optimiser) before
+touching anything, and raise :class:`ValueError` naming the file and the problem: a failed load
+leaves the network and optimiser as they were.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import secrets
+import warnings
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["save", "load", "load_into", "Checkpoint", "FORMAT", "VERSION"]
+
+FORMAT = "vgcore.checkpoint"
+VERSION = 1
+
+_HYPER_NAMES = ("momentum", "nesterov", "alpha", "eps", "weight_decay", "clip_norm",
+                "clip_value")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_path(path, name="path") -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}")
+    return os.fspath(path)
+
+
+def _check_net(net, name="net"):
+    from vgcore.network import MLP
+    if not isinstance(net, MLP):
+        raise TypeError(f"{name}: expected a vgcore.MLP, got {type(net).__name__}")
+    return net
+
+
+def _check_optimizer(optimizer, net, name="optimizer"):
+    from vgcore.optim import Optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{name}: expected a vgcore.optim optimiser (or None), got "
+                        f"{type(optimizer).__name__}")
+    if optimizer.net is not net:
+        raise ValueError(f"{name}: expected an optimiser of `net` (built with this network), "
+                         f"got one built for another network ({optimizer.net!r})")
+    return optimizer
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B")) & 0xFFFFFFFF
+
+
+def _json_value(x, where):
+    """A strict-JSON copy of ``x`` (numpy scalars and arrays become Python values)."""
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
+        v = float(x)
+        if not math.isfinite(v):
+            raise ValueError(f"{where}: expected finite numbers (strict JSON), got {v}")
+        return v
+    if isinstance(x, np.ndarray):
+        return _json_value(x.tolist(), where)
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: expected string keys (JSON), got key {k!r} of type "
+                                f"{type(k).__name__}")
+            out[k] = _json_value(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(x, (list, tuple)):
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(x)]
+    raise TypeError(f"{where}: expected JSON-able values (numbers, strings, bools, None, lists, "
+                    f"dicts, numpy arrays), got {type(x).__name__}")
+
+
+def _history_dict(history) -> dict | None:
+    """A history (a :class:`vgcore.trainer.History` or a mapping of sequences) as
+    ``{name: [float or None]}``, non-finite values as None."""
+    if history is None:
+        return None
+    if hasattr(history, "as_dict") and callable(history.as_dict):
+        history = history.as_dict()
+    if not isinstance(history, dict):
+        raise TypeError(f"history: expected a vgcore History or a dict of lists, got "
+                        f"{type(history).__name__}")
+    out = {}
+    for k, values in history.items():
+        if not isinstance(k, str):
+            raise TypeError(f"history: expected string keys, got {k!r}")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"history[{k!r}]: expected a sequence of numbers, got "
+                            f"{type(values).__name__}")
+        row = []
+        for i, v in enumerate(values):
+            if v is None:
+                row.append(None)
+                continue
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise TypeError(f"history[{k!r}][{i}]: expected a number or None, got "
+                                f"{type(v).__name__}")
+            v = float(v)
+            row.append(v if math.isfinite(v) else None)
+        out[k] = row
+    return out
+
+
+def _describe_net(net) -> dict:
+    return {
+        "sizes": [int(s) for s in net.sizes],
+        "activations": [{"name": a.name, "param": float(a.param)} for a in net.activations],
+        "init": net.init,
+        "sigma_w": None if net.sigma_w is None else float(net.sigma_w),
+        "sigma_b": None if net.sigma_b is None else float(net.sigma_b),
+        "dtype": net.dtype.name,
+        "measure": bool(net.measure),
+        "seed": None if net.seed is None else int(net.seed),
+        "n_params": int(net.n_params),
+        "norms": list(net.norms),
+        "residuals": [None if r is None else float(r) for r in net.residuals],
+        "dropouts": [float(p) for p in net.dropouts],
+        "residual_init": net.residual_init,
+        "dropout_seed": int(net.dropout_seed),
+        "norm_momentum": float(net.norm_momentum),
+        "norm_eps": float(net.norm_eps),
+        "training": bool(net.training),
+        "dropout_counter": int(net.dropout_counter),
+    }
+
+
+def _describe_optimizer(opt, state) -> dict:
+    hp = {}
+    for k in _HYPER_NAMES:
+        if hasattr(opt, k):
+            v = getattr(opt, k)
+            hp[k] = v if v is None or isinstance(v, bool) else float(v)
+    if hasattr(opt, "beta1") and hasattr(opt, "beta2"):
+        hp["betas"] = [float(opt.beta1), float(opt.beta2)]
+    lr = opt.lr
+    return {
+        "type": type(opt).__name__,
+        "lr": None if callable(lr) else float(lr),
+        "lr_schedule": repr(lr) if callable(lr) else None,
+        "step_count": int(state["step_count"]),
+        "n_states": len(state["states"]),
+        "hyperparameters": hp,
+    }
+
+
+# ---------------------------------------------------------------------------- save
+def save(path, net, optimizer=None, history=None, extra=None, *, compress=False) -> None:
+    """Write a checkpoint atomically (see the module docstring for the format).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write, used as given (no suffix is added; ``.npz`` is conventional).  Its
+        folder must exist.  An existing file is replaced only once the new one is complete.
+    net : vgcore.MLP
+        The network: its architecture and parameters are saved.
+    optimizer : vgcore.optim.Optimizer, optional
+        An optimiser of ``net``: its type, hyper-parameters, step count, learning rate (when a
+        number; a schedule is saved as its ``repr`` only) and state buffers are saved.
+    history : vgcore.trainer.History or dict of lists of numbers, optional
+        Per-epoch values; non-finite values are stored as null and read back as NaN.
+    extra : JSON-able value, optional
+        Anything else to keep (e.g. ``{"epoch": 7}``); numpy scalars and arrays are turned into
+        numbers and lists.  Must be finite (strict JSON).
+    compress : bool
+        Use :func:`numpy.savez_compressed` (default False: :func:`numpy.savez`).
+
+    Raises
+    ------
+    TypeError
+        When an argument has the wrong type, or ``extra`` or ``history`` is not JSON-able.
+    ValueError
+        When ``optimizer`` belongs to another network, or ``extra`` holds NaN or Inf.
+    OSError
+        When the file cannot be written (the previous file at ``path`` is then left as it was).
+    """
+    path = _check_path(path)
+    _check_net(net)
+    if optimizer is not None:
+        _check_optimizer(optimizer, net)
+    if not isinstance(compress, (bool, np.bool_)):
+        raise TypeError(f"compress: expected True or False, got {compress!r}")
+
+    arrays = {"params": net.params, "running_mean": net._run_mean,
+              "running_var": net._run_var}
+    checksums = {k: _crc(v) for k, v in arrays.items()}
+    opt_meta = None
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        opt_meta = _describe_optimizer(optimizer, state)
+        for i, s in enumerate(state["states"]):
+            arrays[f"state_{i}"] = s
+            checksums[f"state_{i}"] = _crc(s)
+    from vgcore import __version__
+    meta = {
+        "network": _describe_net(net),
+        "optimizer": opt_meta,
+        "history": _history_dict(history),
+        "extra": _json_value(extra, "extra"),
+        "checksums": checksums,
+        "vgcore_version": __version__,
+    }
+    text = json.dumps(meta, allow_nan=False, separators=(",", ":"))
+    arrays = {"format": np.array(FORMAT), "version": np.array(VERSION, np.int64),
+              "metadata": np.array(text), **arrays}
+
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
+                               f"{secrets.token_hex(4)}.tmp")
+    writer = np.savez_compressed if compress else np.savez
+    try:
+        with open(tmp, "xb") as f:
+            writer(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename durable (POSIX); best effort, silently skipped where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- load
+@dataclass
+class Checkpoint:
+    """What :func:`load` returns.
+
+    Attributes
+    ----------
+    net : vgcore.MLP
+        A new network with the saved architecture and parameters.
+    optimizer_state : dict or None
+        ``{"type", "step_count", "lr", "states", "hyperparameters", "lr_schedule"}``; it can be
+        passed to :meth:`vgcore.optim.Optimizer.load_state_dict` of an optimiser of the same
+        type built on :attr:`net` (or use :meth:`make_optimizer`).  None when no optimiser was
+        saved.
+    history : dict of list of float, or None
+        The saved history (NaN where a value was not finite).
+    extra : any
+        The saved ``extra`` value (JSON types).
+    metadata : dict
+        The whole metadata object of the file (see the module docstring).
+    """
+
+    net: object
+    optimizer_state: dict | None
+    history: dict | None
+    extra: object
+    metadata: dict = field(default_factory=dict, repr=False)
+
+    def __iter__(self):
+        """``net, optimizer_state, history, extra = load(path)``."""
+        return iter((self.net, self.optimizer_state, self.history, self.extra))
+
+    def make_optimizer(self, lr=None):
+        """Rebuild the saved optimiser on :attr:`net`, with its hyper-parameters and state.
+
+        Parameters
+        ----------
+        lr : float or callable, optional
+            The learning rate to use; required when the saved one was a schedule (schedules
+            are not stored), otherwise the saved number is used.
+
+        Returns
+        -------
+        vgcore.optim.Optimizer
+        """
+        if self.optimizer_state is None:
+            raise ValueError("make_optimizer: this checkpoint holds no optimiser state")
+        from vgcore import optim
+        st = self.optimizer_state
+        cls = getattr(optim, st["type"], None)
+        if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
+            raise ValueError(f"make_optimizer: the saved optimiser type {st['type']!r} is not "
+                             f"one of vgcore.optim's")
+        if lr is None:
+            lr = st["lr"]
+            if lr is None:
+                raise ValueError(f"lr: the saved optimiser used a schedule "
+                                 f"({st.get('lr_schedule')}), which checkpoints do not store; "
+                                 f"expected lr= (a number or a schedule), got None")
+        kwargs = dict(st["hyperparameters"])
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(kwargs["betas"])
+        opt = cls(self.net, lr=lr, **kwargs)
+        opt.load_state_dict({"type": st["type"], "step_count": st["step_count"],
+                             "lr": None if callable(lr) else lr, "states": st["states"]})
+        return opt
+
+
+class _Bad(Exception):
+    """A problem with the file's content (turned into a ValueError naming the file)."""
+
+
+def _read(path: str):
+    """Read and check a checkpoint file: ``(metadata, params, states)``; raises ValueError."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:     # not a zip, truncated, pickled data, ...
+        raise ValueError(f"{path}: not a readable vgcore checkpoint (truncated or corrupt?): "
+                         f"{type(e).__name__}: {e}") from e
+    if not hasattr(npz, "files"):          # a single .npy array
+        raise ValueError(f"{path}: not a vgcore checkpoint: expected a .npz archive, got a "
+                         f"single .npy array")
+    try:
+        with npz:
+            try:
+                data = {k: npz[k] for k in npz.files}
+            except Exception as e:
+                raise ValueError(f"{path}: not a readable vgcore checkpoint (truncated or "
+                                 f"corrupt?): {type(e).__name__}: {e}") from e
+        return _check_content(data)
+    except _Bad as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _scalar(data, key, kind):
+    if key not in data:
+        raise _Bad(f"not a vgcore checkpoint: the archive has no {key!r} entry "
+                   f"(entries: {sorted(data)})")
+    a = data[key]
+    if a.shape != () or a.dtype.kind not in kind:
+        raise _Bad(f"not a vgcore checkpoint: expected {key!r} to be a scalar, got an array of "
+                   f"dtype {a.dtype} and shape {a.shape}")
+    return a.item()
+
+
+def _check_content(data):
+    fmt = _scalar(data, "format", "U")
+    if fmt != FORMAT:
+        raise _Bad(f"not a vgcore checkpoint: expected format {FORMAT!r}, got {fmt!r}")
+    version = _scalar(data, "version", "iu")
+    if version != VERSION:
+        raise _Bad(f"unsupported checkpoint version {version}; this vgcore reads version "
+                   f"{VERSION}")
+    try:
+        meta = json.loads(_scalar(data, "metadata", "U"))
+    except json.JSONDecodeError as e:
+        raise _Bad(f"corrupt metadata (not valid JSON: {e})") from None
+    if not isinstance(meta, dict):
+        raise _Bad(f"corrupt metadata: expected a JSON object, got {type(meta).__name__}")
+    try:
+        netm = meta["network"]
+        sizes = [int(s) for s in netm["sizes"]]
+        dtype = np.dtype(netm["dtype"])
+        acts = [(str(a["name"]), float(a["param"])) for a in netm["activations"]]
+        checksums = meta["checksums"]
+        if not isinstance(netm, dict) or not isinstance(checksums, dict):
+            raise TypeError("'network' and 'checksums' must be objects")
+        for k in ("init", "sigma_w", "sigma_b", "measure", "seed"):
+            netm[k]
+        optm = meta.get("optimizer")
+        if optm is not None:
+            if not isinstance(optm, dict) or not isinstance(optm["hyperparameters"], dict):
+                raise TypeError("'optimizer' and its 'hyperparameters' must be objects")
+            n_states = int(optm["n_states"])
+            for k in ("type", "step_count", "lr", "hyperparameters"):
+                optm[k]
+        else:
+            n_states = 0
+    except (KeyError, TypeError, ValueError) as e:
+        raise _Bad(f"corrupt metadata: a field is missing or has the wrong type "
+                   f"({type(e).__name__}: {e})") from None
+    if len(acts) != len(sizes) - 1:
+        raise _Bad(f"corrupt metadata: {len(acts)} activations for {len(sizes) - 1} layers")
+    norms = netm.get("norms") or [None] * (len(sizes) - 1)
+    if not isinstance(norms, list) or len(norms) != len(sizes) - 1:
+        raise _Bad(f"corrupt metadata: norms {norms!r} for {len(sizes) - 1} layers")
+    n_params = sum(sizes[i] * sizes[i + 1] + sizes[i + 1] * (3 if norms[i] else 1)
+                   for i in range(len(sizes) - 1))
+    if netm.get("n_params") != n_params:
+        raise _Bad(f"corrupt metadata: n_params {netm.get('n_params')!r} does not match sizes "
+                   f"{sizes} ({n_params} parameters)")
+    names = ["params"] + [f"state_{i}" for i in range(n_states)]
+    arrays = []
+    for name in names:
+        if name not in data:
+            raise _Bad(f"the archive has no {name!r} entry")
+        a = data[name]
+        if a.dtype != dtype or a.shape != (n_params,):
+            raise _Bad(f"{name!r}: expected {n_params} values of dtype {dtype.name} (for sizes "
+                       f"{sizes}), got dtype {a.dtype} and shape {a.shape}")
+        if name not in checksums or _crc(a) != checksums[name]:
+            raise _Bad(f"{name!r}: checksum mismatch (the file is corrupt)")
+        arrays.append(a)
+    units = sum(sizes[1:])
+    running = []
+    for name, default in (("running_mean", 0.0), ("running_var", 1.0)):
+        if name not in data:
+            raise _Bad(f"the archive has no {name!r} entry")
+        a = data[name]
+        if a.dtype != np.float64 or a.shape != (units,):
+            raise _Bad(f"{name!r}: expected {units} float64 values, got dtype {a.dtype} and "
+                       f"shape {a.shape}")
+        if name not in checksums or _crc(a) != checksums[name]:
+            raise _Bad(f"{name!r}: checksum mismatch (the file is corrupt)")
+        running.append(a)
+    meta["_running"] = running
+    return meta, arrays[0], arrays[1:]
+
+
+def _build_net(meta):
+    from vgcore.activations import ACTIVATIONS, Activation
+    from vgcore.network import MLP
+    m = meta["network"]
+    hidden = []
+    for a in m["activations"][:-1]:
+        pname = ACTIVATIONS.get(a["name"], (None, None))[1]
+        hidden.append(Activation(a["name"], **({pname: a["param"]} if pname else {})))
+    hidden_only = slice(0, len(m["sizes"]) - 2)
+    n_hidden = len(m["sizes"]) - 2
+    return MLP(m["sizes"], activation=hidden, init=m["init"], dtype=m["dtype"], seed=m["seed"],
+               sigma_w=m["sigma_w"], sigma_b=m["sigma_b"], measure=bool(m["measure"]),
+               norm=(m.get("norms") or [None] * (n_hidden + 1))[hidden_only],
+               residual=(m.get("residuals") or [None] * (n_hidden + 1))[hidden_only],
+               dropout=(m.get("dropouts") or [0.0] * (n_hidden + 1))[hidden_only],
+               residual_init=m.get("residual_init"), dropout_seed=m.get("dropout_seed", 0),
+               norm_momentum=m.get("norm_momentum", 0.1), norm_eps=m.get("norm_eps", 1e-5))
+
+
+def _restore_layer_state(net, meta) -> None:
+    """Batch-norm running averages, the mode and the dropout counter."""
+    m = meta["network"]
+    net._run_mean[...], net._run_var[...] = meta["_running"]
+    net.training = bool(m.get("training", True))
+    net.dropout_counter = int(m.get("dropout_counter", 0))
+
+
+def _history_from(meta):
+    h = meta.get("history")
+    if h is None:
+        return None
+    return {k: [math.nan if v is None else float(v) for v in vals] for k, vals in h.items()}
+
+
+def _optimizer_state(meta, states):
+    optm = meta.get("optimizer")
+    if optm is None:
+        return None
+    return {"type": optm["type"], "step_count": int(optm["step_count"]), "lr": optm["lr"],
+            "lr_schedule": optm.get("lr_schedule"), "states": list(states),
+            "hyperparameters": dict(optm["hyperparameters"])}
+
+
+def load(path) -> Checkpoint:
+    """Read a checkpoint into a new network.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Checkpoint
+        ``(net, optimizer_state, history, extra)`` plus the file's ``metadata``; the network
+        is built with the saved sizes, activations, initialiser settings, dtype and
+        ``measure``, and its parameters are bit-identical to the saved ones.
+
+    Raises
+    ------
+    ValueError
+        When the file is truncated or corrupt, not a vgcore checkpoint, or of another version;
+        the message names the file and the problem.
+    FileNotFoundError
+        When there is no file at ``path``.
+    """
+    path = _check_path(path)
+    meta, params, states = _read(path)
+    try:
+        net = _build_net(meta)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: corrupt metadata: cannot build the network ({e})") from None
+    if net.params.shape != params.shape:
+        raise ValueError(f"{path}: the network built from the metadata has {net.n_params} "
+                         f"parameters, the file {params.size}")
+    net.params[...] = params
+    _restore_layer_state(net, meta)
+    meta.pop("_running")
+    return Checkpoint(net, _optimizer_state(meta, states), _history_from(meta),
+                      meta.get("extra"), meta)
+
+
+def load_into(path, net, optimizer=None) -> Checkpoint:
+    """Read a checkpoint into an existing network (and optimiser), all or nothing.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    net : vgcore.MLP
+        Must have the saved architecture: the same sizes, activations (with their parameters)
+        and dtype.  The initialiser settings need not match.
+    optimizer : vgcore.optim.Optimizer, optional
+        An optimiser of ``net`` of the saved type: its state buffers, step count and (when the
+        saved one was a number) learning rate are restored, so training continues exactly as
+        it would have.  Its other hyper-parameters are kept; a :class:`UserWarning` says which
+        differ from the saved ones.
+
+    Returns
+    -------
+    Checkpoint
+        With ``net`` the given network.
+
+    Raises
+    ------
+    ValueError
+        When the file is truncated, corrupt, of another format or version, or does not match
+        ``net`` or ``optimizer`` (or holds no optimiser state when one is given).  Everything
+        is checked before anything is copied: on error ``net`` and ``optimizer`` are untouched.
+    """
+    path = _check_path(path)
+    _check_net(net)
+    if optimizer is not None:
+        _check_optimizer(optimizer, net)
+    meta, params, states = _read(path)
+    netm = meta["network"]
+    mine = _describe_net(net)
+    for key in ("sizes", "activations", "dtype", "n_params", "norms", "residuals", "dropouts"):
+        if netm.get(key, mine[key]) != mine[key]:
+            raise ValueError(f"{path}: architecture mismatch: the checkpoint has {key} "
+                             f"{netm[key]}, the network has {mine[key]}")
+    opt_state = _optimizer_state(meta, states)
+    if optimizer is not None:
+        if opt_state is None:
+            raise ValueError(f"{path}: optimizer: the checkpoint holds no optimiser state, so "
+                             f"there is nothing to load into the given {type(optimizer).__name__}")
+        if opt_state["type"] != type(optimizer).__name__:
+            raise ValueError(f"{path}: optimizer: the checkpoint holds a {opt_state['type']} "
+                             f"state, got a {type(optimizer).__name__} optimiser")
+        n_mine = len(optimizer.state_dict()["states"])
+        if n_mine != len(states):
+            raise ValueError(f"{path}: optimizer: the checkpoint holds {len(states)} state "
+                             f"buffers, the {type(optimizer).__name__} has {n_mine} (e.g. SGD "
+                             f"with and without momentum)")
+        saved_hp = opt_state["hyperparameters"]
+        my_hp = _describe_optimizer(optimizer, {"step_count": 0, "states": []})["hyperparameters"]
+        differ = sorted(k for k in set(saved_hp) | set(my_hp) if saved_hp.get(k) != my_hp.get(k))
+    # everything checked: copy
+    net.params[...] = params
+    _restore_layer_state(net, meta)
+    meta.pop("_running")
+    if optimizer is not None:
+        optimizer.load_state_dict({"type": opt_state["type"],
+                                   "step_count": opt_state["step_count"],
+                                   "lr": opt_state["lr"], "states": states})
+        if differ:
+            detail = ", ".join(f"{k}: saved {saved_hp.get(k)!r}, optimizer {my_hp.get(k)!r}"
+                               for k in differ)
+            warnings.warn(f"{path}: the optimiser's hyper-parameters differ from the saved ones "
+                          f"({detail}); they were kept as they are", UserWarning, stacklevel=2)
+    return Checkpoint(net, opt_state, _history_from(meta), meta.get("extra"), meta)
