@@ -437,7 +437,7 @@ class MLP:
             self._fwd_training, self._fwd_counter = bool(self.training), self.dropout_counter
             self._engine.set_mode(self._fwd_training, self._fwd_counter)
         self._engine.forward(X)
-        if self._extras and self._fwd_training:
+        if self.training:
             self.dropout_counter += 1
         self._input = X
         self._flow_batch = None
