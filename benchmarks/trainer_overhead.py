@@ -16,7 +16,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args(argv)
-    print(f"| config | batch | samples | bare epoch ms | vg.fit epoch ms | fit / bare |")
+    print("| config | batch | samples | bare epoch ms | vg.fit epoch ms | fit / bare |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in CONFIGS:
         cfg = bc.CONFIGS[name]
