@@ -357,3 +357,31 @@ def test_bad_arguments_raise_errors_naming_the_argument(i):
     call, exc, pattern = _bad_calls()[i]
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_sharpness_callback_tracks_during_fit_and_sets_the_learning_rate():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((256, 6))
+    y = rng.integers(0, 3, 256)
+    net = vg.MLP([6, 16, 16, 3], activation="tanh", dtype="float64", seed=0, norm="batch",
+                 dropout=0.1)
+    opt = vg.optim.SGD(net, lr=0.05)
+    cb = C.SharpnessCallback(X[:64], y[:64], C.Sharpness(every=4, iters=10),
+                             lr_policy=C.CurvatureLR(c=1.0, max_lr=1.0))
+    vg.fit(net, X, y, optimizer=opt, epochs=2, batch_size=32, callbacks=[cb], verbose=0)
+    assert list(cb.sharpness.steps) == [0, 4, 8, 12]
+    assert opt.lr == pytest.approx(min(1.0, 1.0 / abs(cb.sharpness.value)))
+
+
+def test_probing_keeps_batch_norm_running_averages_and_the_dropout_counter():
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((32, 6))
+    y = rng.integers(0, 3, 32)
+    net = vg.MLP([6, 8, 8, 3], activation="tanh", dtype="float64", seed=0, norm="batch",
+                 dropout=0.2)
+    net.train_step(X, y, "cross_entropy")
+    means, counter = net._run_mean.copy(), net.dropout_counter
+    lam, _, _ = C.top_eigenvalue(net, X, y, iters=5)
+    assert np.isfinite(lam)
+    np.testing.assert_array_equal(net._run_mean, means)
+    assert net.dropout_counter == counter

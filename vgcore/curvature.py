@@ -64,7 +64,7 @@ from vgcore._validation import check_finite_number, check_positive_int
 from vgcore.network import MLP
 
 __all__ = ["loss_and_grad", "hessian_vector_product", "top_eigenvalue", "Sharpness",
-           "CurvatureLR", "default_eps"]
+           "SharpnessCallback", "CurvatureLR", "default_eps"]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -130,7 +130,9 @@ def _eps_for(net, w_norm, v_norm):
 
 class _Probe:
     """Evaluates engine gradients at chosen parameter vectors; on exit restores ``params``
-    (bit-identical), ``grads`` and the measurement setting."""
+    (bit-identical), ``grads``, the measurement setting, batch norm's running averages and the
+    dropout counter.  Every evaluation uses the same dropout masks (the counter is held), so the
+    loss is one deterministic function of the parameters, in the network's current mode."""
 
     def __init__(self, net, X, y, loss):
         self.net = net
@@ -144,6 +146,9 @@ class _Probe:
         self.params = net.params.copy()
         self.w64 = self.params.astype(np.float64)
         self.grads = net.grads.copy()
+        self.run_mean = net._run_mean.copy()
+        self.run_var = net._run_var.copy()
+        self.counter = net.dropout_counter
         self.measure = net.measure
         if self.measure:
             net.measure = False
@@ -153,6 +158,9 @@ class _Probe:
         net = self.net
         net.params[...] = self.params
         net.grads[...] = self.grads
+        net._run_mean[...] = self.run_mean
+        net._run_var[...] = self.run_var
+        net.dropout_counter = self.counter
         if self.measure:
             net.measure = True
         return False
@@ -161,6 +169,7 @@ class _Probe:
         """(loss, gradient as a new float64 array) at parameters ``w`` (None: the saved ones)."""
         net = self.net
         net.params[...] = self.params if w is None else w
+        net.dropout_counter = self.counter
         out = net.forward(self.X)
         if self.dout is None or self.dout.shape != out.shape:
             self.dout = np.empty(out.shape, net.dtype)
@@ -568,3 +577,40 @@ class CurvatureLR:
 
     def __repr__(self):
         return f"CurvatureLR(c={self.c}, max_lr={self.max_lr}, min_lr={self.min_lr})"
+
+
+class SharpnessCallback:
+    """Track the sharpness during :func:`vgcore.fit`, and optionally set the step size from it.
+
+    Parameters
+    ----------
+    X, y : arrays
+        A fixed probe batch (the network's dtype; labels or targets as for the loss).
+    sharpness : Sharpness, optional
+        The tracker (default ``Sharpness(every=100)``); its history is the record.
+    lr_policy : CurvatureLR, optional
+        When given, after each estimate ``trainer.optimizer.lr = lr_policy(sharpness)``.
+
+    Used as ``vg.fit(net, X, y, callbacks=[SharpnessCallback(Xp, yp, lr_policy=CurvatureLR())])``.
+    Each estimate runs after the step's recorder (the probe's passes replace the network's last
+    pass, so read ``net.gradient_flow()`` before, as the Recorder does).
+    """
+
+    def __init__(self, X, y, sharpness=None, lr_policy=None):
+        if sharpness is not None and not isinstance(sharpness, Sharpness):
+            raise TypeError(f"sharpness: expected a vgcore.curvature.Sharpness, got "
+                            f"{type(sharpness).__name__}")
+        if lr_policy is not None and not isinstance(lr_policy, CurvatureLR):
+            raise TypeError(f"lr_policy: expected a vgcore.curvature.CurvatureLR, got "
+                            f"{type(lr_policy).__name__}")
+        self.X, self.y = X, y
+        self.sharpness = Sharpness() if sharpness is None else sharpness
+        self.lr_policy = lr_policy
+
+    def on_batch_end(self, step, loss, trainer):
+        if not self.sharpness.due(step):
+            return False
+        self.sharpness.update(trainer.net, self.X, self.y, step)
+        if self.lr_policy is not None:
+            trainer.optimizer.lr = self.lr_policy(self.sharpness)
+        return False
