@@ -34,6 +34,17 @@ cdef extern from *:
     int VG_OPENMP
     int omp_get_max_threads() noexcept nogil
 
+cdef extern from *:
+    """
+    #include <time.h>
+    static inline double vg_now(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    }
+    """
+    double vg_now() noexcept nogil
+
 cdef extern from "vg_kernels.h" nogil:
     int VG_IDENTITY
     int VG_N_STATS
@@ -338,6 +349,10 @@ cdef struct NetDesc:
     void *NS                    # per layer: mean | invstd, 2 * ns_stride entries
     long ns_stride
     void *zeros                 # the widest layer's worth of zeros (a null bias)
+    # profiling: when set, seconds per layer are added to timing[4 l + k], k = forward GEMM,
+    # forward elementwise (bias, normalisation, activation, measurements, residual, dropout),
+    # backward elementwise, backward GEMMs
+    double *timing
 
 
 cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
@@ -372,17 +387,25 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
     cdef long off = 0
     cdef int l, fin, fout
     cdef int batch = <int>n.batch
+    cdef double t0 = 0, t1 = 0
     for l in range(n.n_layers):
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
         h = H + off
+        if n.timing != NULL:
+            t0 = vg_now()
         linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
+        if n.timing != NULL:
+            t1 = vg_now()
         if n.measure:
             act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l],
                               A + off, n.stats + l * VG_N_STATS, <floating *>n.acc)
         else:
             act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
                         nthreads)
+        if n.timing != NULL:
+            n.timing[4 * l] += t1 - t0
+            n.timing[4 * l + 1] += vg_now() - t1
         x = h if n.kinds[l] == VG_IDENTITY else A + off
         off += batch * fout
 
@@ -477,10 +500,18 @@ cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_
     if n.extras:
         net_backward_general(n, X, dout, want_dx, nthreads)
         return
+    cdef double t0 = 0, t1 = 0
     for l in range(n.n_layers - 1, -1, -1):
+        if n.timing != NULL:
+            t0 = vg_now()
         delta_and_bias_grad(n, l, dout, nthreads)
+        if n.timing != NULL:
+            t1 = vg_now()
         weight_grad(n, l, X, dout)
         input_grad(n, l, dout, want_dx)
+        if n.timing != NULL:
+            n.timing[4 * l + 2] += t1 - t0
+            n.timing[4 * l + 3] += vg_now() - t1
 
 
 cdef inline void param_norms(const NetDesc *n, int l, floating *P, floating *G) noexcept nogil:
@@ -610,12 +641,17 @@ cdef void net_forward_general(const NetDesc *n, floating *X, int nthreads) noexc
     cdef int l, fin, fout, nk
     cdef int batch = <int>n.batch
     cdef double p
+    cdef double t0 = 0, t1 = 0
     for l in range(n.n_layers):
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
         off = ws_offset(n, l)
         h = H + off
+        if n.timing != NULL:
+            t0 = vg_now()
         linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
+        if n.timing != NULL:
+            t1 = vg_now()
         nk = n.norm[l]
         if nk:
             colbias(batch, fout, h, P + n.b_off[l])
@@ -641,6 +677,9 @@ cdef void net_forward_general(const NetDesc *n, floating *X, int nthreads) noexc
             x = <floating *>n.OUT + off
         else:
             x = base
+        if n.timing != NULL:
+            n.timing[4 * l] += t1 - t0
+            n.timing[4 * l + 1] += vg_now() - t1
 
 
 cdef inline void colbias(long rows, long cols, floating *h, floating *b) noexcept nogil:
@@ -703,8 +742,10 @@ cdef void net_backward_general(const NetDesc *n, floating *X, floating *dout, bi
     cdef long off
     cdef double p
     cdef bint residual
-    cdef floating *acc = <floating *>n.acc
+    cdef double t0 = 0, t1 = 0
     for l in range(L - 1, -1, -1):
+        if n.timing != NULL:
+            t0 = vg_now()
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
         off = ws_offset(n, l)
@@ -737,12 +778,17 @@ cdef void net_backward_general(const NetDesc *n, floating *X, floating *dout, bi
             if nk:
                 norm_backward(n, l, nk, batch, fout, H + off, delta)
                 colsum(batch, fout, delta, G + n.b_off[l], 1)
+        if n.timing != NULL:
+            t1 = vg_now()
         x = X if l == 0 else layer_out(n, l - 1, H, A)
         linear_grad_w(x, delta, G + n.w_off[l], batch, fin, fout)
         if dst != NULL:
             # a residual block's identity path already put its gradient in dst: accumulate
             gemm(c'T', c'N', fin, batch, fout, P + n.w_off[l], fout, delta, fout,
                  <floating>(1 if residual and l < L - 1 else 0), dst, fin)
+        if n.timing != NULL:
+            n.timing[4 * l + 2] += t1 - t0
+            n.timing[4 * l + 3] += vg_now() - t1
 
 
 cdef inline void act_backward_any(const NetDesc *n, int l, long rows, long cols, floating *pre,
@@ -793,6 +839,7 @@ cdef class Engine:
     cdef object _meas          # the measurement buffers
     cdef object _layers        # the normalisation / residual / dropout settings
     cdef object _ws_extra      # the general passes' workspace
+    cdef object _timing        # the profiling array, when set
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
@@ -817,6 +864,8 @@ cdef class Engine:
         self._meas = None
         self._layers = None
         self._ws_extra = None
+        self._timing = None
+        self.desc.timing = NULL
 
     def set_layers(self, cnp.ndarray norm, cnp.ndarray res_scale, cnp.ndarray drop_p,
                    cnp.ndarray g_off, cnp.ndarray be_off, cnp.ndarray run_mean,
@@ -897,6 +946,11 @@ cdef class Engine:
             else:
                 net_opt_update(&self.desc, kind, <double *>self.desc.params,
                                <double *>self.desc.grads, <double *>s1, <double *>s2, h, st)
+
+    def set_timing(self, cnp.ndarray timing=None):
+        """Accumulate per-layer seconds into timing (float64, 4 per layer), or stop (None)."""
+        self._timing = timing
+        self.desc.timing = NULL if timing is None else <double *>cnp.PyArray_DATA(timing)
 
     def per_sample_norms(self, cnp.ndarray X, cnp.ndarray dout, cnp.ndarray in_norm2,
                          cnp.ndarray delta_norm2):
