@@ -9,7 +9,7 @@ import pytest
 
 import vgcore as vg
 from vgcore import diagnosis as D
-from vgcore.__main__ import gaussian_mixture
+from vgcore.datasets import gaussian_mixture
 from vgcore.diagnosis import Finding, diagnose, format_findings
 from vgcore.recorder import Recorder
 

@@ -1,0 +1,2 @@
+"""The subcommands of ``vgcore``; each module has ``register(subparsers)`` and ``run(args)``."""
+COMMANDS = ("demo",)
