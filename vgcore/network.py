@@ -1,6 +1,7 @@
 """The multilayer perceptron: parameters in one flat buffer, one compiled call per pass."""
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -229,6 +230,7 @@ class MLP:
         self.dropout_counter = 0    # training forward passes so far (the dropout masks' counter)
         self._fwd_training = True   # the mode and counter of the last forward pass
         self._fwd_counter = 0
+        self._lock = threading.RLock()   # one thread at a time (see _exclusive)
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
         self._ws: _Workspace | None = None
         self._input = None          # the X of the last forward pass (kept for dW_1)
@@ -440,6 +442,14 @@ class MLP:
             self._ws = ws
         return ws
 
+    def _acquire(self, what):
+        """Refuse, rather than corrupt, a network used by two threads at once: the passes share
+        its buffers.  (Re-entry from the same thread, as train_step does, is fine.)  The caller
+        releases ``self._lock`` in a ``finally``; no object is created per call."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"{what}: another thread is using this network right now; use "
+                               f"one network per thread, or serialise the calls with a lock")
+
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run the network on a batch.
 
@@ -453,16 +463,20 @@ class MLP:
             The output layer's (linear) values: a read-only view, overwritten by the next pass.
         """
         check_float_matrix(X, "X", self.dtype, cols=self.sizes[0], what="the network's dtype")
-        ws = self._workspace(X.shape[0])
-        if self._extras:
-            self._fwd_training, self._fwd_counter = bool(self.training), self.dropout_counter
-            self._engine.set_mode(self._fwd_training, self._fwd_counter)
-        self._engine.forward(X)
-        if self.training:
-            self.dropout_counter += 1
-        self._input = X
-        self._flow_batch = None
-        return ws.out
+        self._acquire("forward")
+        try:
+            ws = self._workspace(X.shape[0])
+            if self._extras:
+                self._fwd_training, self._fwd_counter = bool(self.training), self.dropout_counter
+                self._engine.set_mode(self._fwd_training, self._fwd_counter)
+            self._engine.forward(X)
+            if self.training:
+                self.dropout_counter += 1
+            self._input = X
+            self._flow_batch = None
+            return ws.out
+        finally:
+            self._lock.release()
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True):
         """Backpropagate ``dout = dL/d(output)`` through the last forward pass.
@@ -490,13 +504,17 @@ class MLP:
         if dout.shape[0] != ws.batch:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
                              f"pass), got shape {dout.shape}")
-        if self._extras:     # the masks and statistics of the forward pass
-            self._engine.set_mode(self._fwd_training, self._fwd_counter)
-        self._engine.backward(self._input, dout, bool(input_grad))
-        self._stepped = False
-        self._dout = dout
-        self._flow_batch = ws.batch if self._measure else None
-        return ws.dX_view if input_grad else None
+        self._acquire("backward")
+        try:
+            if self._extras:     # the masks and statistics of the forward pass
+                self._engine.set_mode(self._fwd_training, self._fwd_counter)
+            self._engine.backward(self._input, dout, bool(input_grad))
+            self._stepped = False
+            self._dout = dout
+            self._flow_batch = ws.batch if self._measure else None
+            return ws.dX_view if input_grad else None
+        finally:
+            self._lock.release()
 
     def gradient_flow(self) -> GradientFlow:
         """The gradient-flow measurements of the last forward and backward pass.
@@ -516,11 +534,15 @@ class MLP:
             raise RuntimeError("gradient_flow: no measured step yet; call forward(X) and then "
                                "backward(dout) (or train_step) first")
         ws = self._ws
-        if not self._stepped:
-            self._engine.param_norms()     # no step yet: W and dW are as the backward left them
         in_norm2 = np.empty((self.n_layers, ws.batch))
         delta_norm2 = np.empty((self.n_layers, ws.batch))
-        self._engine.per_sample_norms(self._input, self._dout, in_norm2, delta_norm2)
+        self._acquire("gradient_flow")
+        try:
+            if not self._stepped:
+                self._engine.param_norms()     # no step yet: W and dW as the backward left them
+            self._engine.per_sample_norms(self._input, self._dout, in_norm2, delta_norm2)
+        finally:
+            self._lock.release()
         return GradientFlow.from_buffers(self.sizes, self.activations, ws.batch, self._stats,
                                          in_norm2, delta_norm2, self._unit_zero,
                                          self._cum_width, self._stepped)
@@ -528,11 +550,15 @@ class MLP:
     def _sgd_step(self, lr: float) -> None:
         """``params -= lr * grads`` in one compiled call; when measuring, the same pass
         records the norms of W, dW and of the update (no pass of its own)."""
-        if self._measure and self._flow_batch is not None and not self._stepped:
-            self._engine.sgd_measured(lr)
-            self._stepped = True
-        else:
-            _engine.sgd_step(self.params, self.grads, lr)
+        self._acquire("step")
+        try:
+            if self._measure and self._flow_batch is not None and not self._stepped:
+                self._engine.sgd_measured(lr)
+                self._stepped = True
+            else:
+                _engine.sgd_step(self.params, self.grads, lr)
+        finally:
+            self._lock.release()
 
     def train_step(self, X, y, loss="cross_entropy", optimizer=None) -> float:
         """Forward, loss, backward and (when given) the optimiser's step; returns the loss.
@@ -542,12 +568,16 @@ class MLP:
         step allocates no memory.
         """
         fn = _losses.get(loss)
-        out = self.forward(X)
-        value, dout = fn(out, y, grad_out=self._ws.loss_grad)
-        self.backward(dout, input_grad=False)
-        if optimizer is not None:
-            optimizer.step()
-        return value
+        self._acquire("train_step")
+        try:
+            out = self.forward(X)
+            value, dout = fn(out, y, grad_out=self._ws.loss_grad)
+            self.backward(dout, input_grad=False)
+            if optimizer is not None:
+                optimizer.step()
+            return value
+        finally:
+            self._lock.release()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The network's output on X as a new array (a copy of :meth:`forward`'s view)."""

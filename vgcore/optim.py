@@ -102,11 +102,15 @@ class Optimizer:
         hp[11] = 1.0 if self.step_count == 0 else 0.0
         s1 = self._states[0] if self._n_states > 0 else net.grads     # never written if unused
         s2 = self._states[1] if self._n_states > 1 else net.grads
-        measured = net._measure and net._flow_batch is not None and not net._stepped
-        net._engine.opt_update(self._kind, s1, s2, hp,
-                               net._stats if measured else self._scratch_stats)
-        if measured:
-            net._stepped = True
+        net._acquire("step")
+        try:
+            measured = net._measure and net._flow_batch is not None and not net._stepped
+            net._engine.opt_update(self._kind, s1, s2, hp,
+                                   net._stats if measured else self._scratch_stats)
+            if measured:
+                net._stepped = True
+        finally:
+            net._lock.release()
         self.step_count += 1
 
     def zero_grad(self) -> None:
