@@ -48,9 +48,12 @@ Scalars: ``grad_ratio`` = grad_norm of the first layer / grad_norm of the output
 error vanishes on its way down, above 1 that it explodes.  ``grad_ratio`` can hide either:
 ``||dW_l|| ~ ||x_l|| ||delta_l||``, so when the forward signal shrinks (or grows) as fast as the
 error grows (or shrinks), the two cancel (tanh under the standard initialisation);
-:func:`vgcore.diagnose` looks at both.  ``nonfinite_forward_layer`` /
-``nonfinite_backward_layer``: the 1-based layer where a NaN or Inf first appeared in the forward pass (pre-activations) or the backward pass
-(deltas and gradients, which run from the output layer down), or None.
+:func:`vgcore.diagnose` looks at both.
+
+``nonfinite_forward_layer`` / ``nonfinite_backward_layer``: the 1-based layer where a NaN or
+Inf first appeared in the forward pass (pre-activations) or the backward pass (deltas and
+gradients, which run from the output layer down), or None.  Values whose squares overflow the
+dtype (|h| > 1.8e19 in float32) count as non-finite too: the sums that detect them overflow.
 """
 from __future__ import annotations
 

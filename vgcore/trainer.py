@@ -44,6 +44,8 @@ import time
 
 import numpy as np
 
+from vgcore import _engine
+
 from vgcore import losses as _losses
 
 __all__ = ["fit", "evaluate", "History", "Trainer", "EarlyStopping"]
@@ -569,8 +571,15 @@ class Trainer:
                  batch_size=64, shuffle=True, seed=0, validation_data=None,
                  validation_split=0.0, early_stopping=None, metrics=("loss", "accuracy"),
                  callbacks=(), recorder=None, checkpoint=None, checkpoint_best=None,
-                 verbose=None, restore_best=False, drop_last=False, eval_batch_size=1024):
+                 verbose=None, restore_best=False, drop_last=False, eval_batch_size=1024,
+                 on_nonfinite="raise"):
         _check_net(net)
+        if on_nonfinite not in ("raise", "skip", "stop"):
+            raise ValueError(f"on_nonfinite: expected 'raise', 'skip' or 'stop', got "
+                             f"{on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps = 0
+        self.nonfinite_message = None
         self.net = net
         self.loss = loss
         self.kind, self._fn = _loss_kind(loss)
@@ -778,6 +787,7 @@ class Trainer:
         if self.shuffle:
             self._rng.shuffle(order)
         total, seen, correct = 0.0, 0, 0
+        self._epoch_skipped = 0
         start = 0
         hooks = self._hooks["on_batch_end"]
         for b in self._sizes:
@@ -787,10 +797,18 @@ class Trainer:
             np.take(X, idx, axis=0, out=buf.X, mode="clip")    # "clip": unbuffered
             np.take(y, idx, axis=0, out=buf.y, mode="clip")
             out = net.forward(buf.X)
-            if self.accuracy:
-                correct += _count_correct(out, buf.y, buf, kind)
+            if not _engine.all_finite(out):
+                if self._nonfinite(where="forward"):
+                    break
+                continue
             value, dout = fn(out, buf.y, grad_out=buf.grad)
             net.backward(dout, input_grad=False)
+            if not self._grads_finite():
+                if self._nonfinite(where="backward"):
+                    break
+                continue
+            if self.accuracy:
+                correct += _count_correct(out, buf.y, buf, kind)
             opt.step()
             value = float(value)
             if rec is not None:
@@ -805,11 +823,51 @@ class Trainer:
             progress.update(self.step - self._epoch_first_step, value)
             if self.stop_training:
                 break
-        logs = {"loss": total / seen}
+        logs = {"loss": total / seen if seen else math.nan}
         if self.accuracy:
             per_row = 1 if kind == "cross_entropy" else net.sizes[-1]
-            logs["accuracy"] = correct / (seen * per_row)
+            logs["accuracy"] = correct / (seen * per_row) if seen else math.nan
+        if self.on_nonfinite == "skip":
+            logs["skipped"] = self._epoch_skipped
         return logs
+
+    # ------------------------------------------------------------------ non-finite steps
+    def _grads_finite(self) -> bool:
+        """Cheaply, from the step's own measurements when the network takes them (every
+        layer's pre-activation and error sums are finite), else one pass over the gradients."""
+        net = self.net
+        if net.measure:
+            st = net._stats
+            return bool(np.isfinite(st[:, 0].sum() + st[:, 3].sum()))
+        return _engine.all_finite(net.grads)
+
+    def _nonfinite(self, where) -> bool:
+        """Apply the on_nonfinite policy to a step whose forward or backward pass produced NaN
+        or Inf; the parameters are untouched (the optimiser has not stepped).  Returns True to
+        end the epoch."""
+        layer = None
+        net = self.net
+        if net.measure:
+            st = net._stats
+            bad_fwd = ~np.isfinite(st[:, 0])           # sums of squared pre-activations
+            bad_bwd = ~np.isfinite(st[:, 3])           # sums of squared errors
+            if bad_fwd.any():                          # first in the forward pass
+                where, layer = "forward", int(np.argmax(bad_fwd)) + 1
+            elif bad_bwd.any():                        # first in the backward pass (top down)
+                where, layer = "backward", int(len(bad_bwd) - np.argmax(bad_bwd[::-1]))
+        at = f" at layer {layer}" if layer else ""
+        msg = (f"step {self.step}: the {where} pass produced NaN or Inf{at}; the parameters "
+               f"are those before this step (try a lower learning rate, clip_norm, or a "
+               f"normalisation)")
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(msg)
+        self.nonfinite_message = msg
+        if self.on_nonfinite == "skip":
+            self.skipped_steps += 1
+            self._epoch_skipped += 1
+            return False
+        self.stop_training = True      # "stop": keep the last good state
+        return True
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> History:
@@ -888,7 +946,7 @@ def fit(net, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_siz
         shuffle=True, seed=0, validation_data=None, validation_split=0.0, early_stopping=None,
         metrics=("loss", "accuracy"), callbacks=(), recorder=None, checkpoint=None,
         checkpoint_best=None, verbose=None, restore_best=False, drop_last=False,
-        eval_batch_size=1024) -> History:
+        eval_batch_size=1024, on_nonfinite="raise") -> History:
     """Train ``net`` on ``(X, y)`` with mini-batches.
 
     Parameters
@@ -956,6 +1014,14 @@ def fit(net, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_siz
         Skip the last, partial batch of each epoch (default False: it is used).
     eval_batch_size : int, >= 1
         Batch size of the validation passes (default 1024).
+    on_nonfinite : {"raise", "skip", "stop"}
+        What to do with a step whose forward or backward pass produced NaN or Inf (detected
+        from the step's measurements when ``net.measure`` is on, else by one pass over the
+        gradients), before the optimiser touches the parameters: raise
+        :class:`FloatingPointError` naming the step and the layer where it first appeared
+        (default), skip the step (the parameters stay as they were; ``history["skipped"]``
+        counts them per epoch), or stop training with the last good parameters
+        (``trainer.nonfinite_message`` says why).
 
     Returns
     -------
@@ -983,5 +1049,6 @@ def fit(net, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_siz
                    validation_data=validation_data, validation_split=validation_split,
                    early_stopping=early_stopping, metrics=metrics, callbacks=callbacks,
                    recorder=recorder, checkpoint=checkpoint, checkpoint_best=checkpoint_best,
+                   on_nonfinite=on_nonfinite,
                    verbose=verbose, restore_best=restore_best, drop_last=drop_last,
                    eval_batch_size=eval_batch_size).run()
