@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from vgcore.commands import COMMANDS
@@ -45,6 +46,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("vgcore: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:            # e.g. `vgcore bench | head`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
