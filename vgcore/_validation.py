@@ -52,9 +52,12 @@ def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
         raise ValueError(f"{name}: expected at least one column, got shape {x.shape}")
     if n > _MAX_DIM or m > _MAX_DIM:
         raise ValueError(f"{name}: dimensions above 2**31-1 are not supported, got {x.shape}")
-    if not x.flags.c_contiguous or not x.flags.aligned:
-        raise ValueError(f"{name}: expected a C-contiguous, aligned array; got a strided view "
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array; got a strided view "
                          f"(strides {x.strides}); pass np.ascontiguousarray({name})")
+    if not x.flags.aligned:
+        raise ValueError(f"{name}: expected an aligned array; its data does not start on a "
+                         f"multiple of {x.dtype.itemsize} bytes; pass {name}.copy()")
     if writable and not x.flags.writeable:
         raise ValueError(f"{name}: expected a writable array, got a read-only one")
     if finite and not _engine.all_finite(x):

@@ -309,7 +309,9 @@ def _init_verdict(init, family):
 
 def _vanishing_fix(family, verdict):
     deep = ("batch normalisation or residual connections keep deep stacks trainable; an "
-            "adaptive optimiser such as Adam rescales the small gradients of the first layers")
+            "adaptive optimiser such as Adam rescales small gradients of the first layers "
+            "(it cannot revive gradients far below its eps, e.g. 1e-17 through 20 sigmoid "
+            "layers)")
     if family == "sigmoid":
         return ("replace sigmoid in the hidden layers by relu or leaky_relu with He init "
                 "(init='he_normal'), or tanh with Glorot or orthogonal init; " + deep,
