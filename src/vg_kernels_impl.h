@@ -265,18 +265,20 @@ VG_CLONES void VG_FN(vg_colsum_stats)(long rows, long cols, const T *restrict g,
 }
 
 /* Sum of squares with VG_LANES independent partial sums (vectorised without reassociation
- * flags; the same summation order on every CPU). */
+ * flags; the same summation order on every CPU), in double. */
 static inline double VG_FN(vg_sumsq)(long n, const T *restrict x)
 {
-    T acc[VG_LANES] = {0};
+    /* partial sums in double: a float32 array whose entries pass 1.8e19 still has a finite
+     * norm (the global-norm clipping relies on it) */
+    double acc[VG_LANES] = {0};
     long k = 0;
     for (; k + VG_LANES <= n; k += VG_LANES)
-        for (int l = 0; l < VG_LANES; l++) acc[l] += x[k + l] * x[k + l];
-    for (; k < n; k++) acc[k % VG_LANES] += x[k] * x[k];
+        for (int l = 0; l < VG_LANES; l++) acc[l] += (double)x[k + l] * (double)x[k + l];
+    for (; k < n; k++) acc[k % VG_LANES] += (double)x[k] * (double)x[k];
     for (int w = VG_LANES / 2; w >= 8; w /= 2)
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     double s = 0;
-    for (int l = 0; l < 8; l++) s += (double)acc[l];
+    for (int l = 0; l < 8; l++) s += acc[l];
     return s;
 }
 
