@@ -436,6 +436,8 @@ def _check_content(data):
         meta = json.loads(_scalar(data, "metadata", "U"))
     except json.JSONDecodeError as e:
         raise _Bad(f"corrupt metadata (not valid JSON: {e})") from None
+    except RecursionError:
+        raise _Bad("corrupt metadata (nested too deeply)") from None
     if not isinstance(meta, dict):
         raise _Bad(f"corrupt metadata: expected a JSON object, got {type(meta).__name__}")
     try:
@@ -453,10 +455,21 @@ def _check_content(data):
             if not isinstance(optm, dict) or not isinstance(optm["hyperparameters"], dict):
                 raise TypeError("'optimizer' and its 'hyperparameters' must be objects")
             n_states = int(optm["n_states"])
+            if not 0 <= n_states <= 2:
+                raise ValueError(f"n_states {n_states} (an optimiser keeps 0 to 2 buffers)")
             for k in ("type", "step_count", "lr", "hyperparameters"):
                 optm[k]
         else:
             n_states = 0
+        hist = meta.get("history")
+        if hist is not None:
+            if not isinstance(hist, dict) or not all(
+                    isinstance(v, list) and all(x is None or isinstance(x, (int, float))
+                                                for x in v) for v in hist.values()):
+                raise TypeError("'history' must be an object of lists of numbers")
+        for k, kinds in (("dropout_counter", int), ("dropout_seed", int), ("training", bool)):
+            if k in netm and not isinstance(netm[k], kinds):
+                raise TypeError(f"'network.{k}' must be {kinds.__name__}")
     except (KeyError, TypeError, ValueError) as e:
         raise _Bad(f"corrupt metadata: a field is missing or has the wrong type "
                    f"({type(e).__name__}: {e})") from None

@@ -48,6 +48,11 @@ def _labels(labels, n, n_classes):
                         f"{type(labels).__name__}")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}")
+    if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size \
+            and int(labels.max()) >= n_classes:
+        bad = int(np.argmax(labels >= n_classes))       # before int64 could wrap it
+        raise ValueError(f"labels: expected class indices in [0, {n_classes - 1}] "
+                         f"({n_classes} outputs), got {int(labels[bad])} at position {bad}")
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) to match the batch, got {labels.shape}")
     if labels.dtype != np.int64 or not labels.flags.c_contiguous:
@@ -138,6 +143,27 @@ LOSSES = {
     "mse": mse,
     "binary_cross_entropy": binary_cross_entropy,
 }
+
+
+def check_targets(fn, y, n, n_out, dtype) -> None:
+    """Check labels or targets for the loss ``fn`` before any pass runs (so a rejected step
+    changes nothing): integer labels for cross_entropy, targets of shape (n, n_out) for mse and
+    binary_cross_entropy (values in [0, 1]).  Custom loss functions check their own."""
+    if fn is cross_entropy:
+        _labels(y, n, n_out)
+    elif fn is mse or fn is binary_cross_entropy:
+        name = "targets" if fn is binary_cross_entropy else "target"
+        if not isinstance(y, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy.ndarray, got {type(y).__name__}")
+        if y.shape != (n, n_out):
+            raise ValueError(f"{name}: expected shape {(n, n_out)} (the predictions' shape), "
+                             f"got {y.shape}")
+        t = check_float_matrix(y, name, dtype, what="the predictions' dtype")
+        if fn is binary_cross_entropy:
+            lo, hi = float(t.min()), float(t.max())
+            if lo < 0 or hi > 1:
+                raise ValueError(f"targets: expected values in [0, 1], got values in "
+                                 f"[{lo}, {hi}]")
 
 
 def get(name):

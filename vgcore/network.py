@@ -166,6 +166,8 @@ class MLP:
         self.init, self.sigma_w, self.sigma_b = check_init(init, sigma_w, sigma_b)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an integer or None, got {type(seed).__name__}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer or None, got {seed}")
         self.seed = seed
         self._configure_layers(norm, residual, residual_init, dropout, dropout_seed,
                                norm_momentum, norm_eps)
@@ -187,6 +189,10 @@ class MLP:
                 g_off[l] = off
                 be_off[l] = off + self.sizes[l + 1]
                 off += 2 * self.sizes[l + 1]
+        if off * self.dtype.itemsize > 2**40:
+            raise ValueError(f"sizes: {list(self.sizes)} make {off} parameters "
+                             f"({off * self.dtype.itemsize / 2**30:.0f} GiB), more than vgcore "
+                             f"accepts (1 TiB)")
         self.params = np.zeros(off, self.dtype)
         self.grads = np.zeros(off, self.dtype)
         self.weights = [self._view(self.params, w_off[l], (self.sizes[l], self.sizes[l + 1]))
@@ -293,8 +299,8 @@ class MLP:
         if residual_init not in (None, "zero"):
             raise ValueError(f"residual_init: expected None or 'zero', got {residual_init!r}")
         if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, (int, np.integer)) \
-                or dropout_seed < 0:
-            raise ValueError(f"dropout_seed: expected a non-negative integer, got "
+                or not 0 <= dropout_seed < 2**64:
+            raise ValueError(f"dropout_seed: expected an integer in [0, 2**64), got "
                              f"{dropout_seed!r}")
         for name, v in (("norm_momentum", norm_momentum), ("norm_eps", norm_eps)):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
@@ -424,6 +430,10 @@ class MLP:
         self._run_mean[...] = 0
         self._run_var[...] = 1
         self.grads[...] = 0
+        if not _engine.all_finite(self.params):
+            raise ValueError(f"sigma_w / sigma_b: the initial parameters overflow "
+                             f"{self.dtype.name} (sigma_w={self.sigma_w!r}, "
+                             f"sigma_b={self.sigma_b!r}); use smaller scales")
 
     # ---------------------------------------------------------------- passes
     def _workspace(self, batch: int) -> _Workspace:
@@ -450,6 +460,15 @@ class MLP:
             raise RuntimeError(f"{what}: another thread is using this network right now; use "
                                f"one network per thread, or serialise the calls with a lock")
 
+    def _aliases_workspace(self, a) -> bool:
+        """Whether ``a`` may overlap a buffer the passes write (a view the network returned)."""
+        ws = self._ws
+        if ws is None:
+            return False
+        bufs = (ws.H, ws.A, ws.D, ws.dX, ws.loss_grad) + (
+            (ws.Z, ws.OUT) if self._extras else ())
+        return any(np.may_share_memory(a, b) for b in bufs)
+
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run the network on a batch.
 
@@ -466,6 +485,8 @@ class MLP:
         self._acquire("forward")
         try:
             ws = self._workspace(X.shape[0])
+            if self._aliases_workspace(X):
+                X = X.copy()        # e.g. forward(net.forward(X)): the pass overwrites its input
             if self._extras:
                 self._fwd_training, self._fwd_counter = bool(self.training), self.dropout_counter
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
@@ -506,6 +527,8 @@ class MLP:
                              f"pass), got shape {dout.shape}")
         self._acquire("backward")
         try:
+            if self._aliases_workspace(dout):
+                dout = dout.copy()  # e.g. backward(net.backward(d)): the pass overwrites it
             if self._extras:     # the masks and statistics of the forward pass
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
             self._engine.backward(self._input, dout, bool(input_grad))
@@ -568,6 +591,16 @@ class MLP:
         step allocates no memory.
         """
         fn = _losses.get(loss)
+        if optimizer is not None:
+            from vgcore.optim import Optimizer
+            if not isinstance(optimizer, Optimizer):
+                raise TypeError(f"optimizer: expected a vgcore.optim optimiser or None, got "
+                                f"{type(optimizer).__name__}")
+            if optimizer.net is not self:
+                raise ValueError("optimizer: it was built for another network; build it on "
+                                 "this one (vg.optim.SGD(net, ...))")
+        check_float_matrix(X, "X", self.dtype, cols=self.sizes[0], what="the network's dtype")
+        _losses.check_targets(fn, y, X.shape[0], self.sizes[-1], self.dtype)
         self._acquire("train_step")
         try:
             out = self.forward(X)

@@ -406,7 +406,7 @@ def evaluate(net, X, y, loss="cross_entropy", batch_size=1024) -> dict:
     _check_net(net)
     kind, fn = _loss_kind(loss)
     batch_size = _check_int(batch_size, "batch_size", 1)
-    X = np.ascontiguousarray(_check_X(X, net, "X"))
+    X = np.require(_check_X(X, net, "X"), requirements=["C", "A"])   # contiguous, aligned
     y = _check_y(y, net, kind, X.shape[0], "y")
     return _Evaluator(net, kind, fn, True, batch_size)(X, y)
 
@@ -642,7 +642,7 @@ class Trainer:
                                 f"{type(validation_data).__name__}")
             Xv = _check_X(validation_data[0], net, "validation_data[0]")
             yv = _check_y(validation_data[1], net, self.kind, Xv.shape[0], "validation_data[1]")
-            self._Xv, self._yv = np.ascontiguousarray(Xv), yv
+            self._Xv, self._yv = np.require(Xv, requirements=["C", "A"]), yv
             self._train_idx = np.arange(n, dtype=np.intp)
         elif validation_split > 0:
             n_val = int(n * validation_split)
