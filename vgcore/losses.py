@@ -55,8 +55,9 @@ def _labels(labels, n, n_classes):
                          f"({n_classes} outputs), got {int(labels[bad])} at position {bad}")
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) to match the batch, got {labels.shape}")
-    if labels.dtype != np.int64 or not labels.flags.c_contiguous:
-        labels = np.ascontiguousarray(labels, dtype=np.int64)   # int64 labels avoid this copy
+    if labels.dtype != np.int64 or not labels.flags.c_contiguous or not labels.flags.aligned:
+        # int64, contiguous and aligned labels are used as they are; others are copied
+        labels = np.require(labels, dtype=np.int64, requirements=["C", "A"])
     bad = _engine.first_bad_label(labels, n_classes)
     if bad >= 0:
         raise ValueError(f"labels: expected class indices in [0, {n_classes - 1}] "
