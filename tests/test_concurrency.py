@@ -198,7 +198,8 @@ def test_gil_is_released_during_one_long_compiled_call(big, what):
 
 def _second_call_while_first_is_inside(net, first, second, wait=0.05):
     """Thread A runs ``first()``; once A has been inside for ``wait`` seconds, thread B calls
-    ``second()``.  Returns (A's result, B's exception or None, B called before A finished)."""
+    ``second()``.  Returns (A's result, B's exception or None, B's call and return times, the
+    time A finished)."""
     started, res = threading.Event(), {}
 
     def a():
@@ -223,7 +224,7 @@ def _second_call_while_first_is_inside(net, first, second, wait=0.05):
     ta.join(timeout=60)
     assert not ta.is_alive(), "thread A hung"
     assert "a_error" not in res, f"thread A's own call failed: {res['a_error']!r}"
-    return res["a"], err, t_back < res["a_end"] and t_call < res["a_end"]
+    return res["a"], err, t_call, t_back, res["a_end"]
 
 
 @pytest.mark.parametrize("second", ["forward", "backward", "train_step", "predict"])
@@ -236,9 +237,14 @@ def test_second_thread_is_refused_while_another_thread_runs_a_pass(big, second):
         calls = {"forward": lambda: net.forward(X2), "backward": lambda: net.backward(dout),
                  "train_step": lambda: net.train_step(X2, y, "cross_entropy"),
                  "predict": lambda: net.predict(X2)}
-        out, err, overlapped = _second_call_while_first_is_inside(
+        out, err, t_call, t_back, a_end = _second_call_while_first_is_inside(
             net, lambda: net.forward(X).copy(), calls[second])
-    assert overlapped, "thread A's forward ended before thread B's call: not a concurrent use"
+    assert t_call < a_end, "thread A's forward ended before thread B's call: not a concurrent use"
+    if err is None:
+        pytest.fail(f"net.{second} from thread B while thread A was inside net.forward was not "
+                    f"refused: it returned normally after {t_back - t_call:.3f} s (thread A's "
+                    f"pass ended {a_end - t_call:.3f} s after B's call); expected RuntimeError "
+                    f"mentioning 'another thread'")
     assert isinstance(err, RuntimeError) and "another thread" in str(err), (
         f"net.{second} from thread B while thread A was inside net.forward: expected "
         f"RuntimeError mentioning 'another thread', got {err!r}")

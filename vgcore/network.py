@@ -236,7 +236,9 @@ class MLP:
         self.dropout_counter = 0    # training forward passes so far (the dropout masks' counter)
         self._fwd_training = True   # the mode and counter of the last forward pass
         self._fwd_counter = 0
-        self._lock = threading.RLock()   # one thread at a time (see _exclusive)
+        self._lock = threading.Lock()    # one thread at a time (see _acquire)
+        self._owner = None               # the thread holding it, and how deep
+        self._depth = 0
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
         self._ws: _Workspace | None = None
         self._input = None          # the X of the last forward pass (kept for dW_1)
@@ -454,20 +456,38 @@ class MLP:
 
     def _acquire(self, what):
         """Refuse, rather than corrupt, a network used by two threads at once: the passes share
-        its buffers.  (Re-entry from the same thread, as train_step does, is fine.)  The caller
-        releases ``self._lock`` in a ``finally``; no object is created per call."""
-        if not self._lock.acquire(blocking=False):
+        its buffers.  Re-entry from the same thread (train_step calls forward) is fine.  The
+        caller calls :meth:`_release` in a ``finally``."""
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return
+        if not self._lock.acquire(False):
             raise RuntimeError(f"{what}: another thread is using this network right now; use "
                                f"one network per thread, or serialise the calls with a lock")
+        self._owner = me
+        self._depth = 1
 
-    def _aliases_workspace(self, a) -> bool:
-        """Whether ``a`` may overlap a buffer the passes write (a view the network returned)."""
+    def _release(self):
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+    def _aliases_workspace(self, a, backward=False) -> bool:
+        """Whether ``a`` may overlap a buffer the pass is about to write (a view the network
+        returned): H, A, Z and OUT for the forward pass, D and dX for the backward pass."""
         ws = self._ws
-        if ws is None:
-            return False
-        bufs = (ws.H, ws.A, ws.D, ws.dX, ws.loss_grad) + (
-            (ws.Z, ws.OUT) if self._extras else ())
-        return any(np.may_share_memory(a, b) for b in bufs)
+        if ws is None or a.flags.writeable:
+            return False        # the views vgcore hands out are read-only; others are not ours
+        if backward:
+            bufs = (ws.D, ws.dX)
+        else:
+            bufs = (ws.H, ws.A) + ((ws.Z, ws.OUT) if self._extras else ())
+        for b in bufs:
+            if np.may_share_memory(a, b):
+                return True
+        return False
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run the network on a batch.
@@ -497,7 +517,7 @@ class MLP:
             self._flow_batch = None
             return ws.out
         finally:
-            self._lock.release()
+            self._release()
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True):
         """Backpropagate ``dout = dL/d(output)`` through the last forward pass.
@@ -527,7 +547,7 @@ class MLP:
                              f"pass), got shape {dout.shape}")
         self._acquire("backward")
         try:
-            if self._aliases_workspace(dout):
+            if self._aliases_workspace(dout, backward=True):
                 dout = dout.copy()  # e.g. backward(net.backward(d)): the pass overwrites it
             if self._extras:     # the masks and statistics of the forward pass
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
@@ -537,7 +557,7 @@ class MLP:
             self._flow_batch = ws.batch if self._measure else None
             return ws.dX_view if input_grad else None
         finally:
-            self._lock.release()
+            self._release()
 
     def gradient_flow(self) -> GradientFlow:
         """The gradient-flow measurements of the last forward and backward pass.
@@ -565,7 +585,7 @@ class MLP:
                 self._engine.param_norms()     # no step yet: W and dW as the backward left them
             self._engine.per_sample_norms(self._input, self._dout, in_norm2, delta_norm2)
         finally:
-            self._lock.release()
+            self._release()
         return GradientFlow.from_buffers(self.sizes, self.activations, ws.batch, self._stats,
                                          in_norm2, delta_norm2, self._unit_zero,
                                          self._cum_width, self._stepped)
@@ -581,7 +601,7 @@ class MLP:
             else:
                 _engine.sgd_step(self.params, self.grads, lr)
         finally:
-            self._lock.release()
+            self._release()
 
     def train_step(self, X, y, loss="cross_entropy", optimizer=None) -> float:
         """Forward, loss, backward and (when given) the optimiser's step; returns the loss.
@@ -610,7 +630,7 @@ class MLP:
                 optimizer.step()
             return value
         finally:
-            self._lock.release()
+            self._release()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The network's output on X as a new array (a copy of :meth:`forward`'s view)."""

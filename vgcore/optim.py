@@ -110,7 +110,7 @@ class Optimizer:
             if measured:
                 net._stepped = True
         finally:
-            net._lock.release()
+            net._release()
         self.step_count += 1
 
     def zero_grad(self) -> None:
