@@ -206,10 +206,6 @@ def hostile_matrix(variant, rows, cols, dtype, seed, pos):
     return (base * 3).astype(variant)          # the integer, bool, complex and float dtypes
 
 
-def matrix_variants():
-    return st.sampled_from(MATRIX_VARIANTS)
-
-
 LAYOUT_VARIANTS = ("transposed", "strided_rows", "strided_cols")
 
 
