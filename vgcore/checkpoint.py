@@ -75,12 +75,13 @@ import json
 import math
 import numbers
 import os
-import secrets
 import warnings
 import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from vgcore._files import atomic_write
 
 __all__ = ["save", "load", "load_into", "Checkpoint", "FORMAT", "VERSION"]
 
@@ -285,21 +286,8 @@ def save(path, net, optimizer=None, history=None, extra=None, *, compress=False)
               "metadata": np.array(text), **arrays}
 
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
-                               f"{secrets.token_hex(4)}.tmp")
     writer = np.savez_compressed if compress else np.savez
-    try:
-        with open(tmp, "xb") as f:
-            writer(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, "xb", lambda f: writer(f, **arrays))
     _fsync_folder(folder)
 
 

@@ -75,10 +75,10 @@ import csv
 import json
 import math
 import os
-import secrets
 
 import numpy as np
 
+from vgcore._files import atomic_write
 from vgcore.flow import FIELDS, GradientFlow
 
 __all__ = ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT", "JSON_VERSION"]
@@ -149,23 +149,8 @@ def _check_path(path, name="path"):
 
 
 def _atomic_write_text(path: str, write) -> None:
-    """Write a text file through a temporary file in the same folder and ``os.replace``, so the
-    file at ``path`` is either the old one or the complete new one, never a partial write."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
-                               f"{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """A text file written atomically (see :func:`vgcore._files.atomic_write`)."""
+    atomic_write(path, "x", write, encoding="utf-8", newline="")
 
 
 def _json_matrix(a: np.ndarray) -> list:

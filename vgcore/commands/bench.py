@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from vgcore.commands._common import positive_float, positive_int
+from vgcore.commands._common import nonneg_float, positive_float, positive_int
 from vgcore.commands.profile import blas_line, print_json, threads_set
 
 HELP = "time vgcore's train step against the NumPy reference (and PyTorch if installed)"
@@ -59,15 +59,6 @@ QUICK_CONFIGS = ("deep-narrow", "deep-narrow-2", "medium")
 NOISY = 1.5
 perf = time.perf_counter
 
-
-def nonneg_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
 
 
 def register(sub):

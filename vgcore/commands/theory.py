@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from vgcore.commands._common import CommandError, positive_float, positive_int
+from vgcore.commands._common import CommandError, nonneg_float, positive_float, positive_int
 from vgcore.commands.profile import (load_pyplot, nonneg_int, note, plot_dir, print_json,
                                      shown_rows)
 
@@ -41,16 +41,6 @@ EXAMPLES = """examples:
   vgcore theory --activation sigmoid --depth 50 --profile-sigma-w2 1 10 103
   vgcore theory --activation selu --plot-dir plots/ --json > theory.json"""
 
-
-def nonneg_float(text: str) -> float:
-    """An argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
 
 
 def register(sub):
