@@ -34,7 +34,11 @@ import numpy as np
 import vgcore as vg
 from vgcore import report as _report
 from vgcore.commands._common import CommandError, positive_float, positive_int
-from vgcore.diagnosis import SATURATING, Finding, diagnose, format_findings
+from vgcore._experiment import DATASETS, OPTIMIZERS, check_residual, findings_of, held_out, \
+    record_steps, train_steps
+from vgcore._experiment import load_data as _load_data
+from vgcore._experiment import make_optimizer as _make_optimizer
+from vgcore.diagnosis import SATURATING, format_findings
 
 HELP = "train deep networks side by side, measure their gradient flow, write a report " \
        "(the default command)"
@@ -75,16 +79,6 @@ output (in --out, default ./vgcore-report):
 exit status: 0 on success, 2 for a bad argument or config file (one line on stderr)."""
 
 # ------------------------------------------------------------------------------ vocabulary
-OPTIMIZERS = {           # name -> default learning rate
-    "sgd": 0.02,
-    "momentum": 0.002,   # SGD with momentum 0.9
-    "nesterov": 0.002,   # SGD with Nesterov momentum 0.9
-    "rmsprop": 0.001,
-    "adagrad": 0.01,
-    "adam": 0.001,
-    "adamw": 0.001,
-}
-DATASETS = ("gaussian_mixture", "two_spirals", "digits", "teacher_student")
 NORMS = {"none": None, "batch": "batch", "layer": "layer"}
 INITS = tuple(i for i in vg.INITIALISERS if i != "normal")   # "normal" needs sigma_w
 
@@ -96,9 +90,6 @@ DEFAULTS = {
 GRID_ACTIVATIONS = ["sigmoid", "tanh", "relu"]
 GRID_INITS = ["standard"]
 
-N_SAMPLES = 5120          # generated data sets: 80% training, 20% held out
-N_FEATURES = 64
-HELD_OUT = 0.2
 MAX_RECORDS = 64          # recorded steps per run (evenly spaced, first and last included)
 
 
@@ -157,29 +148,6 @@ def check_norm(text):
     if text is None or text is False:
         return None
     return NORMS[_name(text, "norm", tuple(NORMS))]
-
-
-def check_residual(value):
-    """None, 'auto' or a finite non-zero scale (from text or a TOML value)."""
-    if value is None or value is False:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"expected 'none', 'auto' or a number for residual, got {value!r}")
-    if isinstance(value, str):
-        key = value.strip().lower()
-        if key in ("none", "off", "no"):
-            return None
-        if key == "auto":
-            return "auto"
-        try:
-            value = float(key)
-        except ValueError:
-            raise ValueError(f"expected 'none', 'auto' or a number for residual, got "
-                             f"{value!r}") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value == 0:
-        raise ValueError(f"expected 'none', 'auto' or a finite non-zero number for residual, "
-                         f"got {value!r}")
-    return float(value)
 
 
 def check_optimizer(text):
@@ -486,46 +454,11 @@ def resolve(args):
 
 
 # ------------------------------------------------------------------------------ data
-@dataclass
-class Data:
-    name: str
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    loss: str
-    n_classes: int | None
-    description: str
-
-    @property
-    def chance(self):
-        return None if self.n_classes is None else 1.0 / self.n_classes
-
-
 def load_data(name):
-    ds = vg.datasets
-    if name == "gaussian_mixture":
-        X, y = ds.gaussian_mixture(N_SAMPLES, N_FEATURES, 10, seed=0)
-        loss, k, what = "cross_entropy", 10, f"10-class Gaussian mixture, {N_FEATURES} features"
-    elif name == "two_spirals":
-        X, y = ds.two_spirals(N_SAMPLES, seed=0)
-        loss, k, what = "cross_entropy", 2, "two spirals, 2 features, 2 classes"
-    elif name == "digits":
-        try:
-            X, y = ds.digits(seed=0)
-        except ImportError:
-            raise CommandError("--dataset digits needs scikit-learn (pip install "
-                               "scikit-learn); try gaussian_mixture or two_spirals") from None
-        loss, k, what = "cross_entropy", 10, "8x8 digits, 64 features, 10 classes"
-    else:
-        X, y = ds.teacher_student(N_SAMPLES, N_FEATURES, 1, seed=0)
-        loss, k, what = "mse", None, (f"teacher-student regression, {N_FEATURES} features, "
-                                      f"mean squared error")
-    Xtr, ytr, Xte, yte = ds.train_val_split(X, y, HELD_OUT, seed=0)
-    Xtr, Xte = np.ascontiguousarray(Xtr), np.ascontiguousarray(Xte)
-    ytr, yte = np.ascontiguousarray(ytr), np.ascontiguousarray(yte)
-    return Data(name, Xtr, ytr, Xte, yte, loss, k,
-                f"{what}; {len(Xtr)} training and {len(Xte)} held-out samples")
+    try:
+        return _load_data(name)
+    except ImportError as e:
+        raise CommandError(f"--{e}") from None
 
 
 # ------------------------------------------------------------------------------ training
@@ -569,20 +502,11 @@ class Progress:
 
 
 def _record_steps(steps):
-    k = max(1, math.ceil(steps / (MAX_RECORDS - 1)))
-    return sorted(set(range(0, steps, k)) | {steps - 1})
+    return record_steps(steps, MAX_RECORDS)
 
 
 def make_optimizer(net, cfg):
-    o = vg.optim
-    if cfg.optimizer == "sgd":
-        return o.SGD(net, lr=cfg.lr)
-    if cfg.optimizer == "momentum":
-        return o.SGD(net, lr=cfg.lr, momentum=0.9)
-    if cfg.optimizer == "nesterov":
-        return o.SGD(net, lr=cfg.lr, momentum=0.9, nesterov=True)
-    return {"rmsprop": o.RMSprop, "adagrad": o.Adagrad, "adam": o.Adam,
-            "adamw": o.AdamW}[cfg.optimizer](net, lr=cfg.lr)
+    return _make_optimizer(net, cfg.optimizer, cfg.lr)
 
 
 @dataclass
@@ -612,51 +536,13 @@ def train(cfg, seed, data, s, progress):
     opt = make_optimizer(net, cfg)
     steps, batch = s["steps"], s["batch_size"]
     rec = vg.Recorder(schedule=_record_steps(steps), max_records=MAX_RECORDS + 1)
-    rng = np.random.default_rng([seed, 1])
-    n = data.X_train.shape[0]
-    losses = np.full(steps, np.nan)
-    diverged = None
     t0 = time.perf_counter()
-    for step in range(steps):
-        idx = rng.integers(0, n, batch)
-        try:
-            loss = net.train_step(data.X_train[idx], data.y_train[idx], data.loss, opt)
-        except ValueError as e:
-            if "finite" not in str(e):
-                raise
-            diverged = step
-            break
-        losses[step] = loss
-        rec.record(net, step)
-        if not math.isfinite(loss):
-            diverged = step
-            break
-        progress.show(cfg.name, step + 1, steps)
+    losses, diverged = train_steps(net, opt, data, steps, batch, seed, rec,
+                                   lambda step: progress.show(cfg.name, step + 1, steps))
     seconds = time.perf_counter() - t0
     progress.show(cfg.name, steps if diverged is None else diverged, steps, force=True)
-
-    findings = []
-    if len(rec):
-        try:
-            findings = diagnose(rec, net=net)
-        except (ValueError, RuntimeError):
-            findings = []
-    if diverged is not None and not any(f.kind == "nonfinite" for f in findings):
-        findings.insert(0, Finding("nonfinite", "error",
-                                   f"nonfinite: training diverged at step {diverged} (NaN or "
-                                   f"Inf in the network's output); try a lower learning rate "
-                                   f"or gradient clipping",
-                                   {"step": diverged}))
-    if not findings:
-        findings = [Finding("no_gradient", "info", "no_gradient: nothing was recorded")]
-
-    test = {"loss": math.nan, "accuracy": math.nan if data.n_classes else None}
-    if diverged is None:
-        try:
-            ev = vg.evaluate(net, data.X_test, data.y_test, loss=data.loss)
-            test = {"loss": float(ev["loss"]), "accuracy": ev.get("accuracy")}
-        except ValueError:
-            pass
+    findings = findings_of(rec, net, diverged)
+    test = held_out(net, data, diverged)
 
     theory = theory_q = None
     if cfg.norm is None and cfg.residual is None and len(rec) and s["depth"] >= 1:
