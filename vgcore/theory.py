@@ -75,7 +75,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from numpy.polynomial.legendre import leggauss
-from scipy.optimize import brentq
 
 from vgcore.activations import Activation, resolve_activation
 from vgcore.init import init_name
@@ -87,6 +86,14 @@ __all__ = [
     "GradientProfile", "effective_sigma_w2", "jacobian", "jacobian_singular_values",
     "JacobianSpectrum",
 ]
+
+
+def brentq(*args, **kwargs):
+    """:func:`scipy.optimize.brentq`, imported on first use (scipy.optimize takes 0.15 s to
+    import: every ``import vgcore``, every sweep worker process, would pay it)."""
+    from scipy.optimize import brentq as _brentq
+    return _brentq(*args, **kwargs)
+
 
 # ------------------------------------------------------------------------------ quadrature
 
