@@ -418,11 +418,13 @@ class MLP:
         """Draw fresh weights and biases from the network's initialiser (see :mod:`vgcore.init`)."""
         rng = np.random.default_rng(seed)
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            w[...] = init_weight(rng, self.init, self.sizes[l], self.sizes[l + 1], self.sigma_w)
-            if self.sigma_b is None:
-                b[...] = 0
-            else:
-                b[...] = rng.normal(0.0, self.sigma_b, b.shape)
+            with np.errstate(over="ignore"):    # an overflow is reported below, as an error
+                w[...] = init_weight(rng, self.init, self.sizes[l], self.sizes[l + 1],
+                                     self.sigma_w)
+                if self.sigma_b is None:
+                    b[...] = 0
+                else:
+                    b[...] = rng.normal(0.0, self.sigma_b, b.shape)
             if self.residual_init == "zero" and self.residuals[l] is not None:
                 w[...] = 0
                 b[...] = 0
