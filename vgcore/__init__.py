@@ -18,6 +18,7 @@ from vgcore._threads import blas_info, get_num_threads, openmp_enabled, set_num_
 from vgcore.activations import ACTIVATIONS, Activation
 from vgcore.init import INITIALISERS
 from vgcore.network import MLP, Dense
+from vgcore import sweep  # noqa: E402  (after the names it uses)
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,5 @@ __all__ = [
     "MLP", "Dense", "Activation", "fit", "evaluate", "History", "checkpoint", "trainer", "ACTIVATIONS", "INITIALISERS", "activations", "curvature", "datasets",
     "flow",
     "init", "schedules",
-    "losses", "optim", "theory", "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
+    "losses", "optim", "sweep", "theory", "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
 ]

@@ -1,2 +1,2 @@
 """The subcommands of ``vgcore``; each module has ``register(subparsers)`` and ``run(args)``."""
-COMMANDS = ("compare", "demo", "profile", "theory", "bench")
+COMMANDS = ("compare", "sweep", "demo", "profile", "theory", "bench")
