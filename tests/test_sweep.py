@@ -345,6 +345,8 @@ def test_bad_run_arguments_are_refused(tmp_path):
         S.run(s, tmp_path, executor="serial", scheduler="tcp://127.0.0.1:1")
     with pytest.raises(ValueError, match="workers"):
         S.run(s, tmp_path, workers=0)
+    with pytest.raises(ValueError, match="workers: sets the size"):
+        S.run(s, tmp_path, workers=2, scheduler="tcp://127.0.0.1:1")
     with pytest.raises(TypeError, match="sweep"):
         S.run({"depth": 2}, tmp_path)
     (tmp_path / "file").write_text("x")
@@ -403,6 +405,17 @@ def test_dask_local_cluster_gives_exactly_the_serial_results(tmp_path):
     same_rows(serial.rows, viaclient.rows)
     same_rows([r for r in serial.rows if r["activation"] == "tanh"], viaaddr.rows)
     assert all(r["worker"].split(":")[1] != str(os.getpid()) for r in viaclient.rows)
+
+
+def test_dask_without_a_client_starts_and_stops_its_own_local_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    s = small_sweep(activation=["relu"], depth=[2, 3])
+    serial = S.run(s, tmp_path / "serial", executor="serial", plots=False)
+    own = S.run(s, tmp_path / "own", executor="dask", workers=1, plots=False)
+    assert own.executor == "dask" and own.workers == 1
+    same_rows(serial.rows, own.rows)
+    with pytest.raises(ValueError):                     # no default client left behind
+        distributed.get_client()
 
 
 def test_dask_unreachable_scheduler_is_a_clear_error(tmp_path):

@@ -78,8 +78,9 @@ import vgcore as vg
 from vgcore import _experiment as _exp
 from vgcore._files import atomic_write
 
-__all__ = ["Sweep", "SweepResult", "run", "load", "plot_phase_diagram", "phase_grid",
-           "PARAMS", "METRICS", "COLUMNS", "EXECUTORS"]
+__all__ = ["Sweep", "SweepResult", "run", "load", "execute", "run_id", "read_journal",
+           "plot_phase_diagram", "phase_grid", "PhasePanel", "PARAMS", "METRICS", "COLUMNS",
+           "EXECUTORS"]
 
 FORMAT = "vgcore.sweep"
 VERSION = 1
@@ -1183,6 +1184,9 @@ def run(sweep, out, *, executor=None, workers=None, threads=1, client=None, sche
         raise ValueError(f"client / scheduler: only for executor 'dask', not {executor!r}")
     if client is not None and scheduler is not None:
         raise ValueError("client, scheduler: give one of them, not both")
+    if workers is not None and (client is not None or scheduler is not None):
+        raise ValueError("workers: sets the size of the local pool or cluster; a client's or "
+                         "scheduler's cluster has its own workers")
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
         raise ValueError(f"scheduler: expected an address like 'tcp://host:8786', got "
                          f"{scheduler!r}")
