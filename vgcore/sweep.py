@@ -197,7 +197,6 @@ COLUMNS = ("run_id", "status") + tuple(PARAMS) + tuple(METRICS) + ("error", "sec
 ``seconds`` (the run's wall time) and ``worker`` (host:pid) are the only ones that depend on
 where and when a run ran."""
 
-_TIMING = ("seconds", "worker")
 _INT_METRICS = ("diverged_at", "steps_done", "n_params")
 _STR_METRICS = ("finding", "finding_text")
 
@@ -925,7 +924,6 @@ class _Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.t0 = time.monotonic()
         self._width = 0
-        self.running = 0
 
     def _eta(self):
         new = self.done - self.skipped
