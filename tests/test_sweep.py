@@ -199,6 +199,7 @@ def test_serial_sweep_writes_journal_tables_and_histories(tmp_path):
     s = small_sweep()
     r = S.run(s, tmp_path / "out", executor="serial", plots=False)
     assert (r.executed, r.skipped, len(r.rows), r.missing) == (8, 0, 8, [])
+    assert list(r.rows[0]) == list(S.COLUMNS) and r.rows[0]["threads"] == 1
     assert [row["run_id"] for row in r.rows] == s.run_ids
     assert all(row["status"] == "ok" for row in r.rows)
     out = tmp_path / "out"

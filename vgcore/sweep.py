@@ -191,11 +191,12 @@ METRICS = {
 }
 """The measured columns of a run's row, with their meaning."""
 
-COLUMNS = ("run_id", "status") + tuple(PARAMS) + tuple(METRICS) + ("error", "seconds",
-                                                                    "worker")
+COLUMNS = ("run_id", "status") + tuple(PARAMS) + tuple(METRICS) + ("error", "threads",
+                                                                    "seconds", "worker")
 """The columns of ``results.csv`` / ``results.parquet`` / :attr:`SweepResult.rows`.
-``seconds`` (the run's wall time) and ``worker`` (host:pid) are the only ones that depend on
-where and when a run ran."""
+``threads`` is the thread count the run ran with (the results are bit-identical for the same
+configuration and thread count); ``seconds`` (the run's wall time) and ``worker`` (host:pid)
+are the only ones that depend on where and when a run ran."""
 
 _INT_METRICS = ("diverged_at", "steps_done", "n_params")
 _STR_METRICS = ("finding", "finding_text")
@@ -569,13 +570,14 @@ def _execute(config, threads):
         metrics, history = _nan_metrics(), None
     return {"run_id": rid, "status": status, "error": error, "config": dict(config),
             "metrics": metrics, "history": history,
-            "seconds": time.perf_counter() - t0, "worker": _worker_name()}
+            "threads": threads, "seconds": time.perf_counter() - t0,
+            "worker": _worker_name()}
 
 
-def _failed(config, error):
+def _failed(config, error, threads=None):
     return {"run_id": run_id(config), "status": "failed", "error": error,
             "config": dict(config), "metrics": _nan_metrics(), "history": None,
-            "seconds": math.nan, "worker": ""}
+            "threads": threads, "seconds": math.nan, "worker": ""}
 
 
 # ============================================================================ the folder
@@ -698,6 +700,7 @@ def _row(record):
     for k in METRICS:
         row[k] = m.get(k)
     row["error"] = record.get("error", "")
+    row["threads"] = record.get("threads")
     row["seconds"] = record.get("seconds")
     row["worker"] = record.get("worker", "")
     return row
@@ -897,7 +900,8 @@ def write_tables(result) -> list:
 
 
 def _arrow_type(pa, column):
-    if column in ("depth", "width", "n_samples", "steps", "batch_size", "seed", "records") \
+    if column in ("depth", "width", "n_samples", "steps", "batch_size", "seed", "records",
+                  "threads") \
             or column in _INT_METRICS:
         return pa.int64()
     if column in ("residual",):
@@ -1045,7 +1049,7 @@ def _run_processes(todo, threads, workers, handle, target=None):
                         lost.append(cfg)
                         continue
                     except Exception as e:      # noqa: BLE001 -- e.g. a result not picklable
-                        res = _failed(cfg, f"{type(e).__name__}: {e}")
+                        res = _failed(cfg, f"{type(e).__name__}: {e}", threads)
                     finished += 1
                     handle(res)
             if lost:
@@ -1059,7 +1063,7 @@ def _run_processes(todo, threads, workers, handle, target=None):
                         "the script); otherwise run the sweep with executor='serial' to see "
                         "the error")
                 for cfg in lost:
-                    handle(_failed(cfg, _DIED))
+                    handle(_failed(cfg, _DIED, threads))
         except BaseException:             # interrupted or failed: stop the workers, now
             procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
@@ -1102,7 +1106,8 @@ def _run_dask(todo, threads, workers, handle, client, scheduler, timeout):
             try:
                 res = fut.result()
             except Exception as e:          # noqa: BLE001 -- KilledWorker, cancelled, ...
-                res = _failed(cfg, f"dask: {type(e).__name__}: {' '.join(str(e).split())}")
+                res = _failed(cfg, f"dask: {type(e).__name__}: {' '.join(str(e).split())}",
+                              threads)
             fut.release()
             handle(res)
     finally:
