@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import blas as _blas
 
 import vgcore as vg
+from vgcore.commands.bench import lead_in  # noqa: F401  (the one untimed warm-up)
 from vgcore.reference import ReferenceMLP
 
 N_OUT = 10
@@ -115,23 +115,6 @@ class Problem:
 
     def params(self, impl: str) -> np.ndarray:
         return self.net.params if impl == "vgcore" else self.ref.params
-
-
-def lead_in(fn, seconds=0.12, min_calls=1):
-    """Untimed calls of fn for ``seconds`` (at least ``min_calls``).
-
-    Besides warming caches and allocating buffers, this lets the worker threads of the BLAS
-    used by the previous benchmark park: an OpenBLAS worker spins for ~2**28 TSC cycles
-    (~0.1 s) after its library's last call, and the reference (NumPy's OpenBLAS) and vgcore
-    (SciPy's OpenBLAS) use different libraries; on a 2-core machine that spinning thread
-    slows the first ~0.1 s of the next benchmark.
-    """
-    t_end = time.perf_counter() + seconds
-    n = 0
-    while n < min_calls or time.perf_counter() < t_end:
-        fn()
-        n += 1
-    return n
 
 
 def assert_sane_loss(loss, what=""):

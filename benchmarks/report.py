@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -31,53 +30,10 @@ import numpy as np  # noqa: E402
 import _bench_common as bc  # noqa: E402
 import vgcore as vg  # noqa: E402
 from vgcore import reference as vref  # noqa: E402
+from vgcore.commands.bench import time_interleaved  # noqa: E402
 
 perf = time.perf_counter
 NOISY = 1.5          # flag configurations whose slowest sample is this many times the fastest
-
-
-def _calibrate(fn, sample_s, calls=5):
-    """Repetitions per sample so that one sample lasts about sample_s (at least 1), from the
-    fastest of a few calls (one slow call -- a page fault, a descheduled thread -- would
-    otherwise set a single repetition)."""
-    best = math.inf
-    for _ in range(calls):
-        t0 = perf()
-        fn()
-        best = min(best, perf() - t0)
-    return max(1, min(1000, int(math.ceil(sample_s / max(best, 1e-7)))))
-
-
-_warm_up = bc.lead_in
-
-
-def time_interleaved(fns: dict, rounds: int, sample_s: float, warmup_s: float,
-                     lead_in_s: float = 0.12):
-    """Median seconds per call of each function, sampled in interleaved, rotating rounds.
-
-    Each sample is preceded by untimed calls of the same function for ``lead_in_s`` (at least
-    one call).  Switching implementation also switches BLAS library (NumPy's OpenBLAS for the
-    reference, SciPy's for vgcore), and an OpenBLAS worker thread keeps spinning for about
-    2**28 TSC cycles (~0.1 s, OPENBLAS_THREAD_TIMEOUT) after its library's last call; on a
-    machine with few cores, timing right after a switch measures that contention rather than
-    the implementation.  The lead-in lets the other library's workers park first.
-    """
-    for fn in fns.values():
-        _warm_up(fn, warmup_s)
-    reps = {k: _calibrate(fn, sample_s) for k, fn in fns.items()}
-    samples = {k: [] for k in fns}
-    keys = list(fns)
-    for r in range(rounds):
-        order = keys[r % len(keys):] + keys[:r % len(keys)]
-        for k in order:
-            fn, n = fns[k], reps[k]
-            _warm_up(fn, lead_in_s, min_calls=1)
-            t0 = perf()
-            for _ in range(n):
-                fn()
-            samples[k].append((perf() - t0) / n)
-    return {k: dict(median=statistics.median(v), min=min(v), max=max(v), reps=reps[k],
-                    samples=v) for k, v in samples.items()}
 
 
 def time_phases(prob: bc.Problem, rounds: int, lead_in_s: float = 0.12):
@@ -90,7 +46,7 @@ def time_phases(prob: bc.Problem, rounds: int, lead_in_s: float = 0.12):
     out = {}
     for impl in ("vgcore", "reference"):
         ts = {p: [] for p in ("forward", "loss", "backward", "sgd")}
-        _warm_up(prob.step(impl), lead_in_s, min_calls=1)
+        bc.lead_in(prob.step(impl), lead_in_s, min_calls=1)
         for i in range(n + 2):
             t0 = perf()
             if impl == "vgcore":

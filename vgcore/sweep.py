@@ -70,6 +70,7 @@ import socket
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -475,7 +476,9 @@ def _train(cfg):
         gr, dr = rec.history("grad_ratio"), rec.history("delta_ratio")
         m.update(grad_ratio_init=float(gr[0]), delta_ratio_init=float(dr[0]),
                  grad_ratio_final=float(gr[-1]), delta_ratio_final=float(dr[-1]))
-        with np.errstate(invalid="ignore"), _quiet_nanmean():
+        # no saturating units: the nanmean of an all-NaN slice is NaN, without a warning
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             m["saturated_fraction"] = float(np.nanmean(rec.history("saturated_fraction")[:, :H]))
             m["dead_fraction"] = float(np.nanmean(rec.history("dead_fraction")[:, :H]))
     m["finding"] = findings[0].kind
@@ -493,19 +496,6 @@ def _train(cfg):
     history = {"loss": [None if not math.isfinite(x) else float(x) for x in losses[:done]],
                "recorder": rec._json_object()}
     return m, history
-
-
-class _quiet_nanmean:
-    """``np.nanmean`` of an all-NaN slice (no saturating units) is NaN, without a warning."""
-
-    def __enter__(self):
-        import warnings
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
 
 
 def _worker_name():
@@ -888,13 +878,7 @@ def write_tables(result) -> list:
 
     table = pa.table({c: pa.array(values(c), type=_arrow_type(pa, c)) for c in COLUMNS})
     path = os.path.join(result.out, "results.parquet")
-    tmp = path + f".tmp{os.getpid()}"
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, "xb", lambda f: pq.write_table(table, f))
     files.append(path)
     return files
 

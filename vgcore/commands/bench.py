@@ -131,15 +131,27 @@ class _TorchStep:
         return float(loss.detach())
 
 
-def _lead_in(fn, seconds, min_calls=1):
+def lead_in(fn, seconds=0.12, min_calls=1):
+    """Untimed calls of fn for ``seconds`` (at least ``min_calls``); returns their number.
+
+    Besides warming caches and allocating buffers, this lets the worker threads of the BLAS
+    used by the previous measurement park: an OpenBLAS worker spins for ~2**28 TSC cycles
+    (~0.1 s, OPENBLAS_THREAD_TIMEOUT) after its library's last call, and the reference
+    (NumPy's OpenBLAS) and vgcore (SciPy's OpenBLAS) use different libraries; on a 2-core
+    machine that spinning thread slows the first ~0.1 s of the next measurement.
+    """
     t_end = perf() + seconds
     n = 0
     while n < min_calls or perf() < t_end:
         fn()
         n += 1
+    return n
 
 
-def _calibrate(fn, sample_s, calls=5):
+def calibrate(fn, sample_s, calls=5):
+    """Repetitions per sample so that one sample lasts about sample_s (at least 1), from the
+    fastest of a few calls (one slow call -- a page fault, a descheduled thread -- would
+    otherwise set a single repetition)."""
     best = math.inf
     for _ in range(calls):
         t0 = perf()
@@ -148,23 +160,30 @@ def _calibrate(fn, sample_s, calls=5):
     return max(1, min(1000, int(math.ceil(sample_s / max(best, 1e-7)))))
 
 
-def time_interleaved(fns, rounds, sample_s, warmup_s, lead_in_s):
-    """Median seconds per call of each function over interleaved, rotating rounds."""
+def time_interleaved(fns, rounds, sample_s, warmup_s, lead_in_s=0.12):
+    """Median seconds per call of each function, sampled in interleaved, rotating rounds.
+
+    Each sample is preceded by an untimed :func:`lead_in` of the same function for
+    ``lead_in_s`` (at least one call), so that timing right after a switch of implementation
+    (and of BLAS library) does not measure the other library's spinning workers.
+
+    Returns ``{name: {"median", "min", "max", "reps", "samples"}}`` (seconds per call).
+    """
     for fn in fns.values():
-        _lead_in(fn, warmup_s)
-    reps = {k: _calibrate(fn, sample_s) for k, fn in fns.items()}
+        lead_in(fn, warmup_s)
+    reps = {k: calibrate(fn, sample_s) for k, fn in fns.items()}
     samples = {k: [] for k in fns}
     keys = list(fns)
     for r in range(rounds):
         for k in keys[r % len(keys):] + keys[:r % len(keys)]:
             fn, n = fns[k], reps[k]
-            _lead_in(fn, lead_in_s)
+            lead_in(fn, lead_in_s)
             t0 = perf()
             for _ in range(n):
                 fn()
             samples[k].append((perf() - t0) / n)
-    return {k: dict(median=statistics.median(v), min=min(v), max=max(v), reps=reps[k])
-            for k, v in samples.items()}
+    return {k: dict(median=statistics.median(v), min=min(v), max=max(v), reps=reps[k],
+                    samples=v) for k, v in samples.items()}
 
 
 def run(args):

@@ -300,6 +300,21 @@ def _cfg_list(value, where, check):
     return [_cfg_str(v, where, check) for v in value]
 
 
+_SHARED_KEYS = ("lr", "norm", "residual", "optimizer")     # at the top level and in [[config]]
+
+
+def _cfg_shared(key, value, where):
+    """A value of one of :data:`_SHARED_KEYS`, checked."""
+    if key == "lr":
+        return _cfg_number(value, where)
+    if key == "residual":
+        try:
+            return check_residual(value)
+        except ValueError as e:
+            raise CommandError(f"{where}: {e}") from None
+    return _cfg_str(value, where, check_norm if key == "norm" else check_optimizer)
+
+
 def _read_config(path):
     """The options and [[config]] entries of a TOML file, validated."""
     data = _load_toml(path)
@@ -313,21 +328,12 @@ def _read_config(path):
         w = f"--config: {where}: {raw_key}"
         if key in ("depth", "width", "steps", "batch_size", "threads"):
             out[key] = _cfg_int(value, w, 1)
-        elif key == "lr":
-            out[key] = _cfg_number(value, w)
+        elif key in _SHARED_KEYS:
+            out[key] = _cfg_shared(key, value, w)
         elif key == "activations":
             out[key] = _cfg_list(value, w, check_activation)
         elif key == "inits":
             out[key] = _cfg_list(value, w, check_init)
-        elif key == "norm":
-            out[key] = _cfg_str(value, w, check_norm)
-        elif key == "residual":
-            try:
-                out[key] = check_residual(value)
-            except ValueError as e:
-                raise CommandError(f"{w}: {e}") from None
-        elif key == "optimizer":
-            out[key] = _cfg_str(value, w, check_optimizer)
         elif key == "dataset":
             out[key] = _cfg_str(value, w, check_dataset)
         elif key == "seeds":
@@ -372,17 +378,8 @@ def _read_entry(entry, where):
             out[key] = _cfg_str(value, w, check_activation)
         elif key == "init":
             out[key] = _cfg_str(value, w, check_init)
-        elif key == "norm":
-            out[key] = _cfg_str(value, w, check_norm)
-        elif key == "residual":
-            try:
-                out[key] = check_residual(value)
-            except ValueError as e:
-                raise CommandError(f"{w}: {e}") from None
-        elif key == "optimizer":
-            out[key] = _cfg_str(value, w, check_optimizer)
-        elif key == "lr":
-            out[key] = _cfg_number(value, w)
+        elif key in _SHARED_KEYS:
+            out[key] = _cfg_shared(key, value, w)
     if "activation" not in out:
         raise CommandError(f"{where}: 'activation' is required")
     return out
