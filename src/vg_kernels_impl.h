@@ -331,6 +331,8 @@ static double VG_FN(vg_softmax_xent)(long n, long c, const T *restrict z,
                                      const int64_t *restrict y, T *restrict g)
 {
     double total = 0.0;
+    const double inv_nd = 1.0 / (double)n;   /* each term scaled before the sum: a finite mean
+                                                of huge terms must not overflow to Inf */
     const T inv_n = (T)1 / (T)n;
     for (long i = 0; i < n; i++) {
         const T *restrict zr = z + i * c;
@@ -347,9 +349,9 @@ static double VG_FN(vg_softmax_xent)(long n, long c, const T *restrict z,
         T scale = inv_n / s;
         for (long j = 0; j < c; j++) gr[j] *= scale;
         gr[y[i]] -= inv_n;
-        total += (double)m + log((double)s) - (double)zy;
+        total += ((double)m + log((double)s) - (double)zy) * inv_nd;
     }
-    return total / (double)n;
+    return total;
 }
 
 /* Mean squared error over all n*m elements: loss = mean((p - t)^2); g = 2 (p - t) / (n m). */
@@ -358,13 +360,14 @@ static double VG_FN(vg_mse)(long n, long m, const T *restrict p, const T *restri
 {
     double total = 0.0;
     const long len = n * m;
+    const double inv_len = 1.0 / (double)len;   /* scaled before the sum, as above */
     const T scale = (T)2 / (T)len;
     for (long k = 0; k < len; k++) {
         T d = p[k] - t[k];
-        total += (double)d * (double)d;
+        total += (double)d * (double)d * inv_len;
         g[k] = scale * d;
     }
-    return total / (double)len;
+    return total;
 }
 
 /* Binary cross-entropy with logits, mean over all n*m elements:
@@ -374,14 +377,16 @@ static double VG_FN(vg_bce_logits)(long n, long m, const T *restrict z, const T 
 {
     double total = 0.0;
     const long len = n * m;
+    const double inv_len = 1.0 / (double)len;   /* scaled before the sum, as above */
     const T scale = (T)1 / (T)len;
     for (long k = 0; k < len; k++) {
         T x = z[k];
         double ax = fabs((double)x);
-        total += (x > 0 ? (double)x : 0.0) - (double)x * (double)t[k] + log1p(exp(-ax));
+        total += ((x > 0 ? (double)x : 0.0) - (double)x * (double)t[k] + log1p(exp(-ax)))
+                 * inv_len;
         g[k] = scale * (VG_FN(vg_sigmoid)(x) - t[k]);
     }
-    return total / (double)len;
+    return total;
 }
 
 /* ---------------- flat-buffer utilities ---------------- */

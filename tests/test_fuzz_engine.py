@@ -153,6 +153,23 @@ def test_softmax_cross_entropy_helper_agrees_with_float64(data, dtype, alias):
     np.testing.assert_allclose(g, want_g, rtol=0, atol=4 * TOL[np.dtype(dtype)] / n)
 
 
+@pytest.mark.parametrize("n", [1, 16, 192])
+def test_loss_means_of_huge_finite_terms_stay_finite(n):
+    """Each term is scaled by 1/n before the sum (found by the fuzz test below: 16 float64
+    logits of max/4 summed to Inf before the division)."""
+    b = float(np.finfo(np.float64).max) / 4
+    g = np.empty((n, 1))
+    loss = _engine.binary_cross_entropy_logits(np.full((n, 1), b), np.zeros((n, 1)), g)
+    assert loss == pytest.approx(b, rel=1e-12)
+    loss = _engine.mean_squared_error(np.full((n, 1), 1e154), np.zeros((n, 1)), g)
+    assert loss == pytest.approx(1e308, rel=1e-12)
+    logits = np.zeros((n, 2))
+    logits[:, 0] = b
+    g2 = np.empty_like(logits)
+    loss = _engine.softmax_cross_entropy(logits, np.ones(n, np.int64), g2)
+    assert loss == pytest.approx(b, rel=1e-12)
+
+
 @FUZZ
 @given(data=st.data(), dtype=st.sampled_from(DTYPES))
 def test_mse_and_bce_helpers_agree_with_float64(data, dtype):
