@@ -14,7 +14,7 @@ from scipy.linalg import blas as _blas
 
 import vgcore as vg
 from vgcore.commands.bench import lead_in  # noqa: F401  (the one untimed warm-up)
-from vgcore.reference import ReferenceMLP
+from vgcore.core.reference import ReferenceMLP
 
 N_OUT = 10
 LR = 0.01

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import _bench_common as bc  # noqa: E402
 import vgcore as vg  # noqa: E402
-from vgcore import reference as vref  # noqa: E402
+from vgcore.core import reference as vref  # noqa: E402
 from vgcore.commands.bench import time_interleaved  # noqa: E402
 
 perf = time.perf_counter

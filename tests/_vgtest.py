@@ -13,7 +13,7 @@ import pytest
 import threadpoolctl
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 
 ACTIVATION_NAMES = tuple(vg.ACTIVATIONS)
 LOSS_NAMES = ("cross_entropy", "mse", "binary_cross_entropy")

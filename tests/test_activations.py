@@ -14,7 +14,7 @@ import pytest
 from scipy import special
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 from _vgtest import ACTIVATION_NAMES, identity_network
 
 SELU_ALPHA = 1.6732632423543772848170429916717

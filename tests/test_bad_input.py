@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 from _vgtest import compare_passes, engine_pass, reference_pass
 
 SIZES = [4, 6, 3]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import checkpoint as ckpt
+from vgcore.train import checkpoint as ckpt
 
 
 def _net(seed=0, dtype="float32", sizes=(5, 7, 6, 3), **kw):

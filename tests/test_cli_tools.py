@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import theory as T
+from vgcore.measure import theory as T
 from vgcore.__main__ import main
 
 

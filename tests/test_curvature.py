@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import curvature as C
+from vgcore.measure import curvature as C
 
 N, D, M = 50, 4, 3
 

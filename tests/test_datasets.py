@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import datasets as D
+from vgcore.train import datasets as D
 
 DTYPES = (np.float32, np.float64)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import diagnosis as D
-from vgcore.datasets import gaussian_mixture
-from vgcore.diagnosis import Finding, diagnose, format_findings
-from vgcore.recorder import Recorder
+from vgcore.measure import diagnosis as D
+from vgcore.train.datasets import gaussian_mixture
+from vgcore.measure.diagnosis import Finding, diagnose, format_findings
+from vgcore.measure.recorder import Recorder
 
 WIDTH = 64
 DEPTH = 20

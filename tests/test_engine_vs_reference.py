@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 from _vgtest import (ACTIVATION_NAMES, DTYPES, LOSS_NAMES, assert_close, compare_passes,
                      engine_pass, make_target, num_threads, reference_pass)
 

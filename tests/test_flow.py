@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import reference as R
-from vgcore.activations import max_derivative
-from vgcore.flow import FIELDS, SATURATION_THRESHOLD
+from vgcore.core import reference as R
+from vgcore.core.activations import max_derivative
+from vgcore.measure.flow import FIELDS, SATURATION_THRESHOLD
 
 ACTS = list(vg.ACTIVATIONS)
 

@@ -32,8 +32,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 import vgcore as vg
 from vgcore import _engine
-from vgcore import reference as R
-from vgcore._validation import check_float_matrix
+from vgcore.core import reference as R
+from vgcore.core._validation import check_float_matrix
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck),

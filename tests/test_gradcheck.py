@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 from _vgtest import ACTIVATION_NAMES, KINKS, LOSS_NAMES, make_target, num_threads
 
 H = 1e-4

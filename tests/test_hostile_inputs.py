@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import vgcore as vg
-from vgcore import checkpoint as ckpt
+from vgcore.train import checkpoint as ckpt
 
 # no "explain" phase: on a failure it re-runs and re-formats the example many times (minutes)
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True, database=None,
@@ -1182,7 +1182,7 @@ def test_checkpoint_load_of_crafted_metadata_raises_value_error_naming_the_file(
 _N_STATES_SCRIPT = r"""
 import json, resource, sys
 import numpy as np
-from vgcore import checkpoint
+from vgcore.train import checkpoint
 src, dst = sys.argv[1], sys.argv[2]
 with np.load(src) as z:
     arrays = {k: z[k] for k in z.files}

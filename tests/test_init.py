@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 
 FAN_IN, FAN_OUT = 400, 300
 

@@ -19,7 +19,7 @@ import vgcore as vg
 if "norm" not in inspect.signature(vg.MLP).parameters:
     pytest.skip("engine layers not built yet", allow_module_level=True)
 
-from vgcore import reference as R  # noqa: E402
+from vgcore.core import reference as R  # noqa: E402
 from _vgtest import (DTYPES, assert_close, compare_passes, engine_pass, make_target,  # noqa: E402
                      num_threads, reference_pass)
 

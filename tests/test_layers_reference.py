@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vgcore import reference as R
+from vgcore.core import reference as R
 
 M64 = (1 << 64) - 1
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import special
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 from _vgtest import LOSS_NAMES, assert_close, make_target
 
 DTYPE_PARAMS = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore.flow import FIELDS
-from vgcore.recorder import SCALARS, Recorder, log_schedule
+from vgcore.measure.flow import FIELDS
+from vgcore.measure.recorder import SCALARS, Recorder, log_schedule
 
 SIZES = [8, 12, 12, 12, 3]
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from vgcore import schedules as S
-from vgcore.schedules import (Constant, Cosine, Exponential, LinearWarmup, ReduceOnPlateau,
+from vgcore.train import schedules as S
+from vgcore.train.schedules import (Constant, Cosine, Exponential, LinearWarmup, ReduceOnPlateau,
                               StepDecay, get_schedule)
 
 approx = pytest.approx

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 from _vgtest import LOSS_NAMES, num_threads
 
 DTYPE_PARAMS = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vgcore as vg
-from vgcore import reference as R
+from vgcore.core import reference as R
 from _vgtest import (ACTIVATION_NAMES, LOSS_NAMES, compare_passes, engine_pass, make_target,
                      num_threads, reference_pass)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import sweep as S
+from vgcore.experiments import sweep as S
 from vgcore.__main__ import main
 
 SMALL = {"n_samples": 400, "width": 12, "steps": 12, "batch_size": 16, "records": 4,

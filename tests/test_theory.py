@@ -14,8 +14,8 @@ import pytest
 from numpy.polynomial.hermite_e import hermegauss
 
 import vgcore as vg
-from vgcore import theory as T
-from vgcore.reference import ReferenceMLP
+from vgcore.measure import theory as T
+from vgcore.core.reference import ReferenceMLP
 
 TANH_QSTAR = 0.4180372005334779          # tanh, sigma_w2=1.5, sigma_b2=0.05
 TANH_CHI1 = 0.9386362681988512

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-import vgcore.network
-from vgcore import reference as R
+import vgcore.core.network
+from vgcore.core import reference as R
 from _vgtest import LOSS_NAMES, assert_close, make_target, num_threads
 
 DTYPE_PARAMS = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]

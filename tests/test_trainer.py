@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import vgcore as vg
-from vgcore import checkpoint as ckpt
-from vgcore import trainer
-from vgcore.trainer import EarlyStopping, History, evaluate, fit
+from vgcore.train import checkpoint as ckpt
+from vgcore.train import trainer
+from vgcore.train.trainer import EarlyStopping, History, evaluate, fit
 
 
 def gaussian_mixture(n=300, k=3, d=2, spread=0.6, seed=0, dtype=np.float32):

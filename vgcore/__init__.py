@@ -9,22 +9,34 @@ measure and fix vanishing and exploding gradients.
 >>> dX = net.backward(dout)
 >>> vg.optim.SGD(net, lr=0.1).step()
 """
-from vgcore import (activations, checkpoint, curvature, datasets, flow, init, losses, optim,
-                    schedules, theory, trainer)
-from vgcore.diagnosis import Finding, diagnose, format_findings
-from vgcore.recorder import Recorder
-from vgcore.trainer import History, evaluate, fit
-from vgcore._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
-from vgcore.activations import ACTIVATIONS, Activation
-from vgcore.init import INITIALISERS
-from vgcore.network import MLP, Dense
-from vgcore import sweep  # noqa: E402  (after the names it uses)
+import sys as _sys
+
+from vgcore.core import activations, init, losses, network, reference
+from vgcore.core._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
+from vgcore.core.activations import ACTIVATIONS, Activation
+from vgcore.core.init import INITIALISERS
+from vgcore.core.network import MLP, Dense
+from vgcore.measure import curvature, diagnosis, flow, recorder, theory
+from vgcore.measure.diagnosis import Finding, diagnose, format_findings
+from vgcore.measure.recorder import Recorder
+from vgcore.train import checkpoint, datasets, optim, schedules, trainer
+from vgcore.train.trainer import History, evaluate, fit
+from vgcore.experiments import report, sweep
+
+# The package is laid out in layers (core -> measure -> train -> experiments -> commands); the
+# short import paths of earlier releases (``vgcore.flow``, ``vgcore.optim``, ...) name the same
+# module objects, so ``import vgcore.flow`` and ``vgcore.measure.flow`` are one module.
+for _mod in (activations, init, losses, network, reference, curvature, diagnosis, flow, recorder,
+             theory, checkpoint, datasets, optim, schedules, trainer, report, sweep):
+    _sys.modules["vgcore." + _mod.__name__.rsplit(".", 1)[1]] = _mod
+del _mod
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLP", "Dense", "Activation", "fit", "evaluate", "History", "checkpoint", "trainer", "ACTIVATIONS", "INITIALISERS", "activations", "curvature", "datasets",
-    "flow",
-    "init", "schedules",
-    "losses", "optim", "sweep", "theory", "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
+    "MLP", "Dense", "Activation", "ACTIVATIONS", "INITIALISERS", "fit", "evaluate", "History",
+    "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads",
+    "openmp_enabled", "blas_info", "activations", "init", "losses", "reference", "flow",
+    "curvature", "diagnosis", "recorder", "theory", "checkpoint", "datasets", "optim",
+    "schedules", "trainer", "sweep",
 ]

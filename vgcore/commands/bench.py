@@ -188,7 +188,7 @@ def time_interleaved(fns, rounds, sample_s, warmup_s, lead_in_s=0.12):
 
 def run(args):
     import vgcore as vg
-    from vgcore.reference import ReferenceMLP
+    from vgcore.core.reference import ReferenceMLP
 
     names = args.configs or list(QUICK_CONFIGS if args.quick else CONFIGS)
     rounds = args.rounds or (3 if args.quick else 7)

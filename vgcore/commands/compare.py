@@ -32,13 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 
 import vgcore as vg
-from vgcore import report as _report
+from vgcore.experiments import report as _report
 from vgcore.commands._common import CommandError, positive_float, positive_int
-from vgcore._experiment import DATASETS, OPTIMIZERS, check_residual, findings_of, held_out, \
+from vgcore.experiments.run import DATASETS, OPTIMIZERS, check_residual, findings_of, held_out, \
     record_steps, train_steps
-from vgcore._experiment import load_data as _load_data
-from vgcore._experiment import make_optimizer as _make_optimizer
-from vgcore.diagnosis import SATURATING, format_findings
+from vgcore.experiments.run import load_data as _load_data
+from vgcore.experiments.run import make_optimizer as _make_optimizer
+from vgcore.measure.diagnosis import SATURATING, format_findings
 
 HELP = "train deep networks side by side, measure their gradient flow, write a report " \
        "(the default command)"

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from vgcore.commands._common import positive_float, positive_int
-from vgcore.datasets import gaussian_mixture
+from vgcore.train.datasets import gaussian_mixture
 
 HELP = "train deep networks and print per-layer gradient norms (a short demo)"
 EXAMPLES = """examples:

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from vgcore import sweep as _sweep
+from vgcore.experiments import sweep as _sweep
 from vgcore.commands._common import CommandError, positive_int
 
 HELP = "run a grid of training runs on all cores or a Dask cluster; one results table"

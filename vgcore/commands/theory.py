@@ -97,7 +97,7 @@ def _critical(T, act, sb, q0):
 
 
 def run(args):
-    from vgcore import theory as T
+    from vgcore.measure import theory as T
 
     act, sb, q0 = args.activation, args.sigma_b2, args.q0
     if args.plot_dir:

@@ -7,11 +7,11 @@ from collections import OrderedDict
 import numpy as np
 
 from vgcore import _engine
-from vgcore import losses as _losses
-from vgcore._validation import as_dtype, check_float_matrix, check_positive_int
-from vgcore.activations import Activation, max_derivative, resolve_activation
-from vgcore.flow import N_STATS, SATURATION_THRESHOLD, GradientFlow
-from vgcore.init import check_init, init_weight
+from vgcore.core import losses as _losses
+from vgcore.core._validation import as_dtype, check_float_matrix, check_positive_int
+from vgcore.core.activations import Activation, max_derivative, resolve_activation
+from vgcore.measure.flow import N_STATS, SATURATION_THRESHOLD, GradientFlow
+from vgcore.core.init import check_init, init_weight
 
 __all__ = ["MLP", "Dense"]
 
@@ -614,7 +614,7 @@ class MLP:
         """
         fn = _losses.get(loss)
         if optimizer is not None:
-            from vgcore.optim import Optimizer
+            from vgcore.train.optim import Optimizer
             if not isinstance(optimizer, Optimizer):
                 raise TypeError(f"optimizer: expected a vgcore.optim optimiser or None, got "
                                 f"{type(optimizer).__name__}")

@@ -78,8 +78,8 @@ import os
 
 import numpy as np
 
-from vgcore._files import atomic_write
-from vgcore.flow import FIELDS, GradientFlow
+from vgcore.core._files import atomic_write
+from vgcore.measure.flow import FIELDS, GradientFlow
 
 __all__ = ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT", "JSON_VERSION"]
 
@@ -149,7 +149,7 @@ def _check_path(path, name="path"):
 
 
 def _atomic_write_text(path: str, write) -> None:
-    """A text file written atomically (see :func:`vgcore._files.atomic_write`)."""
+    """A text file written atomically (see :func:`vgcore.core._files.atomic_write`)."""
     atomic_write(path, "x", write, encoding="utf-8", newline="")
 
 

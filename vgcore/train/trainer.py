@@ -3,7 +3,7 @@
 ::
 
     import vgcore as vg
-    from vgcore.trainer import fit, evaluate
+    from vgcore.train.trainer import fit, evaluate
 
     net = vg.MLP([2, 64, 64, 3], activation="tanh", init="glorot_uniform", seed=0)
     hist = fit(net, X, y, optimizer=vg.optim.Adam(net, lr=1e-3), epochs=20, batch_size=64,
@@ -46,7 +46,7 @@ import numpy as np
 
 from vgcore import _engine
 
-from vgcore import losses as _losses
+from vgcore.core import losses as _losses
 
 __all__ = ["fit", "evaluate", "History", "Trainer", "EarlyStopping"]
 
@@ -215,7 +215,7 @@ def _check_bool(value, name):
 
 
 def _check_net(net):
-    from vgcore.network import MLP
+    from vgcore.core.network import MLP
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a vgcore.MLP, got {type(net).__name__}")
 
@@ -585,7 +585,7 @@ class Trainer:
         self.kind, self._fn = _loss_kind(loss)
 
         # --- optimiser
-        from vgcore.optim import SGD, Optimizer
+        from vgcore.train.optim import SGD, Optimizer
         if optimizer is None:
             optimizer = SGD(net, lr=0.01)
         elif not isinstance(optimizer, Optimizer):
@@ -709,7 +709,7 @@ class Trainer:
 
         # --- recorder
         if recorder is not None:
-            from vgcore.recorder import Recorder
+            from vgcore.measure.recorder import Recorder
             if not isinstance(recorder, Recorder):
                 raise TypeError(f"recorder: expected a vgcore.Recorder or None, got "
                                 f"{type(recorder).__name__}")
@@ -774,7 +774,7 @@ class Trainer:
         return value > self._best + self._min_delta
 
     def _save(self, path, kind):
-        from vgcore import checkpoint as _ckpt
+        from vgcore.train import checkpoint as _ckpt
         _ckpt.save(path, self.net, self.optimizer, history=self.history,
                    extra={"kind": kind, "epoch": self.epoch + 1, "step": self.step,
                           "monitor": self._monitor,

@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from vgcore._validation import as_dtype
-from vgcore.activations import SELU_ALPHA, SELU_SCALE, Activation, resolve_activation
-from vgcore.init import check_init, init_weight
+from vgcore.core._validation import as_dtype
+from vgcore.core.activations import SELU_ALPHA, SELU_SCALE, Activation, resolve_activation
+from vgcore.core.init import check_init, init_weight
 
 __all__ = ["activation_forward", "activation_derivative", "cross_entropy", "mse",
            "binary_cross_entropy", "ReferenceMLP", "NORMS", "layer_options", "param_layout",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threadpoolctl
 
 from vgcore import _engine
-from vgcore._validation import check_positive_int
+from vgcore.core._validation import check_positive_int
 
 __all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "blas_info"]
 

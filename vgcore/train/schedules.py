@@ -4,7 +4,7 @@ A schedule is called with ``step``, the number of optimiser steps taken so far (
 first step), and returns the learning rate to use for the next step, as a Python float::
 
     import vgcore as vg
-    from vgcore.schedules import Cosine, LinearWarmup
+    from vgcore.train.schedules import Cosine, LinearWarmup
 
     sched = LinearWarmup(Cosine(0.1, total_steps=1000), warmup_steps=100)
     opt = vg.optim.SGD(net, lr=0.1)
@@ -39,7 +39,7 @@ import numbers
 
 import numpy as np
 
-from vgcore._validation import check_finite_number, check_positive_int
+from vgcore.core._validation import check_finite_number, check_positive_int
 
 __all__ = [
     "Schedule", "Constant", "StepDecay", "Exponential", "Cosine", "LinearWarmup",

@@ -23,7 +23,7 @@ import inspect
 
 import numpy as np
 
-from vgcore._validation import as_dtype, check_finite_number, check_positive_int
+from vgcore.core._validation import as_dtype, check_finite_number, check_positive_int
 
 __all__ = ["gaussian_mixture", "two_spirals", "teacher_student", "digits", "train_val_split",
            "DATASETS", "load"]
@@ -173,7 +173,7 @@ def teacher_student(n, n_features, n_outputs=1, depth=2, width=32, activation="t
     teacher : vgcore.MLP
         Only with ``return_teacher=True``.
     """
-    from vgcore.network import MLP
+    from vgcore.core.network import MLP
 
     n = check_positive_int(n, "n")
     n_features = check_positive_int(n_features, "n_features")

@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vgcore.flow import FIELDS, SATURATION_THRESHOLD, GradientFlow
-from vgcore.network import MLP
-from vgcore.recorder import Recorder
+from vgcore.measure.flow import FIELDS, SATURATION_THRESHOLD, GradientFlow
+from vgcore.core.network import MLP
+from vgcore.measure.recorder import Recorder
 
 __all__ = ["Finding", "diagnose", "format_findings", "SEVERITIES", "KINDS", "SATURATING",
            "VANISHING_WARNING", "VANISHING_ERROR", "EXPLODING_WARNING", "EXPLODING_ERROR",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from vgcore import _engine
-from vgcore._validation import check_float_matrix
+from vgcore.core._validation import check_float_matrix
 
 __all__ = ["cross_entropy", "mse", "binary_cross_entropy", "get", "LOSSES"]
 

@@ -76,8 +76,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import vgcore as vg
-from vgcore import _experiment as _exp
-from vgcore._files import atomic_write
+from vgcore.experiments import run as _exp
+from vgcore.core import _threads
+from vgcore.core._files import atomic_write
 
 __all__ = ["Sweep", "SweepResult", "run", "load", "execute", "run_id", "read_journal",
            "plot_phase_diagram", "phase_grid", "PhasePanel", "PARAMS", "METRICS", "COLUMNS",
@@ -424,7 +425,7 @@ def _set_threads(threads):
     if vg.get_num_threads() != threads:
         vg.set_num_threads(threads)
     else:                                      # the BLAS limit may have been changed since
-        vg._threads._blas_controller().select(user_api="blas").limit(limits=threads)
+        _threads._blas_controller().select(user_api="blas").limit(limits=threads)
 
 
 def _nan_metrics():
@@ -1408,7 +1409,7 @@ def plot_phase_diagram(result, path, metric="final_loss", x="sigma_w2_eff", y="d
     list of PhasePanel
         The panels drawn.
     """
-    from vgcore import report as _report
+    from vgcore.experiments import report as _report
 
     rows = result.rows if isinstance(result, SweepResult) else list(result)
     panels = phase_grid(rows, metric, x, y)[:max_panels]
@@ -1494,7 +1495,7 @@ def _auto_plots(result):
     ok = [r for r in result.rows if _finite(r.get(x)) and _finite(r.get(y))]
     if len({r[x] for r in ok}) < 2 or len({r[y] for r in ok}) < 2:
         return []
-    from vgcore import report as _report
+    from vgcore.experiments import report as _report
     if _report.load_matplotlib() is None:
         result.notes.append("phase diagrams not drawn: matplotlib is not installed (pip "
                             "install matplotlib)")

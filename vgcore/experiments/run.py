@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import vgcore as vg
-from vgcore.diagnosis import Finding, diagnose
+from vgcore.measure.diagnosis import Finding, diagnose
 
 OPTIMIZERS = {           # name -> default learning rate
     "sgd": 0.02,

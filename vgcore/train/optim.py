@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from vgcore import _engine
-from vgcore._validation import check_finite_number
+from vgcore.core._validation import check_finite_number
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW"]
 

@@ -76,9 +76,9 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from numpy.polynomial.legendre import leggauss
 
-from vgcore.activations import Activation, resolve_activation
-from vgcore.init import init_name
-from vgcore.reference import activation_derivative, activation_forward
+from vgcore.core.activations import Activation, resolve_activation
+from vgcore.core.init import init_name
+from vgcore.core.reference import activation_derivative, activation_forward
 
 __all__ = [
     "variance_map", "variance_sequence", "fixed_point", "chi1", "correlation_map",

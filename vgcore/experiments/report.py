@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vgcore._files import atomic_write
+from vgcore.core._files import atomic_write
 
 __all__ = ["RunSeries", "PLOTS", "load_matplotlib", "make_plots", "PlotResult", "png_data_uri",
            "html_table", "html_document", "write_text_atomic", "MATPLOTLIB_MISSING"]
@@ -417,5 +417,5 @@ def html_document(title, body) -> str:
 
 
 def write_text_atomic(path, text) -> None:
-    """Write ``text`` (UTF-8, ``\n`` line ends) atomically (:func:`vgcore._files.atomic_write`)."""
+    """Write ``text`` (UTF-8, ``\n`` line ends) atomically (:func:`vgcore.core._files.atomic_write`)."""
     atomic_write(path, "x", lambda f: f.write(text), encoding="utf-8", newline="\n")

@@ -59,9 +59,9 @@ import numbers
 
 import numpy as np
 
-from vgcore import losses as _losses
-from vgcore._validation import check_finite_number, check_positive_int
-from vgcore.network import MLP
+from vgcore.core import losses as _losses
+from vgcore.core._validation import check_finite_number, check_positive_int
+from vgcore.core.network import MLP
 
 __all__ = ["loss_and_grad", "hessian_vector_product", "top_eigenvalue", "Sharpness",
            "SharpnessCallback", "CurvatureLR", "default_eps"]

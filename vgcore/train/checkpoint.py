@@ -3,7 +3,7 @@
 ::
 
     import vgcore as vg
-    from vgcore import checkpoint
+    from vgcore.train import checkpoint
 
     checkpoint.save("run.npz", net, opt, history=hist, extra={"epoch": 7})
     ckpt = checkpoint.load("run.npz")              # a new network, built from the file
@@ -81,7 +81,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vgcore._files import atomic_write
+from vgcore.core._files import atomic_write
 
 __all__ = ["save", "load", "load_into", "Checkpoint", "FORMAT", "VERSION"]
 
@@ -101,14 +101,14 @@ def _check_path(path, name="path") -> str:
 
 
 def _check_net(net, name="net"):
-    from vgcore.network import MLP
+    from vgcore.core.network import MLP
     if not isinstance(net, MLP):
         raise TypeError(f"{name}: expected a vgcore.MLP, got {type(net).__name__}")
     return net
 
 
 def _check_optimizer(optimizer, net, name="optimizer"):
-    from vgcore.optim import Optimizer
+    from vgcore.train.optim import Optimizer
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"{name}: expected a vgcore.optim optimiser (or None), got "
                         f"{type(optimizer).__name__}")
@@ -352,7 +352,7 @@ class Checkpoint:
         """
         if self.optimizer_state is None:
             raise ValueError("make_optimizer: this checkpoint holds no optimiser state")
-        from vgcore import optim
+        from vgcore.train import optim
         st = self.optimizer_state
         cls = getattr(optim, st["type"], None)
         if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
@@ -500,8 +500,8 @@ def _check_content(data):
 
 
 def _build_net(meta):
-    from vgcore.activations import ACTIVATIONS, Activation
-    from vgcore.network import MLP
+    from vgcore.core.activations import ACTIVATIONS, Activation
+    from vgcore.core.network import MLP
     m = meta["network"]
     hidden = []
     for a in m["activations"][:-1]:
