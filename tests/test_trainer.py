@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import vgcore as vg
+from vgcore.core import _ui
 from vgcore.train import checkpoint as ckpt
 from vgcore.train import trainer
 from vgcore.train.trainer import EarlyStopping, History, evaluate, fit
@@ -418,7 +419,7 @@ def test_default_is_quiet_when_stderr_is_not_a_terminal(capfd):
 def test_default_on_a_terminal_draws_the_builtin_line_without_tqdm(monkeypatch):
     X, y = gaussian_mixture(n=40)
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    monkeypatch.setattr(trainer, "_import_tqdm", lambda: None)
+    monkeypatch.setattr(_ui, "import_tqdm", lambda: None)
     fit(_net(), X, y, epochs=2, batch_size=10)
     text = sys.stderr.getvalue()
     assert "\r" in text and "[####################] 4/4" in text
@@ -446,7 +447,7 @@ def test_verbose_1_uses_tqdm_when_importable(monkeypatch):
 
     X, y = gaussian_mixture(n=40)
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    monkeypatch.setattr(trainer, "_import_tqdm", lambda: FakeTqdm)
+    monkeypatch.setattr(_ui, "import_tqdm", lambda: FakeTqdm)
     fit(_net(), X, y, epochs=2, batch_size=16, verbose=1)
     assert [(b.desc, b.total, b.n, b.closed) for b in bars] == [
         ("epoch 1/2", 3, 3, True), ("epoch 2/2", 3, 3, True)]

@@ -1,8 +1,16 @@
-"""Shared pieces of the ``vgcore`` commands: argument types that explain what they expected."""
+"""Shared pieces of the ``vgcore`` commands: argument types that explain what they expected,
+the JSON output, notes on stderr, the plot folder and the BLAS line."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import sys
+
+import numpy as np
+
+from vgcore.core._ui import plain_json
 
 
 def positive_int(text: str) -> int:
@@ -13,6 +21,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
     return value
 
 
@@ -40,3 +59,48 @@ def nonneg_float(text: str) -> float:
 
 class CommandError(Exception):
     """A problem with the user's request, reported as one line and exit code 2."""
+
+
+def print_json(obj) -> None:
+    """``obj`` as indented strict JSON on stdout (NaN and Inf as null)."""
+    print(json.dumps(plain_json(obj), indent=2, allow_nan=False))
+
+
+def note(args, text: str) -> None:
+    """A remark on stderr (not with --quiet)."""
+    if not args.quiet:
+        print(text, file=sys.stderr)
+
+
+def plot_dir(path: str) -> str:
+    """The folder of ``--plot-dir``, created if needed; a CommandError when it cannot be."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise CommandError(f"--plot-dir: cannot create {path!r}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK):
+        raise CommandError(f"--plot-dir: {path!r} is not writable")
+    return path
+
+
+def shown_rows(n: int, max_rows: int) -> list:
+    """At most ``max_rows`` evenly spaced indices of ``range(n)`` (all when ``max_rows`` <= 0),
+    the first and the last included."""
+    if max_rows <= 0 or n <= max_rows:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, max_rows).round().astype(int).tolist()))
+
+
+def blas_line(vg) -> str:
+    """One line: the BLAS libraries loaded (which is vgcore's), their kernels and threads."""
+    parts = []
+    for info in vg.blas_info():
+        lib = os.path.basename(info.get("filepath", "")) or info.get("prefix", "?")
+        where = os.path.dirname(info.get("filepath", ""))
+        who = " (SciPy's: vgcore's GEMMs)" if "scipy" in where else \
+            " (NumPy's)" if "numpy" in where else ""
+        parts.append(f"{info.get('internal_api')} {info.get('version')} "
+                     f"[{info.get('architecture')}, {info.get('num_threads')} threads] "
+                     f"{lib}{who}")
+    return (f"BLAS: {'; '.join(parts) or 'none found'}; vgcore threads "
+            f"{vg.get_num_threads()} (OpenMP {'on' if vg.openmp_enabled() else 'off'})")

@@ -35,8 +35,9 @@ import time
 
 import numpy as np
 
-from vgcore.commands._common import nonneg_float, positive_float, positive_int
-from vgcore.commands.profile import blas_line, print_json, threads_set
+from vgcore.commands._common import (blas_line, nonneg_float, positive_float, positive_int,
+                                     print_json)
+from vgcore.core._ui import limited_threads
 
 HELP = "time vgcore's train step against the NumPy reference (and PyTorch if installed)"
 EXAMPLES = """examples:
@@ -203,7 +204,7 @@ def run(args):
 
     results = []
     t_start = perf()
-    with threads_set(vg, args.threads):
+    with limited_threads(args.threads):
         if torch is not None:
             torch.set_num_threads(vg.get_num_threads())
         for name in names:

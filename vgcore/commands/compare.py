@@ -34,6 +34,7 @@ import numpy as np
 import vgcore as vg
 from vgcore.experiments import report as _report
 from vgcore.commands._common import CommandError, positive_float, positive_int
+from vgcore.core import _ui
 from vgcore.experiments.run import DATASETS, OPTIMIZERS, check_residual, findings_of, held_out, \
     record_steps, train_steps
 from vgcore.experiments.run import load_data as _load_data
@@ -460,42 +461,30 @@ def load_data(name):
 
 # ------------------------------------------------------------------------------ training
 class Progress:
-    """One status line on stderr, rewritten in place (only when enabled)."""
+    """One status line on stderr, rewritten in place (only when enabled: on a terminal)."""
 
     def __init__(self, enabled, total_runs):
-        self.enabled = enabled
+        self.status = _ui.StatusLine(live=enabled)
         self.total = total_runs
         self.done = 0
-        self._last = 0.0
-        self._width = 0
+
+    @property
+    def enabled(self):
+        return self.status.live
 
     def show(self, label, step, steps, force=False):
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        text = f"vgcore compare [{self.done + 1}/{self.total}] {label}: step {step}/{steps}"
-        pad = max(0, self._width - len(text))
-        sys.stderr.write("\r" + text + " " * pad)
-        sys.stderr.flush()
-        self._width = len(text)
+        if self.enabled:
+            self.status.update(f"vgcore compare [{self.done + 1}/{self.total}] {label}: step "
+                               f"{step}/{steps}", force=force)
 
     def note(self, text):
-        if self.enabled:
-            pad = max(0, self._width - len(text) - 16)
-            sys.stderr.write(f"\rvgcore compare: {text}" + " " * pad)
-            sys.stderr.flush()
-            self._width = len(text) + 16
+        self.status.update(f"vgcore compare: {text}", force=True)
 
     def finish_run(self):
         self.done += 1
 
     def close(self):
-        if self.enabled and self._width:
-            sys.stderr.write("\r" + " " * self._width + "\r")
-            sys.stderr.flush()
+        self.status.close()
 
 
 def _record_steps(steps):
@@ -640,24 +629,6 @@ def summarise(cfg, runs, depth):
     return row
 
 
-def _clean(obj):
-    """Plain JSON: NaN and Inf become None, numpy scalars and arrays Python values."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 # ------------------------------------------------------------------------------ table
 COLUMNS = ("configuration", "dW 1st/last", "delta 1st/last", "saturated", "dead", "loss",
            "accuracy", "diagnosis")
@@ -778,7 +749,7 @@ def write_measurements(out, runs, summary, s):
                     "the mean-field theory profile; 'summary' is summary.json",
            "summary": summary, "runs": runs_json}
     _report.write_text_atomic(os.path.join(out, "measurements.json"),
-                              json.dumps(_clean(doc), allow_nan=False))
+                              json.dumps(_ui.plain_json(doc), allow_nan=False))
 
     path = os.path.join(out, "measurements.csv")
     tmp_path = f"{path}.{os.getpid()}.tmp"
@@ -936,19 +907,12 @@ def _prepare_out(path):
     return os.path.abspath(path)
 
 
-def _stderr_tty():
-    try:
-        return bool(sys.stderr is not None and sys.stderr.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 def run(args):
     s, configs = resolve(args)
     data = load_data(s["dataset"])
     out = _prepare_out(s["out"])
     threads_before = vg.get_num_threads()
-    progress = Progress(not args.quiet and _stderr_tty(), len(configs) * len(s["seeds"]))
+    progress = Progress(not args.quiet and _ui.is_terminal(), len(configs) * len(s["seeds"]))
     t0 = time.perf_counter()
     runs = []
     try:
@@ -983,7 +947,7 @@ def run(args):
                     recorded_steps=len(_record_steps(s["steps"])))
     files = ["report.html", "summary.json", "measurements.json", "measurements.csv"] \
         + plots.written
-    summary = _clean({
+    summary = _ui.plain_json({
         "format": "vgcore.compare", "version": 1, "settings": settings,
         "columns": {
             "grad_ratio_first": "||dL/dW_1|| / ||dL/dW_L|| at the first step "

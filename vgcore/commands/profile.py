@@ -35,16 +35,16 @@ Times in milliseconds; numbers that are not finite (NaN, inf) are null.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-from vgcore.commands._common import CommandError, positive_float, positive_int
+from vgcore.commands._common import (CommandError, blas_line, nonneg_int, note, plot_dir,
+                                     positive_float, positive_int, print_json, shown_rows)
+from vgcore.core._ui import limited_threads, load_matplotlib, new_figure, save_png
 
 HELP = "time a training step per layer and phase, with memory and gradient flow"
 EXAMPLES = """examples:
@@ -62,106 +62,6 @@ PHASE_LABELS = {"forward_gemm": "forward GEMM", "forward_elementwise": "forward 
 STEP_PARTS = ("forward", "loss", "backward", "optimizer")
 perf = time.perf_counter
 NOISY = 1.3       # a note when the median step of a kind took this many times the fastest
-
-
-# ------------------------------------------------------------------ helpers shared by commands
-
-def nonneg_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
-
-
-def jsonable(x):
-    """Plain JSON types: arrays to lists, NumPy scalars to Python, NaN and inf to None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return x
-
-
-def print_json(obj) -> None:
-    print(json.dumps(jsonable(obj), indent=2, allow_nan=False))
-
-
-def load_pyplot():
-    """matplotlib.pyplot with the Agg backend, or None when matplotlib is not importable."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
-def plot_dir(path: str) -> str:
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise CommandError(f"--plot-dir: cannot create {path!r}: {e.strerror or e}") from None
-    if not os.access(path, os.W_OK):
-        raise CommandError(f"--plot-dir: {path!r} is not writable")
-    return path
-
-
-def note(args, text: str) -> None:
-    """A remark on stderr (not with --quiet)."""
-    if not args.quiet:
-        print(text, file=sys.stderr)
-
-
-def shown_rows(n: int, max_rows: int) -> list:
-    if max_rows <= 0 or n <= max_rows:
-        return list(range(n))
-    return sorted(set(np.linspace(0, n - 1, max_rows).round().astype(int).tolist()))
-
-
-def blas_line(vg) -> str:
-    parts = []
-    for info in vg.blas_info():
-        lib = os.path.basename(info.get("filepath", "")) or info.get("prefix", "?")
-        where = os.path.dirname(info.get("filepath", ""))
-        who = " (SciPy's: vgcore's GEMMs)" if "scipy" in where else \
-            " (NumPy's)" if "numpy" in where else ""
-        parts.append(f"{info.get('internal_api')} {info.get('version')} "
-                     f"[{info.get('architecture')}, {info.get('num_threads')} threads] "
-                     f"{lib}{who}")
-    return (f"BLAS: {'; '.join(parts) or 'none found'}; vgcore threads "
-            f"{vg.get_num_threads()} (OpenMP {'on' if vg.openmp_enabled() else 'off'})")
-
-
-class threads_set:
-    """Context: vg.set_num_threads(n) inside, the previous count restored after."""
-
-    def __init__(self, vg, n):
-        self.vg, self.n = vg, n
-
-    def __enter__(self):
-        self.before = self.vg.get_num_threads()
-        if self.n is not None:
-            self.vg.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if self.n is not None and self.vg.get_num_threads() != self.before:
-            self.vg.set_num_threads(self.before)
-        return False
 
 
 # ------------------------------------------------------------------ the GEMM baseline
@@ -334,7 +234,7 @@ def run(args):
     if args.plot_dir:
         plot_dir(args.plot_dir)                 # fail before the work, not after
     sizes, net, X, y = _build(args, vg)
-    with threads_set(vg, args.threads):
+    with limited_threads(args.threads):
         res = _profile(args, vg, sizes, net, X, y)
     res["plots"] = _plots(args, res) if args.plot_dir else None
     if args.json:
@@ -569,14 +469,15 @@ def _print_tables(args, r):
 def _plots(args, r):
     d = plot_dir(args.plot_dir)
     names = ["profile_layers.png", "profile_gradient_flow.png"]
-    plt = load_pyplot()
-    if plt is None:
+    mpl = load_matplotlib()
+    if mpl is None:
         msg = f"matplotlib is not installed: skipped the plots {', '.join(names)}"
         note(args, f"vgcore profile: {msg}")
         return dict(written=[], skipped=names, reason=msg)
     layers = r["layers"]
     x = np.arange(1, len(layers) + 1)
-    fig, ax = plt.subplots(figsize=(max(6, len(layers) * 0.18 + 3), 4))
+    fig = new_figure(mpl, max(6, len(layers) * 0.18 + 3), 4, layout="tight")
+    ax = fig.subplots()
     bottom = np.zeros(len(layers))
     for p in PHASES:
         v = np.array([lr[f"{p}_ms"] for lr in layers]) * 1e3
@@ -589,21 +490,18 @@ def _plots(args, r):
                  f"{c['batch']}, {c['dtype']}")
     ax.set_ylim(0, max(float(bottom.max()), 1e-9) * 1.35)        # room for the legend
     ax.legend(fontsize=8, ncol=2, loc="upper center")
-    fig.tight_layout()
     out = [os.path.join(d, names[0])]
-    fig.savefig(out[0], dpi=100)
-    plt.close(fig)
+    save_png(mpl, fig, out[0])
 
     fl = r["gradient_flow"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(mpl, 6, 4, layout="tight")
+    ax = fig.subplots()
     for key in ("grad_norm", "delta_rms"):
         v = np.asarray(fl[key], float)
         ax.semilogy(x, np.where(v > 0, v, np.nan), marker="o", ms=3, label=key)
     ax.set_xlabel("layer (1 = input side)")
     ax.set_title("gradient flow at the last step")
     ax.legend()
-    fig.tight_layout()
     out.append(os.path.join(d, names[1]))
-    fig.savefig(out[1], dpi=100)
-    plt.close(fig)
+    save_png(mpl, fig, out[1])
     return dict(written=out, skipped=[], reason=None)

@@ -29,9 +29,9 @@ import os
 
 import numpy as np
 
-from vgcore.commands._common import CommandError, nonneg_float, positive_float, positive_int
-from vgcore.commands.profile import (load_pyplot, nonneg_int, note, plot_dir, print_json,
-                                     shown_rows)
+from vgcore.commands._common import (CommandError, nonneg_float, nonneg_int, note, plot_dir,
+                                     positive_float, positive_int, print_json, shown_rows)
+from vgcore.core._ui import load_matplotlib, new_figure, save_png
 
 HELP = "mean-field theory: chi_1, depth scales, edge of chaos, predicted gradient profile"
 EXAMPLES = """examples:
@@ -204,8 +204,8 @@ def _plots(args, r, T):
     d = plot_dir(args.plot_dir)
     act = r["activation"]
     names = [f"theory_chi1_{act}.png", f"theory_profile_{act}.png"]
-    plt = load_pyplot()
-    if plt is None:
+    mpl = load_matplotlib()
+    if mpl is None:
         msg = f"matplotlib is not installed: skipped the plots {', '.join(names)}"
         note(args, f"vgcore theory: {msg}")
         return dict(written=[], skipped=names, reason=msg)
@@ -218,7 +218,8 @@ def _plots(args, r, T):
     sb = np.linspace(sb_lo, sb_hi, n) if sb_hi > sb_lo else np.array([sb_lo])
     chi = np.array([[T.chi1(act, float(w), float(b), q0=r["q0"]) for w in sw] for b in sb])
     crit = [(float(b), _critical(T, act, float(b), r["q0"])) for b in sb]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig = new_figure(mpl, 6.5, 4.5, layout="tight")
+    ax = fig.subplots()
     pos = chi[chi > 0]
     lo = float(pos.min()) if pos.size else 0.1
     hi = float(chi.max()) if chi.size else 10.0
@@ -235,12 +236,11 @@ def _plots(args, r, T):
     ax.set_xlabel("sigma_w2 (fan_in Var W)")
     ax.set_ylabel("sigma_b2 (Var b)")
     ax.set_title(f"chi_1 of {act} (q0 = {r['q0']:g})")
-    fig.tight_layout()
     out = [os.path.join(d, names[0])]
-    fig.savefig(out[0], dpi=100)
-    plt.close(fig)
+    save_png(mpl, fig, out[0])
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig = new_figure(mpl, 6.5, 4.5, layout="tight")
+    ax = fig.subplots()
     layers = np.arange(1, r["depth"] + 1)
     for p in r["profiles"]:
         ax.semilogy(layers, np.asarray(p["delta_sq"], float), marker="o", ms=3,
@@ -249,8 +249,6 @@ def _plots(args, r, T):
     ax.set_ylabel("E||dL/dh_l||^2 / E||dL/dh_last||^2")
     ax.set_title(f"predicted gradient profile: {act}, sigma_b2 = {r['sigma_b2']:g}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     out.append(os.path.join(d, names[1]))
-    fig.savefig(out[1], dpi=100)
-    plt.close(fig)
+    save_png(mpl, fig, out[1])
     return dict(written=out, skipped=[], reason=None)

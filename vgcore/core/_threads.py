@@ -6,7 +6,8 @@ import threadpoolctl
 from vgcore import _engine
 from vgcore.core._validation import check_positive_int
 
-__all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "blas_info"]
+__all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
+           "limited_threads"]
 
 _controller = None
 MAX_THREADS = 4096
@@ -48,3 +49,34 @@ def get_num_threads() -> int:
 def blas_info() -> list[dict]:
     """What BLAS libraries are loaded, with their kernel (``architecture``) and thread counts."""
     return [dict(info) for info in _blas_controller().select(user_api="blas").info()]
+
+
+class limited_threads:
+    """Context manager: vgcore's and BLAS's thread counts set to ``n`` inside the block, both
+    restored on the way out (BLAS to the limits it had, not to ``n``'s predecessor guessed).
+
+    ``n=None`` changes nothing, so callers can pass an optional ``--threads`` as it is.
+    Re-entrant and nestable; not thread-safe (thread counts are process-wide).
+    """
+
+    def __init__(self, n):
+        if n is not None:
+            n = check_positive_int(n, "n")
+            if n > MAX_THREADS:
+                raise ValueError(f"n: expected at most {MAX_THREADS} threads, got {n}")
+        self.n = n
+        self._saved = []
+
+    def __enter__(self):
+        if self.n is not None:
+            blas = _blas_controller().select(user_api="blas").limit(limits=self.n)
+            self._saved.append((_engine._get_engine_threads(), blas))
+            _engine._set_engine_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.n is not None:
+            engine, blas = self._saved.pop()
+            blas.restore_original_limits()
+            _engine._set_engine_threads(engine)
+        return False

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vgcore.core._files import atomic_write
+from vgcore.core._ui import MATPLOTLIB_MISSING, load_matplotlib
+from vgcore.core._ui import new_figure as _new_figure
+from vgcore.core._ui import save_png as _save
 
 __all__ = ["RunSeries", "PLOTS", "load_matplotlib", "make_plots", "PlotResult", "png_data_uri",
            "html_table", "html_document", "write_text_atomic", "MATPLOTLIB_MISSING"]
@@ -60,8 +63,6 @@ PLOTS = {
                               "configurations without normalisation or residual blocks.",
 }
 """The plot files :func:`make_plots` writes, with their captions."""
-
-MATPLOTLIB_MISSING = "matplotlib is not installed (pip install matplotlib)"
 
 
 @dataclass
@@ -103,21 +104,6 @@ class PlotResult:
     written: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     reason: str | None = None
-
-
-def load_matplotlib():
-    """``(Figure, FigureCanvasAgg)`` from matplotlib, or None when it cannot be imported.
-
-    The figures are drawn on the Agg canvas directly (no ``pyplot``, no GUI, no change of the
-    process's backend)."""
-    try:
-        import matplotlib
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    del matplotlib
-    return Figure, FigureCanvasAgg
 
 
 # ------------------------------------------------------------------------------ plots

@@ -67,7 +67,6 @@ import math
 import numbers
 import os
 import socket
-import sys
 import time
 import uuid
 import warnings
@@ -76,9 +75,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import vgcore as vg
-from vgcore.experiments import run as _exp
-from vgcore.core import _threads
+from vgcore.core import _ui
 from vgcore.core._files import atomic_write
+from vgcore.experiments import run as _exp
 
 __all__ = ["Sweep", "SweepResult", "run", "load", "execute", "run_id", "read_journal",
            "plot_phase_diagram", "phase_grid", "PhasePanel", "PARAMS", "METRICS", "COLUMNS",
@@ -422,10 +421,7 @@ def _data(name, n_samples):
 
 
 def _set_threads(threads):
-    if vg.get_num_threads() != threads:
-        vg.set_num_threads(threads)
-    else:                                      # the BLAS limit may have been changed since
-        _threads._blas_controller().select(user_api="blas").limit(limits=threads)
+    vg.set_num_threads(threads)                # vgcore's and every BLAS's
 
 
 def _nan_metrics():
@@ -516,27 +512,8 @@ def execute(config, threads=1) -> dict:
         ``run_id``, ``status``, ``error``, ``config``, ``metrics`` (:data:`METRICS`),
         ``history`` (``{"loss", "recorder"}`` or None), ``seconds``, ``worker``.
     """
-    with _threads_for_runs(threads):
+    with _ui.limited_threads(threads):
         return _execute(config, threads)
-
-
-class _threads_for_runs:
-    """Set vgcore's and BLAS's thread counts for the runs of this block, restore them after."""
-
-    def __init__(self, threads):
-        self.threads = threads
-
-    def __enter__(self):
-        import threadpoolctl
-        self.before = vg.get_num_threads()
-        self._blas = threadpoolctl.threadpool_limits(limits=self.threads, user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        self._blas.restore_original_limits()
-        if vg.get_num_threads() != self.before:
-            vg._engine._set_engine_threads(self.before)
-        return False
 
 
 def _execute(config, threads):
@@ -616,7 +593,7 @@ class _Folder:
         record = {k: v for k, v in result.items() if k != "history"}
         record["history"] = hist is not None
         record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._journal.write(json.dumps(_jsonable(record), allow_nan=True) + "\n")
+        self._journal.write(json.dumps(_ui.plain_json(record, nonfinite="keep"), allow_nan=True) + "\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
         self.records[record["run_id"]] = record
@@ -627,16 +604,6 @@ class _Folder:
                 f.close()
             except OSError:
                 pass
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def read_journal(path, *, repair=False, folder=None):
@@ -904,15 +871,17 @@ class _Progress:
 
     def __init__(self, enabled, live, total, skipped, varying, stream=None):
         self.enabled = enabled
-        self.live = live
+        self.status = _ui.StatusLine(live=live, stream=stream, max_width=160)
         self.total = total
         self.done = skipped
         self.skipped = skipped
         self.counts = {"ok": 0, "diverged": 0, "failed": 0}
         self.varying = varying
-        self.stream = stream if stream is not None else sys.stderr
         self.t0 = time.monotonic()
-        self._width = 0
+
+    @property
+    def live(self):
+        return self.status.live
 
     def _eta(self):
         new = self.done - self.skipped
@@ -925,8 +894,8 @@ class _Progress:
     def start(self, executor, workers):
         if self.enabled:
             todo = self.total - self.skipped
-            self._line(f"vgcore sweep: {todo} runs to do ({self.skipped} done already) on "
-                       f"{executor} x{workers}", final=True)
+            self.status.line(f"vgcore sweep: {todo} runs to do ({self.skipped} done already) "
+                             f"on {executor} x{workers}")
 
     def update(self, result, row):
         self.done += 1
@@ -943,30 +912,16 @@ class _Progress:
         elapsed = _clock(time.monotonic() - self.t0)
         if self.live:
             c = self.counts
-            self._line(f"vgcore sweep: {self.done}/{self.total} ({c['ok']} ok, {c['diverged']} "
-                       f"diverged, {c['failed']} failed) {elapsed}{self._eta()} | {label}: "
-                       f"{what}")
+            self.status.update(f"vgcore sweep: {self.done}/{self.total} ({c['ok']} ok, "
+                               f"{c['diverged']} diverged, {c['failed']} failed) {elapsed}"
+                               f"{self._eta()} | {label}: {what}", force=True)
         else:
-            self._line(f"[{self.done}/{self.total} {elapsed}] {result['status']:<8} {label}: "
-                       f"{what}", final=True)
-
-    def _line(self, text, final=False):
-        s = self.stream
-        if self.live:
-            cols = 160
-            text = text[:cols]
-            pad = max(0, self._width - len(text))
-            s.write("\r" + text + " " * pad + ("\n" if final else ""))
-            self._width = 0 if final else len(text)
-        else:
-            s.write(text + "\n")
-        s.flush()
+            self.status.line(f"[{self.done}/{self.total} {elapsed}] {result['status']:<8} "
+                             f"{label}: {what}")
 
     def close(self):
-        if self.enabled and self.live and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._width = 0
+        if self.enabled:
+            self.status.close(keep=True)
 
 
 def _clock(seconds):
@@ -974,13 +929,6 @@ def _clock(seconds):
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def _isatty(stream):
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
 
 
 # ============================================================================ executors
@@ -996,7 +944,7 @@ def _init_worker(threads):
 
 
 def _run_serial(todo, threads, handle):
-    with _threads_for_runs(threads):
+    with _ui.limited_threads(threads):
         for cfg in todo:
             handle(_execute(cfg, threads))
 
@@ -1205,8 +1153,8 @@ def run(sweep, out, *, executor=None, workers=None, threads=1, client=None, sche
         else:
             n_workers = workers or _default_workers()
         if progress is None:
-            progress = _isatty(sys.stderr)
-        prog = _Progress(bool(progress), _isatty(sys.stderr), len(sweep), skipped,
+            progress = _ui.is_terminal()
+        prog = _Progress(bool(progress), _ui.is_terminal(), len(sweep), skipped,
                          [k for k in sweep.varying()])
         executed = 0
 
@@ -1257,7 +1205,7 @@ def _write_meta(path, sweep):
     meta = {"format": FORMAT, "version": VERSION, "vgcore": getattr(vg, "__version__", None),
             "name": sweep.name, "sweep": sweep.to_dict(), "varying": sweep.varying(),
             "configs": sweep.configs}
-    text = json.dumps(_jsonable(meta), indent=1, allow_nan=False) + "\n"
+    text = json.dumps(_ui.plain_json(meta), indent=1, allow_nan=False) + "\n"
     atomic_write(os.path.join(path, "sweep.json"), "x", lambda f: f.write(text),
                  encoding="utf-8")
 
@@ -1409,20 +1357,18 @@ def plot_phase_diagram(result, path, metric="final_loss", x="sigma_w2_eff", y="d
     list of PhasePanel
         The panels drawn.
     """
-    from vgcore.experiments import report as _report
-
     rows = result.rows if isinstance(result, SweepResult) else list(result)
     panels = phase_grid(rows, metric, x, y)[:max_panels]
     if not panels:
         raise ValueError(f"no finished runs with both {x} and {y} to plot")
-    mpl = _report.load_matplotlib()
+    mpl = _ui.load_matplotlib()
     if mpl is None:
         raise ImportError("plot_phase_diagram needs matplotlib (pip install matplotlib)")
     from matplotlib import patheffects
     n = len(panels)
     ncol = min(n, 3)
     nrow = math.ceil(n / ncol)
-    fig = _report._new_figure(mpl, 4.8 * ncol + 1.0, 3.9 * nrow + 0.4)
+    fig = _ui.new_figure(mpl, 4.8 * ncol + 1.0, 3.9 * nrow + 0.4)
     axes = fig.subplots(nrow, ncol, squeeze=False)
     finite = np.concatenate([p.values[np.isfinite(p.values)] for p in panels])
     label, log = _PLOTTABLE[metric]
@@ -1484,7 +1430,7 @@ def plot_phase_diagram(result, path, metric="final_loss", x="sigma_w2_eff", y="d
     if mesh is not None:
         fig.colorbar(mesh, ax=list(axes.flat[:n]), label=label, shrink=0.9)
     fig.suptitle(f"{label} over ({x}, {y})", fontsize=11)
-    _report._save(mpl, fig, os.fspath(path))
+    _ui.save_png(mpl, fig, os.fspath(path))
     return panels
 
 
@@ -1495,8 +1441,7 @@ def _auto_plots(result):
     ok = [r for r in result.rows if _finite(r.get(x)) and _finite(r.get(y))]
     if len({r[x] for r in ok}) < 2 or len({r[y] for r in ok}) < 2:
         return []
-    from vgcore.experiments import report as _report
-    if _report.load_matplotlib() is None:
+    if _ui.load_matplotlib() is None:
         result.notes.append("phase diagrams not drawn: matplotlib is not installed (pip "
                             "install matplotlib)")
         return []

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vgcore.core._ui import plain_json
 from vgcore.measure.flow import FIELDS, SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.network import MLP
 from vgcore.measure.recorder import Recorder
@@ -212,16 +213,8 @@ def _ranges(layers) -> str:
 
 
 def _py(v):
-    """Evidence values as plain Python (floats, ints, lists, str, None)."""
-    if isinstance(v, (np.floating, float)):
-        return float(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.ndarray):
-        return [_py(x) for x in v.tolist()]
-    if isinstance(v, (list, tuple)):
-        return [_py(x) for x in v]
-    return v
+    """Evidence values as plain Python (floats, ints, lists, str, None; NaN stays NaN)."""
+    return plain_json(v, nonfinite="keep", where="evidence")
 
 
 def _max_window(x: np.ndarray):

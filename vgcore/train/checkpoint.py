@@ -82,6 +82,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vgcore.core._files import atomic_write
+from vgcore.core._ui import plain_json
 
 __all__ = ["save", "load", "load_into", "Checkpoint", "FORMAT", "VERSION"]
 
@@ -124,31 +125,7 @@ def _crc(a: np.ndarray) -> int:
 
 def _json_value(x, where):
     """A strict-JSON copy of ``x`` (numpy scalars and arrays become Python values)."""
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, numbers.Integral):
-        return int(x)
-    if isinstance(x, numbers.Real):
-        v = float(x)
-        if not math.isfinite(v):
-            raise ValueError(f"{where}: expected finite numbers (strict JSON), got {v}")
-        return v
-    if isinstance(x, np.ndarray):
-        return _json_value(x.tolist(), where)
-    if isinstance(x, dict):
-        out = {}
-        for k, v in x.items():
-            if not isinstance(k, str):
-                raise TypeError(f"{where}: expected string keys (JSON), got key {k!r} of type "
-                                f"{type(k).__name__}")
-            out[k] = _json_value(v, f"{where}[{k!r}]")
-        return out
-    if isinstance(x, (list, tuple)):
-        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(x)]
-    raise TypeError(f"{where}: expected JSON-able values (numbers, strings, bools, None, lists, "
-                    f"dicts, numpy arrays), got {type(x).__name__}")
+    return plain_json(x, nonfinite="raise", where=where, str_keys=True)
 
 
 def _history_dict(history) -> dict | None:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import sys
 import time
 
 import numpy as np
@@ -47,10 +46,11 @@ import numpy as np
 from vgcore import _engine
 
 from vgcore.core import losses as _losses
+from vgcore.train._progress import KEY_ORDER as _KEY_ORDER
+from vgcore.train._progress import make_progress
 
 __all__ = ["fit", "evaluate", "History", "Trainer", "EarlyStopping"]
 
-_KEY_ORDER = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
 _METRICS = ("loss", "accuracy")
 _CALLBACK_METHODS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end",
                      "on_train_end")
@@ -411,136 +411,6 @@ def evaluate(net, X, y, loss="cross_entropy", batch_size=1024) -> dict:
     return _Evaluator(net, kind, fn, True, batch_size)(X, y)
 
 
-# ============================================================================ progress output
-def _stderr_is_terminal() -> bool:
-    stream = sys.stderr
-    try:
-        return stream is not None and bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def _format_logs(logs) -> str:
-    parts = []
-    for k in _KEY_ORDER:
-        if k in logs and k != "time":
-            parts.append(f"{k} {logs[k]:.4g}")
-    if "time" in logs:
-        parts.append(f"{logs['time']:.2f}s")
-    return "  ".join(parts)
-
-
-class _NoProgress:
-    def epoch_begin(self, epoch, n_batches):
-        pass
-
-    def update(self, done, loss):
-        pass
-
-    def epoch_end(self, epoch, logs):
-        pass
-
-    def close(self):
-        pass
-
-
-class _LineProgress(_NoProgress):
-    """A minimal text progress line on stderr: redrawn with ``\\r`` at most 10 times a second
-    when ``live`` (a terminal), and one summary line per epoch."""
-
-    def __init__(self, epochs, live):
-        self.epochs, self.live = epochs, live
-        self._last = 0.0
-        self._n = 1
-        self._width = 0
-
-    def _write(self, text):
-        stream = sys.stderr
-        if stream is not None:
-            stream.write(text)
-            stream.flush()
-
-    def epoch_begin(self, epoch, n_batches):
-        self._n = max(n_batches, 1)
-        self._epoch = epoch
-        self._last = 0.0
-
-    def update(self, done, loss):
-        if not self.live:
-            return
-        now = time.perf_counter()
-        if now - self._last < 0.1 and done < self._n:
-            return
-        self._last = now
-        filled = int(20 * done / self._n)
-        line = (f"epoch {self._epoch + 1}/{self.epochs} [{'#' * filled}{'.' * (20 - filled)}] "
-                f"{done}/{self._n}  loss {loss:.4g}")
-        self._width = max(self._width, len(line))
-        self._write("\r" + line.ljust(self._width))
-
-    def epoch_end(self, epoch, logs):
-        line = f"epoch {epoch + 1}/{self.epochs}  {_format_logs(logs)}"
-        pad = " " * max(0, self._width - len(line)) if self.live else ""
-        self._write(("\r" if self.live else "") + line + pad + "\n")
-        self._width = 0
-
-
-class _TqdmProgress(_NoProgress):
-    """One tqdm bar per epoch, on stderr."""
-
-    def __init__(self, tqdm_cls, epochs):
-        self.tqdm, self.epochs = tqdm_cls, epochs
-        self.bar = None
-        self._last = 0.0
-        self._done = 0
-
-    def epoch_begin(self, epoch, n_batches):
-        self.bar = self.tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{self.epochs}",
-                             file=sys.stderr, leave=True, unit="batch")
-        self._done = 0
-        self._last = 0.0
-
-    def update(self, done, loss):
-        self.bar.update(done - self._done)
-        self._done = done
-        now = time.perf_counter()
-        if now - self._last >= 0.1:
-            self._last = now
-            self.bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
-
-    def epoch_end(self, epoch, logs):
-        self.bar.set_postfix_str(_format_logs(logs), refresh=True)
-        self.bar.close()
-        self.bar = None
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _import_tqdm():
-    try:
-        from tqdm import tqdm
-    except Exception:       # not installed, or broken: the built-in line will do
-        return None
-    return tqdm
-
-
-def _progress(verbose, epochs):
-    if verbose is None:
-        verbose = 1 if _stderr_is_terminal() else 0
-    if verbose == 0:
-        return _NoProgress()
-    terminal = _stderr_is_terminal()
-    if verbose == 1 and terminal:
-        tqdm = _import_tqdm()
-        if tqdm is not None:
-            return _TqdmProgress(tqdm, epochs)
-        return _LineProgress(epochs, live=True)
-    return _LineProgress(epochs, live=False)     # verbose=2, or not a terminal
-
-
 # ============================================================================ the trainer
 class Trainer:
     """The state of one :func:`fit` run; callbacks receive it.
@@ -872,7 +742,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self) -> History:
         """Train; returns :attr:`history`."""
-        progress = _progress(self.verbose, self.epochs)
+        progress = make_progress(self.verbose, self.epochs)
         hist = self.history
         was_training = _set_training(self.net, True)
         try:
