@@ -129,4 +129,5 @@ def execute_or_crash(config, threads=1):
     import os
     if config.get("seed") == 99:
         os._exit(3)
-    return vg.sweep._execute(config, threads)
+    from vgcore.experiments.sweep import runner
+    return runner._execute(config, threads)

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 import vgcore as vg
+from vgcore.experiments import run as experiment_run
 from vgcore.experiments import sweep as S
+from vgcore.experiments.sweep import executors, store
 from vgcore.__main__ import main
 
 SMALL = {"n_samples": 400, "width": 12, "steps": 12, "batch_size": 16, "records": 4,
@@ -58,7 +60,7 @@ def test_grid_times_runs_expands_in_order_with_defaults_filled_in():
     c = cfgs[0]
     assert set(c) == set(S.PARAMS)
     assert c["steps"] == 5 and c["width"] == S.PARAMS["width"][0]
-    assert c["init"] == "standard" and c["lr"] == vg.sweep._exp.OPTIMIZERS["sgd"]
+    assert c["init"] == "standard" and c["lr"] == experiment_run.OPTIMIZERS["sgd"]
     assert s.varying() == ["depth", "activation", "norm", "seed"]
 
 
@@ -233,7 +235,7 @@ def test_parquet_table_equals_the_rows(tmp_path):
     assert t.column("residual").to_pylist() == [None, None, "0.5", "auto"]
     for row in r.rows:
         if row["residual"] is not None:
-            row["residual"] = S._fmt_value(row["residual"])
+            row["residual"] = store.format_value(row["residual"])
     assert t.column_names == list(S.COLUMNS)
     cols = t.to_pydict()
     for i, row in enumerate(r.rows):
@@ -321,7 +323,7 @@ def test_a_corrupt_journal_is_refused_with_the_line(tmp_path):
 
 
 def test_a_folder_in_use_by_another_sweep_is_refused(tmp_path):
-    held = S._Folder(tmp_path)
+    held = store._Folder(tmp_path)
     try:
         with pytest.raises(RuntimeError, match="another sweep is writing"):
             S.run(small_sweep(depth=[2]), tmp_path, executor="serial")
@@ -381,7 +383,7 @@ def test_a_worker_process_that_dies_fails_its_runs_and_the_sweep_goes_on():
     cfgs = [dict(c) for c in small_sweep(seed=[0, 1, 2, 3, 4]).configs]
     cfgs[1]["seed"] = 99                               # _vgtest.execute_or_crash: exit
     results = []
-    S._run_processes(cfgs, 1, 1, results.append, target=_vgtest.execute_or_crash)
+    executors._run_processes(cfgs, 1, 1, results.append, target=_vgtest.execute_or_crash)
     by_seed = {r["config"]["seed"]: r for r in results}
     assert sorted(by_seed) == [0, 2, 3, 4, 99]
     assert by_seed[99]["status"] == "failed"

@@ -18,6 +18,7 @@ import os
 import sys
 
 from vgcore.experiments import sweep as _sweep
+from vgcore.experiments.sweep.store import format_value
 from vgcore.commands._common import CommandError, positive_int
 
 HELP = "run a grid of training runs on all cores or a Dask cluster; one results table"
@@ -163,7 +164,7 @@ def _dry_run(sweep, out):
     for cfg, rid in zip(sweep.configs, sweep.run_ids):
         status = done[rid]["status"] if rid in done else "to do"
         print(f"{rid:<13} {status:<9} "
-              + " ".join(f"{_sweep._fmt_value(cfg[k]):>12}" for k in varying))
+              + " ".join(f"{format_value(cfg[k]):>12}" for k in varying))
     n_done = sum(1 for rid in sweep.run_ids if rid in done)
     print(f"{n_done} of {len(sweep)} done in {os.path.abspath(out)}")
     return 0
