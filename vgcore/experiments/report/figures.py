@@ -122,17 +122,6 @@ def _positive(a):
     return np.where(np.isfinite(a) & (a > 0), a, np.nan)
 
 
-def _save(mpl, fig, path):
-    _, Canvas = mpl
-    Canvas(fig)
-    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
-
-
-def _new_figure(mpl, w, h):
-    Figure, _ = mpl
-    return Figure(figsize=(w, h), layout="constrained")
-
-
 def _legend(ax, n):
     ax.legend(fontsize=7 if n > 6 else 8, loc="best", framealpha=0.8)
 

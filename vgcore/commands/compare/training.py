@@ -1,0 +1,105 @@
+"""Training the configurations of ``vgcore compare``: one run per configuration and seed, its
+Recorder, diagnosis, held-out metrics and mean-field profile, with a status line on a
+terminal."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import vgcore as vg
+from vgcore.commands._common import CommandError
+from vgcore.commands.compare.settings import Config, _one_line
+from vgcore.core import _ui
+from vgcore.experiments.run import findings_of, held_out, record_steps, train_steps
+from vgcore.experiments.run import make_optimizer as _make_optimizer
+
+MAX_RECORDS = 64          # recorded steps per run (evenly spaced, first and last included)
+
+
+class Progress:
+    """One status line on stderr, rewritten in place (only when enabled: on a terminal)."""
+
+    def __init__(self, enabled, total_runs):
+        self.status = _ui.StatusLine(live=enabled)
+        self.total = total_runs
+        self.done = 0
+
+    @property
+    def enabled(self):
+        return self.status.live
+
+    def show(self, label, step, steps, force=False):
+        if self.enabled:
+            self.status.update(f"vgcore compare [{self.done + 1}/{self.total}] {label}: step "
+                               f"{step}/{steps}", force=force)
+
+    def note(self, text):
+        self.status.update(f"vgcore compare: {text}", force=True)
+
+    def finish_run(self):
+        self.done += 1
+
+    def close(self):
+        self.status.close()
+
+
+def _record_steps(steps):
+    return record_steps(steps, MAX_RECORDS)
+
+
+def make_optimizer(net, cfg):
+    return _make_optimizer(net, cfg.optimizer, cfg.lr)
+
+
+@dataclass
+class Run:
+    """One configuration trained with one seed."""
+
+    config: Config
+    seed: int
+    recorder: object
+    losses: np.ndarray
+    test: dict
+    findings: list
+    diverged_at: int | None
+    seconds: float
+    theory: tuple | None = None
+    theory_q: list | None = None
+
+
+def train(cfg, seed, data, s, progress):
+    sizes = [data.X_train.shape[1]] + [s["width"]] * s["depth"] + \
+        [data.n_classes if data.n_classes else data.y_train.shape[1]]
+    try:
+        net = vg.MLP(sizes, activation=cfg.activation, init=cfg.init, seed=seed,
+                     norm=cfg.norm, residual=cfg.residual)
+    except (ValueError, TypeError) as e:
+        raise CommandError(f"configuration {cfg.name!r}: {_one_line(e)}") from None
+    opt = make_optimizer(net, cfg)
+    steps, batch = s["steps"], s["batch_size"]
+    rec = vg.Recorder(schedule=_record_steps(steps), max_records=MAX_RECORDS + 1)
+    t0 = time.perf_counter()
+    losses, diverged = train_steps(net, opt, data, steps, batch, seed, rec,
+                                   lambda step: progress.show(cfg.name, step + 1, steps))
+    seconds = time.perf_counter() - t0
+    progress.show(cfg.name, steps if diverged is None else diverged, steps, force=True)
+    findings = findings_of(rec, net, diverged)
+    test = held_out(net, data, diverged)
+
+    theory = theory_q = None
+    if cfg.norm is None and cfg.residual is None and len(rec) and s["depth"] >= 1:
+        try:
+            prof = vg.theory.predicted_gradient_profile(net, X=data.X_train)
+        except (ValueError, TypeError):
+            prof = None
+        if prof is not None:
+            H = s["depth"]
+            d0 = rec.history("delta_norm", 0, 1)[0][:H]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                measured = d0 / d0[H - 1]
+            theory = (measured, np.sqrt(prof.delta_sq))
+            theory_q = prof.q.tolist()
+    progress.finish_run()
+    return Run(cfg, seed, rec, losses, test, findings, diverged, seconds, theory, theory_q)
