@@ -154,6 +154,18 @@ def test_non_2d_features_complex_and_wrong_lengths_are_refused(tmp_path):
         vg.datasets.load(tmp_path / "e.npz")
 
 
+def test_text_arrays_are_parsed_or_the_cell_named(tmp_path):
+    np.savez(tmp_path / "s.npz", X=np.array([["1", "2.5"], ["3", "x"]]), y=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"s.npz: array 'X', row 1, column 1: 'x' is not a "
+                                         r"number"):
+        vg.datasets.load(tmp_path / "s.npz")
+    np.savez(tmp_path / "t.npz", X=np.array([["1", "2.5"], ["3", "4"]]), y=np.array([0, 1]))
+    np.testing.assert_array_equal(vg.datasets.load(tmp_path / "t.npz").X, [[1, 2.5], [3, 4]])
+    np.savez(tmp_path / "y3.npz", X=np.zeros((2, 2)), y=np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match=r"the labels have shape \(2, 2, 2\)"):
+        vg.datasets.load(tmp_path / "y3.npz")
+
+
 def test_nan_inf_and_float32_overflow_are_located(tmp_path):
     X = np.ones((4, 3))
     X[2, 1] = np.nan

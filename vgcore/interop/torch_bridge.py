@@ -59,7 +59,7 @@ import math
 
 import numpy as np
 
-__all__ = ["from_torch", "to_torch", "Residual"]
+__all__ = ["from_torch", "to_torch", "Residual"]  # noqa: F822 (Residual: module __getattr__)
 
 _NORM_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
 
