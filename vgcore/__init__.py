@@ -22,6 +22,8 @@ from vgcore.measure.recorder import Recorder
 from vgcore.train import checkpoint, datasets, optim, schedules, trainer
 from vgcore.train.trainer import History, evaluate, fit
 from vgcore.experiments import report, sweep
+from vgcore import interop
+from vgcore.interop.tensorboard import TensorBoard
 
 # The package is laid out in layers (core -> measure -> train -> experiments -> commands); the
 # short import paths of earlier releases (``vgcore.flow``, ``vgcore.optim``, ...) name the same
@@ -38,5 +40,5 @@ __all__ = [
     "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads",
     "openmp_enabled", "blas_info", "activations", "init", "losses", "reference", "flow",
     "curvature", "diagnosis", "recorder", "theory", "checkpoint", "datasets", "optim",
-    "schedules", "trainer", "sweep",
+    "schedules", "trainer", "sweep", "interop", "TensorBoard",
 ]

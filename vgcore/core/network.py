@@ -346,6 +346,21 @@ class MLP:
                    residual=[d.residual for d in hidden], dropout=[d.dropout for d in hidden],
                    **options)
 
+    @classmethod
+    def from_torch(cls, module, **options) -> "MLP":
+        """The network computing the same function as a PyTorch ``nn.Sequential`` MLP, with
+        its parameters, running statistics, dtype and mode; see
+        :func:`vgcore.interop.torch_bridge.from_torch` (``options``: dtype, init, measure,
+        dropout_seed) for what maps.  Needs PyTorch."""
+        from vgcore.interop.torch_bridge import from_torch
+        return from_torch(module, **options)
+
+    def to_torch(self):
+        """The equivalent PyTorch ``nn.Sequential`` (parameters copied); see
+        :func:`vgcore.interop.torch_bridge.to_torch`.  Needs PyTorch."""
+        from vgcore.interop.torch_bridge import to_torch
+        return to_torch(self)
+
     def profile(self, on: bool = True) -> None:
         """Start (and reset) or stop timing every layer inside the compiled passes; see
         :meth:`layer_timings`.  Costs two clock reads per layer and pass."""

@@ -179,6 +179,11 @@ class Recorder:
         Rows of storage (default 10 000).  When full, the history is thinned: every other
         record is kept and from then on one due step in two is recorded (see the module
         docstring), so memory never grows past this bound.
+    tensorboard : str, os.PathLike or TensorBoardWriter, optional
+        Also write every stored row to TensorBoard event files in this folder (with the
+        weight-gradient histograms when recording from a network), see
+        :mod:`vgcore.interop.tensorboard`; the writer is :attr:`tensorboard` (close it at the
+        end).  Needs tensorboardX.
 
     Attributes
     ----------
@@ -192,7 +197,7 @@ class Recorder:
     to call; without ``step`` an internal counter (the last step + 1, from 0) is used.
     """
 
-    def __init__(self, schedule="every", every=1, max_records=10_000):
+    def __init__(self, schedule="every", every=1, max_records=10_000, *, tensorboard=None):
         self._every = _check_int(every, "every", minimum=1)
         if isinstance(schedule, str):
             key = schedule.strip().lower()
@@ -229,6 +234,11 @@ class Recorder:
         self._epoch_last = None
         self._epoch_fracs = []
         self._epoch_steps = []
+        self.tensorboard = None
+        """The :class:`vgcore.interop.tensorboard.TensorBoardWriter` rows go to, or None."""
+        if tensorboard is not None:
+            from vgcore.interop.tensorboard import as_writer
+            self.tensorboard = as_writer(tensorboard)
 
     # ---------------------------------------------------------------- validation helpers
     @staticmethod
@@ -403,6 +413,8 @@ class Recorder:
         self._step[i] = step
         self._offer[i] = offer
         self._n = i + 1
+        if self.tensorboard is not None:
+            self.tensorboard.add_flow(flow, step, None if isinstance(net, GradientFlow) else net)
         return True
 
     # ---------------------------------------------------------------- epochs

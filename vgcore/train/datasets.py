@@ -14,12 +14,14 @@ digits             scikit-learn's bundled 8x8 handwritten digits (needs scikit-l
 =================  =========================================================================
 
 :func:`train_val_split` splits any of them; :data:`DATASETS` and :func:`load` reach them by
-name.  The same arguments and seed give the same arrays; values are drawn in float64 and then
+name, and :func:`load` also reads files (``.npz``, ``.npy``, ``.csv``, ``.tsv``, ``.parquet``;
+see :mod:`vgcore.interop.files`).  The same arguments and seed give the same arrays; values are drawn in float64 and then
 rounded to ``dtype``, so float32 and float64 versions hold the same data.
 """
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 
@@ -289,26 +291,42 @@ DATASETS = {
 
 
 def load(name, **kwargs):
-    """Make a dataset by name: ``load("two_spirals", n=1000)`` is ``two_spirals(n=1000)``.
+    """Make a dataset by name, or read one from a file.
+
+    ``load("two_spirals", n=1000)`` is ``two_spirals(n=1000)``; ``load("train.csv",
+    label="species")`` (a path: an ``os.PathLike``, or a string with a file extension) reads a
+    ``.npz``, ``.npy``, ``.csv``, ``.tsv`` or ``.parquet`` file with
+    :func:`vgcore.interop.files.load`, which checks every cell and returns a
+    :class:`~vgcore.interop.files.DataFile` that unpacks as ``X, y`` and carries the file's
+    SHA-256.
 
     Parameters
     ----------
-    name : str
-        A key of :data:`DATASETS`.
+    name : str or os.PathLike
+        A key of :data:`DATASETS`, or a file path.
     **kwargs
-        The dataset function's arguments.
+        The dataset function's arguments, or those of :func:`vgcore.interop.files.load`
+        (``label``, ``features``, ``task``, ``dtype``, ``standardize``, ``one_hot``,
+        ``encode_labels``, ``delimiter``, ``header``).
 
     Returns
     -------
-    tuple
-        What the dataset function returns.
+    tuple or DataFile
+        What the dataset function returns; for a file, a DataFile (``X, y = ...``).
     """
+    if isinstance(name, os.PathLike) or (
+            isinstance(name, str) and name.strip().lower().replace("-", "_") not in DATASETS
+            and (os.path.splitext(name)[1] or os.sep in name or os.path.exists(name))):
+        from vgcore.interop.files import load as load_file
+        return load_file(name, **kwargs)
     if not isinstance(name, str):
-        raise TypeError(f"name: expected a dataset name (str), got {type(name).__name__}")
+        raise TypeError(f"name: expected a dataset name (str), got {type(name).__name__}; "
+                        f"or a file path (str or os.PathLike)")
     fn = DATASETS.get(name.strip().lower().replace("-", "_"))
     if fn is None:
         raise ValueError(f"name: unknown dataset {name!r}; expected one of "
-                         f"{', '.join(DATASETS)}")
+                         f"{', '.join(DATASETS)}, or the path of a .npz, .npy, .csv, .tsv or "
+                         f".parquet file")
     accepted = list(inspect.signature(fn).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

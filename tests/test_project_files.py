@@ -1,0 +1,66 @@
+"""README pointers, LICENSE and CITATION.cff agree with the code and pyproject.toml."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+
+import vgcore as vg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def text(name):
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def pyproject():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
+def test_every_test_the_readme_names_exists():
+    readme = text("README.md")
+    pointers = re.findall(r"(tests/test_\w+\.py)::(test_\w+)", readme)
+    assert len(pointers) >= 15
+    for path, name in pointers:
+        source = text(path)
+        assert re.search(rf"^def {name}\(", source, re.M), f"README names {path}::{name}"
+
+
+def test_the_references_cover_the_papers():
+    refs = text("README.md").split("## References", 1)[1]
+    for who in ("Hochreiter 1991", "Bengio, Simard & Frasconi 1994", "Glorot & Bengio 2010",
+                "Saxe", "He, Zhang", "Ioffe & Szegedy 2015", "Poole", "Schoenholz",
+                "Pennington", "Klambauer", "Yang"):
+        assert who in refs, who
+
+
+def test_license_and_citation_match_pyproject():
+    meta = pyproject()["project"]
+    assert meta["license"]["text"] == "BSD-3-Clause"
+    assert text("LICENSE").startswith("BSD 3-Clause License\n")
+    cff = text("CITATION.cff")
+    assert re.search(r"^cff-version: 1\.2\.0$", cff, re.M)
+    assert re.search(rf"^version: {re.escape(meta['version'])}$", cff, re.M)
+    assert re.search(r"^license: BSD-3-Clause$", cff, re.M)
+    assert meta["version"] == vg.__version__
+    assert cff.count("  - type: ") == 11          # the papers of the References
+
+
+def test_the_readme_pytorch_example_runs():
+    pytest.importorskip("torch")
+    section = text("README.md").split("### Profile the gradient flow of an existing PyTorch "
+                                      "MLP", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)      # noqa: S102 - our own README
+    assert namespace["model"][0].weight.shape == (64, 32)
+    assert namespace["net"].gradient_flow().n_layers == 3
