@@ -7,6 +7,7 @@ from collections import OrderedDict
 import numpy as np
 
 from vgcore import _engine
+from vgcore.core import _contract
 from vgcore.core import losses as _losses
 from vgcore.core._validation import as_dtype, check_float_matrix, check_positive_int
 from vgcore.core.activations import Activation, max_derivative, resolve_activation
@@ -16,6 +17,7 @@ from vgcore.core.init import check_init, init_weight
 __all__ = ["MLP", "Dense"]
 
 _WORKSPACE_CACHE = 4      # batch sizes whose buffers are kept (e.g. full batch + last batch)
+_contract.require("normalisations", ("none", "batch", "layer"), _contract.NORM_KINDS)
 
 
 class _Workspace:
@@ -227,7 +229,7 @@ class MLP:
             w_off, b_off, self.params, self.grads)
         if self._extras:
             self._engine.set_layers(
-                np.asarray([{None: 0, "batch": 1, "layer": 2}[k] for k in self.norms], np.intc),
+                np.asarray([_contract.NORM_KINDS[k or "none"] for k in self.norms], np.intc),
                 np.asarray([r or 0.0 for r in self.residuals], np.float64),
                 np.asarray(self.dropouts, np.float64), g_off, be_off, self._run_mean,
                 self._run_var, self.norm_eps, self.norm_momentum, self.dropout_seed,

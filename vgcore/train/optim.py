@@ -28,12 +28,27 @@ import math
 import numpy as np
 
 from vgcore import _engine
+from vgcore.core import _contract
 from vgcore.core._validation import check_finite_number
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW"]
 
-# compiled kernel ids (src/vg_kernels_impl.h, vg_opt_update)
-_SGD, _RMSPROP, _ADAGRAD, _ADAM = 0, 1, 2, 3
+# The compiled updates and the slots of their hyper-parameter vector, by their names in
+# src/vg_contract.h (kinds and slot numbers come from the compiled module; importing this
+# module fails if the two sides do not list the same ones).
+_contract.require("optimiser kinds", ("sgd", "rmsprop", "adagrad", "adam"),
+                  _contract.OPTIMIZER_KINDS)
+_contract.require("hyper-parameter slots",
+                  ("lr", "gscale", "clip_value", "weight_decay", "beta1", "beta2", "eps",
+                   "nesterov", "bias_corr1", "bias_corr2", "decoupled", "first_step"),
+                  _contract.HYPERPARAMETERS)
+_SGD, _RMSPROP, _ADAGRAD, _ADAM = (_contract.OPTIMIZER_KINDS[k]
+                                   for k in ("sgd", "rmsprop", "adagrad", "adam"))
+_H = _contract.HYPER
+(_LR, _GSCALE, _CLIP_VALUE, _WEIGHT_DECAY, _BETA1, _BETA2, _EPS, _NESTEROV, _BIAS_CORR1,
+ _BIAS_CORR2, _DECOUPLED, _FIRST_STEP) = (
+    _H[k] for k in ("lr", "gscale", "clip_value", "weight_decay", "beta1", "beta2", "eps",
+                    "nesterov", "bias_corr1", "bias_corr2", "decoupled", "first_step"))
 
 
 class Optimizer:
@@ -54,7 +69,7 @@ class Optimizer:
                            else check_finite_number(clip_value, "clip_value", positive=True))
         self.step_count = 0
         self.last_grad_norm = math.nan      # global gradient norm before clipping (when clipping)
-        self._hp = np.zeros(12, np.float64)
+        self._hp = np.zeros(_contract.N_HYPERPARAMETERS, np.float64)
         self._states = [np.zeros_like(net.params) for _ in range(self._n_states)]
         self._scratch_stats = np.zeros_like(net._stats)
 
@@ -95,11 +110,11 @@ class Optimizer:
                 gscale = self.clip_norm / (gnorm + 1e-6)
         hp = self._hp
         hp[:] = 0.0
-        hp[0], hp[1] = lr, gscale
-        hp[2] = self.clip_value or 0.0
-        hp[3] = self.weight_decay
+        hp[_LR], hp[_GSCALE] = lr, gscale
+        hp[_CLIP_VALUE] = self.clip_value or 0.0
+        hp[_WEIGHT_DECAY] = self.weight_decay
         self._fill_hyper(hp)
-        hp[11] = 1.0 if self.step_count == 0 else 0.0
+        hp[_FIRST_STEP] = 1.0 if self.step_count == 0 else 0.0
         s1 = self._states[0] if self._n_states > 0 else net.grads     # never written if unused
         s2 = self._states[1] if self._n_states > 1 else net.grads
         net._acquire("step")
@@ -162,8 +177,8 @@ class SGD(Optimizer):
         super().__init__(net, lr, **options)
 
     def _fill_hyper(self, hp):
-        hp[4] = self.momentum
-        hp[7] = 1.0 if self.nesterov else 0.0
+        hp[_BETA1] = self.momentum
+        hp[_NESTEROV] = 1.0 if self.nesterov else 0.0
 
     def step(self) -> None:
         if (self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None
@@ -195,7 +210,7 @@ class RMSprop(Optimizer):
         super().__init__(net, lr, **options)
 
     def _fill_hyper(self, hp):
-        hp[4], hp[6] = self.alpha, self.eps
+        hp[_BETA1], hp[_EPS] = self.alpha, self.eps
 
 
 class Adagrad(Optimizer):
@@ -209,7 +224,7 @@ class Adagrad(Optimizer):
         super().__init__(net, lr, **options)
 
     def _fill_hyper(self, hp):
-        hp[6] = self.eps
+        hp[_EPS] = self.eps
 
 
 class Adam(Optimizer):
@@ -236,10 +251,10 @@ class Adam(Optimizer):
 
     def _fill_hyper(self, hp):
         t = self.step_count + 1
-        hp[4], hp[5], hp[6] = self.beta1, self.beta2, self.eps
-        hp[8] = 1.0 - self.beta1 ** t
-        hp[9] = 1.0 - self.beta2 ** t
-        hp[10] = 1.0 if self._decoupled else 0.0
+        hp[_BETA1], hp[_BETA2], hp[_EPS] = self.beta1, self.beta2, self.eps
+        hp[_BIAS_CORR1] = 1.0 - self.beta1 ** t
+        hp[_BIAS_CORR2] = 1.0 - self.beta2 ** t
+        hp[_DECOUPLED] = 1.0 if self._decoupled else 0.0
 
 
 class AdamW(Adam):
