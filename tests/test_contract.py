@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import vgcore as vg
@@ -33,6 +34,23 @@ def test_python_takes_ids_counts_and_slots_from_the_compiled_module():
     net = vg.MLP([3, 4, 2], seed=0)
     opt = optim.Adam(net)
     assert opt.state_dict()["states"][0].shape == net.params.shape
+
+
+def test_every_compiled_activation_id_runs_its_own_kernel():
+    """Each id the core names computes that name's phi (the NumPy spec), so a mislabelled name
+    table in src/vg_contract.h could not pass."""
+    h = np.linspace(-3, 3, 13)
+    for kind, name in enumerate(_engine.ACTIVATIONS):
+        net = vg.MLP([13, 13, 13], activation=name, dtype="float64", seed=0)
+        for w, b in zip(net.weights, net.biases):
+            w[...] = np.eye(13)
+            b[...] = 0
+        out = net.forward(h.reshape(1, 13))[0]           # phi(h) @ I + 0
+        spec = vg.ACTIVATIONS[name]
+        assert spec.kind == kind
+        expect = np.empty_like(h)
+        spec.forward(h, spec.default, expect, np.empty_like(h))
+        np.testing.assert_allclose(out, expect, rtol=1e-12, atol=1e-300)
 
 
 def test_require_names_what_only_one_side_has():

@@ -3,7 +3,8 @@
 It defines the semantics (the tests check the engine against it) and is the baseline the
 benchmarks race.  It is written as a careful NumPy programmer would: parameters in one flat
 buffer with per-layer views, every intermediate buffer allocated once per batch size, and
-in-place ufuncs with ``out=``, so a step allocates nothing once warmed up.  Only ``gelu``
+in-place ufuncs with ``out=``, so a step allocates nothing once warmed up.  The activations'
+NumPy definitions are their specs' (:data:`vgcore.activations.ACTIVATIONS`); only ``gelu``
 needs SciPy (``scipy.special.erf``, NumPy has no erf).
 
 The layer options (batch / layer normalisation, residual blocks, dropout with a counter-based
@@ -16,140 +17,33 @@ import math
 import numpy as np
 
 from vgcore.core._validation import as_dtype
-from vgcore.core.activations import SELU_ALPHA, SELU_SCALE, Activation, resolve_activation
+from vgcore.core.activations import Activation, resolve_activation
 from vgcore.core.init import check_init, init_weight
 
 __all__ = ["activation_forward", "activation_derivative", "cross_entropy", "mse",
            "binary_cross_entropy", "ReferenceMLP", "NORMS", "layer_options", "param_layout",
            "splitmix64_mix", "dropout_key", "dropout_uniforms", "dropout_keep"]
 
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def _erf(x, out):
-    from scipy.special import erf
-    return erf(x, out=out)
-
-
 def activation_forward(act, h, out=None, scratch=None):
-    """``phi(h)`` for an activation (name or :class:`Activation`); writes into ``out``."""
+    """``phi(h)`` for an activation (name or :class:`Activation`); writes into ``out``.
+
+    The definition is the activation's spec (:data:`vgcore.activations.ACTIVATIONS`), in place
+    with ufuncs; ``scratch`` (like ``h``) is used for intermediate values."""
     act = resolve_activation(act)
-    name, p = act.name, act.param
     a = np.empty_like(h) if out is None else out
     s = np.empty_like(h) if scratch is None else scratch
     with np.errstate(over="ignore", under="ignore"):
-        if name == "identity":
-            np.copyto(a, h)
-        elif name == "sigmoid":
-            np.negative(h, out=a)
-            np.exp(a, out=a)            # overflows to inf for h << 0: 1/(1+inf) = 0, exact
-            a += 1
-            np.reciprocal(a, out=a)
-        elif name == "tanh":
-            np.tanh(h, out=a)
-        elif name == "relu":
-            np.maximum(h, 0, out=a)
-        elif name == "leaky_relu":
-            np.minimum(h, 0, out=s)
-            s *= p
-            np.maximum(h, 0, out=a)
-            a += s
-        elif name in ("elu", "selu"):
-            alpha = p if name == "elu" else SELU_ALPHA
-            np.minimum(h, 0, out=s)
-            np.expm1(s, out=s)
-            s *= alpha
-            np.maximum(h, 0, out=a)
-            a += s
-            if name == "selu":
-                a *= SELU_SCALE
-        elif name == "gelu":
-            np.multiply(h, 1.0 / math.sqrt(2.0), out=s)
-            _erf(s, out=s)
-            s += 1
-            s *= 0.5                     # Phi(h)
-            np.multiply(h, s, out=a)
-        elif name == "softplus":
-            np.logaddexp(h, 0, out=a)
-        elif name == "softsign":
-            np.abs(h, out=s)
-            s += 1
-            np.divide(h, s, out=a)
-        elif name == "silu":
-            np.negative(h, out=s)
-            np.exp(s, out=s)
-            s += 1
-            np.divide(h, s, out=a)
-        elif name == "hard_tanh":
-            np.clip(h, -1, 1, out=a)
-        else:  # pragma: no cover - resolve_activation rejects unknown names
-            raise ValueError(name)
+        act.spec.forward(h, act.param, a, s)
     return a
 
 
 def activation_derivative(act, h, a, out=None, scratch=None):
     """``phi'(h)`` given the pre-activation ``h`` and the activation ``a = phi(h)``."""
     act = resolve_activation(act)
-    name, p = act.name, act.param
     d = np.empty_like(h) if out is None else out
     s = np.empty_like(h) if scratch is None else scratch
     with np.errstate(over="ignore", under="ignore"):
-        if name == "identity":
-            d.fill(1)
-        elif name == "sigmoid":
-            np.subtract(1, a, out=d)
-            d *= a
-        elif name == "tanh":
-            np.multiply(a, a, out=d)
-            np.subtract(1, d, out=d)
-        elif name == "relu":
-            np.greater(h, 0, out=d)
-        elif name == "leaky_relu":
-            np.greater(h, 0, out=d)
-            d *= 1 - p
-            d += p
-        elif name in ("elu", "selu"):
-            # 1 (scale) for h > 0, else phi + alpha (phi + scale*alpha)
-            hi = 1.0 if name == "elu" else SELU_SCALE
-            lo = p if name == "elu" else SELU_SCALE * SELU_ALPHA
-            np.greater(h, 0, out=s)          # mask m
-            np.add(a, lo, out=d)             # left branch
-            d *= 1 - s
-            s *= hi
-            d += s
-        elif name == "gelu":
-            np.multiply(h, 1.0 / math.sqrt(2.0), out=s)
-            _erf(s, out=s)
-            s += 1
-            s *= 0.5                          # Phi(h)
-            np.multiply(h, h, out=d)
-            d *= -0.5
-            np.exp(d, out=d)
-            d *= _INV_SQRT_2PI                # N(h; 0, 1)
-            d *= h
-            d += s
-        elif name in ("softplus", "silu"):
-            np.negative(h, out=s)
-            np.exp(s, out=s)
-            s += 1
-            np.reciprocal(s, out=s)           # sigmoid(h)
-            if name == "softplus":
-                np.copyto(d, s)
-            else:                             # s + h s (1 - s)
-                np.subtract(1, s, out=d)
-                d *= h
-                d += 1
-                d *= s
-        elif name == "softsign":
-            np.abs(h, out=d)
-            d += 1
-            np.multiply(d, d, out=d)
-            np.reciprocal(d, out=d)
-        elif name == "hard_tanh":
-            np.abs(h, out=s)
-            np.less(s, 1, out=d)
-        else:  # pragma: no cover
-            raise ValueError(name)
+        act.spec.derivative(h, a, act.param, d, s)
     return d
 
 

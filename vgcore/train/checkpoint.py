@@ -482,7 +482,8 @@ def _build_net(meta):
     m = meta["network"]
     hidden = []
     for a in m["activations"][:-1]:
-        pname = ACTIVATIONS.get(a["name"], (None, None))[1]
+        spec = ACTIVATIONS.get(a["name"])
+        pname = None if spec is None else spec.param_name
         hidden.append(Activation(a["name"], **({pname: a["param"]} if pname else {})))
     hidden_only = slice(0, len(m["sizes"]) - 2)
     n_hidden = len(m["sizes"]) - 2
