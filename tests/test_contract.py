@@ -34,6 +34,8 @@ def test_python_takes_ids_counts_and_slots_from_the_compiled_module():
     net = vg.MLP([3, 4, 2], seed=0)
     opt = optim.Adam(net)
     assert opt.state_dict()["states"][0].shape == net.params.shape
+    # the measurement arrays the engine writes are sized by the engine's own count
+    assert net.memory_usage()["measurement"] >= 2 * net.n_layers * _engine.N_STATS * 8
 
 
 def test_every_compiled_activation_id_runs_its_own_kernel():

@@ -885,7 +885,7 @@ def check_optimizer(kind, which, kwargs, steps):
     def run(n, o):
         try:
             return n.train_step(X, y, "cross_entropy", o)
-        except ValueError as e:      # e.g. lr=1e300: the next forward pass gives Inf logits
+        except vg.NonFiniteError as e:   # e.g. lr=1e300: the next forward pass overflows
             return str(e)
 
     with np.errstate(all="ignore"):

@@ -42,8 +42,6 @@ _contract.require("hyper-parameter slots",
                   ("lr", "gscale", "clip_value", "weight_decay", "beta1", "beta2", "eps",
                    "nesterov", "bias_corr1", "bias_corr2", "decoupled", "first_step"),
                   _contract.HYPERPARAMETERS)
-_SGD, _RMSPROP, _ADAGRAD, _ADAM = (_contract.OPTIMIZER_KINDS[k]
-                                   for k in ("sgd", "rmsprop", "adagrad", "adam"))
 _H = _contract.HYPER
 (_LR, _GSCALE, _CLIP_VALUE, _WEIGHT_DECAY, _BETA1, _BETA2, _EPS, _NESTEROV, _BIAS_CORR1,
  _BIAS_CORR2, _DECOUPLED, _FIRST_STEP) = (
@@ -52,13 +50,19 @@ _H = _contract.HYPER
 
 
 class Optimizer:
-    """Base class: the options shared by every optimiser (see the module docstring)."""
+    """Base class: the options shared by every optimiser (see the module docstring).
 
-    _kind = _SGD
+    A subclass names its compiled update (``kind``, one of ``vgcore._engine.OPTIMIZERS``), the
+    number of state buffers it keeps, fills its slots of the hyper-parameter vector in
+    :meth:`_fill_hyper` and lists its constructor's options in :meth:`hyperparameters`.
+    """
+
+    kind = "sgd"
     _n_states = 0
 
     def __init__(self, net, lr=0.01, *, weight_decay=0.0, clip_norm=None, clip_value=None):
-        if not hasattr(net, "params") or not hasattr(net, "grads") or not hasattr(net, "_engine"):
+        from vgcore.core.network import MLP
+        if not isinstance(net, MLP):
             raise TypeError(f"net: expected a vgcore.MLP, got {type(net).__name__}")
         self.net = net
         self.lr = lr
@@ -71,7 +75,6 @@ class Optimizer:
         self.last_grad_norm = math.nan      # global gradient norm before clipping (when clipping)
         self._hp = np.zeros(_contract.N_HYPERPARAMETERS, np.float64)
         self._states = [np.zeros_like(net.params) for _ in range(self._n_states)]
-        self._scratch_stats = np.zeros_like(net._stats)
 
     # ------------------------------------------------------------------ options
     @property
@@ -115,18 +118,25 @@ class Optimizer:
         hp[_WEIGHT_DECAY] = self.weight_decay
         self._fill_hyper(hp)
         hp[_FIRST_STEP] = 1.0 if self.step_count == 0 else 0.0
-        s1 = self._states[0] if self._n_states > 0 else net.grads     # never written if unused
-        s2 = self._states[1] if self._n_states > 1 else net.grads
-        net._acquire("step")
-        try:
-            measured = net._measure and net._flow_batch is not None and not net._stepped
-            net._engine.opt_update(self._kind, s1, s2, hp,
-                                   net._stats if measured else self._scratch_stats)
-            if measured:
-                net._stepped = True
-        finally:
-            net._release()
+        states = self._states + [None] * (2 - len(self._states))
+        net.apply_update(self.kind, hp, states[0], states[1])
         self.step_count += 1
+
+    def hyperparameters(self) -> dict:
+        """The constructor's options besides ``lr`` (``weight_decay``, ``clip_norm``,
+        ``clip_value`` and the optimiser's own), as plain numbers: ``type(opt)(net, lr=lr,
+        **opt.hyperparameters())`` builds the same optimiser (checkpoints store them so)."""
+        return {"weight_decay": float(self.weight_decay),
+                "clip_norm": None if self.clip_norm is None else float(self.clip_norm),
+                "clip_value": None if self.clip_value is None else float(self.clip_value),
+                **self._own_hyperparameters()}
+
+    def _own_hyperparameters(self) -> dict:
+        return {}
+
+    def memory_usage(self) -> int:
+        """Bytes of the optimiser's state buffers and hyper-parameter vector."""
+        return sum(s.nbytes for s in self._states) + self._hp.nbytes
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (backward overwrites them; this is for manual use)."""
@@ -180,10 +190,13 @@ class SGD(Optimizer):
         hp[_BETA1] = self.momentum
         hp[_NESTEROV] = 1.0 if self.nesterov else 0.0
 
+    def _own_hyperparameters(self):
+        return {"momentum": float(self.momentum), "nesterov": self.nesterov}
+
     def step(self) -> None:
         if (self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None
                 and self.clip_value is None):
-            self.net._sgd_step(self.current_lr())
+            self.net.sgd_step(self.current_lr())        # the dedicated pass
             self.step_count += 1
             return
         super().step()
@@ -199,7 +212,7 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop: ``s = alpha s + (1 - alpha) g^2``, ``w -= lr g / (sqrt(s) + eps)``."""
 
-    _kind = _RMSPROP
+    kind = "rmsprop"
     _n_states = 1
 
     def __init__(self, net, lr=0.01, alpha=0.99, eps=1e-8, **options):
@@ -212,11 +225,14 @@ class RMSprop(Optimizer):
     def _fill_hyper(self, hp):
         hp[_BETA1], hp[_EPS] = self.alpha, self.eps
 
+    def _own_hyperparameters(self):
+        return {"alpha": float(self.alpha), "eps": float(self.eps)}
+
 
 class Adagrad(Optimizer):
     """Adagrad: ``s += g^2``, ``w -= lr g / (sqrt(s) + eps)``."""
 
-    _kind = _ADAGRAD
+    kind = "adagrad"
     _n_states = 1
 
     def __init__(self, net, lr=0.01, eps=1e-10, **options):
@@ -226,13 +242,16 @@ class Adagrad(Optimizer):
     def _fill_hyper(self, hp):
         hp[_EPS] = self.eps
 
+    def _own_hyperparameters(self):
+        return {"eps": float(self.eps)}
+
 
 class Adam(Optimizer):
     """Adam: ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
     ``w -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``; ``weight_decay`` is an L2 term
     added to g (see :class:`AdamW` for the decoupled form)."""
 
-    _kind = _ADAM
+    kind = "adam"
     _n_states = 2
     _decoupled = False
 
@@ -255,6 +274,9 @@ class Adam(Optimizer):
         hp[_BIAS_CORR1] = 1.0 - self.beta1 ** t
         hp[_BIAS_CORR2] = 1.0 - self.beta2 ** t
         hp[_DECOUPLED] = 1.0 if self._decoupled else 0.0
+
+    def _own_hyperparameters(self):
+        return {"eps": float(self.eps), "betas": [float(self.beta1), float(self.beta2)]}
 
 
 class AdamW(Adam):

@@ -46,6 +46,7 @@ import numpy as np
 from vgcore import _engine
 
 from vgcore.core import losses as _losses
+from vgcore.core.errors import NonFiniteError
 from vgcore.train._progress import KEY_ORDER as _KEY_ORDER
 from vgcore.train._progress import make_progress
 
@@ -707,8 +708,7 @@ class Trainer:
         layer's pre-activation and error sums are finite), else one pass over the gradients."""
         net = self.net
         if net.measure:
-            st = net._stats
-            return bool(np.isfinite(st[:, 0].sum() + st[:, 3].sum()))
+            return net.nonfinite() is None
         return _engine.all_finite(net.grads)
 
     def _nonfinite(self, where) -> bool:
@@ -718,19 +718,15 @@ class Trainer:
         layer = None
         net = self.net
         if net.measure:
-            st = net._stats
-            bad_fwd = ~np.isfinite(st[:, 0])           # sums of squared pre-activations
-            bad_bwd = ~np.isfinite(st[:, 3])           # sums of squared errors
-            if bad_fwd.any():                          # first in the forward pass
-                where, layer = "forward", int(np.argmax(bad_fwd)) + 1
-            elif bad_bwd.any():                        # first in the backward pass (top down)
-                where, layer = "backward", int(len(bad_bwd) - np.argmax(bad_bwd[::-1]))
+            found = net.nonfinite()        # first in the forward pass, else in the backward
+            if found is not None:
+                where, layer = found
         at = f" at layer {layer}" if layer else ""
         msg = (f"step {self.step}: the {where} pass produced NaN or Inf{at}; the parameters "
                f"are those before this step (try a lower learning rate, clip_norm, or a "
                f"normalisation)")
         if self.on_nonfinite == "raise":
-            raise FloatingPointError(msg)
+            raise NonFiniteError(msg, where=where, layer=layer, step=self.step)
         self.nonfinite_message = msg
         if self.on_nonfinite == "skip":
             self.skipped_steps += 1
@@ -888,7 +884,8 @@ def fit(net, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_siz
         What to do with a step whose forward or backward pass produced NaN or Inf (detected
         from the step's measurements when ``net.measure`` is on, else by one pass over the
         gradients), before the optimiser touches the parameters: raise
-        :class:`FloatingPointError` naming the step and the layer where it first appeared
+        :class:`vgcore.NonFiniteError` (a :class:`FloatingPointError`) naming the step and the
+        layer where it first appeared
         (default), skip the step (the parameters stay as they were; ``history["skipped"]``
         counts them per epoch), or stop training with the last good parameters
         (``trainer.nonfinite_message`` says why).
