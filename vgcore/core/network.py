@@ -15,6 +15,7 @@ from vgcore.core.activations import Activation, max_derivative, resolve_activati
 from vgcore.core.errors import NonFiniteError
 from vgcore.measure.flow import _SUM_D2, _SUM_H2, N_STATS, SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.init import check_init, init_weight
+from vgcore.core.layers import Dense, layer_options, param_layout
 
 __all__ = ["MLP", "Dense"]
 
@@ -54,32 +55,6 @@ class _Workspace:
         """Bytes of every buffer this workspace owns."""
         return sum(getattr(self, k).nbytes for k in ("H", "A", "D", "dX", "loss_grad", "Z", "OUT",
                                                      "NS") if hasattr(self, k))
-
-
-class Dense:
-    """One layer of an explicit layer list for :meth:`MLP.from_layers`.
-
-    Parameters
-    ----------
-    units : int
-        The layer's width (its fan-out).
-    activation : str or Activation
-        Its activation (the last layer of a list is the output layer and must be linear:
-        ``"identity"``, the default there).
-    norm, residual, dropout
-        As the options of :class:`MLP`, for this layer alone.
-    """
-
-    def __init__(self, units, activation="identity", *, norm=None, residual=None, dropout=0.0):
-        self.units = check_positive_int(units, "units")
-        self.activation = resolve_activation(activation)
-        self.norm, self.residual, self.dropout = norm, residual, dropout
-
-    def __repr__(self):
-        extra = "".join(f", {k}={v!r}" for k, v in (("norm", self.norm),
-                                                   ("residual", self.residual),
-                                                   ("dropout", self.dropout)) if v)
-        return f"Dense({self.units}, {self.activation.name!r}{extra})"
 
 
 class MLP:
@@ -175,26 +150,20 @@ class MLP:
         if seed is not None and seed < 0:
             raise ValueError(f"seed: expected a non-negative integer or None, got {seed}")
         self.seed = seed
-        self._configure_layers(norm, residual, residual_init, dropout, dropout_seed,
-                               norm_momentum, norm_eps)
+        for name, value in layer_options(self.sizes, norm=norm, residual=residual,
+                                         residual_init=residual_init, dropout=dropout,
+                                         dropout_seed=dropout_seed, norm_momentum=norm_momentum,
+                                         norm_eps=norm_eps).items():
+            setattr(self, name, value)      # norms, residuals, dropouts (per layer), the rest
+        self._extras = any(self.norms) or any(r is not None for r in self.residuals) \
+            or any(self.dropouts)
 
         # one flat buffer for parameters, one for gradients, with per-layer views:
         # W_l, b_l, and gamma_l, beta_l for normalised layers
         L = len(self.sizes) - 1
-        w_off = np.zeros(L, np.int64)
-        b_off = np.zeros(L, np.int64)
-        g_off = np.full(L, -1, np.int64)
-        be_off = np.full(L, -1, np.int64)
-        off = 0
-        for l in range(L):
-            w_off[l] = off
-            off += self.sizes[l] * self.sizes[l + 1]
-            b_off[l] = off
-            off += self.sizes[l + 1]
-            if self.norms[l]:
-                g_off[l] = off
-                be_off[l] = off + self.sizes[l + 1]
-                off += 2 * self.sizes[l + 1]
+        layout, off = param_layout(self.sizes, self.norms)
+        w_off, b_off, g_off, be_off = (np.asarray([-1 if o is None else o for o in col], np.int64)
+                                       for col in zip(*layout))
         if off * self.dtype.itemsize > 2**40:
             raise ValueError(f"sizes: {list(self.sizes)} make {off} parameters "
                              f"({off * self.dtype.itemsize / 2**30:.0f} GiB), more than vgcore "
@@ -262,71 +231,6 @@ class MLP:
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
         self.measure = measure
-
-    def _configure_layers(self, norm, residual, residual_init, dropout, dropout_seed,
-                          norm_momentum, norm_eps):
-        """Resolve the per-layer normalisation, residual and dropout options."""
-        n_hidden = len(self.sizes) - 2
-
-        def per_hidden(value, name):
-            if isinstance(value, (list, tuple)):
-                if len(value) != n_hidden:
-                    raise ValueError(f"{name}: expected one entry per hidden layer ({n_hidden}), "
-                                     f"got {len(value)}")
-                return list(value), True
-            return [value] * n_hidden, False
-
-        norms, _ = per_hidden(norm, "norm")
-        for k in norms:
-            if k not in (None, "batch", "layer"):
-                raise ValueError(f"norm: expected None, 'batch' or 'layer', got {k!r}")
-        res, explicit = per_hidden(residual, "residual")
-        residuals = []
-        for l, r in enumerate(res):
-            if r is None:
-                residuals.append(None)
-                continue
-            if r == "auto":
-                r = 1.0 / np.sqrt(n_hidden)
-            elif isinstance(r, str) or isinstance(r, bool) or not isinstance(
-                    r, (int, float, np.integer, np.floating)) or not np.isfinite(r) or r == 0:
-                raise ValueError(f"residual: expected None, 'auto' or a finite non-zero scale, "
-                                 f"got {r!r}")
-            if self.sizes[l] != self.sizes[l + 1]:
-                if explicit:
-                    raise ValueError(f"residual: hidden layer {l + 1} maps {self.sizes[l]} to "
-                                     f"{self.sizes[l + 1]} units; a residual block needs equal "
-                                     f"widths")
-                residuals.append(None)
-                continue
-            residuals.append(float(r))
-        drops, _ = per_hidden(dropout, "dropout")
-        for p in drops:
-            if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
-                    or not 0 <= p < 1:
-                raise ValueError(f"dropout: expected a probability in [0, 1), got {p!r}")
-        if residual_init not in (None, "zero"):
-            raise ValueError(f"residual_init: expected None or 'zero', got {residual_init!r}")
-        if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, (int, np.integer)) \
-                or not 0 <= dropout_seed < 2**64:
-            raise ValueError(f"dropout_seed: expected an integer in [0, 2**64), got "
-                             f"{dropout_seed!r}")
-        for name, v in (("norm_momentum", norm_momentum), ("norm_eps", norm_eps)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(v) or v < 0 or (name == "norm_momentum" and v > 1) \
-                    or (name == "norm_eps" and v == 0):
-                raise ValueError(f"{name}: expected a finite number "
-                                 f"{'in [0, 1]' if name == 'norm_momentum' else '> 0'}, "
-                                 f"got {v!r}")
-        self.norms = tuple(norms) + (None,)
-        self.residuals = tuple(residuals) + (None,)
-        self.dropouts = tuple(float(p) for p in drops) + (0.0,)
-        self.residual_init = residual_init
-        self.dropout_seed = int(dropout_seed)
-        self.norm_momentum = float(norm_momentum)
-        self.norm_eps = float(norm_eps)
-        self._extras = any(self.norms) or any(r is not None for r in self.residuals) \
-            or any(self.dropouts)
 
     @classmethod
     def from_layers(cls, n_in, layers, **options) -> "MLP":
