@@ -262,43 +262,12 @@ def _check_X(X, net, name):
     return X
 
 
-def _check_y(y, net, kind, n, name):
-    """The targets in the form the loss takes: int64 labels (n,) or floats (n, n_out)."""
-    n_out = net.sizes[-1]
-    if not isinstance(y, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(y).__name__}")
-    if y.ndim == 0 or y.shape[0] != n:
+def _check_y(y, net, fn, n, name):
+    """The targets in the form the loss takes (int64 labels (n,) or floats (n, n_out)): the
+    rule of :func:`vgcore.losses.check_targets`, for a data set."""
+    if isinstance(y, np.ndarray) and y.ndim >= 1 and y.shape[0] != n:
         raise ValueError(f"{name}: expected {n} rows (one per sample of X), got shape {y.shape}")
-    if kind == "cross_entropy":
-        if y.dtype.kind not in "iu":
-            raise TypeError(f"{name}: expected integer class labels for loss='cross_entropy', "
-                            f"got dtype {y.dtype}")
-        if y.ndim != 1:
-            raise ValueError(f"{name}: expected a 1-D array of class labels, shape ({n},), got "
-                             f"shape {y.shape}")
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= n_out:
-            raise ValueError(f"{name}: expected class labels in [0, {n_out - 1}] ({n_out} "
-                             f"outputs), got labels in [{lo}, {hi}]")
-        return np.ascontiguousarray(y, dtype=np.int64)
-    if kind in ("mse", "binary_cross_entropy"):
-        if y.dtype != net.dtype:
-            raise TypeError(f"{name}: expected float targets of dtype {net.dtype.name} (the "
-                            f"network's dtype) for loss={kind!r}, got dtype {y.dtype}")
-        if y.ndim == 1 and n_out == 1:
-            y = y.reshape(n, 1)
-        if y.shape != (n, n_out):
-            raise ValueError(f"{name}: expected shape ({n}, {n_out}) (samples, outputs) for "
-                             f"loss={kind!r}, got {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name}: expected finite targets, got NaN or Inf")
-        if kind == "binary_cross_entropy":
-            lo, hi = float(y.min()), float(y.max())
-            if lo < 0 or hi > 1:
-                raise ValueError(f"{name}: expected targets in [0, 1] for "
-                                 f"loss='binary_cross_entropy', got values in [{lo}, {hi}]")
-        return np.ascontiguousarray(y)
-    return np.ascontiguousarray(y)      # a custom loss checks its own targets
+    return _losses.check_targets(fn, y, n, net.sizes[-1], net.dtype, name=name, data=True)
 
 
 # ============================================================================ batch buffers
@@ -408,7 +377,7 @@ def evaluate(net, X, y, loss="cross_entropy", batch_size=1024) -> dict:
     kind, fn = _loss_kind(loss)
     batch_size = _check_int(batch_size, "batch_size", 1)
     X = np.require(_check_X(X, net, "X"), requirements=["C", "A"])   # contiguous, aligned
-    y = _check_y(y, net, kind, X.shape[0], "y")
+    y = _check_y(y, net, fn, X.shape[0], "y")
     return _Evaluator(net, kind, fn, True, batch_size)(X, y)
 
 
@@ -495,7 +464,7 @@ class Trainer:
 
         # --- data
         X = _check_X(X, net, "X")
-        y = _check_y(y, net, self.kind, X.shape[0], "y")
+        y = _check_y(y, net, self._fn, X.shape[0], "y")
         if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
                 validation_split, numbers.Real) or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split: expected a fraction in [0, 1), got "
@@ -512,7 +481,7 @@ class Trainer:
                 raise TypeError(f"validation_data: expected a pair (X_val, y_val), got "
                                 f"{type(validation_data).__name__}")
             Xv = _check_X(validation_data[0], net, "validation_data[0]")
-            yv = _check_y(validation_data[1], net, self.kind, Xv.shape[0], "validation_data[1]")
+            yv = _check_y(validation_data[1], net, self._fn, Xv.shape[0], "validation_data[1]")
             self._Xv, self._yv = np.require(Xv, requirements=["C", "A"]), yv
             self._train_idx = np.arange(n, dtype=np.intp)
         elif validation_split > 0:
