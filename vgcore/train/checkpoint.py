@@ -252,24 +252,8 @@ def save(path, net, optimizer=None, history=None, extra=None, *, compress=False)
     arrays = {"format": np.array(FORMAT), "version": np.array(VERSION, np.int64),
               "metadata": np.array(text), **arrays}
 
-    folder = os.path.dirname(os.path.abspath(path))
     writer = np.savez_compressed if compress else np.savez
-    atomic_write(path, "xb", lambda f: writer(f, **arrays))
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the rename durable (POSIX); best effort, silently skipped where unsupported."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, "xb", lambda f: writer(f, **arrays))     # the folder fsynced too
 
 
 # ---------------------------------------------------------------------------- load
