@@ -46,7 +46,8 @@ cdef extern from *:
     double vg_now() noexcept nogil
 
 cdef extern from "vg_kernels.h" nogil:
-    int VG_IDENTITY
+    int VG_IDENTITY, VG_RELU, VG_LEAKY_RELU, VG_HARD_TANH
+    int VG_NORM_BATCH, VG_NORM_LAYER
     int VG_N_STATS
     int VG_ST_W2, VG_ST_DW2, VG_ST_B2, VG_ST_DB2, VG_ST_UW2
     void vg_opt_update_f32(int kind, long n, float *p, const float *g, float *s1, float *s2,
@@ -217,7 +218,7 @@ cdef inline void linear_grad_x(floating *delta, floating *w, floating *dx, int b
 # ------------------------------------------------------------------------------------------
 
 cdef inline bint is_cheap(int kind) noexcept nogil:
-    return kind == 0 or kind == 3 or kind == 4 or kind == 11
+    return kind == VG_IDENTITY or kind == VG_RELU or kind == VG_LEAKY_RELU or kind == VG_HARD_TANH
 
 
 cdef inline long col_start(long cols, long t, long nblk) noexcept nogil:
@@ -692,7 +693,7 @@ cdef inline void colbias(long rows, long cols, floating *h, floating *b) noexcep
 cdef inline void norm_stats(const NetDesc *n, int l, int nk, long rows, long cols,
                             floating *h) noexcept nogil:
     cdef long u = n.cum_width[l]
-    if nk == 1:
+    if nk == VG_NORM_BATCH:
         if floating is float:
             vg_bn_stats_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), n.norm_eps,
                             n.run_mean + u, n.run_var + u, n.norm_momentum, n.training)
@@ -709,9 +710,9 @@ cdef inline void norm_affine(int nk, long rows, long cols, floating *h, floating
                              floating *invstd, floating *gamma, floating *beta,
                              floating *z) noexcept nogil:
     if floating is float:
-        vg_norm_affine_f32(nk == 2, rows, cols, h, mean, invstd, gamma, beta, z)
+        vg_norm_affine_f32(nk == VG_NORM_LAYER, rows, cols, h, mean, invstd, gamma, beta, z)
     else:
-        vg_norm_affine_f64(nk == 2, rows, cols, h, mean, invstd, gamma, beta, z)
+        vg_norm_affine_f64(nk == VG_NORM_LAYER, rows, cols, h, mean, invstd, gamma, beta, z)
 
 
 cdef inline void res_drop_forward(long rows, long cols, floating *x, floating alpha,
@@ -810,7 +811,7 @@ cdef inline void norm_backward(const NetDesc *n, int l, int nk, long rows, long 
                                floating *h, floating *d) noexcept nogil:
     cdef floating *P = <floating *>n.params
     cdef floating *G = <floating *>n.grads
-    if nk == 1:
+    if nk == VG_NORM_BATCH:
         if floating is float:
             vg_bn_backward_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l],
                                d, G + n.be_off[l], G + n.g_off[l], n.training)
@@ -932,9 +933,9 @@ cdef class Engine:
 
     def opt_update(self, int kind, cnp.ndarray state1, cnp.ndarray state2, cnp.ndarray hp,
                    cnp.ndarray stats):
-        """One optimiser step (kind 0 SGD, 1 RMSprop, 2 Adagrad, 3 Adam/AdamW) over the flat
-        buffers; state1/state2 are like params (momentum, squares); hp as in vg_opt_update;
-        per-layer norms into stats."""
+        """One optimiser step over the flat buffers: kind and the slots of hp as OPTIMIZERS and
+        HYPERPARAMETERS name them (src/vg_contract.h); state1/state2 are like params
+        (momentum, squares); per-layer norms into stats."""
         cdef void *s1 = cnp.PyArray_DATA(state1)
         cdef void *s2 = cnp.PyArray_DATA(state2)
         cdef const double *h = <const double *>cnp.PyArray_DATA(hp)
@@ -1112,3 +1113,58 @@ def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr):
                 else:
                     vg_sgd_f64(n * t // nblk, n * (t + 1) // nblk, lr, <double *>p,
                                <const double *>g)
+
+
+
+# ------------------------------------------------------------------------------------------
+# The contract with the Python layer (src/vg_contract.h): the names of the shared ids, in id
+# order.  vgcore/core/_contract.py reads them and checks them against the Python side when
+# vgcore is imported.
+# ------------------------------------------------------------------------------------------
+
+cdef extern from "vg_kernels.h":
+    int VG_N_ACTIVATIONS, VG_N_OPTIMIZERS, VG_N_HYPER, VG_N_NORMS
+    const char **vg_activation_names
+    const char **vg_stat_names
+    const char **vg_optimizer_names
+    const char **vg_hyper_names
+    const char **vg_norm_names
+
+
+cdef tuple _names(const char **table, int n, str what):
+    out = []
+    for i in range(n):
+        if table[i] == NULL:
+            raise ImportError(f"vgcore._engine: {what} {i} has no name in src/vg_contract.h; "
+                              f"name it there (and rebuild)")
+        out.append(table[i].decode("ascii"))
+    return tuple(out)
+
+
+ACTIVATIONS = _names(vg_activation_names, VG_N_ACTIVATIONS, "activation id")
+"""Activation names by kernel id."""
+STATISTICS = _names(vg_stat_names, VG_N_STATS, "measurement field")
+"""The fields of a layer's measurement row, by index (``N_STATS`` doubles per layer)."""
+OPTIMIZERS = _names(vg_optimizer_names, VG_N_OPTIMIZERS, "optimiser kind")
+"""The compiled optimiser updates by kind."""
+HYPERPARAMETERS = _names(vg_hyper_names, VG_N_HYPER, "hyper-parameter slot")
+"""The slots of an update's hyper-parameter vector (``N_HYPERPARAMETERS`` doubles)."""
+NORMS = _names(vg_norm_names, VG_N_NORMS, "normalisation kind")
+"""Normalisation kinds by id."""
+N_STATS = VG_N_STATS
+N_HYPERPARAMETERS = VG_N_HYPER
+
+
+def set_engine_threads(int n):
+    """The thread count of the elementwise kernels (OpenMP); at least 1."""
+    _set_engine_threads(n)
+
+
+def get_engine_threads():
+    """The thread count of the elementwise kernels."""
+    return _get_engine_threads()
+
+
+def omp_max_threads():
+    """The OpenMP runtime's default thread count (honours OMP_NUM_THREADS)."""
+    return _omp_max_threads()

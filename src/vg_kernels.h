@@ -40,6 +40,8 @@ enum {
     VG_N_STATS
 };
 
+#include "vg_contract.h"    /* the other shared ids, and the names of all of them */
+
 #define VG_SELU_ALPHA 1.6732632423543772848170429916717
 #define VG_SELU_SCALE 1.0507009873554804934193349852946
 #define VG_SQRT1_2 0.70710678118654752440084436210485

@@ -428,18 +428,18 @@ VG_CLONES void VG_FN(vg_add_bias)(long r0, long r1, long c0, long c1, long ld,
 }
 
 /* ---------------- optimisers: one fused update over a block of the flat buffer ----------------
- * hp: [0] lr, [1] gscale (global-norm clipping factor, 1 = none), [2] clip_value (0 = none),
- * [3] weight_decay, [4] momentum / beta1 / alpha, [5] beta2, [6] eps, [7] nesterov,
- * [8] 1 - beta1^t, [9] 1 - beta2^t, [10] decoupled weight decay (AdamW), [11] first step.
+ * kind: VG_OPT_*; hp: the VG_HP_* slots (vg_contract.h).
  * out: ||p before||^2, ||g||^2 (the raw gradient, before clipping), ||p after - p before||^2. */
 VG_CLONES void VG_FN(vg_opt_update)(int kind, long n, T *restrict p, const T *restrict g,
                                     T *restrict s1, T *restrict s2, const double *restrict hp,
                                     double *restrict out)
 {
-    const T lr = (T)hp[0], gscale = (T)hp[1], cv = (T)hp[2], wd = (T)hp[3];
-    const T b1 = (T)hp[4], b2 = (T)hp[5], eps = (T)hp[6];
-    const int nesterov = hp[7] != 0.0, decoupled = hp[10] != 0.0, first = hp[11] != 0.0;
-    const T bc1 = (T)hp[8], bc2 = (T)hp[9];
+    const T lr = (T)hp[VG_HP_LR], gscale = (T)hp[VG_HP_GSCALE], cv = (T)hp[VG_HP_CLIP_VALUE];
+    const T wd = (T)hp[VG_HP_WEIGHT_DECAY];
+    const T b1 = (T)hp[VG_HP_BETA1], b2 = (T)hp[VG_HP_BETA2], eps = (T)hp[VG_HP_EPS];
+    const int nesterov = hp[VG_HP_NESTEROV] != 0.0, decoupled = hp[VG_HP_DECOUPLED] != 0.0;
+    const int first = hp[VG_HP_FIRST_STEP] != 0.0;
+    const T bc1 = (T)hp[VG_HP_BIAS_CORR1], bc2 = (T)hp[VG_HP_BIAS_CORR2];
     const int clip = cv > (T)0, use_wd = wd != (T)0;
     T sp = 0, sg = 0, su = 0;
 #define VG_OPT_LOOP(BODY)                                                   \
@@ -457,7 +457,7 @@ VG_CLONES void VG_FN(vg_opt_update)(int kind, long n, T *restrict p, const T *re
         su += u * u;                                                        \
     }
     switch (kind) {
-    case 0: /* SGD, with momentum and Nesterov (PyTorch's form: the buffer starts at g) */
+    case VG_OPT_SGD: /* momentum and Nesterov in PyTorch's form: the buffer starts at g */
         if (b1 == (T)0) {
             VG_OPT_LOOP(if (use_wd) gg += wd * old; nw = old - lr * gg;)
         } else {
@@ -468,19 +468,19 @@ VG_CLONES void VG_FN(vg_opt_update)(int kind, long n, T *restrict p, const T *re
                         nw = old - lr * d;)
         }
         break;
-    case 1: /* RMSprop */
+    case VG_OPT_RMSPROP:
         VG_OPT_LOOP(if (use_wd) gg += wd * old;
                     T sq = b1 * s1[k] + ((T)1 - b1) * gg * gg;
                     s1[k] = sq;
                     nw = old - lr * gg / (VG_FN(vg_sqrt)(sq) + eps);)
         break;
-    case 2: /* Adagrad */
+    case VG_OPT_ADAGRAD:
         VG_OPT_LOOP(if (use_wd) gg += wd * old;
                     T acc = s1[k] + gg * gg;
                     s1[k] = acc;
                     nw = old - lr * gg / (VG_FN(vg_sqrt)(acc) + eps);)
         break;
-    case 3: /* Adam, and AdamW when the weight decay is decoupled */
+    case VG_OPT_ADAM: /* and AdamW when the weight decay is decoupled */
         VG_OPT_LOOP(if (use_wd && !decoupled) gg += wd * old;
                     T m = b1 * s1[k] + ((T)1 - b1) * gg;
                     T v = b2 * s2[k] + ((T)1 - b2) * gg * gg;

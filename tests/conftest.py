@@ -3,6 +3,10 @@
 pyproject sets ``--import-mode=importlib`` so that the installed (compiled) vgcore is imported,
 not the source folder; this folder (which holds no ``vgcore``) is put on ``sys.path`` so the
 test modules can import ``_vgtest``.
+
+Nothing is dropped silently: a test module skipped as a whole fails the collection, and with
+``VGCORE_NO_SKIPS=1`` (set by ``.ci/run``, where every optional dependency is installed) any
+skipped test fails the run.
 """
 from __future__ import annotations
 
@@ -31,3 +35,27 @@ def _threads_restored():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_collectreport(report):
+    """A module-level skip would drop every test of the module without a failure: refuse it."""
+    if report.skipped:
+        report.outcome = "failed"
+        report.longrepr = (f"{report.nodeid}: the whole module was skipped at import "
+                           f"({report.longrepr}); skip single tests instead, so a renamed "
+                           f"parameter or a missing build cannot drop them all silently")
+
+
+_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and os.environ.get("VGCORE_NO_SKIPS"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped:
+        print(f"\nVGCORE_NO_SKIPS is set and {len(_skipped)} test(s) were skipped: "
+              + ", ".join(_skipped[:10]), file=sys.stderr)
+        session.exitstatus = 1

@@ -14,7 +14,10 @@ import pytest
 from scipy import special
 
 import vgcore as vg
+from vgcore import _engine
 from vgcore.core import reference as R
+from vgcore.core.activations import max_derivative
+from vgcore.measure.flow import SATURATION_THRESHOLD
 from _vgtest import ACTIVATION_NAMES, identity_network
 
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -203,7 +206,66 @@ def test_activation_defaults_and_names():
     assert vg.Activation("  ReLU ").name == "relu"
     assert repr(vg.Activation("elu", alpha=0.5)) == "Activation('elu', alpha=0.5)"
     assert vg.Activation("tanh") == vg.Activation("tanh")
-    assert {vg.Activation(n).kind for n in ACTIVATION_NAMES} == set(range(12))
+    # the ids are the compiled core's, one per name it defines (src/vg_contract.h)
+    assert {n: vg.Activation(n).kind for n in ACTIVATION_NAMES} == {
+        n: i for i, n in enumerate(_engine.ACTIVATIONS)}
+
+
+# ----------------------------------------------------------------------------- the specs
+SPEC_NAMES = [pytest.param(n, id=n) for n in ACTIVATION_NAMES]
+WIDE = np.concatenate([np.linspace(-30, 30, 600001), [0.0, 1.0, -1.0, math.sqrt(2)]])
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_spec_max_derivative_is_the_largest_slope(name):
+    """max |phi'| is attained (to 1e-6) on a fine grid and never exceeded: it scales the
+    saturation threshold of every measurement."""
+    for act in (vg.Activation(name),) + ((vg.Activation(name, **{
+            vg.ACTIVATIONS[name].param_name: 1.7}),) if vg.ACTIVATIONS[name].param_name else ()):
+        d = np.abs(R.activation_derivative(act, WIDE, R.activation_forward(act, WIDE)))
+        m = max_derivative(act)
+        assert d.max() <= m * (1 + 1e-9), (act, d.max(), m)
+        assert d.max() >= m * (1 - 1e-6), (act, d.max(), m)
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_spec_second_moment_is_given_exactly_for_the_homogeneous_activations(name):
+    """phi(c h) = c phi(h) for c > 0 exactly when the spec gives E[phi(z)^2] (theory's closed
+    forms rest on it), and then E[phi(z)^2] = E[phi'(z)^2] = that value."""
+    spec = vg.ACTIVATIONS[name]
+    act = vg.Activation(name)
+    h = np.linspace(-4, 4, 81)
+    homogeneous = np.allclose(R.activation_forward(act, 2.5 * h),
+                              2.5 * R.activation_forward(act, h), rtol=1e-13, atol=1e-13)
+    assert homogeneous == (spec.second_moment is not None)
+    if spec.second_moment is not None:
+        m = spec.second_moment(act.param)
+        ez = np.linspace(-12, 12, 480001)
+        pdf = np.exp(-ez ** 2 / 2) / math.sqrt(2 * math.pi)
+        phi2 = R.activation_forward(act, ez) ** 2
+        dphi2 = R.activation_derivative(act, ez, R.activation_forward(act, ez)) ** 2
+        step = ez[1] - ez[0]
+        assert np.sum(phi2 * pdf) * step == pytest.approx(m, rel=1e-6)
+        assert np.sum(dphi2 * pdf) * step == pytest.approx(m, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_spec_saturating_means_flat_tails(name):
+    """The saturating activations' slopes fall under the saturation threshold at large |h|;
+    the others keep a slope on at least one side (so they are checked for dead units)."""
+    act = vg.Activation(name)
+    h = np.array([-20.0, 20.0])
+    d = np.abs(R.activation_derivative(act, h, R.activation_forward(act, h)))
+    flat = d < SATURATION_THRESHOLD * max_derivative(act)
+    assert vg.ACTIVATIONS[name].saturating == bool(flat.all())
+    assert vg.ACTIVATIONS[name].family in ("sigmoid", "tanh", "relu", "selu", "linear")
+
+
+def test_specs_keep_the_tuple_meaning_of_activations():
+    """ACTIVATIONS[name] was (kernel id, parameter name, default); it still reads so."""
+    kind, pname, default = vg.ACTIVATIONS["leaky_relu"][:3]
+    assert (kind, pname, default) == (vg.Activation("leaky_relu").kind, "slope", 0.01)
+    assert vg.ACTIVATIONS["tanh"][1] is None
 
 
 def test_activation_accepts_numpy_scalar_parameter():

@@ -161,13 +161,27 @@ def test_a_zero_loss_gradient_is_reported_as_no_gradient():
 
 
 # ------------------------------------------------------------------------ thresholds
+def test_the_documented_bands_are_the_code_s_thresholds():
+    """The README and the diagnosis docstrings promise these bands; a test that derived its
+    inputs from the constants would move with them, so the values are written out here."""
+    assert (D.VANISHING_WARNING, D.VANISHING_ERROR) == (1e-2, 1e-4)
+    assert (D.EXPLODING_WARNING, D.EXPLODING_ERROR) == (1e2, 1e4)
+    assert (D.SATURATION_WARNING, D.SATURATION_ERROR) == (0.3, 0.8)
+    assert (D.DEAD_WARNING, D.DEAD_ERROR) == (0.5, 0.9)
+    assert (D.TREND_FACTOR, D.TREND_FRACTION, D.RECENT_RECORDS) == (1e2, 0.25, 5)
+    assert D.SATURATING == ("sigmoid", "tanh", "softsign", "hard_tanh")
+
+
+# Literal values on both sides of every documented band edge (1e-4 | 1e-2 | ... | 1e2 | 1e4)
 @pytest.mark.parametrize("ratio, kind, severity", [
-    (0.5 * D.VANISHING_ERROR, "vanishing", "error"),
-    (0.5 * D.VANISHING_WARNING, "vanishing", "warning"),
-    (2.0 * D.VANISHING_WARNING, "healthy", "info"),
-    (0.5 * D.EXPLODING_WARNING, "healthy", "info"),
-    (2.0 * D.EXPLODING_WARNING, "exploding", "warning"),
-    (2.0 * D.EXPLODING_ERROR, "exploding", "error"),
+    (0.9e-4, "vanishing", "error"),
+    (1.1e-4, "vanishing", "warning"),
+    (0.9e-2, "vanishing", "warning"),
+    (1.1e-2, "healthy", "info"),
+    (0.99e2, "healthy", "info"),
+    (1.01e2, "exploding", "warning"),
+    (0.99e4, "exploding", "warning"),
+    (1.01e4, "exploding", "error"),
 ])
 def test_grad_ratio_thresholds_set_the_finding_and_its_severity(data, ratio, kind, severity):
     flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
@@ -175,22 +189,32 @@ def test_grad_ratio_thresholds_set_the_finding_and_its_severity(data, ratio, kin
     assert [(f.kind, f.severity) for f in findings] == [(kind, severity)]
 
 
-def test_saturation_and_dead_thresholds_apply_per_layer(data):
+@pytest.mark.parametrize("fraction, severity", [
+    (0.29, None), (0.31, "warning"), (0.79, "warning"), (0.81, "error")])
+def test_saturation_bands_apply_per_layer(data, fraction, severity):
     flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
     sat = flow.saturated_fraction.copy()
-    sat[2] = D.SATURATION_WARNING + 0.01
-    f = _only(diagnose(dataclasses.replace(flow, saturated_fraction=sat)), "saturation")
-    assert f.evidence["layers"] == [3] and f.severity == "warning"
-    sat[2] = D.SATURATION_WARNING - 0.01
-    assert "saturation" not in _kinds(diagnose(dataclasses.replace(flow,
-                                                                   saturated_fraction=sat)))
+    sat[2] = fraction
+    findings = diagnose(dataclasses.replace(flow, saturated_fraction=sat))
+    if severity is None:
+        assert "saturation" not in _kinds(findings)
+    else:
+        f = _only(findings, "saturation")
+        assert f.evidence["layers"] == [3] and f.severity == severity
+
+
+@pytest.mark.parametrize("fraction, severity", [
+    (0.49, None), (0.51, "warning"), (0.89, "warning"), (0.91, "error")])
+def test_dead_unit_bands_apply_per_layer(data, fraction, severity):
     rflow = _stepped(data, "relu", "he_normal", depth=4).gradient_flow()
     dead = np.zeros_like(rflow.dead_fraction)
-    dead[1] = D.DEAD_WARNING + 0.01
-    f = _only(diagnose(dataclasses.replace(rflow, dead_fraction=dead)), "dead_units")
-    assert f.evidence["layers"] == [2] and f.severity == "warning"
-    dead[1] = D.DEAD_WARNING - 0.01
-    assert "dead_units" not in _kinds(diagnose(dataclasses.replace(rflow, dead_fraction=dead)))
+    dead[1] = fraction
+    findings = diagnose(dataclasses.replace(rflow, dead_fraction=dead))
+    if severity is None:
+        assert "dead_units" not in _kinds(findings)
+    else:
+        f = _only(findings, "dead_units")
+        assert f.evidence["layers"] == [2] and f.severity == severity
 
 
 # ------------------------------------------------------------------------ sources

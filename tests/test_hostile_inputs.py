@@ -885,7 +885,7 @@ def check_optimizer(kind, which, kwargs, steps):
     def run(n, o):
         try:
             return n.train_step(X, y, "cross_entropy", o)
-        except ValueError as e:      # e.g. lr=1e300: the next forward pass gives Inf logits
+        except vg.NonFiniteError as e:   # e.g. lr=1e300: the next forward pass overflows
             return str(e)
 
     with np.errstate(all="ignore"):
@@ -1054,25 +1054,47 @@ def test_fit_with_hostile_arguments(seed, pos, val):
                 check_fit(option, {option: value}, "valid", "ok", "valid", val, seed, pos)
 
 
-def test_fit_rejects_bad_validation_data_before_training():
-    """A misaligned validation X passes fit's checks (np.ascontiguousarray does not realign
-    it); the first validation pass then raises "X: expected a C-contiguous, aligned array;
-    got a strided view", after a whole epoch of training has changed the network, and naming
-    X instead of validation_data.  vg.evaluate documents that any layout is copied, yet
-    rejects it the same way."""
+@pytest.mark.parametrize("layout", ["misaligned", "strided"])
+def test_fit_takes_validation_data_in_any_layout_as_a_copy(layout):
+    """fit (like evaluate) documents that any layout of the data is accepted: a misaligned or
+    strided X_val is copied once, and the run is bit-identical, val_loss included, to the same
+    run given the canonical copy."""
     rng = np.random.default_rng(0)
-    net = prime(make_net("plain64"))
     X = rng.standard_normal((20, 4))
     y = rng.integers(0, 3, 20)
-    Xv = misaligned((10, 4), np.float64, rng.standard_normal((10, 4)))
+    values = rng.standard_normal((10, 4))
+    if layout == "misaligned":
+        Xv = misaligned((10, 4), np.float64, values)
+    else:
+        Xv = np.zeros((10, 8))[:, ::2]
+        Xv[...] = values
+        assert not Xv.flags.c_contiguous
     yv = rng.integers(0, 3, 10)
-    before = state(net)
-    try:
-        vg.fit(net, X, y, validation_data=(Xv, yv), epochs=2, verbose=0)
-    except REJECT as e:
-        assert_names(e, "validation_data", "validation_data[0]")
+    net, twin = prime(make_net("plain64")), prime(make_net("plain64"))
+    hist = vg.fit(net, X, y, validation_data=(Xv, yv), epochs=2, verbose=0)
+    want = vg.fit(twin, X, y, validation_data=(canonical(Xv), yv), epochs=2, verbose=0)
+    assert len(hist["val_loss"]) == 2 and np.all(np.isfinite(hist["val_loss"]))
+    assert hist["val_loss"] == want["val_loss"]
+    assert hist["val_accuracy"] == want["val_accuracy"]
+    np.testing.assert_array_equal(net.params, twin.params)
+    assert vg.evaluate(net, Xv, yv) == vg.evaluate(net, canonical(Xv), yv)
+
+
+def test_fit_rejects_bad_validation_data_before_training_naming_it():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 4)), rng.integers(0, 3, 20)
+    for Xv, yv, name in ((rng.standard_normal((10, 5)), rng.integers(0, 3, 10),
+                          "validation_data[0]"),
+                         (rng.standard_normal((10, 4)), rng.integers(0, 3, 9),
+                          "validation_data[1]"),
+                         (rng.standard_normal((10, 4)), rng.integers(3, 5, 10),
+                          "validation_data[1]")):
+        net = prime(make_net("plain64"))
+        before = state(net)
+        with pytest.raises(REJECT) as e:
+            vg.fit(net, X, y, validation_data=(Xv, yv), epochs=2, verbose=0)
+        assert_names(e.value, name)
         assert_same_state(state(net), before)
-    vg.evaluate(net, Xv, yv)            # "another layout is copied once"
 
 
 # ============================================================================ checkpoints
@@ -1087,16 +1109,37 @@ def good_checkpoint(tmp_path_factory):
     return path.read_bytes(), net.params.copy()
 
 
-def _load_checked(path, good_params=None):
-    """load must return a network or raise ValueError naming the file."""
+def _load_checked(path, good):
+    """A damaged copy of the good checkpoint either raises ValueError naming the file or, when
+    the damage missed everything that matters (a zip header field, a byte set to its own value),
+    loads exactly the saved checkpoint: its parameters, running averages, optimiser state and
+    metadata.  Returns whether it loaded."""
+    good_bytes, _ = good
     try:
         loaded = ckpt.load(path)
     except ValueError as e:
         assert str(path) in str(e), f"ValueError without the file's name: {e}"
-        return None
-    if good_params is not None:
-        assert_equal_results(loaded.net.params, good_params, "parameters of a loaded file")
-    return loaded
+        assert path.read_bytes() != good_bytes, f"the intact checkpoint was refused: {e}"
+        return False
+    ref = ckpt.load(_GOOD_COPY[0])
+    assert_equal_results(loaded.net.params, ref.net.params, "parameters of a loaded file")
+    for a, b in zip(loaded.net.norm_buffers, ref.net.norm_buffers):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(loaded.optimizer_state["states"], ref.optimizer_state["states"]):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.metadata == ref.metadata
+    return True
+
+
+_GOOD_COPY = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _good_copy(good_checkpoint, tmp_path_factory):
+    path = tmp_path_factory.mktemp("goodcopy") / "good.npz"
+    path.write_bytes(good_checkpoint[0])
+    _GOOD_COPY[:] = [path]
+    return path
 
 
 @SETTINGS
@@ -1106,7 +1149,9 @@ def _load_checked(path, good_params=None):
 def test_checkpoint_load_of_random_bytes(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("rand") / "random.npz"
     path.write_bytes(data)
-    _load_checked(path)
+    with pytest.raises(ValueError) as e:             # random bytes are never a checkpoint
+        ckpt.load(path)
+    assert str(path) in str(e.value)
 
 
 @SETTINGS
@@ -1122,7 +1167,24 @@ def test_checkpoint_load_of_corrupted_file(tmp_path_factory, good_checkpoint, ed
         data = data[:cut % len(data)]
     path = tmp_path_factory.mktemp("bad") / "corrupt.npz"
     path.write_bytes(bytes(data))
-    _load_checked(path, params)
+    loaded = _load_checked(path, good_checkpoint)
+    if bytes(data) == good:
+        assert loaded                               # nothing changed: it must load
+
+
+def test_a_byte_changed_inside_the_saved_parameters_is_always_refused(tmp_path,
+                                                                      good_checkpoint):
+    good, params = good_checkpoint
+    raw = np.ascontiguousarray(params).tobytes()
+    start = good.find(raw)
+    assert start > 0                                 # stored, not compressed: find the array
+    for offset in (0, len(raw) // 2, len(raw) - 1):
+        data = bytearray(good)
+        data[start + offset] ^= 0x40
+        path = tmp_path / f"flip{offset}.npz"
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
+            ckpt.load(path)
 
 
 def _with_metadata(good, tmp_path, edit):
@@ -1173,10 +1235,13 @@ def test_checkpoint_load_of_crafted_metadata_raises_value_error_naming_the_file(
     problem (never another exception); a network it does return is the saved one."""
     good, params = good_checkpoint
     path = _with_metadata(good, tmp_path, edit)
-    loaded = _load_checked(path)
-    if loaded is not None:
-        assert_equal_results(loaded.net.params, params, "parameters")
-        loaded.net.forward(np.ones((2, 4), np.float32))
+    try:
+        loaded = ckpt.load(path)
+    except ValueError as e:
+        assert str(path) in str(e), f"ValueError without the file's name: {e}"
+        return
+    assert_equal_results(loaded.net.params, params, "parameters")
+    loaded.net.forward(np.ones((2, 4), np.float32))
 
 
 _N_STATES_SCRIPT = r"""
@@ -1235,6 +1300,8 @@ def test_checkpoint_load_of_a_zip_that_is_not_a_checkpoint(tmp_path):
     with zipfile.ZipFile(p, "w") as z:
         z.writestr("params.npy", b"not an npy file")
         z.writestr("../../evil", b"x")
-    _load_checked(p)
     np.savez(tmp_path / "y.npz", params=np.zeros(3), format=np.array(1))
-    _load_checked(tmp_path / "y.npz")
+    for path in (p, tmp_path / "y.npz"):
+        with pytest.raises(ValueError) as e:
+            ckpt.load(path)
+        assert str(path) in str(e.value)

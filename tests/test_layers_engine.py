@@ -3,24 +3,17 @@ compute what the NumPy reference computes (vgcore.reference.ReferenceMLP, which 
 and is checked against finite differences in tests/test_layers_reference.py): outputs, loss,
 parameter gradients (same flat layout: W, b, then gamma, beta per normalised layer), dL/dX,
 running statistics and the dropout counter, in training and eval mode, over several steps.
-
-Skipped until the engine has the options.
 """
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
 import pytest
 
 import vgcore as vg
-
-if "norm" not in inspect.signature(vg.MLP).parameters:
-    pytest.skip("engine layers not built yet", allow_module_level=True)
-
-from vgcore.core import reference as R  # noqa: E402
-from _vgtest import (DTYPES, assert_close, compare_passes, engine_pass, make_target,  # noqa: E402
+from vgcore.core import reference as R
+from _vgtest import (DTYPES, assert_close, compare_passes, engine_pass, make_target,
                      num_threads, reference_pass)
 
 DTYPE_PARAMS = [pytest.param(dt, id=np.dtype(dt).name) for dt in DTYPES]

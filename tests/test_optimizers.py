@@ -105,6 +105,37 @@ def test_optimizer_matches_its_definition_over_several_steps(kind, vg_kwargs, np
         assert opt.last_grad_norm > vg_kwargs["clip_norm"]        # clipping was active
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_is_bias_corrected_without_weight_decay(dtype):
+    """Adam's first step moves every weight by lr * g / (|g| + eps), about lr (bias-corrected
+    m and v are g and g^2); without the correction it would move by about 3.2 lr.  Then four
+    more steps follow the definition, in float32 too."""
+    rng = np.random.default_rng(5)
+    net = vg.MLP([6, 9, 7, 3], activation="tanh", init="glorot_normal", dtype=dtype, seed=4)
+    lr = 1e-3
+    opt = vg.optim.Adam(net, lr=lr)
+    assert opt.weight_decay == 0.0
+    ref = NumpyOpt("adam", lr=lr)
+    p = net.params.astype(np.float64)
+    tol = dict(rtol=2e-5, atol=1e-7) if dtype == "float32" else dict(rtol=1e-12, atol=1e-15)
+    for step in range(5):
+        X, y = _batch(rng)
+        net.train_step(X.astype(dtype), y, "cross_entropy")
+        g = net.grads.astype(np.float64)
+        before = net.params.astype(np.float64)
+        p = ref.step(before if dtype == "float32" else p, g)
+        opt.step()
+        if step == 0:
+            moved = np.abs(net.params.astype(np.float64) - before)
+            big = np.abs(g) > 1e-4                      # |g| >> eps: a step of about lr
+            assert big.mean() > 0.5
+            expect = lr * np.abs(g[big]) / (np.abs(g[big]) + 1e-8)
+            assert np.all(expect > 0.9999 * lr)
+            np.testing.assert_allclose(moved[big], expect,
+                                       rtol=1e-3 if dtype == "float32" else 1e-9)
+        np.testing.assert_allclose(net.params.astype(np.float64), p, **tol)
+
+
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_float32_optimizers_track_float64(kind):
     rng = np.random.default_rng(1)

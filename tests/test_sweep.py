@@ -608,3 +608,73 @@ def test_cli_interrupted_by_ctrl_c_continues_when_run_again(tmp_path, executor):
     assert len(lines) == 12 and len({json.loads(x)["run_id"] for x in lines}) == 12
     with gzip.open(out / "histories" / f"{json.loads(lines[0])['run_id']}.json.gz") as f:
         assert len(json.load(f)["loss"]) == 1500
+
+
+# ------------------------------------------------------------------ durability
+def test_every_journal_line_and_history_is_fsynced_before_the_next_run(tmp_path, monkeypatch):
+    """A line in results.jsonl means the run is on disk: its history file was written and
+    fsynced (and renamed into place) before the line, and the line is fsynced before the next
+    run starts."""
+    events = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        journal = tmp_path / "results.jsonl"
+        lines = len(journal.read_bytes().splitlines()) if journal.exists() else 0
+        events.append((os.path.basename(path), lines))
+        return real_fsync(fd)
+
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd (Linux)")
+    monkeypatch.setattr(os, "fsync", fsync)
+    r = S.run(small_sweep(depth=[2], seed=[0, 1, 2]), tmp_path, executor="serial",
+              plots=False)
+    assert r.count("ok") == 3
+    journal = [e for e in events if e[0] == "results.jsonl"]
+    assert [n for _, n in journal] == [1, 2, 3]              # one fsync per line, as written
+    for row in r.rows:                                         # each history before its line
+        name = f"{row['run_id']}.json.gz"
+        i = next(k for k, e in enumerate(events) if e[0].startswith(f".{name}."))
+        line = next(k for k, e in enumerate(events) if e[0] == "results.jsonl"
+                    and e[1] == r.rows.index(row) + 1)
+        assert i < line, events
+    # the folder is fsynced after each rename (atomic_write), so the new name is durable too
+    assert sum(1 for e in events if e[0] == "histories") == 3
+
+
+def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_a_run(tmp_path):
+    """SIGKILL gives no chance to clean up: whatever the journal holds must be complete runs
+    (a torn last line is cut and run again), and the second call runs exactly the others."""
+    cfg = tmp_path / "kill.toml"
+    settings = {**SMALL, "steps": 800}
+    cfg.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+                   + "\n[grid]\nseed = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n")
+    out = tmp_path / "res"
+    cmd = [sys.executable, "-m", "vgcore", "sweep", str(cfg), "--out", str(out),
+           "--executor", "serial", "--no-plots"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert _wait_for_lines(out / "results.jsonl", 3, proc), proc.communicate()
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    raw = (out / "results.jsonl").read_bytes()
+    complete = raw.count(b"\n")
+    before = [json.loads(x)["run_id"] for x in raw.split(b"\n")[:complete]]
+    assert 3 <= len(before) <= 10 and len(set(before)) == len(before)
+    for rid in before:                                         # a complete line: its history
+        assert (out / "histories" / f"{rid}.json.gz").stat().st_size > 0
+    again = subprocess.run(cmd + ["--json"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["skipped"] == len(before)
+    assert summary["executed"] == 10 - len(before) and summary["ok"] == 10
+    lines = (out / "results.jsonl").read_text().splitlines()
+    ids = [json.loads(x)["run_id"] for x in lines]
+    assert len(ids) == 10 and len(set(ids)) == 10 and ids[:len(before)] == before
+    assert not list((out / "histories").glob(".*.tmp"))       # no temporary file left behind

@@ -14,6 +14,7 @@ import sys as _sys
 from vgcore.core import activations, init, losses, network, reference
 from vgcore.core._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
 from vgcore.core.activations import ACTIVATIONS, Activation
+from vgcore.core.errors import NonFiniteError
 from vgcore.core.init import INITIALISERS
 from vgcore.core.network import MLP, Dense
 from vgcore.measure import curvature, diagnosis, flow, recorder, theory
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP", "Dense", "Activation", "ACTIVATIONS", "INITIALISERS", "fit", "evaluate", "History",
+    "NonFiniteError",
     "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads",
     "openmp_enabled", "blas_info", "activations", "init", "losses", "reference", "flow",
     "curvature", "diagnosis", "recorder", "theory", "checkpoint", "datasets", "optim",

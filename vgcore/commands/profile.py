@@ -209,21 +209,9 @@ def _step(vg, net, opt, X, y, grad):
 
 
 def _memory(net, opt, X, y, batch):
-    ws = net._workspaces.get(batch)
-    workspace = 0
-    if ws is not None:
-        for name in type(ws).__slots__:
-            a = getattr(ws, name, None)
-            if isinstance(a, np.ndarray) and a.base is None:      # owners, not views
-                workspace += a.nbytes
-    measurement = sum(getattr(net, k).nbytes for k in
-                      ("_stats", "_sat_thr", "_cum_width", "_unit_zero", "_acc"))
-    optimizer = sum(s.nbytes for s in getattr(opt, "_states", [])) + \
-        sum(getattr(opt, k).nbytes for k in ("_hp", "_scratch_stats") if hasattr(opt, k))
-    mem = dict(parameters=net.params.nbytes, gradients=net.grads.nbytes, workspace=workspace,
-               measurement=measurement,
-               normalisation=net._run_mean.nbytes + net._run_var.nbytes,
-               optimizer=optimizer, batch=X.nbytes + y.nbytes)
+    mem = net.memory_usage(batch)
+    del mem["total"]
+    mem.update(optimizer=opt.memory_usage(), batch=X.nbytes + y.nbytes)
     mem["total"] = sum(mem.values())
     return mem
 

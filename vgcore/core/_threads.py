@@ -37,13 +37,13 @@ def set_num_threads(n: int) -> None:
     n = check_positive_int(n, "n")
     if n > MAX_THREADS:
         raise ValueError(f"n: expected at most {MAX_THREADS} threads, got {n}")
-    _engine._set_engine_threads(n)
+    _engine.set_engine_threads(n)
     _blas_controller().select(user_api="blas").limit(limits=n)
 
 
 def get_num_threads() -> int:
     """The number of threads vgcore's compiled kernels use."""
-    return _engine._get_engine_threads()
+    return _engine.get_engine_threads()
 
 
 def blas_info() -> list[dict]:
@@ -70,13 +70,13 @@ class limited_threads:
     def __enter__(self):
         if self.n is not None:
             blas = _blas_controller().select(user_api="blas").limit(limits=self.n)
-            self._saved.append((_engine._get_engine_threads(), blas))
-            _engine._set_engine_threads(self.n)
+            self._saved.append((_engine.get_engine_threads(), blas))
+            _engine.set_engine_threads(self.n)
         return self
 
     def __exit__(self, *exc):
         if self.n is not None:
             engine, blas = self._saved.pop()
             blas.restore_original_limits()
-            _engine._set_engine_threads(engine)
+            _engine.set_engine_threads(engine)
         return False

@@ -68,6 +68,7 @@ def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
 
 
 def check_positive_int(value, name, *, minimum=1):
+    """An integer >= ``minimum`` (1 by default), as a Python int."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     value = int(value)
@@ -88,3 +89,42 @@ def check_finite_number(value, name, *, positive=False, nonnegative=False):
     if nonnegative and value < 0:
         raise ValueError(f"{name}: expected a number >= 0, got {value}")
     return value
+
+
+def check_bool(value, name) -> bool:
+    """True or False (NumPy's bool too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_network(net, name="net"):
+    """A :class:`vgcore.MLP`."""
+    from vgcore.core.network import MLP
+    if not isinstance(net, MLP):
+        raise TypeError(f"{name}: expected a vgcore.MLP, got {type(net).__name__}")
+    return net
+
+
+def check_data_matrix(X, name, dtype, cols):
+    """A data set: a finite 2-D array of ``dtype`` with ``cols`` columns and at least one row,
+    in any memory layout (the caller gathers or copies batches from it)."""
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(X).__name__}")
+    if X.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (samples, {cols}), got a "
+                         f"{X.ndim}-D array of shape {X.shape}")
+    if X.dtype != dtype:
+        hint = (f"; convert it with {name}.astype(np.{dtype.name})"
+                if X.dtype.kind in "fiub" else "")
+        raise TypeError(f"{name}: expected dtype {dtype.name} (the network's dtype), got "
+                        f"{X.dtype}{hint}")
+    if X.shape[1] != cols:
+        raise ValueError(f"{name}: expected shape (samples, {cols}) (the network's input "
+                         f"width), got {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one sample, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        n_bad = int(np.count_nonzero(~np.isfinite(X)))
+        raise ValueError(f"{name}: expected finite values, got {n_bad} NaN or Inf entries")
+    return X

@@ -42,25 +42,32 @@ def _float_input(x, name):
     raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
 
 
-def _labels(labels, n, n_classes):
+def _labels(labels, n, n_classes, name="labels"):
+    """Integer class labels, one per row: int64, contiguous and aligned labels as they are,
+    others as such a copy."""
     if not isinstance(labels, np.ndarray):
-        raise TypeError(f"labels: expected a numpy.ndarray of integer class indices, got "
+        raise TypeError(f"{name}: expected a numpy.ndarray of integer class labels, got "
                         f"{type(labels).__name__}")
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}")
+        raise TypeError(f"{name}: expected integer class labels for loss='cross_entropy', got "
+                        f"dtype {labels.dtype}")
+    if labels.ndim == 0 or labels.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} rows (one label per sample), got shape "
+                         f"{labels.shape}")
+    if labels.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of class labels, shape ({n},), got "
+                         f"shape {labels.shape}")
     if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size \
             and int(labels.max()) >= n_classes:
         bad = int(np.argmax(labels >= n_classes))       # before int64 could wrap it
-        raise ValueError(f"labels: expected class indices in [0, {n_classes - 1}] "
+        raise ValueError(f"{name}: expected class labels in [0, {n_classes - 1}] "
                          f"({n_classes} outputs), got {int(labels[bad])} at position {bad}")
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"labels: expected shape ({n},) to match the batch, got {labels.shape}")
     if labels.dtype != np.int64 or not labels.flags.c_contiguous or not labels.flags.aligned:
         # int64, contiguous and aligned labels are used as they are; others are copied
         labels = np.require(labels, dtype=np.int64, requirements=["C", "A"])
     bad = _engine.first_bad_label(labels, n_classes)
     if bad >= 0:
-        raise ValueError(f"labels: expected class indices in [0, {n_classes - 1}] "
+        raise ValueError(f"{name}: expected class labels in [0, {n_classes - 1}] "
                          f"({n_classes} outputs), got {int(labels[bad])} at position {bad}")
     return labels
 
@@ -146,25 +153,55 @@ LOSSES = {
 }
 
 
-def check_targets(fn, y, n, n_out, dtype) -> None:
+def check_targets(fn, y, n, n_out, dtype, *, name=None, data=False):
     """Check labels or targets for the loss ``fn`` before any pass runs (so a rejected step
-    changes nothing): integer labels for cross_entropy, targets of shape (n, n_out) for mse and
-    binary_cross_entropy (values in [0, 1]).  Custom loss functions check their own."""
+    changes nothing), by one rule for :meth:`vgcore.MLP.train_step` (a batch) and
+    :func:`vgcore.fit` / :func:`vgcore.evaluate` (a data set).
+
+    ``cross_entropy``: integer class labels, one per row, in ``[0, n_out)``.  ``mse`` and
+    ``binary_cross_entropy``: float targets of the network's dtype, shape ``(n, n_out)``,
+    finite, and in ``[0, 1]`` for the latter.  Custom loss functions check their own.
+
+    Parameters
+    ----------
+    name : str, optional
+        The argument's name in messages (default the loss's own: ``labels``, ``target``,
+        ``targets``).
+    data : bool
+        A data set rather than a batch: any memory layout is accepted (and copied), and a
+        network with one output takes targets of shape ``(n,)``.
+
+    Returns
+    -------
+    ndarray
+        The targets as the loss takes them (int64 labels; contiguous, aligned targets): the
+        array itself when it already is, else a copy.
+    """
     if fn is cross_entropy:
-        _labels(y, n, n_out)
-    elif fn is mse or fn is binary_cross_entropy:
-        name = "targets" if fn is binary_cross_entropy else "target"
+        return _labels(y, n, n_out, name or "labels")
+    if fn is mse or fn is binary_cross_entropy:
+        kind = "binary_cross_entropy" if fn is binary_cross_entropy else "mse"
+        name = name or ("targets" if fn is binary_cross_entropy else "target")
         if not isinstance(y, np.ndarray):
             raise TypeError(f"{name}: expected a numpy.ndarray, got {type(y).__name__}")
+        if y.dtype != dtype:
+            raise TypeError(f"{name}: expected float targets of dtype {np.dtype(dtype).name} "
+                            f"(the network's dtype) for loss={kind!r}, got dtype {y.dtype}")
+        if data:
+            if y.ndim == 1 and n_out == 1 and y.shape[0] == n:
+                y = y.reshape(n, 1)
+            y = np.require(y, requirements=["C", "A"])
         if y.shape != (n, n_out):
-            raise ValueError(f"{name}: expected shape {(n, n_out)} (the predictions' shape), "
-                             f"got {y.shape}")
-        t = check_float_matrix(y, name, dtype, what="the predictions' dtype")
+            raise ValueError(f"{name}: expected shape ({n}, {n_out}) (samples, outputs) for "
+                             f"loss={kind!r}, got {y.shape}")
+        t = check_float_matrix(y, name, dtype, what="the network's dtype")
         if fn is binary_cross_entropy:
             lo, hi = float(t.min()), float(t.max())
             if lo < 0 or hi > 1:
-                raise ValueError(f"targets: expected values in [0, 1], got values in "
-                                 f"[{lo}, {hi}]")
+                raise ValueError(f"{name}: expected targets in [0, 1] for "
+                                 f"loss='binary_cross_entropy', got values in [{lo}, {hi}]")
+        return t
+    return np.ascontiguousarray(y) if data else y
 
 
 def get(name):

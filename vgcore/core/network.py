@@ -7,15 +7,20 @@ from collections import OrderedDict
 import numpy as np
 
 from vgcore import _engine
+from vgcore.core import _contract
 from vgcore.core import losses as _losses
-from vgcore.core._validation import as_dtype, check_float_matrix, check_positive_int
+from vgcore.core._validation import (as_dtype, check_finite_number, check_float_matrix,
+                                     check_positive_int)
 from vgcore.core.activations import Activation, max_derivative, resolve_activation
-from vgcore.measure.flow import N_STATS, SATURATION_THRESHOLD, GradientFlow
+from vgcore.core.errors import NonFiniteError
+from vgcore.measure.flow import _SUM_D2, _SUM_H2, N_STATS, SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.init import check_init, init_weight
+from vgcore.core.layers import Dense, layer_options, param_layout
 
 __all__ = ["MLP", "Dense"]
 
 _WORKSPACE_CACHE = 4      # batch sizes whose buffers are kept (e.g. full batch + last batch)
+_contract.require("normalisations", ("none", "batch", "layer"), _contract.NORM_KINDS)
 
 
 class _Workspace:
@@ -47,33 +52,9 @@ class _Workspace:
 
     @property
     def nbytes(self):
-        return self.H.nbytes + self.A.nbytes + self.D.nbytes + self.dX.nbytes
-
-
-class Dense:
-    """One layer of an explicit layer list for :meth:`MLP.from_layers`.
-
-    Parameters
-    ----------
-    units : int
-        The layer's width (its fan-out).
-    activation : str or Activation
-        Its activation (the last layer of a list is the output layer and must be linear:
-        ``"identity"``, the default there).
-    norm, residual, dropout
-        As the options of :class:`MLP`, for this layer alone.
-    """
-
-    def __init__(self, units, activation="identity", *, norm=None, residual=None, dropout=0.0):
-        self.units = check_positive_int(units, "units")
-        self.activation = resolve_activation(activation)
-        self.norm, self.residual, self.dropout = norm, residual, dropout
-
-    def __repr__(self):
-        extra = "".join(f", {k}={v!r}" for k, v in (("norm", self.norm),
-                                                   ("residual", self.residual),
-                                                   ("dropout", self.dropout)) if v)
-        return f"Dense({self.units}, {self.activation.name!r}{extra})"
+        """Bytes of every buffer this workspace owns."""
+        return sum(getattr(self, k).nbytes for k in ("H", "A", "D", "dX", "loss_grad", "Z", "OUT",
+                                                     "NS") if hasattr(self, k))
 
 
 class MLP:
@@ -169,26 +150,20 @@ class MLP:
         if seed is not None and seed < 0:
             raise ValueError(f"seed: expected a non-negative integer or None, got {seed}")
         self.seed = seed
-        self._configure_layers(norm, residual, residual_init, dropout, dropout_seed,
-                               norm_momentum, norm_eps)
+        for name, value in layer_options(self.sizes, norm=norm, residual=residual,
+                                         residual_init=residual_init, dropout=dropout,
+                                         dropout_seed=dropout_seed, norm_momentum=norm_momentum,
+                                         norm_eps=norm_eps).items():
+            setattr(self, name, value)      # norms, residuals, dropouts (per layer), the rest
+        self._extras = any(self.norms) or any(r is not None for r in self.residuals) \
+            or any(self.dropouts)
 
         # one flat buffer for parameters, one for gradients, with per-layer views:
         # W_l, b_l, and gamma_l, beta_l for normalised layers
         L = len(self.sizes) - 1
-        w_off = np.zeros(L, np.int64)
-        b_off = np.zeros(L, np.int64)
-        g_off = np.full(L, -1, np.int64)
-        be_off = np.full(L, -1, np.int64)
-        off = 0
-        for l in range(L):
-            w_off[l] = off
-            off += self.sizes[l] * self.sizes[l + 1]
-            b_off[l] = off
-            off += self.sizes[l + 1]
-            if self.norms[l]:
-                g_off[l] = off
-                be_off[l] = off + self.sizes[l + 1]
-                off += 2 * self.sizes[l + 1]
+        layout, off = param_layout(self.sizes, self.norms)
+        w_off, b_off, g_off, be_off = (np.asarray([-1 if o is None else o for o in col], np.int64)
+                                       for col in zip(*layout))
         if off * self.dtype.itemsize > 2**40:
             raise ValueError(f"sizes: {list(self.sizes)} make {off} parameters "
                              f"({off * self.dtype.itemsize / 2**30:.0f} GiB), more than vgcore "
@@ -227,7 +202,7 @@ class MLP:
             w_off, b_off, self.params, self.grads)
         if self._extras:
             self._engine.set_layers(
-                np.asarray([{None: 0, "batch": 1, "layer": 2}[k] for k in self.norms], np.intc),
+                np.asarray([_contract.NORM_KINDS[k or "none"] for k in self.norms], np.intc),
                 np.asarray([r or 0.0 for r in self.residuals], np.float64),
                 np.asarray(self.dropouts, np.float64), g_off, be_off, self._run_mean,
                 self._run_var, self.norm_eps, self.norm_momentum, self.dropout_seed,
@@ -245,6 +220,7 @@ class MLP:
 
         # measurement buffers, filled by the compiled passes (see vgcore.flow)
         self._stats = np.zeros((L, N_STATS), np.float64)
+        self._scratch_stats = np.zeros((L, N_STATS), np.float64)   # an unmeasured update's norms
         self._sat_thr = np.asarray([SATURATION_THRESHOLD * max_derivative(a)
                                     for a in self.activations], np.float64)
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
@@ -255,71 +231,6 @@ class MLP:
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
         self.measure = measure
-
-    def _configure_layers(self, norm, residual, residual_init, dropout, dropout_seed,
-                          norm_momentum, norm_eps):
-        """Resolve the per-layer normalisation, residual and dropout options."""
-        n_hidden = len(self.sizes) - 2
-
-        def per_hidden(value, name):
-            if isinstance(value, (list, tuple)):
-                if len(value) != n_hidden:
-                    raise ValueError(f"{name}: expected one entry per hidden layer ({n_hidden}), "
-                                     f"got {len(value)}")
-                return list(value), True
-            return [value] * n_hidden, False
-
-        norms, _ = per_hidden(norm, "norm")
-        for k in norms:
-            if k not in (None, "batch", "layer"):
-                raise ValueError(f"norm: expected None, 'batch' or 'layer', got {k!r}")
-        res, explicit = per_hidden(residual, "residual")
-        residuals = []
-        for l, r in enumerate(res):
-            if r is None:
-                residuals.append(None)
-                continue
-            if r == "auto":
-                r = 1.0 / np.sqrt(n_hidden)
-            elif isinstance(r, str) or isinstance(r, bool) or not isinstance(
-                    r, (int, float, np.integer, np.floating)) or not np.isfinite(r) or r == 0:
-                raise ValueError(f"residual: expected None, 'auto' or a finite non-zero scale, "
-                                 f"got {r!r}")
-            if self.sizes[l] != self.sizes[l + 1]:
-                if explicit:
-                    raise ValueError(f"residual: hidden layer {l + 1} maps {self.sizes[l]} to "
-                                     f"{self.sizes[l + 1]} units; a residual block needs equal "
-                                     f"widths")
-                residuals.append(None)
-                continue
-            residuals.append(float(r))
-        drops, _ = per_hidden(dropout, "dropout")
-        for p in drops:
-            if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
-                    or not 0 <= p < 1:
-                raise ValueError(f"dropout: expected a probability in [0, 1), got {p!r}")
-        if residual_init not in (None, "zero"):
-            raise ValueError(f"residual_init: expected None or 'zero', got {residual_init!r}")
-        if isinstance(dropout_seed, bool) or not isinstance(dropout_seed, (int, np.integer)) \
-                or not 0 <= dropout_seed < 2**64:
-            raise ValueError(f"dropout_seed: expected an integer in [0, 2**64), got "
-                             f"{dropout_seed!r}")
-        for name, v in (("norm_momentum", norm_momentum), ("norm_eps", norm_eps)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(v) or v < 0 or (name == "norm_momentum" and v > 1) \
-                    or (name == "norm_eps" and v == 0):
-                raise ValueError(f"{name}: expected a finite number "
-                                 f"{'in [0, 1]' if name == 'norm_momentum' else '> 0'}, "
-                                 f"got {v!r}")
-        self.norms = tuple(norms) + (None,)
-        self.residuals = tuple(residuals) + (None,)
-        self.dropouts = tuple(float(p) for p in drops) + (0.0,)
-        self.residual_init = residual_init
-        self.dropout_seed = int(dropout_seed)
-        self.norm_momentum = float(norm_momentum)
-        self.norm_eps = float(norm_eps)
-        self._extras = any(self.norms) or any(r is not None for r in self.residuals) \
-            or any(self.dropouts)
 
     @classmethod
     def from_layers(cls, n_in, layers, **options) -> "MLP":
@@ -607,12 +518,23 @@ class MLP:
                                          in_norm2, delta_norm2, self._unit_zero,
                                          self._cum_width, self._stepped)
 
-    def _sgd_step(self, lr: float) -> None:
-        """``params -= lr * grads`` in one compiled call; when measuring, the same pass
-        records the norms of W, dW and of the update (no pass of its own)."""
+    # ---------------------------------------------------------------- updates (optimisers)
+    def _update_measured(self) -> bool:
+        """Whether the next update measures its norms: measuring, after a measured backward
+        pass, and no update measured since."""
+        return self._measure and self._flow_batch is not None and not self._stepped
+
+    def sgd_step(self, lr: float) -> None:
+        """``params -= lr * grads`` in one compiled pass over the flat buffers.
+
+        When the network measures (and no update was measured since the last backward pass),
+        the same pass records the norms of W, dW and of the update, which
+        :meth:`gradient_flow` reports as ``update_to_weight``: no pass of its own.
+        """
+        lr = check_finite_number(lr, "lr")
         self._acquire("step")
         try:
-            if self._measure and self._flow_batch is not None and not self._stepped:
+            if self._update_measured():
                 self._engine.sgd_measured(lr)
                 self._stepped = True
             else:
@@ -620,12 +542,142 @@ class MLP:
         finally:
             self._release()
 
+    def apply_update(self, kind: str, hyper: np.ndarray, state1=None, state2=None) -> None:
+        """One optimiser update of every parameter, in one compiled pass (what
+        :mod:`vgcore.optim` calls).
+
+        Parameters
+        ----------
+        kind : str
+            The compiled update: ``"sgd"`` (momentum, Nesterov), ``"rmsprop"``, ``"adagrad"``
+            or ``"adam"`` (AdamW with ``decoupled``).
+        hyper : ndarray of float64
+            The hyper-parameter slots (``vgcore.core._contract.HYPERPARAMETERS``: lr,
+            gradient scale, clipping, weight decay, betas, eps, ...).
+        state1, state2 : ndarray like :attr:`params`, or None
+            The optimiser's state (momentum or squared-gradient average; Adam's second
+            moment), updated in place.  The update reads and writes a state only when its kind
+            needs it (sgd with momentum: state1; rmsprop, adagrad: state1; adam: both).
+
+        When the network measures, the pass also records the per-layer norms of the weights
+        before the update, of the gradient and of the update (see :meth:`sgd_step`).  The
+        gradients are read, never written.
+        """
+        if kind not in _contract.OPTIMIZER_KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(_contract.OPTIMIZER_KINDS)}, "
+                             f"got {kind!r}")
+        n_hyper = _contract.N_HYPERPARAMETERS
+        if (not isinstance(hyper, np.ndarray) or hyper.dtype != np.float64
+                or hyper.shape != (n_hyper,) or not hyper.flags.c_contiguous):
+            raise TypeError(f"hyper: expected a contiguous float64 array of shape ({n_hyper},), "
+                            f"got {getattr(hyper, 'dtype', type(hyper).__name__)} "
+                            f"{getattr(hyper, 'shape', '')}")
+        needed = {"sgd": 1 if hyper[_contract.HYPER["beta1"]] != 0 else 0, "rmsprop": 1,
+                  "adagrad": 1, "adam": 2}[kind]
+        states = []
+        for i, s in enumerate((state1, state2)):
+            if s is None:
+                if i < needed:
+                    raise ValueError(f"state{i + 1}: the {kind!r} update needs {needed} state "
+                                     f"buffer{'s' if needed > 1 else ''} like params, got None")
+                s = self.grads                  # a valid pointer the kernel never writes
+            elif (not isinstance(s, np.ndarray) or s.dtype != self.dtype
+                  or s.shape != self.params.shape or not s.flags.c_contiguous
+                  or not s.flags.writeable or np.may_share_memory(s, self.params)
+                  or np.may_share_memory(s, self.grads)):
+                raise ValueError(f"state{i + 1}: expected a writable contiguous {self.dtype.name} "
+                                 f"array of shape {self.params.shape} of its own (like params)")
+            states.append(s)
+        self._acquire("step")
+        try:
+            measured = self._update_measured()
+            self._engine.opt_update(_contract.OPTIMIZER_KINDS[kind], states[0], states[1], hyper,
+                                    self._stats if measured else self._scratch_stats)
+            if measured:
+                self._stepped = True
+        finally:
+            self._release()
+
+    # ---------------------------------------------------------------- state and memory
+    @property
+    def norm_buffers(self) -> tuple:
+        """``(running_mean, running_var)``: batch norm's running averages of every unit of
+        every layer, as two flat float64 arrays (units of layers without batch norm hold 0 and
+        1).  Writable: :attr:`running_means` and :attr:`running_vars` are per-layer views into
+        them, and checkpoints save and restore them whole."""
+        return self._run_mean, self._run_var
+
+    def memory_usage(self, batch=None) -> dict:
+        """Bytes of the buffers the network owns.
+
+        Parameters
+        ----------
+        batch : int, optional
+            Count only the workspace of this batch size (0 when it is not allocated); default:
+            every cached workspace.
+
+        Returns
+        -------
+        dict
+            ``parameters``, ``gradients``, ``workspace`` (activations, errors and the loss
+            gradient of the cached batch sizes), ``measurement`` (the gradient-flow buffers),
+            ``normalisation`` (batch norm's running averages) and ``total``.
+        """
+        if batch is None:
+            workspace = sum(ws.nbytes for ws in self._workspaces.values())
+        else:
+            ws = self._workspaces.get(check_positive_int(batch, "batch"))
+            workspace = 0 if ws is None else ws.nbytes
+        measurement = sum(a.nbytes for a in (self._stats, self._scratch_stats, self._sat_thr,
+                                              self._cum_width, self._unit_zero, self._acc))
+        out = dict(parameters=self.params.nbytes, gradients=self.grads.nbytes,
+                   workspace=workspace, measurement=measurement,
+                   normalisation=self._run_mean.nbytes + self._run_var.nbytes)
+        out["total"] = sum(out.values())
+        return out
+
+    def nonfinite(self):
+        """Where the last forward and backward passes produced NaN or Inf, from the passes'
+        own measurements (a few sums per layer, no pass over the data).
+
+        Returns
+        -------
+        None or (str, int)
+            None when they were finite; else ``("forward", layer)`` (the first layer whose
+            pre-activations were not finite) or ``("backward", layer)`` (the first, from the
+            output layer down, whose error was not finite), layers 1-based.  Values whose
+            squares overflow the dtype count as non-finite.
+
+        Raises
+        ------
+        RuntimeError
+            When measurements are off (check ``net.grads`` with ``np.isfinite`` instead).
+        """
+        if not self._measure:
+            raise RuntimeError("nonfinite: measurements are off; set net.measure = True (or "
+                               "check the output and net.grads yourself)")
+        st = self._stats
+        if np.isfinite(st[:, _SUM_H2].sum() + st[:, _SUM_D2].sum()):
+            return None
+        bad_fwd = ~np.isfinite(st[:, _SUM_H2])
+        if bad_fwd.any():
+            return "forward", int(np.argmax(bad_fwd)) + 1
+        bad_bwd = ~np.isfinite(st[:, _SUM_D2])
+        return "backward", int(len(bad_bwd) - np.argmax(bad_bwd[::-1]))
+
     def train_step(self, X, y, loss="cross_entropy", optimizer=None) -> float:
         """Forward, loss, backward and (when given) the optimiser's step; returns the loss.
 
         ``loss`` names a function of :mod:`vgcore.losses`.  The loss gradient is written into a
         buffer kept with the batch's workspace, so after the first step at a batch size a
         step allocates no memory.
+
+        Raises
+        ------
+        vgcore.NonFiniteError
+            When the forward pass produced NaN or Inf, or (when the network measures) the
+            backward pass did: before the optimiser steps, so the parameters are unchanged.
+            A :class:`FloatingPointError`, with the pass and the layer.
         """
         fn = _losses.get(loss)
         if optimizer is not None:
@@ -641,13 +693,28 @@ class MLP:
         self._acquire("train_step")
         try:
             out = self.forward(X)
+            if not _engine.all_finite(out):
+                self._raise_nonfinite("forward")
             value, dout = fn(out, y, grad_out=self._ws.loss_grad)
             self.backward(dout, input_grad=False)
             if optimizer is not None:
+                if self._measure and self.nonfinite() is not None:
+                    self._raise_nonfinite("backward")
                 optimizer.step()
             return value
         finally:
             self._release()
+
+    def _raise_nonfinite(self, where):
+        layer = None
+        if self._measure:
+            found = self.nonfinite()
+            if found is not None:
+                where, layer = found
+        at = f" at layer {layer}" if layer else ""
+        raise NonFiniteError(f"train_step: the {where} pass produced NaN or Inf{at}; the "
+                             f"parameters are those before this step (try a lower learning "
+                             f"rate, clip_norm, or a normalisation)", where=where, layer=layer)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The network's output on X as a new array (a copy of :meth:`forward`'s view)."""

@@ -3,7 +3,8 @@
 It defines the semantics (the tests check the engine against it) and is the baseline the
 benchmarks race.  It is written as a careful NumPy programmer would: parameters in one flat
 buffer with per-layer views, every intermediate buffer allocated once per batch size, and
-in-place ufuncs with ``out=``, so a step allocates nothing once warmed up.  Only ``gelu``
+in-place ufuncs with ``out=``, so a step allocates nothing once warmed up.  The activations'
+NumPy definitions are their specs' (:data:`vgcore.activations.ACTIVATIONS`); only ``gelu``
 needs SciPy (``scipy.special.erf``, NumPy has no erf).
 
 The layer options (batch / layer normalisation, residual blocks, dropout with a counter-based
@@ -11,145 +12,38 @@ hash mask) are defined here too: see :class:`ReferenceMLP` and :func:`dropout_un
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from vgcore.core._validation import as_dtype
-from vgcore.core.activations import SELU_ALPHA, SELU_SCALE, Activation, resolve_activation
+from vgcore.core.activations import Activation, resolve_activation
 from vgcore.core.init import check_init, init_weight
+from vgcore.core.layers import NORMS, layer_options, param_layout  # noqa: F401 (re-exported)
 
 __all__ = ["activation_forward", "activation_derivative", "cross_entropy", "mse",
            "binary_cross_entropy", "ReferenceMLP", "NORMS", "layer_options", "param_layout",
            "splitmix64_mix", "dropout_key", "dropout_uniforms", "dropout_keep"]
 
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def _erf(x, out):
-    from scipy.special import erf
-    return erf(x, out=out)
-
-
 def activation_forward(act, h, out=None, scratch=None):
-    """``phi(h)`` for an activation (name or :class:`Activation`); writes into ``out``."""
+    """``phi(h)`` for an activation (name or :class:`Activation`); writes into ``out``.
+
+    The definition is the activation's spec (:data:`vgcore.activations.ACTIVATIONS`), in place
+    with ufuncs; ``scratch`` (like ``h``) is used for intermediate values."""
     act = resolve_activation(act)
-    name, p = act.name, act.param
     a = np.empty_like(h) if out is None else out
     s = np.empty_like(h) if scratch is None else scratch
     with np.errstate(over="ignore", under="ignore"):
-        if name == "identity":
-            np.copyto(a, h)
-        elif name == "sigmoid":
-            np.negative(h, out=a)
-            np.exp(a, out=a)            # overflows to inf for h << 0: 1/(1+inf) = 0, exact
-            a += 1
-            np.reciprocal(a, out=a)
-        elif name == "tanh":
-            np.tanh(h, out=a)
-        elif name == "relu":
-            np.maximum(h, 0, out=a)
-        elif name == "leaky_relu":
-            np.minimum(h, 0, out=s)
-            s *= p
-            np.maximum(h, 0, out=a)
-            a += s
-        elif name in ("elu", "selu"):
-            alpha = p if name == "elu" else SELU_ALPHA
-            np.minimum(h, 0, out=s)
-            np.expm1(s, out=s)
-            s *= alpha
-            np.maximum(h, 0, out=a)
-            a += s
-            if name == "selu":
-                a *= SELU_SCALE
-        elif name == "gelu":
-            np.multiply(h, 1.0 / math.sqrt(2.0), out=s)
-            _erf(s, out=s)
-            s += 1
-            s *= 0.5                     # Phi(h)
-            np.multiply(h, s, out=a)
-        elif name == "softplus":
-            np.logaddexp(h, 0, out=a)
-        elif name == "softsign":
-            np.abs(h, out=s)
-            s += 1
-            np.divide(h, s, out=a)
-        elif name == "silu":
-            np.negative(h, out=s)
-            np.exp(s, out=s)
-            s += 1
-            np.divide(h, s, out=a)
-        elif name == "hard_tanh":
-            np.clip(h, -1, 1, out=a)
-        else:  # pragma: no cover - resolve_activation rejects unknown names
-            raise ValueError(name)
+        act.spec.forward(h, act.param, a, s)
     return a
 
 
 def activation_derivative(act, h, a, out=None, scratch=None):
     """``phi'(h)`` given the pre-activation ``h`` and the activation ``a = phi(h)``."""
     act = resolve_activation(act)
-    name, p = act.name, act.param
     d = np.empty_like(h) if out is None else out
     s = np.empty_like(h) if scratch is None else scratch
     with np.errstate(over="ignore", under="ignore"):
-        if name == "identity":
-            d.fill(1)
-        elif name == "sigmoid":
-            np.subtract(1, a, out=d)
-            d *= a
-        elif name == "tanh":
-            np.multiply(a, a, out=d)
-            np.subtract(1, d, out=d)
-        elif name == "relu":
-            np.greater(h, 0, out=d)
-        elif name == "leaky_relu":
-            np.greater(h, 0, out=d)
-            d *= 1 - p
-            d += p
-        elif name in ("elu", "selu"):
-            # 1 (scale) for h > 0, else phi + alpha (phi + scale*alpha)
-            hi = 1.0 if name == "elu" else SELU_SCALE
-            lo = p if name == "elu" else SELU_SCALE * SELU_ALPHA
-            np.greater(h, 0, out=s)          # mask m
-            np.add(a, lo, out=d)             # left branch
-            d *= 1 - s
-            s *= hi
-            d += s
-        elif name == "gelu":
-            np.multiply(h, 1.0 / math.sqrt(2.0), out=s)
-            _erf(s, out=s)
-            s += 1
-            s *= 0.5                          # Phi(h)
-            np.multiply(h, h, out=d)
-            d *= -0.5
-            np.exp(d, out=d)
-            d *= _INV_SQRT_2PI                # N(h; 0, 1)
-            d *= h
-            d += s
-        elif name in ("softplus", "silu"):
-            np.negative(h, out=s)
-            np.exp(s, out=s)
-            s += 1
-            np.reciprocal(s, out=s)           # sigmoid(h)
-            if name == "softplus":
-                np.copyto(d, s)
-            else:                             # s + h s (1 - s)
-                np.subtract(1, s, out=d)
-                d *= h
-                d += 1
-                d *= s
-        elif name == "softsign":
-            np.abs(h, out=d)
-            d += 1
-            np.multiply(d, d, out=d)
-            np.reciprocal(d, out=d)
-        elif name == "hard_tanh":
-            np.abs(h, out=s)
-            np.less(s, 1, out=d)
-        else:  # pragma: no cover
-            raise ValueError(name)
+        act.spec.derivative(h, a, act.param, d, s)
     return d
 
 
@@ -234,149 +128,6 @@ def dropout_uniforms(seed, counter, layer, batch, width):
 def dropout_keep(seed, counter, layer, batch, width, p):
     """The dropout keep-mask (bool, shape (batch, width)): ``u >= p``."""
     return dropout_uniforms(seed, counter, layer, batch, width) >= p
-
-
-# ------------------------------------------------------------------------------ layer options
-
-NORMS = ("batch", "layer")
-
-
-def _is_number(v):
-    return (not isinstance(v, (bool, np.bool_))
-            and isinstance(v, (int, float, np.integer, np.floating)))
-
-
-def _per_hidden(value, n_hidden, name):
-    """A single value -> None (caller broadcasts); a list -> checked length."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n_hidden:
-            raise ValueError(f"{name}: expected one entry per hidden layer ({n_hidden}), "
-                             f"got {len(value)}")
-        return list(value)
-    return None
-
-
-def _check_norm_entry(v, name):
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        raise TypeError(f"{name}: expected None, 'batch' or 'layer', got {type(v).__name__}")
-    if v not in NORMS:
-        raise ValueError(f"{name}: unknown normalisation {v!r}; expected None, 'batch' or "
-                         f"'layer'")
-    return v
-
-
-def _check_dropout_entry(v, name):
-    if not _is_number(v):
-        raise TypeError(f"{name}: expected a number in [0, 1), got {type(v).__name__}")
-    v = float(v)
-    if not (0.0 <= v < 1.0):
-        raise ValueError(f"{name}: expected a rate in [0, 1), got {v!r}")
-    return v
-
-
-def _check_residual_entry(v, name):
-    if v is None:
-        return None
-    if not _is_number(v):
-        raise TypeError(f"{name}: expected a number or None, got {type(v).__name__}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: expected a finite scale, got {v!r}")
-    return v
-
-
-def layer_options(sizes, norm=None, residual=None, residual_init=None, dropout=0.0,
-                  dropout_seed=0, norm_momentum=0.1, norm_eps=1e-5):
-    """Check the layer options of an MLP; returns a dict with per-layer tuples of length
-    ``len(sizes) - 1`` (the output layer's entry is always None / None / 0.0) and the scalars.
-
-    Every error is a ValueError (bad value) or TypeError (bad type) naming the option.
-    """
-    sizes = tuple(int(s) for s in sizes)
-    L = len(sizes) - 1
-    n_hidden = L - 1
-
-    # norm
-    lst = _per_hidden(norm, n_hidden, "norm")
-    if lst is None:
-        norms = [_check_norm_entry(norm, "norm")] * n_hidden
-    else:
-        norms = [_check_norm_entry(v, f"norm[{l}]") for l, v in enumerate(lst)]
-
-    # residual
-    lst = _per_hidden(residual, n_hidden, "residual")
-    if lst is None:
-        if residual is None:
-            scale = None
-        elif isinstance(residual, str):
-            if residual != "auto":
-                raise ValueError(f"residual: unknown value {residual!r}; expected None, a "
-                                 f"number, 'auto' or a list")
-            scale = 1.0 / math.sqrt(n_hidden) if n_hidden > 0 else None
-        else:
-            scale = _check_residual_entry(residual, "residual")
-        residuals = [scale if sizes[l] == sizes[l + 1] else None for l in range(n_hidden)]
-    else:
-        residuals = []
-        for l, v in enumerate(lst):
-            v = _check_residual_entry(v, f"residual[{l}]")
-            if v is not None and sizes[l] != sizes[l + 1]:
-                raise ValueError(f"residual[{l}]: a residual connection needs fan_in == "
-                                 f"fan_out, but layer {l} maps {sizes[l]} -> {sizes[l + 1]}")
-            residuals.append(v)
-
-    if residual_init is not None and residual_init != "zero":
-        raise ValueError(f"residual_init: expected None or 'zero', got {residual_init!r}")
-
-    # dropout
-    lst = _per_hidden(dropout, n_hidden, "dropout")
-    if lst is None:
-        dropouts = [_check_dropout_entry(dropout, "dropout")] * n_hidden
-    else:
-        dropouts = [_check_dropout_entry(v, f"dropout[{l}]") for l, v in enumerate(lst)]
-
-    if isinstance(dropout_seed, (bool, np.bool_)) or not isinstance(dropout_seed,
-                                                                    (int, np.integer)):
-        raise TypeError(f"dropout_seed: expected an integer, got {type(dropout_seed).__name__}")
-    dropout_seed = int(dropout_seed)
-    if not (0 <= dropout_seed <= _MASK64):
-        raise ValueError(f"dropout_seed: expected an integer in [0, 2**64), got {dropout_seed}")
-
-    if not _is_number(norm_momentum):
-        raise TypeError(f"norm_momentum: expected a number, got {type(norm_momentum).__name__}")
-    norm_momentum = float(norm_momentum)
-    if not (0.0 <= norm_momentum <= 1.0):
-        raise ValueError(f"norm_momentum: expected a number in [0, 1], got {norm_momentum!r}")
-    if not _is_number(norm_eps):
-        raise TypeError(f"norm_eps: expected a number, got {type(norm_eps).__name__}")
-    norm_eps = float(norm_eps)
-    if not (norm_eps > 0.0 and math.isfinite(norm_eps)):
-        raise ValueError(f"norm_eps: expected a finite number > 0, got {norm_eps!r}")
-
-    return dict(norms=tuple(norms) + (None,), residuals=tuple(residuals) + (None,),
-                dropouts=tuple(dropouts) + (0.0,), residual_init=residual_init,
-                dropout_seed=dropout_seed, norm_momentum=norm_momentum, norm_eps=norm_eps)
-
-
-def param_layout(sizes, norms=None):
-    """Offsets in the flat parameter buffer: per layer ``(w_off, b_off, gamma_off, beta_off)``
-    (the last two None without normalisation) and the total size.  Per layer: W (fin*fout,
-    row-major), b (fout), then gamma (fout) and beta (fout) for normalised layers."""
-    L = len(sizes) - 1
-    norms = (None,) * L if norms is None else norms
-    offsets, off = [], 0
-    for l in range(L):
-        fi, fo = sizes[l], sizes[l + 1]
-        w_off, b_off = off, off + fi * fo
-        off = b_off + fo
-        if norms[l] is not None:
-            offsets.append((w_off, b_off, off, off + fo))
-            off += 2 * fo
-        else:
-            offsets.append((w_off, b_off, None, None))
-    return offsets, off
 
 
 # ------------------------------------------------------------------------------ network

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import vgcore as vg
+from vgcore.core.errors import NonFiniteError
 from vgcore.measure.diagnosis import Finding, diagnose
 
 OPTIMIZERS = {           # name -> default learning rate
@@ -143,9 +144,7 @@ def train_steps(net, opt, data, steps, batch_size, seed, recorder, on_step=None)
         idx = rng.integers(0, n, batch_size)
         try:
             loss = net.train_step(data.X_train[idx], data.y_train[idx], data.loss, opt)
-        except ValueError as e:
-            if "finite" not in str(e):
-                raise
+        except NonFiniteError:         # the step's forward or backward pass overflowed
             diverged = step
             break
         losses[step] = loss

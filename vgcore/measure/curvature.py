@@ -146,8 +146,7 @@ class _Probe:
         self.params = net.params.copy()
         self.w64 = self.params.astype(np.float64)
         self.grads = net.grads.copy()
-        self.run_mean = net._run_mean.copy()
-        self.run_var = net._run_var.copy()
+        self.norm_buffers = [b.copy() for b in net.norm_buffers]
         self.counter = net.dropout_counter
         self.measure = net.measure
         if self.measure:
@@ -158,8 +157,8 @@ class _Probe:
         net = self.net
         net.params[...] = self.params
         net.grads[...] = self.grads
-        net._run_mean[...] = self.run_mean
-        net._run_var[...] = self.run_var
+        for dst, src in zip(net.norm_buffers, self.norm_buffers):
+            dst[...] = src
         net.dropout_counter = self.counter
         if self.measure:
             net.measure = True

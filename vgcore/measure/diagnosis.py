@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vgcore.core._ui import plain_json
+from vgcore.core.activations import ACTIVATIONS
 from vgcore.measure.flow import FIELDS, SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.network import MLP
 from vgcore.measure.recorder import Recorder
@@ -112,8 +113,8 @@ SHRINKING_SIGNAL = 1e-2
 """Mentioned in a vanishing finding when the activations' standard deviation in the last hidden
 layer is below this fraction of the first's: the forward signal is dying as well."""
 
-SATURATING = ("sigmoid", "tanh", "softsign", "hard_tanh")
-"""Activations with flat tails, checked for saturation; the others are checked for dead
+SATURATING = tuple(name for name, spec in ACTIVATIONS.items() if spec.saturating)
+"""Activations with flat tails (their spec's ``saturating``), checked for saturation; the others are checked for dead
 units (units whose derivative is exactly zero on every sample)."""
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -233,15 +234,10 @@ def _max_window(x: np.ndarray):
 
 # ------------------------------------------------------------------------ remedies
 def _family(act: str) -> str:
-    if act == "sigmoid":
-        return "sigmoid"
-    if act in ("tanh", "softsign", "hard_tanh"):
-        return "tanh"
-    if act == "selu":
-        return "selu"
-    if act == "identity":
-        return "linear"
-    return "relu"           # relu, leaky_relu, elu, gelu, silu, softplus
+    """Whose remedies apply: the activation spec's family (sigmoid, tanh, relu, selu, linear);
+    relu's for a name this vgcore does not know (a Recorder read from another version)."""
+    spec = ACTIVATIONS.get(act)
+    return "relu" if spec is None else spec.family
 
 
 _RECOMMENDED = {

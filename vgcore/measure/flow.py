@@ -61,16 +61,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vgcore.core import _contract
+
 __all__ = ["GradientFlow", "SATURATION_THRESHOLD", "FIELDS"]
 
 SATURATION_THRESHOLD = 0.05
 """A unit counts as saturated on a sample when |phi'(h)| < 0.05 * max |phi'| (tanh: |h| > 2.3,
 sigmoid: |h| > 4.4)."""
 
-# layout of the compiled measurement rows (src/vg_kernels.h, VG_ST_*)
+# The fields of a layer's compiled measurement row (src/vg_kernels.h, VG_ST_*), by their names in
+# src/vg_contract.h; their indices and count come from the compiled module, and importing this
+# module fails if the two sides do not list the same fields.
+STAT_FIELDS = ("sum_h2", "sum_a", "sum_a2", "sum_d2", "n_sat", "n_zero", "n_dead", "w2", "dw2",
+               "b2", "db2", "uw2")
+_contract.require("measurement fields", STAT_FIELDS, _contract.STATISTICS)
 (_SUM_H2, _SUM_A, _SUM_A2, _SUM_D2, _N_SAT, _N_ZERO, _N_DEAD, _W2, _DW2, _B2, _DB2,
- _UW2) = range(12)
-N_STATS = 12
+ _UW2) = (_contract.STAT[name] for name in STAT_FIELDS)
+N_STATS = _contract.N_STATS
 
 FIELDS = ("delta_rms", "delta_norm", "grad_norm", "bias_grad_norm", "weight_norm",
           "bias_norm", "grad_to_weight", "update_to_weight", "preact_rms", "act_mean",

@@ -106,13 +106,6 @@ _Q_MAX = 1e300               # a fixed point beyond this is reported as inf
 _HERMITE_MAX = 300           # hermegauss overflows beyond ~360 nodes
 _HERMITE_CACHE: dict = {}
 
-# E[phi(z)^2] = E[phi'(z)^2] for the positively homogeneous activations (phi(a h) = a phi(h),
-# a > 0), for which V(q) = sigma_w2 m q + sigma_b2 and chi_1 = sigma_w2 m for every q.
-_HOMOGENEOUS = {
-    "identity": lambda p: 1.0,
-    "relu": lambda p: 0.5,
-    "leaky_relu": lambda p: 0.5 * (1.0 + p * p),
-}
 
 
 def _composite_rule(means, std):
@@ -288,8 +281,11 @@ def variance_sequence(activation, sigma_w2, sigma_b2, q0=1.0, n_layers=10, *,
 
 
 def _fixed_point(act, sw, sb, q0, tol, max_iter, quad):
-    if act.name in _HOMOGENEOUS:
-        a = sw * _HOMOGENEOUS[act.name](act.param)       # V(q) = a q + sb exactly
+    # a positively homogeneous activation (phi(a h) = a phi(h), a > 0) has E[phi(z)^2] =
+    # E[phi'(z)^2] = m, its spec's second moment: V(q) = sigma_w2 m q + sigma_b2 exactly
+    m = act.spec.second_moment
+    if m is not None:
+        a = sw * m(act.param)                            # V(q) = a q + sb exactly
         if abs(a - 1.0) <= 1e-12:
             return q0 if sb == 0.0 else math.inf
         if a > 1.0:
@@ -631,8 +627,8 @@ def critical_sigma_w2(activation, sigma_b2, *, q0=1.0, xtol=1e-12, quadrature="c
         raise TypeError(f"xtol: expected a real number, got {type(xtol).__name__}")
     if not 0 < float(xtol) < 1:
         raise ValueError(f"xtol: expected a number in (0, 1), got {xtol!r}")
-    if act.name in _HOMOGENEOUS:
-        return 1.0 / _HOMOGENEOUS[act.name](act.param)
+    if act.spec.second_moment is not None:             # chi_1 = sigma_w2 m for every q
+        return 1.0 / act.spec.second_moment(act.param)
 
     def f(sw):
         q = _fixed_point(act, sw, sb, q0, 1e-13, 400, quad)

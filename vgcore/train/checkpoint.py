@@ -89,10 +89,6 @@ __all__ = ["save", "load", "load_into", "Checkpoint", "FORMAT", "VERSION"]
 FORMAT = "vgcore.checkpoint"
 VERSION = 1
 
-_HYPER_NAMES = ("momentum", "nesterov", "alpha", "eps", "weight_decay", "clip_norm",
-                "clip_value")
-
-
 # ---------------------------------------------------------------------------- helpers
 def _check_path(path, name="path") -> str:
     if not isinstance(path, (str, os.PathLike)):
@@ -183,13 +179,7 @@ def _describe_net(net) -> dict:
 
 
 def _describe_optimizer(opt, state) -> dict:
-    hp = {}
-    for k in _HYPER_NAMES:
-        if hasattr(opt, k):
-            v = getattr(opt, k)
-            hp[k] = v if v is None or isinstance(v, bool) else float(v)
-    if hasattr(opt, "beta1") and hasattr(opt, "beta2"):
-        hp["betas"] = [float(opt.beta1), float(opt.beta2)]
+    hp = opt.hyperparameters()
     lr = opt.lr
     return {
         "type": type(opt).__name__,
@@ -239,8 +229,8 @@ def save(path, net, optimizer=None, history=None, extra=None, *, compress=False)
     if not isinstance(compress, (bool, np.bool_)):
         raise TypeError(f"compress: expected True or False, got {compress!r}")
 
-    arrays = {"params": net.params, "running_mean": net._run_mean,
-              "running_var": net._run_var}
+    running_mean, running_var = net.norm_buffers
+    arrays = {"params": net.params, "running_mean": running_mean, "running_var": running_var}
     checksums = {k: _crc(v) for k, v in arrays.items()}
     opt_meta = None
     if optimizer is not None:
@@ -262,24 +252,8 @@ def save(path, net, optimizer=None, history=None, extra=None, *, compress=False)
     arrays = {"format": np.array(FORMAT), "version": np.array(VERSION, np.int64),
               "metadata": np.array(text), **arrays}
 
-    folder = os.path.dirname(os.path.abspath(path))
     writer = np.savez_compressed if compress else np.savez
-    atomic_write(path, "xb", lambda f: writer(f, **arrays))
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the rename durable (POSIX); best effort, silently skipped where unsupported."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, "xb", lambda f: writer(f, **arrays))     # the folder fsynced too
 
 
 # ---------------------------------------------------------------------------- load
@@ -482,7 +456,8 @@ def _build_net(meta):
     m = meta["network"]
     hidden = []
     for a in m["activations"][:-1]:
-        pname = ACTIVATIONS.get(a["name"], (None, None))[1]
+        spec = ACTIVATIONS.get(a["name"])
+        pname = None if spec is None else spec.param_name
         hidden.append(Activation(a["name"], **({pname: a["param"]} if pname else {})))
     hidden_only = slice(0, len(m["sizes"]) - 2)
     n_hidden = len(m["sizes"]) - 2
@@ -498,7 +473,8 @@ def _build_net(meta):
 def _restore_layer_state(net, meta) -> None:
     """Batch-norm running averages, the mode and the dropout counter."""
     m = meta["network"]
-    net._run_mean[...], net._run_var[...] = meta["_running"]
+    running_mean, running_var = net.norm_buffers
+    running_mean[...], running_var[...] = meta["_running"]
     net.training = bool(m.get("training", True))
     net.dropout_counter = int(m.get("dropout_counter", 0))
 

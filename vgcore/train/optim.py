@@ -28,22 +28,41 @@ import math
 import numpy as np
 
 from vgcore import _engine
+from vgcore.core import _contract
 from vgcore.core._validation import check_finite_number
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW"]
 
-# compiled kernel ids (src/vg_kernels_impl.h, vg_opt_update)
-_SGD, _RMSPROP, _ADAGRAD, _ADAM = 0, 1, 2, 3
+# The compiled updates and the slots of their hyper-parameter vector, by their names in
+# src/vg_contract.h (kinds and slot numbers come from the compiled module; importing this
+# module fails if the two sides do not list the same ones).
+_contract.require("optimiser kinds", ("sgd", "rmsprop", "adagrad", "adam"),
+                  _contract.OPTIMIZER_KINDS)
+_contract.require("hyper-parameter slots",
+                  ("lr", "gscale", "clip_value", "weight_decay", "beta1", "beta2", "eps",
+                   "nesterov", "bias_corr1", "bias_corr2", "decoupled", "first_step"),
+                  _contract.HYPERPARAMETERS)
+_H = _contract.HYPER
+(_LR, _GSCALE, _CLIP_VALUE, _WEIGHT_DECAY, _BETA1, _BETA2, _EPS, _NESTEROV, _BIAS_CORR1,
+ _BIAS_CORR2, _DECOUPLED, _FIRST_STEP) = (
+    _H[k] for k in ("lr", "gscale", "clip_value", "weight_decay", "beta1", "beta2", "eps",
+                    "nesterov", "bias_corr1", "bias_corr2", "decoupled", "first_step"))
 
 
 class Optimizer:
-    """Base class: the options shared by every optimiser (see the module docstring)."""
+    """Base class: the options shared by every optimiser (see the module docstring).
 
-    _kind = _SGD
+    A subclass names its compiled update (``kind``, one of ``vgcore._engine.OPTIMIZERS``), the
+    number of state buffers it keeps, fills its slots of the hyper-parameter vector in
+    :meth:`_fill_hyper` and lists its constructor's options in :meth:`hyperparameters`.
+    """
+
+    kind = "sgd"
     _n_states = 0
 
     def __init__(self, net, lr=0.01, *, weight_decay=0.0, clip_norm=None, clip_value=None):
-        if not hasattr(net, "params") or not hasattr(net, "grads") or not hasattr(net, "_engine"):
+        from vgcore.core.network import MLP
+        if not isinstance(net, MLP):
             raise TypeError(f"net: expected a vgcore.MLP, got {type(net).__name__}")
         self.net = net
         self.lr = lr
@@ -54,9 +73,8 @@ class Optimizer:
                            else check_finite_number(clip_value, "clip_value", positive=True))
         self.step_count = 0
         self.last_grad_norm = math.nan      # global gradient norm before clipping (when clipping)
-        self._hp = np.zeros(12, np.float64)
+        self._hp = np.zeros(_contract.N_HYPERPARAMETERS, np.float64)
         self._states = [np.zeros_like(net.params) for _ in range(self._n_states)]
-        self._scratch_stats = np.zeros_like(net._stats)
 
     # ------------------------------------------------------------------ options
     @property
@@ -95,23 +113,30 @@ class Optimizer:
                 gscale = self.clip_norm / (gnorm + 1e-6)
         hp = self._hp
         hp[:] = 0.0
-        hp[0], hp[1] = lr, gscale
-        hp[2] = self.clip_value or 0.0
-        hp[3] = self.weight_decay
+        hp[_LR], hp[_GSCALE] = lr, gscale
+        hp[_CLIP_VALUE] = self.clip_value or 0.0
+        hp[_WEIGHT_DECAY] = self.weight_decay
         self._fill_hyper(hp)
-        hp[11] = 1.0 if self.step_count == 0 else 0.0
-        s1 = self._states[0] if self._n_states > 0 else net.grads     # never written if unused
-        s2 = self._states[1] if self._n_states > 1 else net.grads
-        net._acquire("step")
-        try:
-            measured = net._measure and net._flow_batch is not None and not net._stepped
-            net._engine.opt_update(self._kind, s1, s2, hp,
-                                   net._stats if measured else self._scratch_stats)
-            if measured:
-                net._stepped = True
-        finally:
-            net._release()
+        hp[_FIRST_STEP] = 1.0 if self.step_count == 0 else 0.0
+        states = self._states + [None] * (2 - len(self._states))
+        net.apply_update(self.kind, hp, states[0], states[1])
         self.step_count += 1
+
+    def hyperparameters(self) -> dict:
+        """The constructor's options besides ``lr`` (``weight_decay``, ``clip_norm``,
+        ``clip_value`` and the optimiser's own), as plain numbers: ``type(opt)(net, lr=lr,
+        **opt.hyperparameters())`` builds the same optimiser (checkpoints store them so)."""
+        return {"weight_decay": float(self.weight_decay),
+                "clip_norm": None if self.clip_norm is None else float(self.clip_norm),
+                "clip_value": None if self.clip_value is None else float(self.clip_value),
+                **self._own_hyperparameters()}
+
+    def _own_hyperparameters(self) -> dict:
+        return {}
+
+    def memory_usage(self) -> int:
+        """Bytes of the optimiser's state buffers and hyper-parameter vector."""
+        return sum(s.nbytes for s in self._states) + self._hp.nbytes
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (backward overwrites them; this is for manual use)."""
@@ -162,13 +187,16 @@ class SGD(Optimizer):
         super().__init__(net, lr, **options)
 
     def _fill_hyper(self, hp):
-        hp[4] = self.momentum
-        hp[7] = 1.0 if self.nesterov else 0.0
+        hp[_BETA1] = self.momentum
+        hp[_NESTEROV] = 1.0 if self.nesterov else 0.0
+
+    def _own_hyperparameters(self):
+        return {"momentum": float(self.momentum), "nesterov": self.nesterov}
 
     def step(self) -> None:
         if (self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None
                 and self.clip_value is None):
-            self.net._sgd_step(self.current_lr())
+            self.net.sgd_step(self.current_lr())        # the dedicated pass
             self.step_count += 1
             return
         super().step()
@@ -184,7 +212,7 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop: ``s = alpha s + (1 - alpha) g^2``, ``w -= lr g / (sqrt(s) + eps)``."""
 
-    _kind = _RMSPROP
+    kind = "rmsprop"
     _n_states = 1
 
     def __init__(self, net, lr=0.01, alpha=0.99, eps=1e-8, **options):
@@ -195,13 +223,16 @@ class RMSprop(Optimizer):
         super().__init__(net, lr, **options)
 
     def _fill_hyper(self, hp):
-        hp[4], hp[6] = self.alpha, self.eps
+        hp[_BETA1], hp[_EPS] = self.alpha, self.eps
+
+    def _own_hyperparameters(self):
+        return {"alpha": float(self.alpha), "eps": float(self.eps)}
 
 
 class Adagrad(Optimizer):
     """Adagrad: ``s += g^2``, ``w -= lr g / (sqrt(s) + eps)``."""
 
-    _kind = _ADAGRAD
+    kind = "adagrad"
     _n_states = 1
 
     def __init__(self, net, lr=0.01, eps=1e-10, **options):
@@ -209,7 +240,10 @@ class Adagrad(Optimizer):
         super().__init__(net, lr, **options)
 
     def _fill_hyper(self, hp):
-        hp[6] = self.eps
+        hp[_EPS] = self.eps
+
+    def _own_hyperparameters(self):
+        return {"eps": float(self.eps)}
 
 
 class Adam(Optimizer):
@@ -217,7 +251,7 @@ class Adam(Optimizer):
     ``w -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``; ``weight_decay`` is an L2 term
     added to g (see :class:`AdamW` for the decoupled form)."""
 
-    _kind = _ADAM
+    kind = "adam"
     _n_states = 2
     _decoupled = False
 
@@ -236,10 +270,13 @@ class Adam(Optimizer):
 
     def _fill_hyper(self, hp):
         t = self.step_count + 1
-        hp[4], hp[5], hp[6] = self.beta1, self.beta2, self.eps
-        hp[8] = 1.0 - self.beta1 ** t
-        hp[9] = 1.0 - self.beta2 ** t
-        hp[10] = 1.0 if self._decoupled else 0.0
+        hp[_BETA1], hp[_BETA2], hp[_EPS] = self.beta1, self.beta2, self.eps
+        hp[_BIAS_CORR1] = 1.0 - self.beta1 ** t
+        hp[_BIAS_CORR2] = 1.0 - self.beta2 ** t
+        hp[_DECOUPLED] = 1.0 if self._decoupled else 0.0
+
+    def _own_hyperparameters(self):
+        return {"eps": float(self.eps), "betas": [float(self.beta1), float(self.beta2)]}
 
 
 class AdamW(Adam):

@@ -32,7 +32,9 @@ Logged values (one entry per epoch in the :class:`History`):
 
 Accuracy is defined for ``cross_entropy`` (the arg-max of the logits equals the label) and
 ``binary_cross_entropy`` (``logit > 0`` agrees with ``target > 0.5``, over all outputs); for
-other losses it is not computed.
+other losses it is not computed.  :class:`History` and :class:`EarlyStopping` live in
+:mod:`vgcore.train.history`, :func:`evaluate` in :mod:`vgcore.train.evaluation`, the progress
+display in ``vgcore.train._progress``; all are importable from here as before.
 """
 from __future__ import annotations
 
@@ -44,10 +46,13 @@ import time
 import numpy as np
 
 from vgcore import _engine
-
-from vgcore.core import losses as _losses
-from vgcore.train._progress import KEY_ORDER as _KEY_ORDER
+from vgcore.core._validation import (check_bool, check_data_matrix, check_network,
+                                     check_positive_int)
+from vgcore.core.errors import NonFiniteError
 from vgcore.train._progress import make_progress
+from vgcore.train.evaluation import (Buffers, Evaluator, check_y, count_correct, evaluate,
+                                     loss_kind, set_training)
+from vgcore.train.history import EarlyStopping, History, early_stopping
 
 __all__ = ["fit", "evaluate", "History", "Trainer", "EarlyStopping"]
 
@@ -56,362 +61,6 @@ _CALLBACK_METHODS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epo
                      "on_train_end")
 
 
-# ============================================================================ History
-class History:
-    """Per-epoch values of a training run: a dict of lists.
-
-    ``hist["loss"]`` is the list of the epochs' training losses; the keys are those of the
-    logged values (see the module docstring) that the run computed.  :meth:`as_dict` gives a
-    plain dict (for :func:`vgcore.checkpoint.save`, pandas or JSON).
-
-    Attributes
-    ----------
-    best_epoch : int or None
-        The epoch (0-based) with the best value of :attr:`monitor`, or None before any epoch.
-    stopped_epoch : int or None
-        The epoch after which training stopped early (early stopping or a callback), or None
-        when it ran all its epochs.
-    monitor : str or None
-        The value that defined the best epoch (``"val_loss"`` when there is validation data,
-        ``"loss"`` otherwise, or the early-stopping monitor).
-    """
-
-    def __init__(self, data=None):
-        self._data: dict[str, list] = {}
-        self._n = 0
-        self.best_epoch = None
-        self.stopped_epoch = None
-        self.monitor = None
-        if data is not None:
-            if not isinstance(data, dict):
-                raise TypeError(f"data: expected a dict of lists, got {type(data).__name__}")
-            lengths = {len(v) for v in data.values()}
-            if len(lengths) > 1:
-                raise ValueError(f"data: expected lists of one length (one value per epoch), "
-                                 f"got lengths {sorted(lengths)}")
-            self._data = {str(k): [math.nan if x is None else float(x) for x in v]
-                          for k, v in data.items()}
-            self._n = lengths.pop() if lengths else 0
-
-    @classmethod
-    def from_dict(cls, data) -> "History":
-        """A History holding ``data`` (``{name: [value per epoch]}``, e.g. from a checkpoint)."""
-        return cls(data)
-
-    def append(self, logs: dict) -> None:
-        """Add one epoch's values; keys missing on either side are padded with NaN."""
-        for k, v in logs.items():
-            if k not in self._data:
-                self._data[k] = [math.nan] * self._n
-            self._data[k].append(float(v))
-        self._n += 1
-        for v in self._data.values():
-            if len(v) < self._n:
-                v.append(math.nan)
-
-    def as_dict(self) -> dict:
-        """``{name: list of float}``, copies, keys in a stable order."""
-        keys = [k for k in _KEY_ORDER if k in self._data]
-        keys += sorted(k for k in self._data if k not in _KEY_ORDER)
-        return {k: list(self._data[k]) for k in keys}
-
-    def keys(self):
-        return self.as_dict().keys()
-
-    def __getitem__(self, key) -> list:
-        try:
-            return self._data[key]
-        except KeyError:
-            raise KeyError(f"{key!r}: not in this history; it has {list(self.keys())}") from None
-
-    def __contains__(self, key) -> bool:
-        return key in self._data
-
-    def __len__(self) -> int:
-        """The number of epochs."""
-        return self._n
-
-    def __repr__(self):
-        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.as_dict().items() if v)
-        return f"History(epochs={self._n}{', ' + last if last else ''})"
-
-
-# ============================================================================ early stopping
-class EarlyStopping:
-    """Stop when a monitored value has not improved for ``patience`` epochs.
-
-    Parameters
-    ----------
-    patience : int, >= 1
-        Training stops at the end of the ``patience``-th epoch in a row without improvement
-        (as in Keras and Lightning).
-    monitor : str
-        A logged value: ``"val_loss"`` (default when there is validation data), ``"loss"``
-        (the default otherwise), ``"val_accuracy"`` or ``"accuracy"``.  ``"auto"`` picks the
-        default.
-    min_delta : float, >= 0
-        An improvement must beat the best value by more than this.
-    mode : {"auto", "min", "max"}
-        Whether lower or higher is better; ``"auto"`` is ``"max"`` for accuracies and ``"min"``
-        otherwise.
-    """
-
-    def __init__(self, patience=5, monitor="auto", min_delta=0.0, mode="auto"):
-        if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, numbers.Integral):
-            raise TypeError(f"early_stopping: patience: expected an integer >= 1, got "
-                            f"{type(patience).__name__} ({patience!r})")
-        if patience < 1:
-            raise ValueError(f"early_stopping: patience: expected an integer >= 1, got "
-                             f"{patience}")
-        if not isinstance(monitor, str):
-            raise TypeError(f"early_stopping: monitor: expected a name such as 'val_loss' or "
-                            f"'loss', got {type(monitor).__name__}")
-        if isinstance(min_delta, (bool, np.bool_)) or not isinstance(min_delta, numbers.Real) \
-                or not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"early_stopping: min_delta: expected a finite number >= 0, got "
-                             f"{min_delta!r}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"early_stopping: mode: expected 'auto', 'min' or 'max', got "
-                             f"{mode!r}")
-        self.patience = int(patience)
-        self.monitor = monitor
-        self.min_delta = float(min_delta)
-        self.mode = mode
-
-    def __repr__(self):
-        return (f"EarlyStopping(patience={self.patience}, monitor={self.monitor!r}, "
-                f"min_delta={self.min_delta}, mode={self.mode!r})")
-
-
-def _early_stopping(spec):
-    if spec is None or isinstance(spec, EarlyStopping):
-        return spec
-    if isinstance(spec, numbers.Integral) and not isinstance(spec, (bool, np.bool_)):
-        return EarlyStopping(patience=int(spec))
-    if isinstance(spec, dict):
-        unknown = set(spec) - {"patience", "monitor", "min_delta", "mode"}
-        if unknown:
-            raise ValueError(f"early_stopping: unknown keys {sorted(unknown)}; expected "
-                             f"patience, monitor, min_delta, mode")
-        return EarlyStopping(**spec)
-    raise TypeError(f"early_stopping: expected None, a patience (int), a dict of "
-                    f"EarlyStopping arguments or an EarlyStopping, got {type(spec).__name__}")
-
-
-# ============================================================================ input checks
-def _check_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer >= {minimum}, got "
-                        f"{type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_net(net):
-    from vgcore.core.network import MLP
-    if not isinstance(net, MLP):
-        raise TypeError(f"net: expected a vgcore.MLP, got {type(net).__name__}")
-
-
-def _set_training(net, on):
-    """Put a network that has training and evaluation modes (batch norm, dropout) into the given
-    mode; returns the mode it was in, or None for a network without modes."""
-    if not hasattr(net, "training"):
-        return None
-    was = bool(net.training)
-    if was != on:
-        (net.train_mode if on else net.eval_mode)()
-    return was
-
-
-def _loss_kind(loss):
-    fn = _losses.get(loss)
-    for name, f in _losses.LOSSES.items():
-        if fn is f:
-            return name, fn
-    return "custom", fn
-
-
-def _check_X(X, net, name):
-    if not isinstance(X, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(X).__name__}")
-    if X.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (samples, {net.sizes[0]}), got a "
-                         f"{X.ndim}-D array of shape {X.shape}")
-    if X.dtype != net.dtype:
-        hint = (f"; convert it with {name}.astype(np.{net.dtype.name})"
-                if X.dtype.kind in "fiub" else "")
-        raise TypeError(f"{name}: expected dtype {net.dtype.name} (the network's dtype), got "
-                        f"{X.dtype}{hint}")
-    if X.shape[1] != net.sizes[0]:
-        raise ValueError(f"{name}: expected shape (samples, {net.sizes[0]}) (the network's "
-                         f"input width), got {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one sample, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        n_bad = int(np.count_nonzero(~np.isfinite(X)))
-        raise ValueError(f"{name}: expected finite values, got {n_bad} NaN or Inf entries")
-    return X
-
-
-def _check_y(y, net, kind, n, name):
-    """The targets in the form the loss takes: int64 labels (n,) or floats (n, n_out)."""
-    n_out = net.sizes[-1]
-    if not isinstance(y, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(y).__name__}")
-    if y.ndim == 0 or y.shape[0] != n:
-        raise ValueError(f"{name}: expected {n} rows (one per sample of X), got shape {y.shape}")
-    if kind == "cross_entropy":
-        if y.dtype.kind not in "iu":
-            raise TypeError(f"{name}: expected integer class labels for loss='cross_entropy', "
-                            f"got dtype {y.dtype}")
-        if y.ndim != 1:
-            raise ValueError(f"{name}: expected a 1-D array of class labels, shape ({n},), got "
-                             f"shape {y.shape}")
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= n_out:
-            raise ValueError(f"{name}: expected class labels in [0, {n_out - 1}] ({n_out} "
-                             f"outputs), got labels in [{lo}, {hi}]")
-        return np.ascontiguousarray(y, dtype=np.int64)
-    if kind in ("mse", "binary_cross_entropy"):
-        if y.dtype != net.dtype:
-            raise TypeError(f"{name}: expected float targets of dtype {net.dtype.name} (the "
-                            f"network's dtype) for loss={kind!r}, got dtype {y.dtype}")
-        if y.ndim == 1 and n_out == 1:
-            y = y.reshape(n, 1)
-        if y.shape != (n, n_out):
-            raise ValueError(f"{name}: expected shape ({n}, {n_out}) (samples, outputs) for "
-                             f"loss={kind!r}, got {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name}: expected finite targets, got NaN or Inf")
-        if kind == "binary_cross_entropy":
-            lo, hi = float(y.min()), float(y.max())
-            if lo < 0 or hi > 1:
-                raise ValueError(f"{name}: expected targets in [0, 1] for "
-                                 f"loss='binary_cross_entropy', got values in [{lo}, {hi}]")
-        return np.ascontiguousarray(y)
-    return np.ascontiguousarray(y)      # a custom loss checks its own targets
-
-
-# ============================================================================ batch buffers
-class _Buffers:
-    """Everything one batch size needs, allocated once."""
-
-    __slots__ = ("X", "y", "grad", "pred", "hit", "hit2")
-
-    def __init__(self, b, net, y_like, kind, accuracy, gather):
-        n_out = net.sizes[-1]
-        self.X = np.empty((b, net.sizes[0]), net.dtype) if gather else None
-        self.y = np.empty((b,) + y_like.shape[1:], y_like.dtype) if gather else None
-        self.grad = np.empty((b, n_out), net.dtype)
-        self.pred = self.hit = self.hit2 = None
-        if accuracy and kind == "cross_entropy":
-            self.pred = np.empty(b, np.int64)
-            self.hit = np.empty(b, bool)
-        elif accuracy and kind == "binary_cross_entropy":
-            self.hit = np.empty((b, n_out), bool)
-            self.hit2 = np.empty((b, n_out), bool)
-
-
-def _count_correct(out, yb, buf, kind) -> int:
-    if kind == "cross_entropy":
-        np.argmax(out, axis=1, out=buf.pred)
-        np.equal(buf.pred, yb, out=buf.hit)
-    else:
-        np.greater(out, 0, out=buf.hit)
-        np.greater(yb, 0.5, out=buf.hit2)
-        np.equal(buf.hit, buf.hit2, out=buf.hit)
-    return int(np.count_nonzero(buf.hit))
-
-
-class _Evaluator:
-    """Batched loss and accuracy with buffers kept between calls (for per-epoch validation)."""
-
-    def __init__(self, net, kind, fn, accuracy, batch_size):
-        self.net, self.kind, self.fn = net, kind, fn
-        self.accuracy = accuracy and kind in ("cross_entropy", "binary_cross_entropy")
-        self.batch_size = batch_size
-        self._bufs = {}
-
-    def __call__(self, X, y) -> dict:
-        net, n = self.net, X.shape[0]
-        per_row = 1 if self.kind == "cross_entropy" else net.sizes[-1]
-        total = 0.0
-        correct = 0
-        was_measuring = net.measure
-        if was_measuring:
-            net.measure = False          # nothing to measure without a backward pass
-        was_training = _set_training(net, False)
-        try:
-            for s in range(0, n, self.batch_size):
-                e = min(s + self.batch_size, n)
-                b = e - s
-                buf = self._bufs.get(b)
-                if buf is None:
-                    buf = self._bufs[b] = _Buffers(b, net, y, self.kind, self.accuracy, False)
-                out = net.forward(X[s:e])
-                yb = y[s:e]
-                if self.accuracy:
-                    correct += _count_correct(out, yb, buf, self.kind)
-                value, _ = self.fn(out, yb, grad_out=buf.grad)
-                total += float(value) * b
-        finally:
-            if was_training:
-                _set_training(net, True)
-            if was_measuring:
-                net.measure = True
-        res = {"loss": total / n}
-        if self.accuracy:
-            res["accuracy"] = correct / (n * per_row)
-        return res
-
-
-def evaluate(net, X, y, loss="cross_entropy", batch_size=1024) -> dict:
-    """The loss (and accuracy) of ``net`` on a data set, in batches, without gradients.
-
-    Parameters
-    ----------
-    net : vgcore.MLP
-    X : ndarray (samples, sizes[0]) of the network's dtype, finite
-        A C-contiguous X is read in slices; another layout is copied once.
-    y : ndarray
-        Integer labels (samples,) for ``cross_entropy``; float targets of the network's dtype,
-        (samples, sizes[-1]) (or (samples,) with one output), for ``mse`` and
-        ``binary_cross_entropy`` (in [0, 1]).
-    loss : str or callable
-        A name of :mod:`vgcore.losses` or a function ``fn(out, y, grad_out=) -> (loss, grad)``.
-    batch_size : int, >= 1
-
-    Returns
-    -------
-    dict
-        ``{"loss": float, "accuracy": float}``: the mean loss over the samples (for ``mse`` and
-        ``binary_cross_entropy`` the mean over all outputs too, as the losses define it), and
-        the accuracy (see the module docstring); no ``"accuracy"`` for other losses.
-
-    Notes
-    -----
-    Measurements are switched off during the passes and back on after, so a following
-    :meth:`vgcore.MLP.gradient_flow` needs a new training step.  A network with training and
-    evaluation modes (``train_mode()`` / ``eval_mode()``) is evaluated in evaluation mode and
-    put back in the mode it was in.
-    """
-    _check_net(net)
-    kind, fn = _loss_kind(loss)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    X = np.require(_check_X(X, net, "X"), requirements=["C", "A"])   # contiguous, aligned
-    y = _check_y(y, net, kind, X.shape[0], "y")
-    return _Evaluator(net, kind, fn, True, batch_size)(X, y)
-
-
-# ============================================================================ the trainer
 class Trainer:
     """The state of one :func:`fit` run; callbacks receive it.
 
@@ -443,7 +92,7 @@ class Trainer:
                  callbacks=(), recorder=None, checkpoint=None, checkpoint_best=None,
                  verbose=None, restore_best=False, drop_last=False, eval_batch_size=1024,
                  on_nonfinite="raise"):
-        _check_net(net)
+        check_network(net)
         if on_nonfinite not in ("raise", "skip", "stop"):
             raise ValueError(f"on_nonfinite: expected 'raise', 'skip' or 'stop', got "
                              f"{on_nonfinite!r}")
@@ -452,30 +101,55 @@ class Trainer:
         self.nonfinite_message = None
         self.net = net
         self.loss = loss
-        self.kind, self._fn = _loss_kind(loss)
+        self.kind, self._fn = loss_kind(loss)
+        self.optimizer = self._check_optimizer(optimizer)
+        self._check_scalars(epochs, batch_size, eval_batch_size, shuffle, drop_last,
+                            restore_best, seed, verbose, metrics)
+        self._split_data(X, y, validation_data, validation_split)
+        has_val = self._Xv is not None
+        monitor = self._set_monitor(early_stopping, has_val)
+        self._set_callbacks(callbacks)
+        self.recorder = self._check_recorder(recorder)
+        self.checkpoint = self._check_ckpt_path(checkpoint, "checkpoint")
+        self.checkpoint_best = self._check_ckpt_path(checkpoint_best, "checkpoint_best")
 
-        # --- optimiser
+        # --- state
+        self.history = History()
+        self.history.monitor = monitor
+        self.step = 0
+        self.epoch = 0
+        self.stop_training = False
+        self._best = None
+        self._best_params = np.empty_like(net.params) if self.restore_best else None
+        self._wait = 0
+        self._rng = np.random.default_rng(self.seed)
+        self._order = self._train_idx.copy()
+        self._bufs = {}
+        self._evaluator = (Evaluator(net, self.kind, self._fn, self.accuracy,
+                                     self.eval_batch_size) if has_val else None)
+
+    # ------------------------------------------------------------------ argument checks
+    def _check_optimizer(self, optimizer):
         from vgcore.train.optim import SGD, Optimizer
         if optimizer is None:
-            optimizer = SGD(net, lr=0.01)
-        elif not isinstance(optimizer, Optimizer):
+            return SGD(self.net, lr=0.01)
+        if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected a vgcore.optim optimiser or None, got "
                             f"{type(optimizer).__name__}")
-        elif optimizer.net is not net:
+        if optimizer.net is not self.net:
             raise ValueError("optimizer: expected an optimiser built on `net`, got one built "
                              f"on another network ({optimizer.net!r})")
-        self.optimizer = optimizer
+        return optimizer
 
-        # --- scalars
-        self.epochs = _check_int(epochs, "epochs", 0)
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
-        self.eval_batch_size = _check_int(eval_batch_size, "eval_batch_size", 1)
-        self.shuffle = _check_bool(shuffle, "shuffle")
-        self.drop_last = _check_bool(drop_last, "drop_last")
-        self.restore_best = _check_bool(restore_best, "restore_best")
-        if seed is not None:
-            seed = _check_int(seed, "seed", 0)
-        self.seed = seed
+    def _check_scalars(self, epochs, batch_size, eval_batch_size, shuffle, drop_last,
+                       restore_best, seed, verbose, metrics):
+        self.epochs = check_positive_int(epochs, "epochs", minimum=0)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.eval_batch_size = check_positive_int(eval_batch_size, "eval_batch_size")
+        self.shuffle = check_bool(shuffle, "shuffle")
+        self.drop_last = check_bool(drop_last, "drop_last")
+        self.restore_best = check_bool(restore_best, "restore_best")
+        self.seed = None if seed is None else check_positive_int(seed, "seed", minimum=0)
         if verbose is not None and (not isinstance(verbose, numbers.Integral)
                                     or int(verbose) not in (0, 1, 2)):
             raise ValueError(f"verbose: expected None (a progress bar only on a terminal), 0 "
@@ -492,9 +166,13 @@ class Trainer:
         self.accuracy = ("accuracy" in metrics
                          and self.kind in ("cross_entropy", "binary_cross_entropy"))
 
-        # --- data
-        X = _check_X(X, net, "X")
-        y = _check_y(y, net, self.kind, X.shape[0], "y")
+    def _check_xy(self, X, y, xname, yname):
+        X = check_data_matrix(X, xname, self.net.dtype, self.net.sizes[0])
+        return X, check_y(y, self.net, self._fn, X.shape[0], yname)
+
+    def _split_data(self, X, y, validation_data, validation_split):
+        """The training samples, the validation data (given or split off) and the batches."""
+        X, y = self._check_xy(X, y, "X", "y")
         if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
                 validation_split, numbers.Real) or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split: expected a fraction in [0, 1), got "
@@ -503,6 +181,7 @@ class Trainer:
         n = X.shape[0]
         self._X, self._y = X, y
         self._Xv = self._yv = None
+        self._train_idx = np.arange(n, dtype=np.intp)
         if validation_data is not None and validation_split > 0:
             raise ValueError(f"validation_split: expected 0 when validation_data is given "
                              f"(use one or the other), got {validation_split}")
@@ -510,26 +189,23 @@ class Trainer:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError(f"validation_data: expected a pair (X_val, y_val), got "
                                 f"{type(validation_data).__name__}")
-            Xv = _check_X(validation_data[0], net, "validation_data[0]")
-            yv = _check_y(validation_data[1], net, self.kind, Xv.shape[0], "validation_data[1]")
+            Xv, yv = self._check_xy(*validation_data, "validation_data[0]",
+                                    "validation_data[1]")
+            # any layout is taken: a strided or misaligned X_val is copied once, here
             self._Xv, self._yv = np.require(Xv, requirements=["C", "A"]), yv
-            self._train_idx = np.arange(n, dtype=np.intp)
         elif validation_split > 0:
             n_val = int(n * validation_split)
             if n_val == 0 or n_val == n:
                 raise ValueError(f"validation_split: {validation_split} of {n} samples leaves "
                                  f"{n_val} for validation and {n - n_val} for training; "
                                  f"expected at least one of each")
-            perm = np.random.default_rng(seed).permutation(n)
+            perm = np.random.default_rng(self.seed).permutation(n)
             val_idx = np.sort(perm[:n_val])
             self._train_idx = np.sort(perm[n_val:]).astype(np.intp)
             self._Xv = np.take(X, val_idx, axis=0)
             self._yv = np.take(y, val_idx, axis=0)
-        else:
-            self._train_idx = np.arange(n, dtype=np.intp)
         self.n_train = int(self._train_idx.size)
         self.n_val = 0 if self._Xv is None else int(self._Xv.shape[0])
-        has_val = self._Xv is not None
         if self.drop_last and self.n_train < self.batch_size:
             raise ValueError(f"drop_last: with {self.n_train} training samples and batch_size "
                              f"{self.batch_size} no full batch is left; use drop_last=False "
@@ -540,8 +216,9 @@ class Trainer:
             self._sizes.append(rest)
         self.batches_per_epoch = len(self._sizes)
 
-        # --- monitoring, early stopping, best
-        self._stopper = _early_stopping(early_stopping)
+    def _set_monitor(self, spec, has_val):
+        """The value that defines the best epoch and early stopping; returns its name."""
+        self._stopper = early_stopping(spec)
         available = ["loss"] + (["accuracy"] if self.accuracy else [])
         if has_val:
             available += ["val_loss"] + (["val_accuracy"] if self.accuracy else [])
@@ -560,8 +237,9 @@ class Trainer:
         if mode == "auto":
             mode = "max" if monitor.endswith("accuracy") else "min"
         self._monitor, self._mode, self._min_delta = monitor, mode, min_delta
+        return monitor
 
-        # --- callbacks
+    def _set_callbacks(self, callbacks):
         if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, (list, tuple)):
             raise TypeError(f"callbacks: expected a list or tuple of callback objects, got "
                             f"{type(callbacks).__name__}")
@@ -577,41 +255,24 @@ class Trainer:
                 self._hooks[m].append(fn)
         self.callbacks = tuple(callbacks)
 
-        # --- recorder
-        if recorder is not None:
-            from vgcore.measure.recorder import Recorder
-            if not isinstance(recorder, Recorder):
-                raise TypeError(f"recorder: expected a vgcore.Recorder or None, got "
-                                f"{type(recorder).__name__}")
-            if not net.measure:
-                raise ValueError("recorder: the network does not measure its gradient flow "
-                                 "(net.measure is False); expected net.measure = True to record")
-            try:
-                recorder.wants(optimizer.step_count)
-            except ValueError as e:
-                raise ValueError(f"recorder: records steps by the optimiser's step count, "
-                                 f"starting at {optimizer.step_count} here, but it has already "
-                                 f"recorded later steps ({e})") from None
-        self.recorder = recorder
-
-        # --- checkpoints
-        self.checkpoint = self._check_ckpt_path(checkpoint, "checkpoint")
-        self.checkpoint_best = self._check_ckpt_path(checkpoint_best, "checkpoint_best")
-
-        # --- state
-        self.history = History()
-        self.history.monitor = monitor
-        self.step = 0
-        self.epoch = 0
-        self.stop_training = False
-        self._best = None
-        self._best_params = np.empty_like(net.params) if self.restore_best else None
-        self._wait = 0
-        self._rng = np.random.default_rng(seed)
-        self._order = self._train_idx.copy()
-        self._bufs = {}
-        self._evaluator = (_Evaluator(net, self.kind, self._fn, self.accuracy,
-                                      self.eval_batch_size) if has_val else None)
+    def _check_recorder(self, recorder):
+        if recorder is None:
+            return None
+        from vgcore.measure.recorder import Recorder
+        if not isinstance(recorder, Recorder):
+            raise TypeError(f"recorder: expected a vgcore.Recorder or None, got "
+                            f"{type(recorder).__name__}")
+        if not self.net.measure:
+            raise ValueError("recorder: the network does not measure its gradient flow "
+                             "(net.measure is False); expected net.measure = True to record")
+        count = self.optimizer.step_count
+        try:
+            recorder.wants(count)
+        except ValueError as e:
+            raise ValueError(f"recorder: records steps by the optimiser's step count, "
+                             f"starting at {count} here, but it has already recorded later "
+                             f"steps ({e})") from None
+        return recorder
 
     @staticmethod
     def _check_ckpt_path(path, name):
@@ -631,7 +292,7 @@ class Trainer:
     def _buffers(self, b):
         buf = self._bufs.get(b)
         if buf is None:
-            buf = self._bufs[b] = _Buffers(b, self.net, self._y, self.kind, self.accuracy, True)
+            buf = self._bufs[b] = Buffers(b, self.net, self._y, self.kind, self.accuracy, True)
         return buf
 
     def _improved(self, value):
@@ -678,7 +339,7 @@ class Trainer:
                     break
                 continue
             if self.accuracy:
-                correct += _count_correct(out, buf.y, buf, kind)
+                correct += count_correct(out, buf.y, buf, kind)
             opt.step()
             value = float(value)
             if rec is not None:
@@ -707,8 +368,7 @@ class Trainer:
         layer's pre-activation and error sums are finite), else one pass over the gradients."""
         net = self.net
         if net.measure:
-            st = net._stats
-            return bool(np.isfinite(st[:, 0].sum() + st[:, 3].sum()))
+            return net.nonfinite() is None
         return _engine.all_finite(net.grads)
 
     def _nonfinite(self, where) -> bool:
@@ -718,19 +378,15 @@ class Trainer:
         layer = None
         net = self.net
         if net.measure:
-            st = net._stats
-            bad_fwd = ~np.isfinite(st[:, 0])           # sums of squared pre-activations
-            bad_bwd = ~np.isfinite(st[:, 3])           # sums of squared errors
-            if bad_fwd.any():                          # first in the forward pass
-                where, layer = "forward", int(np.argmax(bad_fwd)) + 1
-            elif bad_bwd.any():                        # first in the backward pass (top down)
-                where, layer = "backward", int(len(bad_bwd) - np.argmax(bad_bwd[::-1]))
+            found = net.nonfinite()        # first in the forward pass, else in the backward
+            if found is not None:
+                where, layer = found
         at = f" at layer {layer}" if layer else ""
         msg = (f"step {self.step}: the {where} pass produced NaN or Inf{at}; the parameters "
                f"are those before this step (try a lower learning rate, clip_norm, or a "
                f"normalisation)")
         if self.on_nonfinite == "raise":
-            raise FloatingPointError(msg)
+            raise NonFiniteError(msg, where=where, layer=layer, step=self.step)
         self.nonfinite_message = msg
         if self.on_nonfinite == "skip":
             self.skipped_steps += 1
@@ -744,7 +400,7 @@ class Trainer:
         """Train; returns :attr:`history`."""
         progress = make_progress(self.verbose, self.epochs)
         hist = self.history
-        was_training = _set_training(self.net, True)
+        was_training = set_training(self.net, True)
         try:
             for h in self._hooks["on_train_begin"]:
                 h(self)
@@ -808,7 +464,7 @@ class Trainer:
         finally:
             progress.close()
             if was_training is False:
-                _set_training(self.net, False)
+                set_training(self.net, False)
         return hist
 
 
@@ -888,7 +544,8 @@ def fit(net, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_siz
         What to do with a step whose forward or backward pass produced NaN or Inf (detected
         from the step's measurements when ``net.measure`` is on, else by one pass over the
         gradients), before the optimiser touches the parameters: raise
-        :class:`FloatingPointError` naming the step and the layer where it first appeared
+        :class:`vgcore.NonFiniteError` (a :class:`FloatingPointError`) naming the step and the
+        layer where it first appeared
         (default), skip the step (the parameters stay as they were; ``history["skipped"]``
         counts them per epoch), or stop training with the last good parameters
         (``trainer.nonfinite_message`` says why).

@@ -16,7 +16,7 @@ import numpy as np
 
 import vgcore as vg
 from vgcore.core import _ui
-from vgcore.core._files import atomic_write
+from vgcore.core._files import atomic_write, remove_stale_temporaries
 from vgcore.experiments.sweep.config import (COLUMNS, METRICS, PARAMS, _INT_METRICS,
                                              _STR_METRICS, Sweep, _check_plot, run_id)
 
@@ -49,6 +49,8 @@ class _Folder:
                 self._lock.close()
                 raise RuntimeError(f"out: another sweep is writing into {self.path}; wait "
                                    f"for it to finish or choose another folder") from None
+        for folder in (self.path, os.path.join(self.path, "histories")):
+            remove_stale_temporaries(folder)     # of a sweep killed mid-write (we hold the lock)
         self.journal_path = os.path.join(self.path, self.JOURNAL)
         self.repaired = None
         self.records = read_journal(self.journal_path, repair=True, folder=self)
