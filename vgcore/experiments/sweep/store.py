@@ -195,7 +195,7 @@ class SweepResult:
             raise ValueError(f"{path}: not a readable sweep history ({e})") from None
         if not isinstance(obj, dict) or obj.get("format") != FORMAT + ".history":
             raise ValueError(f"{path}: not a vgcore sweep history")
-        rec = vg.Recorder._from_object(obj["recorder"], path)
+        rec = vg.Recorder.from_json_object(obj["recorder"], path)
         loss = np.array([math.nan if x is None else x for x in obj["loss"]], np.float64)
         return {"loss": loss, "recorder": rec, "config": obj["config"]}
 
