@@ -88,6 +88,16 @@ class MLP:
     views of those buffers: they are overwritten by the next pass, so copy them to keep them.
     """
 
+    # per layer (the output layer's entry last: None, None, 0.0) and the scalars of the layer
+    # options, set from vgcore.core.layers.layer_options
+    norms: tuple
+    residuals: tuple
+    dropouts: tuple
+    residual_init: str | None
+    dropout_seed: int
+    norm_momentum: float
+    norm_eps: float
+
     def __init__(self, sizes, activation="relu", init="standard", dtype="float32", seed=None,
                  sigma_w=None, sigma_b=None, measure=True, *, norm=None, residual=None,
                  residual_init=None, dropout=0.0, dropout_seed=0, norm_momentum=0.1,
@@ -412,6 +422,7 @@ class MLP:
             raise RuntimeError("backward: call forward(X) first; there is no forward pass to "
                                "backpropagate through")
         ws = self._ws
+        assert ws is not None                   # bound by the forward pass
         check_float_matrix(dout, "dout", self.dtype, cols=self.sizes[-1])
         if dout.shape[0] != ws.batch:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
@@ -639,6 +650,7 @@ class MLP:
             out = self.forward(X)
             if not _engine.all_finite(out):
                 self._raise_nonfinite("forward")
+            assert self._ws is not None
             value, dout = fn(out, y, grad_out=self._ws.loss_grad)
             self.backward(dout, input_grad=False)
             if optimizer is not None:

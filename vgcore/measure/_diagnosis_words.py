@@ -49,7 +49,9 @@ def _upto(fr, layers, open_="; ", close=""):
 def _ranges(layers) -> str:
     """``[1, 2, 3, 7]`` -> ``"layers 1-3, 7"`` (1-based layer numbers)."""
     layers = sorted(int(l) for l in layers)
-    parts, start, prev = [], None, None
+    parts: list[str] = []
+    start: int | None = None
+    prev = 0
     for l in layers:
         if start is None:
             start = prev = l

@@ -111,8 +111,8 @@ SHRINKING_SIGNAL = 1e-2
 layer is below this fraction of the first's: the forward signal is dying as well."""
 
 SATURATING = tuple(name for name, spec in ACTIVATIONS.items() if spec.saturating)
-"""Activations with flat tails (their spec's ``saturating``), checked for saturation; the others are checked for dead
-units (units whose derivative is exactly zero on every sample)."""
+"""Activations with flat tails (their spec's ``saturating``), checked for saturation; the
+others are checked for dead units (units whose derivative is exactly zero on every sample)."""
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _KIND_RANK = {k: i for i, k in enumerate(KINDS)}

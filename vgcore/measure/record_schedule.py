@@ -62,7 +62,7 @@ def check_steps(schedule) -> np.ndarray:
     if isinstance(schedule, (bytes, dict)) or not hasattr(schedule, "__iter__"):
         raise TypeError(f"schedule: expected 'every', 'log' or a sorted iterable of step "
                         f"numbers, got {type(schedule).__name__}")
-    steps = []
+    steps: list[int] = []
     for i, s in enumerate(schedule):
         if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
             raise TypeError(f"schedule: expected integer step numbers, got "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import json
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ def decode(obj, source, field_names, float_scalars, int_scalars) -> dict:
     missing = [k for k in _REQUIRED if k not in obj]
     if missing:
         raise bad(f"missing key(s) {', '.join(missing)}")
-    out = {"settings": {k: obj[k] for k in ("schedule", "every", "max_records")}}
+    out: dict[str, Any] = {"settings": {k: obj[k] for k in ("schedule", "every", "max_records")}}
 
     def ints(key, minimum=0):
         v = obj[key]

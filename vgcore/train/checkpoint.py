@@ -343,7 +343,7 @@ def load_into(path, net, optimizer=None) -> Checkpoint:
                              f"buffers, the {type(optimizer).__name__} has {n_mine} (e.g. SGD "
                              f"with and without momentum)")
         saved_hp = opt_state["hyperparameters"]
-        my_hp = _fmt.describe_optimizer(optimizer, {"step_count": 0, "states": []})["hyperparameters"]
+        my_hp = optimizer.hyperparameters()
         differ = sorted(k for k in set(saved_hp) | set(my_hp) if saved_hp.get(k) != my_hp.get(k))
     # everything checked: copy
     net.params[...] = params

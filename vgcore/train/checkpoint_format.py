@@ -20,7 +20,7 @@ VERSION = 1
 
 
 def crc(a: np.ndarray) -> int:
-    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B")) & 0xFFFFFFFF
+    return zlib.crc32(np.ascontiguousarray(a).data.cast("B")) & 0xFFFFFFFF
 
 
 def json_value(x, where):
@@ -45,7 +45,7 @@ def history_dict(history) -> dict | None:
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise TypeError(f"history[{k!r}]: expected a sequence of numbers, got "
                             f"{type(values).__name__}")
-        row = []
+        row: list[float | None] = []
         for i, v in enumerate(values):
             if v is None:
                 row.append(None)
@@ -207,7 +207,7 @@ def _check_content(data):
         arrays.append(a)
     units = sum(sizes[1:])
     running = []
-    for name, default in (("running_mean", 0.0), ("running_var", 1.0)):
+    for name in ("running_mean", "running_var"):
         if name not in data:
             raise _Bad(f"the archive has no {name!r} entry")
         a = data[name]

@@ -73,7 +73,8 @@ class _Folder:
         record = {k: v for k, v in result.items() if k != "history"}
         record["history"] = hist is not None
         record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._journal.write(json.dumps(_ui.plain_json(record, nonfinite="keep"), allow_nan=True) + "\n")
+        line = json.dumps(_ui.plain_json(record, nonfinite="keep"), allow_nan=True)
+        self._journal.write(line + "\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
         self.records[record["run_id"]] = record
@@ -123,7 +124,8 @@ def read_journal(path, *, repair=False, folder=None):
                 raise ValueError("not a run record")
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}, line {i}: not a vgcore sweep record ({e}); the journal "
-                             f"is corrupt: move the file away to start the sweep afresh")
+                             f"is corrupt: move the file away to start the sweep afresh") \
+                from None
         records[rec["run_id"]] = rec
     return records
 
