@@ -237,6 +237,24 @@ def test_bench_quick_reports_ratios(capsys, monkeypatch):
     assert "PyTorch: skipped (not installed)" in r["notes"]
 
 
+def test_bench_with_pytorch_races_the_same_network_and_agrees(capsys):
+    """The PyTorch path of vgcore bench (CI installs torch==2.13.0): the same network, the same
+    first loss, a time and a ratio per configuration."""
+    torch = pytest.importorskip("torch")
+    torch_threads = torch.get_num_threads()
+    try:
+        r, err = run_json(capsys, "bench", "--configs", "deep-narrow-2", "--rounds", 1,
+                          "--sample-ms", 1, "--lead-in-ms", 0, "--quiet")
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert r["torch"] == {"available": True, "version": torch.__version__, "reason": None}
+    (row,) = r["results"]
+    assert row["torch_ms"] > 0 and row["torch_ratio"] == pytest.approx(
+        row["torch_ms"] / row["vgcore_ms"])
+    assert not any("PyTorch" in n and ("differs" in n or "failed" in n) for n in r["notes"]), \
+        r["notes"]
+
+
 def test_bench_table(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     rc, out, err = run_cli(capsys, "bench", "--configs", "deep-narrow-2", "--rounds", 1,

@@ -90,8 +90,9 @@ def test_norm2_agrees_with_numpy(data, dtype):
     if np.isinf(want):
         assert np.isinf(got)
     else:
-        assert got == pytest.approx(want, rel=1e-6 if dtype == np.float32 else 1e-12,
-                                    abs=1e-300), f"norm2 of an array with max |x| = {np.abs(x).max()}"
+        rel = 1e-6 if dtype == np.float32 else 1e-12
+        assert got == pytest.approx(want, rel=rel, abs=1e-300), \
+            f"norm2 of an array with max |x| = {np.abs(x).max()}"
 
 
 def test_clip_norm_of_huge_float32_gradients_clips_instead_of_zeroing_the_step():

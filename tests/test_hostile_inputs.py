@@ -718,17 +718,19 @@ def test_train_step_refuses_the_optimizer_of_another_network():
         assert_same_state(state(a), before_a)
         assert_same_state(state(b), before_b)
         return
-    pytest.fail("train_step accepted an optimiser of another network: "
-                f"this network's parameters changed: {not np.array_equal(a.params, before_a['params'])}, "
-                f"the other network's changed: {not np.array_equal(b.params, before_b['params'])}")
+    mine = not np.array_equal(a.params, before_a["params"])
+    other = not np.array_equal(b.params, before_b["params"])
+    pytest.fail("train_step accepted an optimiser of another network: this network's "
+                f"parameters changed: {mine}, the other network's changed: {other}")
 
 
 # ======================================================================== MLP constructor
 
 SIZE_ENTRIES = [1, 2, 3, 7, 0, -1, -2**40, 2**31, 2**40, 2.0, 2.5, True, False, None, "3",
                 np.int32(3), np.uint64(5), np.int64(-3), np.float64(3.0), 1j]
-GOOD_SIZE = lambda v: (isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                       and 1 <= int(v) <= 2**31 - 1)
+def GOOD_SIZE(v):
+    return (isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+            and 1 <= int(v) <= 2**31 - 1)
 
 CTOR_VALUES = {
     "activation": ["relu", "tanh", "RELU", " gelu ", "swish", "", None, 3, ["relu"],

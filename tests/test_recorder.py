@@ -463,3 +463,28 @@ def test_bad_record_arguments_raise_naming_the_argument(flow):
         rec.to_csv(3)
     with pytest.raises(TypeError, match=r"path: expected a file path.*got NoneType"):
         Recorder.from_json(None)
+
+
+def test_json_object_round_trip_is_what_the_file_holds(tmp_path):
+    """to_json_object / from_json_object (sweep histories and compare's measurements embed the
+    object) are the file's content, and read back into an identical recorder."""
+    net = vg.MLP([4, 6, 6, 3], activation="relu", seed=0)
+    rec = Recorder(schedule="log", max_records=8)
+    rng = np.random.default_rng(0)
+    rec.start_epoch()
+    for step in range(20):
+        net.train_step(rng.standard_normal((5, 4)).astype(np.float32), np.arange(5) % 3,
+                       "cross_entropy", vg.optim.SGD(net, lr=0.1))
+        rec.record(net, step)
+    rec.end_epoch()
+    obj = rec.to_json_object()
+    rec.to_json(tmp_path / "r.json")
+    with open(tmp_path / "r.json", encoding="utf-8") as f:
+        assert json.load(f) == obj
+    back = Recorder.from_json_object(obj, "test")
+    for name, a in rec.to_arrays().items():
+        np.testing.assert_array_equal(back.history(name), a)
+    assert back.to_json_object() == obj
+    bad = dict(obj, stride=3)
+    with pytest.raises(ValueError, match="'test' is not a valid vgcore.recorder JSON file"):
+        Recorder.from_json_object(bad, "test")

@@ -678,3 +678,16 @@ def test_a_sweep_killed_with_sigkill_resumes_without_losing_or_repeating_a_run(t
     ids = [json.loads(x)["run_id"] for x in lines]
     assert len(ids) == 10 and len(set(ids)) == 10 and ids[:len(before)] == before
     assert not list((out / "histories").glob(".*.tmp"))       # no temporary file left behind
+
+
+def test_to_pandas_has_every_column_in_order_and_the_rows(tmp_path):
+    pd = pytest.importorskip("pandas")
+    s = S.Sweep(base=dict(SMALL), runs=[{"depth": 2}, {"init": "he_normal", "sigma_w2": 2.0}])
+    r = S.run(s, tmp_path, executor="serial", plots=False)
+    df = r.to_pandas()
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == list(S.COLUMNS) and len(df) == 2
+    assert list(df["status"]) == ["ok", "failed"]
+    assert list(df["run_id"]) == [row["run_id"] for row in r.rows]
+    assert df.loc[0, "final_loss"] == r.rows[0]["final_loss"]
+    assert math.isnan(df.loc[1, "final_loss"]) and "sigma_w" in df.loc[1, "error"]

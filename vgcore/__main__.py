@@ -11,9 +11,9 @@ import os
 import sys
 
 from vgcore.commands import COMMANDS
+from vgcore.commands._common import CommandError
 
 DEFAULT = "compare" if "compare" in COMMANDS else "demo"
-from vgcore.commands._common import CommandError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,6 +28,7 @@ torch {available, version, reason}, blas, blas_line, notes.  torch_* are null wi
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import statistics
 import sys
@@ -216,8 +217,8 @@ def run(args):
             rng = np.random.default_rng(1)
             X = rng.standard_normal((batch, width), dtype=np.float32)
             y = rng.integers(0, N_OUT, batch).astype(np.int64)
-            fns = {"reference": lambda: ref.train_step(X, y, "cross_entropy", lr=LR),
-                   "vgcore": lambda: net.train_step(X, y, "cross_entropy", opt)}
+            fns = {"reference": functools.partial(ref.train_step, X, y, "cross_entropy", lr=LR),
+                   "vgcore": functools.partial(net.train_step, X, y, "cross_entropy", opt)}
             tstep = None
             if torch is not None:
                 try:

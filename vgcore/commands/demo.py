@@ -54,7 +54,7 @@ def run(args):
         rng = np.random.default_rng(args.seed)
         first = None
         t0 = time.perf_counter()
-        for step in range(args.steps):
+        for _ in range(args.steps):
             idx = rng.integers(0, X.shape[0], args.batch)
             loss = net.train_step(X[idx], y[idx], "cross_entropy", opt)
             if first is None:
@@ -78,7 +78,7 @@ def run(args):
     print()
     print(f"{'configuration':26s} {'loss start':>11s} {'loss end':>9s} {'accuracy':>9s} "
           f"{'time':>8s}")
-    for label, first, norms, l0, l1, acc, el in rows:
+    for label, _, _, l0, l1, acc, el in rows:
         print(f"{label:26s} {l0:11.4f} {l1:9.4f} {acc:9.1%} {el:7.2f}s")
     print()
     print("Chance accuracy is 10%; ln 10 = 2.303 is the loss of a network that has learnt "

@@ -111,8 +111,8 @@ class GemmAlone:
         g = self.gemm
         ovh = self.call_overhead()
         self.overhead = ovh
-        fwd = [[] for _ in self.layers]
-        bwd = [[] for _ in self.layers]
+        fwd: list[list[float]] = [[] for _ in self.layers]
+        bwd: list[list[float]] = [[] for _ in self.layers]
         for r in range(reps + 2):                   # two warm-up passes
             for i, L in enumerate(self.layers):
                 x, W, d = L["x"], L["W"], L["d"]

@@ -38,7 +38,8 @@ def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
         if kind in "fc" or kind in "iub" or kind == "O":
             hint = (f"; convert it with {name}.astype(np.{dtype.name})" if kind in "fiub"
                     else "")
-            raise TypeError(f"{name}: expected dtype {dtype.name}{' (' + what + ')' if what else ''}, "
+            why = f" ({what})" if what else ""
+            raise TypeError(f"{name}: expected dtype {dtype.name}{why}, "
                             f"got {x.dtype.name}{hint}")
         raise TypeError(f"{name}: expected dtype {dtype.name}, got {x.dtype}")
     n, m = x.shape

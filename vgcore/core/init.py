@@ -93,6 +93,7 @@ def init_weight(rng: np.random.Generator, name: str, fan_in: int, fan_out: int,
     if name == "lecun_normal":
         return rng.normal(0.0, math.sqrt(1.0 / fan_in), shape)
     if name == "normal":
+        assert sigma_w is not None                       # check_init requires it
         return rng.normal(0.0, sigma_w / math.sqrt(fan_in), shape)
     if name == "orthogonal":
         gain = 1.0 if sigma_w is None else sigma_w

@@ -1,6 +1,7 @@
 """The multilayer perceptron: parameters in one flat buffer, one compiled call per pass."""
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 
@@ -16,45 +17,12 @@ from vgcore.core.errors import NonFiniteError
 from vgcore.measure.flow import _SUM_D2, _SUM_H2, N_STATS, SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.init import check_init, init_weight
 from vgcore.core.layers import Dense, layer_options, param_layout
+from vgcore.core._workspace import Workspace as _Workspace
 
 __all__ = ["MLP", "Dense"]
 
 _WORKSPACE_CACHE = 4      # batch sizes whose buffers are kept (e.g. full batch + last batch)
 _contract.require("normalisations", ("none", "batch", "layer"), _contract.NORM_KINDS)
-
-
-class _Workspace:
-    """Buffers for one batch size: pre-activations H, activations A, errors D of every layer
-    (flat, layer after layer), dL/dX, and read-only views handed to the user."""
-
-    __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad", "Z", "OUT", "NS",
-                 "ns_stride")
-
-    def __init__(self, batch, sizes, dtype, extras=False):
-        total = batch * int(sum(sizes[1:]))
-        self.batch = batch
-        self.H = np.zeros(total, dtype)
-        self.A = np.zeros(total, dtype)
-        self.D = np.zeros(total, dtype)
-        self.dX = np.zeros(batch * sizes[0], dtype)
-        out = self.H[total - batch * sizes[-1]:].reshape(batch, sizes[-1])
-        out.flags.writeable = False
-        self.out = out
-        dx = self.dX.reshape(batch, sizes[0])
-        dx.flags.writeable = False
-        self.dX_view = dx
-        self.loss_grad = np.zeros((batch, sizes[-1]), dtype)
-        if extras:      # normalised pre-activations, block outputs, saved statistics
-            self.Z = np.zeros(total, dtype)
-            self.OUT = np.zeros(total, dtype)
-            self.ns_stride = max(batch, max(sizes[1:]))
-            self.NS = np.zeros(2 * (len(sizes) - 1) * self.ns_stride, dtype)
-
-    @property
-    def nbytes(self):
-        """Bytes of every buffer this workspace owns."""
-        return sum(getattr(self, k).nbytes for k in ("H", "A", "D", "dX", "loss_grad", "Z", "OUT",
-                                                     "NS") if hasattr(self, k))
 
 
 class MLP:
@@ -119,6 +87,16 @@ class MLP:
     size allocates nothing.  The arrays returned by ``forward`` and ``backward`` are read-only
     views of those buffers: they are overwritten by the next pass, so copy them to keep them.
     """
+
+    # per layer (the output layer's entry last: None, None, 0.0) and the scalars of the layer
+    # options, set from vgcore.core.layers.layer_options
+    norms: tuple
+    residuals: tuple
+    dropouts: tuple
+    residual_init: str | None
+    dropout_seed: int
+    norm_momentum: float
+    norm_eps: float
 
     def __init__(self, sizes, activation="relu", init="standard", dtype="float32", seed=None,
                  sigma_w=None, sigma_b=None, measure=True, *, norm=None, residual=None,
@@ -403,19 +381,9 @@ class MLP:
             self._lock.release()
 
     def _aliases_workspace(self, a, backward=False) -> bool:
-        """Whether ``a`` may overlap a buffer the pass is about to write (a view the network
-        returned): H, A, Z and OUT for the forward pass, D and dX for the backward pass."""
-        ws = self._ws
-        if ws is None or a.flags.writeable:
-            return False        # the views vgcore hands out are read-only; others are not ours
-        if backward:
-            bufs = (ws.D, ws.dX)
-        else:
-            bufs = (ws.H, ws.A) + ((ws.Z, ws.OUT) if self._extras else ())
-        for b in bufs:
-            if np.may_share_memory(a, b):
-                return True
-        return False
+        """Whether ``a`` may overlap a buffer the next pass writes (a view the network
+        returned)."""
+        return self._ws is not None and self._ws.aliases(a, backward)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run the network on a batch.
@@ -469,6 +437,7 @@ class MLP:
             raise RuntimeError("backward: call forward(X) first; there is no forward pass to "
                                "backpropagate through")
         ws = self._ws
+        assert ws is not None                   # bound by the forward pass
         check_float_matrix(dout, "dout", self.dtype, cols=self.sizes[-1])
         if dout.shape[0] != ws.batch:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
@@ -531,7 +500,8 @@ class MLP:
         the same pass records the norms of W, dW and of the update, which
         :meth:`gradient_flow` reports as ``update_to_weight``: no pass of its own.
         """
-        lr = check_finite_number(lr, "lr")
+        if type(lr) is not float or not math.isfinite(lr):    # the hot path: a Python float
+            lr = check_finite_number(lr, "lr")
         self._acquire("step")
         try:
             if self._update_measured():
@@ -695,6 +665,7 @@ class MLP:
             out = self.forward(X)
             if not _engine.all_finite(out):
                 self._raise_nonfinite("forward")
+            assert self._ws is not None
             value, dout = fn(out, y, grad_out=self._ws.loss_grad)
             self.backward(dout, input_grad=False)
             if optimizer is not None:

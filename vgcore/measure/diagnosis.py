@@ -48,15 +48,18 @@ that rose by :data:`TREND_FRACTION`.
 from __future__ import annotations
 
 import math
-import textwrap
-import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from vgcore.core._ui import plain_json
 from vgcore.core.activations import ACTIVATIONS
-from vgcore.measure.flow import FIELDS, SATURATION_THRESHOLD, GradientFlow
+from vgcore.measure._diagnosis_snapshot import (TREND_FACTOR, TREND_FRACTION, _snap_from_flow,
+                                                _snap_from_recorder, _trends)
+from vgcore.measure._diagnosis_words import (_RECOMMENDED, _RECOMMENDED_LONG, _decay_text,
+                                             _family, _init_text, _init_verdict, _network_text,
+                                             _num, _pct, _py, _py_dict, _ranges, _share, _upto,
+                                             _vanishing_fix)
+from vgcore.measure.findings import SEVERITIES, Finding, format_findings
+from vgcore.measure.flow import SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.network import MLP
 from vgcore.measure.recorder import Recorder
 
@@ -65,7 +68,6 @@ __all__ = ["Finding", "diagnose", "format_findings", "SEVERITIES", "KINDS", "SAT
            "SATURATION_WARNING", "SATURATION_ERROR", "DEAD_WARNING", "DEAD_ERROR",
            "TREND_FACTOR", "TREND_FRACTION", "RECENT_RECORDS"]
 
-SEVERITIES = ("info", "warning", "error")
 KINDS = ("nonfinite", "vanishing", "exploding", "saturation", "dead_units", "no_gradient",
          "healthy")
 
@@ -102,11 +104,6 @@ inputs become correlated with depth and a unit tends to be on for all or off for
 Above one half, more units are dead than even fully correlated inputs would switch off."""
 DEAD_ERROR = 0.9
 """Nearly the whole layer passes no gradient."""
-TREND_FACTOR = 1e2
-"""A Recorder trend: ``grad_ratio`` or ``delta_ratio`` moved by two orders of magnitude between
-the first and the last records."""
-TREND_FRACTION = 0.25
-"""A Recorder trend: a layer's saturated or dead fraction rose by a quarter of the layer."""
 RECENT_RECORDS = 5
 """A Recorder's findings use the median of this many latest records (one batch is noisy)."""
 SHRINKING_SIGNAL = 1e-2
@@ -114,276 +111,11 @@ SHRINKING_SIGNAL = 1e-2
 layer is below this fraction of the first's: the forward signal is dying as well."""
 
 SATURATING = tuple(name for name, spec in ACTIVATIONS.items() if spec.saturating)
-"""Activations with flat tails (their spec's ``saturating``), checked for saturation; the others are checked for dead
-units (units whose derivative is exactly zero on every sample)."""
+"""Activations with flat tails (their spec's ``saturating``), checked for saturation; the
+others are checked for dead units (units whose derivative is exactly zero on every sample)."""
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _KIND_RANK = {k: i for i, k in enumerate(KINDS)}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One diagnosis.
-
-    Parameters
-    ----------
-    kind : str
-        ``"vanishing"``, ``"exploding"``, ``"saturation"``, ``"dead_units"``, ``"nonfinite"``,
-        ``"no_gradient"`` or ``"healthy"`` (see :data:`KINDS`).
-    severity : {"info", "warning", "error"}
-    message : str
-        Plain language, starting with the kind: what is wrong, where, and what to try.
-    evidence : dict
-        The numbers behind the message (plain Python numbers, strings and lists).
-    fix : str
-        The suggested remedies, with reasons.
-    """
-
-    kind: str
-    severity: str
-    message: str
-    evidence: dict = field(default_factory=dict)
-    fix: str = ""
-
-    def __post_init__(self):
-        for name in ("kind", "message", "fix"):
-            v = getattr(self, name)
-            if not isinstance(v, str):
-                raise TypeError(f"{name}: expected a str, got {type(v).__name__}")
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity: expected one of {', '.join(SEVERITIES)}, got "
-                             f"{self.severity!r}")
-        if not isinstance(self.evidence, dict):
-            raise TypeError(f"evidence: expected a dict, got {type(self.evidence).__name__}")
-
-    def __str__(self):
-        return format_findings([self])
-
-
-# ------------------------------------------------------------------------ formatting helpers
-def _num(x) -> str:
-    """A short number: 0.74, 12.6, 3.5e-17, 5e5."""
-    x = float(x)
-    if not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    if 1e-3 <= abs(x) < 1e4:
-        return f"{x:.3g}"
-    mant, exp = f"{x:.1e}".split("e")
-    mant = mant.rstrip("0").rstrip(".")
-    return f"{mant}e{int(exp)}"
-
-
-def _pct(x) -> str:
-    return f"{100 * float(x):.0f}%"
-
-
-def _share(fr) -> str:
-    """"82%" when all layers agree, "on average 39%" otherwise."""
-    fr = np.asarray(fr)
-    if fr.max() - fr.min() < 0.005:
-        return _pct(fr.mean())
-    return f"on average {_pct(fr.mean())}"
-
-
-def _upto(fr, layers, open_="; ", close=""):
-    """"; up to 57% in layer 1" when the layers differ, else ""."""
-    fr = np.asarray(fr)
-    if fr.max() - fr.min() < 0.005:
-        return ""
-    return f"{open_}up to {_pct(fr.max())} in layer {layers[int(np.argmax(fr))]}{close}"
-
-
-def _ranges(layers) -> str:
-    """``[1, 2, 3, 7]`` -> ``"layers 1-3, 7"`` (1-based layer numbers)."""
-    layers = sorted(int(l) for l in layers)
-    parts, start, prev = [], None, None
-    for l in layers:
-        if start is None:
-            start = prev = l
-        elif l == prev + 1:
-            prev = l
-        else:
-            parts.append(f"{start}-{prev}" if prev > start else f"{start}")
-            start = prev = l
-    if start is not None:
-        parts.append(f"{start}-{prev}" if prev > start else f"{start}")
-    word = "layer" if len(layers) == 1 else "layers"
-    return f"{word} {', '.join(parts)}"
-
-
-def _py(v):
-    """Evidence values as plain Python (floats, ints, lists, str, None; NaN stays NaN)."""
-    return plain_json(v, nonfinite="keep", where="evidence")
-
-
-def _max_window(x: np.ndarray):
-    """The contiguous range ``[a, b]`` of ``x`` (NaN counted as 0) with the largest sum."""
-    x = np.where(np.isfinite(x), x, 0.0)
-    best, best_ab, cur, start = -np.inf, (0, 0), 0.0, 0
-    for i, v in enumerate(x):
-        if cur <= 0:
-            cur, start = v, i
-        else:
-            cur += v
-        if cur > best:
-            best, best_ab = cur, (start, i)
-    return best_ab[0], best_ab[1], best
-
-
-# ------------------------------------------------------------------------ remedies
-def _family(act: str) -> str:
-    """Whose remedies apply: the activation spec's family (sigmoid, tanh, relu, selu, linear);
-    relu's for a name this vgcore does not know (a Recorder read from another version)."""
-    spec = ACTIVATIONS.get(act)
-    return "relu" if spec is None else spec.family
-
-
-_RECOMMENDED = {
-    "sigmoid": "glorot",
-    "tanh": "glorot/orthogonal",
-    "relu": "he",
-    "selu": "lecun_normal",
-    "linear": "orthogonal/lecun",
-}
-_RECOMMENDED_LONG = {
-    "sigmoid": "init='glorot_normal' (Glorot/Xavier)",
-    "tanh": "init='glorot_normal' or 'glorot_uniform' (Glorot/Xavier) or 'orthogonal'",
-    "relu": "init='he_normal' or 'he_uniform' (He, variance 2/fan_in)",
-    "selu": "init='lecun_normal' (LeCun, variance 1/fan_in, which SELU's self-normalisation "
-            "needs)",
-    "linear": "init='orthogonal' or 'lecun_normal' (variance 1/fan_in)",
-}
-# weight standard deviation * sqrt(fan_in) that keeps the signal's scale through a layer
-_TARGET_SCALE = {"tanh": 1.0, "relu": math.sqrt(2.0), "selu": 1.0, "linear": 1.0}
-# the same for each initialiser (square layers for glorot; orthogonal: its gain)
-_INIT_SCALE = {"standard": 1 / math.sqrt(3.0), "glorot_uniform": 1.0, "glorot_normal": 1.0,
-               "he_uniform": math.sqrt(2.0), "he_normal": math.sqrt(2.0),
-               "lecun_uniform": 1.0, "lecun_normal": 1.0}
-
-
-def _init_scale(init):
-    if not init:
-        return None
-    name, sw = init.get("name"), init.get("sigma_w")
-    if name == "normal":
-        return sw
-    if name == "orthogonal":
-        return 1.0 if sw is None else sw
-    return _INIT_SCALE.get(name)
-
-
-def _init_text(init) -> str:
-    if not init:
-        return ""
-    s = f"init={init['name']!r}"
-    if init.get("sigma_w") is not None:
-        s += f", sigma_w={_num(init['sigma_w'])}"
-    return s
-
-
-def _init_verdict(init, family):
-    """"small", "ok", "large" or None (unknown) for the initialiser's scale vs the
-    variance-preserving one of the activation family."""
-    scale, target = _init_scale(init), _TARGET_SCALE.get(family)
-    if scale is None or target is None:
-        return None
-    if scale < 0.85 * target:
-        return "small"
-    if scale > 1.15 * target:
-        return "large"
-    return "ok"
-
-
-def _vanishing_fix(family, verdict):
-    deep = ("batch normalisation or residual connections keep deep stacks trainable; an "
-            "adaptive optimiser such as Adam rescales small gradients of the first layers "
-            "(it cannot revive gradients far below its eps, e.g. 1e-17 through 20 sigmoid "
-            "layers)")
-    if family == "sigmoid":
-        return ("replace sigmoid in the hidden layers by relu or leaky_relu with He init "
-                "(init='he_normal'), or tanh with Glorot or orthogonal init; " + deep,
-                "try relu with he init, tanh with glorot/orthogonal init, batch norm or "
-                "residual connections")
-    if verdict == "ok":
-        return ("the initialisation already preserves variance, so depth itself is the "
-                "problem: " + deep + "; or use fewer layers",
-                "try batch norm, residual connections or Adam")
-    short = {"tanh": "try glorot/orthogonal init, batch norm, or relu with he init",
-             "relu": "try he init, batch norm or residual connections",
-             "selu": "try lecun_normal init, or residual connections",
-             "linear": "try orthogonal or lecun init"}[family]
-    long = f"use a variance-preserving initialisation: {_RECOMMENDED_LONG[family]}; "
-    if family == "tanh":
-        long += "or switch to relu with He init; "
-    return long + deep, short
-
-
-# ------------------------------------------------------------------------ the snapshot
-@dataclass
-class _Snap:
-    sizes: tuple
-    acts: tuple
-    f: dict
-    grad_ratio: float
-    delta_ratio: float
-    nf_fwd: int | None
-    nf_bwd: int | None
-    init: dict | None
-    net: object = None
-    where: str = ""                     # e.g. " (median of the last 5 records, steps 10-14)"
-    dead: np.ndarray | None = None      # per-layer dead fraction used by the dead rule
-    dead_where: str = "on every sample of the batch"
-    dead_source: str = "batch"
-
-    @property
-    def L(self):
-        return len(self.sizes) - 1
-
-
-def _snap_from_flow(flow, init, net):
-    f = {name: np.asarray(getattr(flow, name), np.float64) for name in FIELDS}
-    return _Snap(sizes=tuple(flow.sizes), acts=tuple(flow.activations), f=f,
-                 grad_ratio=float(flow.grad_ratio), delta_ratio=float(flow.delta_ratio),
-                 nf_fwd=flow.nonfinite_forward_layer, nf_bwd=flow.nonfinite_backward_layer,
-                 init=init, net=net, dead=f["dead_fraction"])
-
-
-def _nanmedian(a, axis=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(a, axis=axis)
-
-
-def _steps_text(steps):
-    steps = np.asarray(steps)
-    return f"step {steps[0]}" if steps.size == 1 else f"steps {steps[0]}-{steps[-1]}"
-
-
-def _snap_from_recorder(rec, recent, init, net):
-    k = min(recent, len(rec))
-    f = {name: np.asarray(_nanmedian(rec.history(name, -k), axis=0), np.float64)
-         for name in FIELDS}
-    steps = rec.history("step", -k)
-    nf_fwd = int(rec.history("nonfinite_forward_layer", -1)[0]) or None
-    nf_bwd = int(rec.history("nonfinite_backward_layer", -1)[0]) or None
-    where = (f" (at {_steps_text(steps)})" if k == 1 else
-             f" (median of the last {k} records, {_steps_text(steps)})")
-    s = _Snap(sizes=tuple(rec.sizes), acts=tuple(rec.activations), f=f,
-              grad_ratio=float(_nanmedian(rec.history("grad_ratio", -k))),
-              delta_ratio=float(_nanmedian(rec.history("delta_ratio", -k))),
-              nf_fwd=nf_fwd, nf_bwd=nf_bwd, init=init, net=net, where=where,
-              dead=f["dead_fraction"])
-    edf = rec.epoch_dead_fraction
-    if edf.shape[0]:
-        dead = np.full(s.L, np.nan)
-        dead[:s.L - 1] = edf[-1]
-        first, last = rec.epoch_steps[-1]
-        s.dead = dead
-        s.dead_where = (f"on every sample of epoch {edf.shape[0]} (steps {first}-{last})")
-        s.dead_source = "epoch"
-    return s
 
 
 # ------------------------------------------------------------------------ the rules
@@ -519,37 +251,6 @@ def _flow_ratios(s):
     return gr, _hidden_ratio(s)
 
 
-def _decay_text(s, sign):
-    """Where the error shrinks (sign=-1) or grows (sign=+1) most: per-layer factor and range."""
-    gain = s.f["gain"][:s.L - 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = sign * np.log(gain)
-    if sign < 0 and np.any(gain == 0):
-        l = int(np.flatnonzero(gain == 0)[-1])
-        return (f"no error at all passes from layer {l + 2} to layer {l + 1}",
-                {"from_layer": l + 2, "to_layer": l + 1, "gain_per_layer": 0.0})
-    a, b, total = _max_window(x)
-    if not np.isfinite(total) or total <= 0:
-        return "", None
-    n = b - a + 1
-    factor = math.exp(sign * total / n)
-    verb = "shrinks" if sign < 0 else "grows"
-    if n >= 2:
-        text = (f"the error {verb} about {_num(factor)}x per layer from layer {b + 2} down to "
-                f"layer {a + 1}")
-    else:
-        text = f"the error {verb} {_num(factor)}x from layer {b + 2} to layer {a + 1}"
-    return text, {"from_layer": b + 2, "to_layer": a + 1, "gain_per_layer": factor}
-
-
-def _network_text(s, hidden):
-    """", in 20 tanh hidden layers with init='standard'" (init only when known)."""
-    if not hidden:
-        return ""
-    text = f", in {s.L - 1} {'/'.join(hidden)} hidden layer{'s' if s.L > 2 else ''}"
-    return text + (f" with {_init_text(s.init)}" if s.init else "")
-
-
 def _rule_vanishing(s, findings):
     if _blocked(s):
         return []       # a fully dead or saturated layer: reported by its own rule
@@ -660,10 +361,6 @@ def _rule_no_gradient(s):
     return []
 
 
-def _py_dict(d):
-    return {k: _py(v) for k, v in d.items()}
-
-
 def _rules(s):
     findings = _rule_nonfinite(s)
     findings += _rule_saturation(s)
@@ -673,123 +370,6 @@ def _rules(s):
     if not findings:
         findings += _rule_no_gradient(s)
     return findings
-
-
-# ------------------------------------------------------------------------ Recorder trends
-def _trends(rec, recent, findings):
-    n = len(rec)
-    if n < 2:
-        return findings
-    k = max(1, min(recent, n // 2))
-    s_first, s_last = rec.history("step", 0, k), rec.history("step", -k)
-    first_txt, last_txt = _steps_text(s_first), _steps_text(s_last)
-    by_kind = {f.kind: f for f in findings}
-    out = list(findings)
-
-    def replace(old, new):
-        out[out.index(old)] = new
-
-    def insert(message, clause):
-        """Put ``clause`` before the message's closing "; try ...", if it has one."""
-        head, sep, tail = message.rpartition("; try ")
-        return f"{head}; {clause}{sep}{tail}" if sep else f"{message}; {clause}"
-
-    # ratios
-    for name in ("grad_ratio", "delta_ratio"):
-        a = float(_nanmedian(rec.history(name, 0, k)))
-        b = float(_nanmedian(rec.history(name, -k)))
-        if not (np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0):
-            continue
-        change = b / a
-        if change <= 1 / TREND_FACTOR:
-            kind, verb = "vanishing", "fell"
-        elif change >= TREND_FACTOR:
-            kind, verb = "exploding", "rose"
-        else:
-            continue
-        what = "the gradient" if name == "grad_ratio" else "the error signal (delta)"
-        text = (f"{what} reaching layer 1, relative to the output layer's, {verb} from "
-                f"{_num(a)} ({first_txt}) to {_num(b)} ({last_txt})")
-        ev = {f"{name}_first": a, f"{name}_last": b, "trend_steps": [int(s_first[0]),
-                                                                     int(s_last[-1])]}
-        if kind in by_kind:
-            old = by_kind[kind]
-            if "trend_steps" in old.evidence:
-                continue
-            new = Finding(kind, old.severity, insert(old.message, f"over the run, {text}"),
-                          {**old.evidence, **ev}, old.fix)
-            replace(old, new)
-            by_kind[kind] = new
-        else:
-            if kind == "vanishing":
-                fix = ("watch the first layers: if it keeps falling, use a variance-preserving "
-                       "initialisation for the activation, batch normalisation, residual "
-                       "connections or an adaptive optimiser (Adam)")
-            else:
-                fix = ("lower the learning rate, clip gradients by their global norm, add "
-                       "batch normalisation")
-            new = Finding(kind, "warning", f"{kind} (trend): over the run, {text}; still "
-                          f"within the alarm range, but heading out of it", ev, fix)
-            out.append(new)
-            by_kind[kind] = new
-
-    # saturated and dead fractions
-    L = rec.n_layers
-    acts = rec.activations
-    for name, kind, sat_act in (("saturated_fraction", "saturation", True),
-                                ("dead_fraction", "dead_units", False)):
-        a = _nanmedian(rec.history(name, 0, k), axis=0)[:L - 1]
-        b = _nanmedian(rec.history(name, -k), axis=0)[:L - 1]
-        rise = b - a
-        layers = [l + 1 for l in range(L - 1) if (acts[l] in SATURATING) == sat_act
-                  and np.isfinite(rise[l]) and rise[l] >= TREND_FRACTION]
-        if not layers:
-            continue
-        i = max(range(len(layers)), key=lambda j: rise[layers[j] - 1])
-        top = layers[i]
-        adjective = "saturated" if sat_act else "dead"
-        text = (f"{adjective} units in {_ranges(layers)} rose over the run (layer {top}: "
-                f"{_pct(a[top - 1])} at {first_txt}, {_pct(b[top - 1])} at {last_txt})")
-        ev = {f"{name}_first": _py(a[np.asarray(layers) - 1]),
-              f"{name}_last": _py(b[np.asarray(layers) - 1]), "trend_layers": layers,
-              "trend_steps": [int(s_first[0]), int(s_last[-1])]}
-        if kind in by_kind:
-            old = by_kind[kind]
-            new = Finding(kind, old.severity, insert(old.message, text),
-                          {**old.evidence, **ev}, old.fix)
-            replace(old, new)
-            by_kind[kind] = new
-        else:
-            if sat_act:
-                fix = ("a smaller learning rate, batch normalisation before the activation, "
-                       "or relu-family activations with He init")
-                cause = "units are being pushed into saturation during training"
-            else:
-                fix = ("a lower learning rate (large updates knock units into the dead zone), "
-                       "leaky_relu, gradient clipping")
-                cause = "units are dying during training, typically from a learning rate " \
-                        "that is too high"
-            new = Finding(kind, "warning", f"{kind} (trend): {text}; {cause}", ev, fix)
-            out.append(new)
-            by_kind[kind] = new
-
-    # when did the non-finite values start?
-    nf = by_kind.get("nonfinite")
-    if nf is not None:
-        bad = ((rec.history("nonfinite_forward_layer") > 0)
-               | (rec.history("nonfinite_backward_layer") > 0))
-        if bad[-1]:
-            good = np.flatnonzero(~bad)
-            start = int(good[-1]) + 1 if good.size else 0
-            since = int(rec.history("step", start, start + 1)[0])
-            clause = f"non-finite since step {since}" + (
-                " (the first record)" if start == 0 else
-                f" (the record before, step {int(rec.history('step', start - 1, start)[0])}, "
-                f"was finite)")
-            new = Finding(nf.kind, nf.severity, insert(nf.message, clause),
-                          {**nf.evidence, "nonfinite_since_step": since}, nf.fix)
-            replace(nf, new)
-    return out
 
 
 # ------------------------------------------------------------------------ public API
@@ -891,47 +471,3 @@ def _healthy(s):
     return Finding("healthy", "info", msg, _py_dict(evidence), "")
 
 
-def format_findings(findings) -> str:
-    """Findings as readable text: one block per finding (severity, message, evidence, fix).
-
-    Parameters
-    ----------
-    findings : iterable of Finding
-
-    Returns
-    -------
-    str
-    """
-    if isinstance(findings, Finding):
-        findings = [findings]
-    if isinstance(findings, (str, bytes, dict)) or not hasattr(findings, "__iter__"):
-        raise TypeError(f"findings: expected an iterable of Finding, got "
-                        f"{type(findings).__name__}")
-    findings = list(findings)
-    for i, f in enumerate(findings):
-        if not isinstance(f, Finding):
-            raise TypeError(f"findings: expected Finding objects, got {type(f).__name__} at "
-                            f"position {i}")
-    if not findings:
-        return "no findings"
-    blocks = []
-    for f in findings:
-        lines = textwrap.wrap(f"[{f.severity.upper()}] {f.message}", 100,
-                              subsequent_indent="    ")
-        if f.evidence:
-            ev = ", ".join(f"{k}={_ev(v)}" for k, v in f.evidence.items())
-            lines += textwrap.wrap("evidence: " + ev, 100, initial_indent="    ",
-                                   subsequent_indent="        ")
-        if f.fix:
-            lines += textwrap.wrap("fix: " + f.fix, 100, initial_indent="    ",
-                                   subsequent_indent="        ")
-        blocks.append("\n".join(lines))
-    return "\n".join(blocks)
-
-
-def _ev(v):
-    if isinstance(v, float):
-        return _num(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_ev(x) for x in v) + "]"
-    return str(v)

@@ -50,41 +50,27 @@ of the batch).  ``end_epoch`` turns them into per-hidden-layer fractions of unit
 dead on every sample of every batch passed during the epoch, and appends them to
 :attr:`Recorder.epoch_dead_fraction` (shape ``(epochs, n_layers - 1)``).
 
-JSON format (version 1)
------------------------
-A strict-JSON object (NaN and Inf are written as ``null`` and read back as NaN)::
-
-    {"format": "vgcore.recorder", "version": 1,
-     "sizes": [n_in, ..., n_out] or null (no record yet),
-     "activations": [one name per layer, the output layer's "identity" last],
-     "init": {"name": ..., "sigma_w": ..., "sigma_b": ...} or null (recorded from flows),
-     "schedule": "every" | "log" | [steps], "every": int, "max_records": int,
-     "stride": int, "next_step": int, "offers_seen": int,
-     "steps": [step of each record],
-     "offers": [index of each record among the due steps passed to record()],
-     "fields": {name: [[value per layer] per record]} for every name in FIELDS,
-     "scalars": {name: [value per record]} for every name in SCALARS,
-     "epoch_dead_fraction": [[fraction per hidden layer] per epoch],
-     "epoch_steps": [[first step, last step] per epoch]}
-
-:meth:`Recorder.from_json` reads it back into a recorder that can go on recording.
+JSON
+----
+:meth:`Recorder.to_json` writes, and :meth:`Recorder.from_json` reads, a strict-JSON object
+(format ``vgcore.recorder``, version 1; NaN and Inf as ``null``) described in
+:mod:`vgcore.measure.recorder_io`; :meth:`Recorder.to_json_object` and
+:meth:`Recorder.from_json_object` give and take the object itself.
 """
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 
 import numpy as np
 
 from vgcore.core._files import atomic_write
+from vgcore.measure import recorder_io as _json
 from vgcore.measure.flow import FIELDS, GradientFlow
+from vgcore.measure.record_schedule import check_int, check_steps, is_log_step, log_schedule
+from vgcore.measure.recorder_io import JSON_FORMAT, JSON_VERSION
 
 __all__ = ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT", "JSON_VERSION"]
-
-JSON_FORMAT = "vgcore.recorder"
-JSON_VERSION = 1
 
 SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_backward_layer")
 """Per-step scalars kept beside the per-layer fields.  ``grad_ratio`` and ``delta_ratio`` are
@@ -93,52 +79,6 @@ float64; the non-finite layers are int64, the 1-based layer where a NaN or Inf f
 
 _FLOAT_SCALARS = SCALARS[:2]
 _INT_SCALARS = SCALARS[2:]
-
-
-def _log_step(j: int) -> int:
-    return int(round(10.0 ** (j / 10.0)))
-
-
-def log_schedule(stop: int) -> np.ndarray:
-    """The steps below ``stop`` of the ``"log"`` schedule.
-
-    Parameters
-    ----------
-    stop : int, >= 0
-
-    Returns
-    -------
-    ndarray of int64
-        ``0`` and the distinct values of ``round(10 ** (j / 10))``, ``j = 0, 1, ...``, below
-        ``stop``: ``0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, ...``.
-    """
-    stop = _check_int(stop, "stop", minimum=0)
-    out = [0] if stop > 0 else []
-    j = 0
-    while True:
-        s = _log_step(j)
-        if s >= stop:
-            break
-        if s != out[-1]:
-            out.append(s)
-        j += 1
-    return np.asarray(out, np.int64)
-
-
-def _is_log_step(step: int) -> bool:
-    if step == 0:
-        return True
-    j0 = int(round(10.0 * math.log10(step)))
-    return any(_log_step(j) == step for j in (j0 - 1, j0, j0 + 1) if j >= 0)
-
-
-def _check_int(value, name, minimum=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} ({value!r})")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return value
 
 
 def _check_path(path, name="path"):
@@ -151,17 +91,6 @@ def _check_path(path, name="path"):
 def _atomic_write_text(path: str, write) -> None:
     """A text file written atomically (see :func:`vgcore.core._files.atomic_write`)."""
     atomic_write(path, "x", write, encoding="utf-8", newline="")
-
-
-def _json_matrix(a: np.ndarray) -> list:
-    """Nested lists of Python floats with NaN and Inf as None (strict JSON)."""
-    a = np.asarray(a, np.float64)
-    bad = ~np.isfinite(a)
-    if not bad.any():
-        return a.tolist()
-    obj = a.astype(object)
-    obj[bad] = None
-    return obj.tolist()
 
 
 class Recorder:
@@ -198,7 +127,7 @@ class Recorder:
     """
 
     def __init__(self, schedule="every", every=1, max_records=10_000, *, tensorboard=None):
-        self._every = _check_int(every, "every", minimum=1)
+        self._every = check_int(every, "every", minimum=1)
         if isinstance(schedule, str):
             key = schedule.strip().lower()
             if key not in ("every", "log"):
@@ -208,11 +137,11 @@ class Recorder:
             self._steps_list = None
         else:
             self._schedule = "steps"
-            self._steps_list = self._check_steps(schedule)
+            self._steps_list = check_steps(schedule)
         if self._schedule != "every" and self._every != 1:
             raise ValueError(f"every: only applies to schedule='every'; expected 1 (the "
                              f"default) with schedule={self.schedule!r}, got {self._every}")
-        self._max = _check_int(max_records, "max_records", minimum=2)
+        self._max = check_int(max_records, "max_records", minimum=2)
         self._stride = 1
         self._next_step = 0          # the default step of the next call
         self._offers_seen = 0        # due steps passed to record() so far
@@ -241,33 +170,10 @@ class Recorder:
             self.tensorboard = as_writer(tensorboard)
 
     # ---------------------------------------------------------------- validation helpers
-    @staticmethod
-    def _check_steps(schedule):
-        if isinstance(schedule, (bytes, dict)) or not hasattr(schedule, "__iter__"):
-            raise TypeError(f"schedule: expected 'every', 'log' or a sorted iterable of step "
-                            f"numbers, got {type(schedule).__name__}")
-        steps = []
-        for i, s in enumerate(schedule):
-            if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
-                raise TypeError(f"schedule: expected integer step numbers, got "
-                                f"{type(s).__name__} ({s!r}) at position {i}")
-            s = int(s)
-            if s < 0:
-                raise ValueError(f"schedule: expected non-negative step numbers, got {s} at "
-                                 f"position {i}")
-            if steps and s <= steps[-1]:
-                raise ValueError(f"schedule: expected strictly increasing step numbers, got "
-                                 f"{s} after {steps[-1]} at position {i}")
-            steps.append(s)
-        if not steps:
-            raise ValueError("schedule: expected at least one step number, got an empty "
-                             "iterable")
-        return np.asarray(steps, np.int64)
-
     def _resolve_step(self, step):
         if step is None:
             return self._next_step
-        step = _check_int(step, "step", minimum=0)
+        step = check_int(step, "step", minimum=0)
         if step < self._next_step:
             raise ValueError(f"step: expected an integer >= {self._next_step} (steps must "
                              f"increase from call to call; the last was "
@@ -279,7 +185,7 @@ class Recorder:
         if self._schedule == "every":
             return step % self._every == 0
         if self._schedule == "log":
-            return _is_log_step(step)
+            return is_log_step(step)
         i = int(np.searchsorted(self._steps_list, step))
         return i < self._steps_list.size and int(self._steps_list[i]) == step
 
@@ -603,19 +509,9 @@ class Recorder:
             layer of their step.  ``pandas.DataFrame(rec.to_dict())`` makes the table;
             pandas is not needed otherwise.
         """
-        n, L = self._n, self.n_layers
-        steps = self.history("step")
-        out = {
-            "step": np.repeat(steps, L),
-            "layer": np.tile(np.arange(1, L + 1, dtype=np.int64), n),
-            "width": np.tile(np.asarray(self._sizes[1:] if L else [], np.int64), n),
-            "activation": list(self._activations or ()) * n,
-        }
-        for name in FIELDS:
-            out[name] = self.history(name).reshape(-1)
-        for name in SCALARS:
-            out[name] = np.repeat(self.history(name), L)
-        return out
+        return _json.tidy_columns(self.history("step"), self._sizes, self._activations,
+                                  {name: self.history(name) for name in FIELDS},
+                                  {name: self.history(name) for name in SCALARS})
 
     def to_csv(self, path) -> None:
         """Write :meth:`to_dict` as CSV: a header row, then one row per (record, layer).
@@ -628,44 +524,26 @@ class Recorder:
         ----------
         path : str or os.PathLike
         """
-        path = _check_path(path)
-        cols = self.to_dict()
-        names = list(cols)
-        data = [c.tolist() if isinstance(c, np.ndarray) else c for c in cols.values()]
+        _atomic_write_text(_check_path(path), _json.csv_writer(self.to_dict()))
 
-        def write(f):
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(names)
-            w.writerows(zip(*data))
-
-        _atomic_write_text(path, write)
-
-    def _json_object(self) -> dict:
+    def to_json_object(self) -> dict:
+        """The recorder as its JSON object (format ``vgcore.recorder``, version 1; see
+        :mod:`vgcore.measure.recorder_io`): plain lists and numbers, NaN and Inf as None."""
         n = self._n
-        return {
-            "format": JSON_FORMAT,
-            "version": JSON_VERSION,
-            "sizes": None if self._sizes is None else list(self._sizes),
-            "activations": None if self._activations is None else list(self._activations),
-            "init": self.init,
-            "schedule": (list(self.schedule) if self._schedule == "steps"
-                         else self._schedule),
-            "every": self._every,
-            "max_records": self._max,
-            "stride": self._stride,
-            "next_step": self._next_step,
-            "offers_seen": self._offers_seen,
-            "steps": self.history("step").tolist(),
-            "offers": [] if self._offer is None else self._offer[:n].tolist(),
-            "fields": {name: _json_matrix(self.history(name)) for name in FIELDS},
-            "scalars": {**{name: _json_matrix(self.history(name)) for name in _FLOAT_SCALARS},
-                        **{name: self.history(name).tolist() for name in _INT_SCALARS}},
-            "epoch_dead_fraction": [_json_matrix(f) for f in self._epoch_fracs],
-            "epoch_steps": [list(s) for s in self._epoch_steps],
-        }
+        return _json.encode(
+            sizes=self._sizes, activations=self._activations, init=self.init,
+            schedule=(list(self.schedule) if self._schedule == "steps" else self._schedule),
+            every=self._every, max_records=self._max, stride=self._stride,
+            next_step=self._next_step, offers_seen=self._offers_seen,
+            steps=self.history("step"),
+            offers=np.empty(0, np.int64) if self._offer is None else self._offer[:n],
+            fields={name: self.history(name) for name in FIELDS},
+            float_scalars={name: self.history(name) for name in _FLOAT_SCALARS},
+            int_scalars={name: self.history(name) for name in _INT_SCALARS},
+            epoch_fracs=self._epoch_fracs, epoch_steps=self._epoch_steps)
 
     def to_json(self, path) -> None:
-        """Write the recorder as a strict-JSON file (format in the module docstring).
+        """Write the recorder as a strict-JSON file (:meth:`to_json_object`).
 
         NaN and Inf are written as ``null`` (and read back as NaN).  Written atomically, like
         :meth:`to_csv`.
@@ -675,7 +553,7 @@ class Recorder:
         path : str or os.PathLike
         """
         path = _check_path(path)
-        obj = self._json_object()
+        obj = self.to_json_object()
         _atomic_write_text(path, lambda f: json.dump(obj, f, allow_nan=False,
                                                      separators=(",", ":")))
 
@@ -700,142 +578,46 @@ class Recorder:
             file, of another version, or inconsistent; the message names the file.
         """
         path = _check_path(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except UnicodeDecodeError as e:
-            raise ValueError(f"path: {path!r} is not a vgcore.recorder JSON file: it is not "
-                             f"UTF-8 text ({e})") from None
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"path: {path!r} is not a valid vgcore.recorder JSON file: "
-                             f"corrupt or truncated JSON ({e})") from None
-        return cls._from_object(obj, path)
+        return cls.from_json_object(_json.read(path), path)
 
     @classmethod
-    def _from_object(cls, obj, path):
-        def bad(what):
-            return ValueError(f"path: {path!r} is not a valid vgcore.recorder JSON file: {what}")
+    def from_json_object(cls, obj, source="object") -> "Recorder":
+        """A recorder from its JSON object (:meth:`to_json_object`), checked completely.
 
-        if not isinstance(obj, dict):
-            raise bad(f"expected a JSON object, got a JSON {type(obj).__name__}")
-        if obj.get("format") != JSON_FORMAT:
-            raise bad(f"expected \"format\": {JSON_FORMAT!r}, got {obj.get('format')!r}")
-        if obj.get("version") != JSON_VERSION:
-            raise bad(f"expected \"version\": {JSON_VERSION}, got {obj.get('version')!r}")
-        required = ("sizes", "activations", "init", "schedule", "every", "max_records",
-                    "stride", "next_step", "offers_seen", "steps", "offers", "fields",
-                    "scalars", "epoch_dead_fraction", "epoch_steps")
-        missing = [k for k in required if k not in obj]
-        if missing:
-            raise bad(f"missing key(s) {', '.join(missing)}")
+        Parameters
+        ----------
+        obj : dict
+        source : str
+            Where the object came from, for error messages (a file, a sweep history).
+
+        Raises
+        ------
+        ValueError
+            Naming ``source``, when the object is not a valid recorder of this version.
+        """
+        d = _json.decode(obj, source, FIELDS, _FLOAT_SCALARS, _INT_SCALARS)
         try:
-            rec = cls(schedule=obj["schedule"], every=obj["every"],
-                      max_records=obj["max_records"])
+            rec = cls(**d["settings"])
         except (TypeError, ValueError) as e:
-            raise bad(f"bad settings ({e})") from None
-
-        def ints(key, minimum=0):
-            v = obj[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-                raise bad(f"expected \"{key}\" to be an integer >= {minimum}, got {v!r}")
-            return v
-
-        stride = ints("stride", 1)
-        if stride & (stride - 1):
-            raise bad(f"expected \"stride\" to be a power of two, got {stride}")
-        rec._stride = stride
-        rec._next_step = ints("next_step")
-        rec._offers_seen = ints("offers_seen")
-        steps, offers = obj["steps"], obj["offers"]
-        if not isinstance(steps, list) or not isinstance(offers, list):
-            raise bad("expected \"steps\" and \"offers\" to be lists")
-        n = len(steps)
-        if len(offers) != n:
-            raise bad(f"expected {n} \"offers\" (one per step), got {len(offers)}")
+            raise _json.invalid(source, f"bad settings ({e})") from None
+        n = len(d["steps"])
         if n > rec._max:
-            raise bad(f"{n} records exceed \"max_records\" {rec._max}")
-
-        def int_array(v, key):
-            if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                raise bad(f"expected integers in \"{key}\"")
-            return np.asarray(v, np.int64).reshape(-1)
-
-        sizes, acts, init = obj["sizes"], obj["activations"], obj["init"]
-        if sizes is None:
-            if n or obj["epoch_dead_fraction"]:
-                raise bad("records without \"sizes\"")
+            raise _json.invalid(source, f"{n} records exceed \"max_records\" {rec._max}")
+        rec._stride, rec._next_step = d["stride"], d["next_step"]
+        rec._offers_seen = d["offers_seen"]
+        if d["sizes"] is None:
             return rec
-        if (not isinstance(sizes, list) or len(sizes) < 2
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
-                           for s in sizes)):
-            raise bad(f"expected \"sizes\" to be a list of at least two positive integers, "
-                      f"got {sizes!r}")
-        L = len(sizes) - 1
-        if (not isinstance(acts, list) or len(acts) != L
-                or not all(isinstance(a, str) for a in acts)):
-            raise bad(f"expected \"activations\" to be {L} names, got {acts!r}")
-        if init is not None and not (isinstance(init, dict) and isinstance(init.get("name"),
-                                                                          str)):
-            raise bad(f"expected \"init\" to be null or an object with a \"name\", got "
-                      f"{init!r}")
-        rec._sizes = tuple(sizes)
-        rec._activations = tuple(acts)
-        rec._init = None if init is None else {"name": init["name"],
-                                                "sigma_w": init.get("sigma_w"),
-                                                "sigma_b": init.get("sigma_b")}
-        step_arr = int_array(steps, "steps")
-        offer_arr = int_array(offers, "offers")
-        if n and (np.any(np.diff(step_arr) <= 0) or step_arr[0] < 0
-                  or np.any(np.diff(offer_arr) <= 0) or offer_arr[0] < 0):
-            raise bad("expected strictly increasing non-negative \"steps\" and \"offers\"")
-        if n and (step_arr[-1] >= rec._next_step or offer_arr[-1] >= rec._offers_seen):
-            raise bad("\"next_step\" / \"offers_seen\" are behind the last record")
-
-        def matrix(v, key, shape, dtype=np.float64):
-            try:
-                a = np.asarray(v, dtype=dtype)
-            except (TypeError, ValueError):
-                raise bad(f"expected numbers (or null) in \"{key}\" with shape {shape}") \
-                    from None
-            if a.shape != shape:
-                raise bad(f"expected \"{key}\" with shape {shape}, got {a.shape}")
-            return a
-
-        fields, scalars = obj["fields"], obj["scalars"]
-        if not isinstance(fields, dict) or not isinstance(scalars, dict):
-            raise bad("expected \"fields\" and \"scalars\" to be objects")
+        rec._sizes, rec._activations, rec._init = d["sizes"], d["activations"], d["init"]
         rec._allocate()
         rec._n = n
-        rec._step[:n] = step_arr
-        rec._offer[:n] = offer_arr
+        rec._step[:n] = d["steps"]
+        rec._offer[:n] = d["offers"]
         for k, name in enumerate(FIELDS):
-            if name not in fields:
-                raise bad(f"missing field {name!r} in \"fields\"")
-            rec._fields[k, :n] = matrix(fields[name], f"fields.{name}", (n, L))
+            rec._fields[k, :n] = d["fields"][name]
         for k, name in enumerate(_FLOAT_SCALARS):
-            if name not in scalars:
-                raise bad(f"missing scalar {name!r} in \"scalars\"")
-            rec._fscal[k, :n] = matrix(scalars[name], f"scalars.{name}", (n,))
+            rec._fscal[k, :n] = d["float_scalars"][name]
         for k, name in enumerate(_INT_SCALARS):
-            if name not in scalars:
-                raise bad(f"missing scalar {name!r} in \"scalars\"")
-            v = scalars[name]
-            if not isinstance(v, list):
-                raise bad(f"expected a list in \"scalars.{name}\"")
-            a = int_array(v, f"scalars.{name}")
-            if a.shape != (n,) or np.any((a < 0) | (a > L)):
-                raise bad(f"expected {n} layer numbers in 0..{L} in \"scalars.{name}\"")
-            rec._iscal[k, :n] = a
-        edf, est = obj["epoch_dead_fraction"], obj["epoch_steps"]
-        if not isinstance(edf, list) or not isinstance(est, list) or len(edf) != len(est):
-            raise bad("expected \"epoch_dead_fraction\" and \"epoch_steps\" to be lists of "
-                      "equal length")
-        for i, (fr, se) in enumerate(zip(edf, est)):
-            if not (isinstance(se, list) and len(se) == 2
-                    and all(isinstance(x, int) and not isinstance(x, bool) for x in se)):
-                raise bad(f"expected two integers in \"epoch_steps[{i}]\", got {se!r}")
-            rec._epoch_fracs.append(matrix(fr, f"epoch_dead_fraction[{i}]", (L - 1,)))
-            rec._epoch_steps.append((se[0], se[1]))
+            rec._iscal[k, :n] = d["int_scalars"][name]
+        rec._epoch_fracs = list(d["epoch_fracs"])
+        rec._epoch_steps = list(d["epoch_steps"])
         return rec

@@ -449,8 +449,8 @@ def get_schedule(spec, **kwargs) -> Schedule:
         if cls is None:
             raise ValueError(f"spec: unknown schedule {spec!r}; expected one of "
                              f"{', '.join(SCHEDULES)}")
-        sig = inspect.signature(cls.__init__)
-        accepted = [p for p in sig.parameters if p != "self"]
+        sig = inspect.signature(cls)               # the constructor's, without self
+        accepted = list(sig.parameters)
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise TypeError(f"{cls.__name__}: unexpected argument(s) {', '.join(unknown)}; "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -17,30 +16,22 @@ from vgcore.experiments import report as _report
 from vgcore.measure.diagnosis import SATURATING, format_findings
 
 
-def _recorder_object(rec, tmpdir):
-    path = os.path.join(tmpdir, "rec.json")
-    rec.to_json(path)
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def write_measurements(out, runs, summary, s):
     """measurements.csv and measurements.json."""
     runs_json = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in runs:
-            runs_json.append({
-                "config": r.config.name, "seed": r.seed, "settings": r.config.as_dict(),
-                "loss": r.losses, "diverged_at": r.diverged_at, "seconds": r.seconds,
-                "test": r.test,
-                "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message,
-                              "evidence": f.evidence, "fix": f.fix} for f in r.findings],
-                "theory": None if r.theory is None else {
-                    "delta_norm_relative_measured": r.theory[0],
-                    "delta_norm_relative_predicted": r.theory[1],
-                    "q": r.theory_q},
-                "recorder": _recorder_object(r.recorder, tmp),
-            })
+    for r in runs:
+        runs_json.append({
+            "config": r.config.name, "seed": r.seed, "settings": r.config.as_dict(),
+            "loss": r.losses, "diverged_at": r.diverged_at, "seconds": r.seconds,
+            "test": r.test,
+            "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message,
+                          "evidence": f.evidence, "fix": f.fix} for f in r.findings],
+            "theory": None if r.theory is None else {
+                "delta_norm_relative_measured": r.theory[0],
+                "delta_norm_relative_predicted": r.theory[1],
+                "q": r.theory_q},
+            "recorder": r.recorder.to_json_object(),
+        })
     doc = {"format": "vgcore.compare.measurements", "version": 1,
            "about": "per configuration and seed: the vgcore.Recorder history (format "
                     "vgcore.recorder; Recorder.from_json reads the 'recorder' object saved as "

@@ -67,5 +67,6 @@ def html_document(title, body) -> str:
 
 
 def write_text_atomic(path, text) -> None:
-    """Write ``text`` (UTF-8, ``\n`` line ends) atomically (:func:`vgcore.core._files.atomic_write`)."""
+    """Write ``text`` (UTF-8, ``\n`` line ends) atomically
+    (:func:`vgcore.core._files.atomic_write`)."""
     atomic_write(path, "x", lambda f: f.write(text), encoding="utf-8", newline="\n")

@@ -145,7 +145,7 @@ def _canonical(settings, where):
                              f"{', '.join(PARAMS)}")
         cfg[key] = PARAMS[key][1](value, f"{where}: {raw}")
     out = {}
-    for key, (default, check, _) in PARAMS.items():
+    for key, (default, _, _) in PARAMS.items():
         out[key] = cfg.get(key, default)
     if out["init"] is None:
         out["init"] = "normal" if out["sigma_w2"] is not None else "standard"

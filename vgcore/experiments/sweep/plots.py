@@ -55,7 +55,7 @@ def phase_grid(rows, metric="final_loss", x="sigma_w2_eff", y="depth") -> list:
     ignore = {x, y, "seed", "init", "sigma_w2"} if x == "sigma_w2_eff" else {x, y, "seed"}
     facets = [k for k in PARAMS if k not in ignore
               and len({json.dumps(r[k]) for r in rows}) > 1]
-    groups = {}
+    groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault(tuple(json.dumps(r[k]) for k in facets), []).append(r)
     panels = []
@@ -65,7 +65,7 @@ def phase_grid(rows, metric="final_loss", x="sigma_w2_eff", y="depth") -> list:
         values = np.full((len(ys), len(xs)), np.nan)
         runs = np.zeros((len(ys), len(xs)), np.int64)
         not_ok = np.zeros((len(ys), len(xs)), np.int64)
-        cells = {}
+        cells: dict[tuple, list] = {}
         for r in group:
             ij = (int(np.searchsorted(ys, float(r[y]))), int(np.searchsorted(xs, float(r[x]))))
             runs[ij] += 1

@@ -98,7 +98,7 @@ def _train(cfg):
         except (ValueError, RuntimeError, ArithmeticError):
             pass
     history = {"loss": [None if not math.isfinite(x) else float(x) for x in losses[:done]],
-               "recorder": rec._json_object()}
+               "recorder": rec.to_json_object()}
     return m, history
 
 

@@ -73,7 +73,8 @@ class _Folder:
         record = {k: v for k, v in result.items() if k != "history"}
         record["history"] = hist is not None
         record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._journal.write(json.dumps(_ui.plain_json(record, nonfinite="keep"), allow_nan=True) + "\n")
+        line = json.dumps(_ui.plain_json(record, nonfinite="keep"), allow_nan=True)
+        self._journal.write(line + "\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
         self.records[record["run_id"]] = record
@@ -123,7 +124,8 @@ def read_journal(path, *, repair=False, folder=None):
                 raise ValueError("not a run record")
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}, line {i}: not a vgcore sweep record ({e}); the journal "
-                             f"is corrupt: move the file away to start the sweep afresh")
+                             f"is corrupt: move the file away to start the sweep afresh") \
+                from None
         records[rec["run_id"]] = rec
     return records
 
@@ -195,7 +197,7 @@ class SweepResult:
             raise ValueError(f"{path}: not a readable sweep history ({e})") from None
         if not isinstance(obj, dict) or obj.get("format") != FORMAT + ".history":
             raise ValueError(f"{path}: not a vgcore sweep history")
-        rec = vg.Recorder._from_object(obj["recorder"], path)
+        rec = vg.Recorder.from_json_object(obj["recorder"], path)
         loss = np.array([math.nan if x is None else x for x in obj["loss"]], np.float64)
         return {"loss": loss, "recorder": rec, "config": obj["config"]}
 
