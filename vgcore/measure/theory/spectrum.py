@@ -1,0 +1,598 @@
+"""The input-output Jacobian: measured on the real network, and predicted by free probability
+(Pennington, Schoenholz & Ganguli 2017, "Resurrecting the sigmoid in deep learning through
+dynamical isometry: theory and practice"; 2018, "The emergence of spectral universality in deep
+networks").
+
+Measured
+    :func:`jacobian` and :func:`jacobian_singular_values` compute ``J = dy/dx`` of an actual
+    network with the engine's own backward pass (exact to rounding) and its singular values.
+
+Predicted
+    For a plain network ``J = W_{L+1}^T D_L W_L^T ... D_1 W_1^T`` (vgcore's ``y = x W``
+    convention), ``D_l = diag(phi'(h_l))`` (times the dropout mask ``/ (1 - p)`` in training
+    mode).  At infinite width with square layers the ``W_l W_l^T`` and ``D_l^2`` are
+    asymptotically free, so the distribution of the squared singular values of ``J`` (the
+    eigenvalues of ``J J^T``) is the free multiplicative convolution of their distributions,
+    whose S-transforms multiply: ``S_{JJ^T} = prod_l S_{W_l W_l^T} prod_l S_{D_l^2}``.
+
+    * ``W W^T`` for Gaussian (or any i.i.d.) weights of variance ``sigma_w2 / n``: the
+      Marchenko-Pastur law of ratio 1, moments ``sigma_w2^k Catalan(k)``,
+      ``S(w) = 1 / (sigma_w2 (1 + w))``; for orthogonal weights ``sigma_w2`` times the identity,
+      ``S = 1 / sigma_w2``.
+    * ``D_l^2``: the law of ``phi'(h)^2``, ``h ~ N(0, q_l)`` (the mean-field transient), with
+      moments ``E[phi'(h)^(2k)]`` by quadrature.
+
+    Writing ``psi(w) = sum_k m_k w^k`` for the moment series and ``chi`` for its inverse,
+    ``S(w) = chi(w) (1 + w) / w``; the moments of ``J J^T`` follow from the product of the
+    factors' S-series by series reversion (:attr:`SpectrumPrediction.moments`).  In
+    particular the mean squared singular value is ``m_1 = prod_l sigma_w2_l prod_l mu_1(q_l)``
+    and the relative variance is ``(m_2 - m_1^2) / m_1^2 = sum_l (mu_2 / mu_1^2 - 1) + (number of
+    Gaussian weight layers)`` (Pennington et al.'s ``L (mu_2/mu_1^2 - 1 - s_1)``, ``s_1 = -1``
+    for Gaussian, 0 for orthogonal weights), ``mu_k = E[phi'(h)^(2k)]``.  Dynamical isometry --
+    every singular value near 1, at any depth -- needs ``m_1 = 1`` (the edge of chaos) and
+    ``mu_2 / mu_1^2 -> 1`` with orthogonal weights: tanh with small ``q*``; relu
+    (``mu_2 / mu_1^2 = 2``) never has it.
+
+    The density is computed where ``S`` is rational: when every ``phi'`` takes one non-zero
+    value (identity, relu, hard_tanh), ``D_l^2`` has the law ``(1 - rho) delta_0 + rho
+    delta_a`` and ``S_D(w) = (1 + w) / (a (rho + w))``.  With ``z`` the spectral parameter,
+    ``w = psi(1/z)`` solves ``z w S(w) = 1 + w``; the Stieltjes transform is
+    ``G(z) = (1 + w) / z`` and the density ``-Im G(x + i0) / pi = -Im w(x) / (pi x)``.  The root
+    is followed by Newton's method from outside the support (where ``w ~ m_1 / x``) along a
+    grid of ``x`` just above the real axis.  The atom at 0 has the mass of the largest atom of
+    the factors (1/2 for relu: half the units are off).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from vgcore.core.activations import Activation
+from vgcore.core.init import init_name
+from vgcore.measure.theory import _common as C
+from vgcore.measure.theory import mean_field as MF
+
+__all__ = ["jacobian", "jacobian_singular_values", "JacobianSpectrum", "SpectrumPrediction",
+           "predicted_jacobian_spectrum"]
+
+
+def _check_net(net, name="net"):
+    needed = ("forward", "backward", "sizes", "dtype", "grads", "params")
+    if not all(hasattr(net, a) for a in needed):
+        raise TypeError(f"{name}: expected a vgcore.MLP, got {type(net).__name__}")
+    if getattr(net, "training", False):
+        batch_norm = any(k == "batch" for k in getattr(net, "norms", ()))
+        dropout = any(p > 0 for p in getattr(net, "dropouts", ()))
+        if batch_norm or dropout:
+            what = "batch norm couples the examples of a batch" if batch_norm else \
+                "dropout would draw a different mask for every row of the Jacobian"
+            raise ValueError(f"{name}: the network is in training mode and {what}, so an "
+                             f"input-output Jacobian of one example is not defined; call "
+                             f"net.eval_mode() first")
+
+
+def _check_rows(x, name, net, *, one_row):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
+    n_in = net.sizes[0]
+    if x.dtype != net.dtype:
+        raise TypeError(f"{name}: expected dtype {net.dtype.name} (the network's dtype), got "
+                        f"{x.dtype}")
+    if one_row:
+        if not (x.shape == (n_in,) or x.shape == (1, n_in)):
+            raise ValueError(f"{name}: expected shape ({n_in},) or (1, {n_in}), got {x.shape}")
+        rows = x.reshape(1, n_in)
+    else:
+        if x.ndim != 2 or x.shape[1] != n_in or x.shape[0] == 0:
+            raise ValueError(f"{name}: expected shape (n, {n_in}) with n >= 1, got {x.shape}")
+        rows = x
+    if not np.all(np.isfinite(rows)):
+        raise ValueError(f"{name}: expected finite values, got NaN or Inf entries")
+    return rows
+
+
+def _jacobians(net, rows):
+    """J for each row of ``rows`` (n, n_in), shape (n, n_out, n_in); restores net.grads."""
+    n, n_in = rows.shape
+    n_out = net.sizes[-1]
+    per_call = max(1, 4096 // n_out)
+    eye = np.eye(n_out, dtype=net.dtype)
+    out = np.empty((n, n_out, n_in), dtype=net.dtype)
+    saved = net.grads.copy()
+    try:
+        for start in range(0, n, per_call):
+            chunk = rows[start:start + per_call]
+            k = chunk.shape[0]
+            batch = np.ascontiguousarray(np.repeat(chunk, n_out, axis=0), dtype=net.dtype)
+            net.forward(batch)
+            dout = np.ascontiguousarray(np.tile(eye, (k, 1)))
+            dX = net.backward(dout)
+            out[start:start + k] = dX.reshape(k, n_out, n_in)
+    finally:
+        net.grads[...] = saved
+    return out
+
+
+def jacobian(net, x):
+    """The input-output Jacobian ``J[i, j] = d out_i / d x_j`` of a network at one input.
+
+    Computed by the engine itself: one forward pass on ``n_out`` copies of ``x`` and one
+    backward pass with ``dout`` the ``n_out x n_out`` identity, so that row ``i`` of ``dL/dX``
+    is row ``i`` of ``J`` (exact to rounding, no finite differences).
+
+    Parameters
+    ----------
+    net : vgcore.MLP
+    x : ndarray of shape (n_in,) or (1, n_in), the network's dtype, finite
+
+    Returns
+    -------
+    ndarray of shape (n_out, n_in), the network's dtype
+        A new array.
+
+    Notes
+    -----
+    ``net.params`` are not touched and ``net.grads`` (so ``weight_grads``, ``bias_grads``) are
+    saved and restored.  The network's last forward pass becomes the Jacobian's batch (and a
+    workspace of ``n_out`` rows may displace a cached one): call ``forward`` again before the
+    next ``backward``.
+    """
+    _check_net(net)
+    rows = _check_rows(x, "x", net, one_row=True)
+    return _jacobians(net, rows)[0]
+
+
+@dataclass(frozen=True)
+class JacobianSpectrum:
+    """Singular values of the input-output Jacobian at several inputs.
+
+    Attributes
+    ----------
+    singular_values : ndarray (n, min(n_in, n_out))
+        Per input (row), in decreasing order.
+    mean_squared : ndarray (n,)
+        Mean squared singular value ``||J||_F^2 / min(n_in, n_out)`` per input (1 for a
+        network that is dynamically isometric on average).
+    max, min : ndarray (n,)
+        Largest and smallest singular value per input.
+    """
+
+    singular_values: np.ndarray
+    mean_squared: np.ndarray
+    max: np.ndarray
+    min: np.ndarray
+
+    @property
+    def condition(self) -> np.ndarray:
+        """``max / min`` per input (inf where the smallest singular value is 0)."""
+        with np.errstate(divide="ignore"):
+            return self.max / self.min
+
+
+def jacobian_singular_values(net, X):
+    """Singular values of the Jacobian of ``net`` at each row of ``X`` (float64 SVD).
+
+    Parameters
+    ----------
+    net : vgcore.MLP
+    X : ndarray of shape (n, n_in), the network's dtype, finite
+
+    Returns
+    -------
+    JacobianSpectrum
+
+    Notes
+    -----
+    Jacobians come from :func:`jacobian`'s method, several inputs per engine call (batches
+    of at most ``max(n_out, 4096)`` rows); the same side effects apply.
+    """
+    _check_net(net)
+    rows = _check_rows(X, "X", net, one_row=False)
+    J = _jacobians(net, rows).astype(np.float64)
+    sv = np.linalg.svd(J, compute_uv=False)
+    return JacobianSpectrum(sv, np.mean(sv * sv, axis=1), sv[:, 0].copy(), sv[:, -1].copy())
+
+
+# ------------------------------------------------------------------------------ prediction
+
+def _catalan(k):
+    return math.comb(2 * k, k) / (k + 1)
+
+
+def _mul(a, b, K):
+    return np.convolve(a, b)[:K]
+
+
+def _reverse(a):
+    """``b`` with ``psi(chi(w)) = w`` to order K, for ``psi(z) = sum_{k>=1} a[k] z^k``
+    (``a[0] = 0``); both arrays of length K + 1."""
+    K = len(a) - 1
+    b = np.zeros(K + 1)
+    b[1] = 1.0 / a[1]
+    for n in range(2, K + 1):
+        rest, power = 0.0, b[:n + 1].copy()        # chi^1 up to order n (b[n] = 0 so far)
+        for j in range(2, n + 1):
+            power = np.convolve(power, b[:n + 1])[:n + 1]
+            rest += a[j] * power[n]
+        b[n] = -rest / a[1]
+    return b
+
+
+def _s_series(moments):
+    """The S-transform's power series (K coefficients) of a law with moments m_1..m_K."""
+    K = len(moments)
+    b = _reverse(np.concatenate(([0.0], moments)))
+    return np.array([b[j + 1] + b[j] for j in range(K)])
+
+
+def _moments_from_s(s):
+    """Moments m_1..m_K of the law whose S-series is ``s`` (K coefficients)."""
+    K = len(s)
+    inv = np.array([(-1.0) ** i for i in range(K)])          # 1 / (1 + w)
+    t = _mul(s, inv, K)
+    chi = np.concatenate(([0.0], t))                         # chi(w) = w S(w) / (1 + w)
+    return _reverse(chi)[1:]
+
+
+@dataclass(frozen=True)
+class SpectrumPrediction:
+    """The predicted distribution of the squared singular values of a network's input-output
+    Jacobian (the eigenvalues of ``J J^T``), see :func:`predicted_jacobian_spectrum`.
+
+    Attributes
+    ----------
+    weights : str
+        ``"gaussian"`` (any i.i.d. initialiser) or ``"orthogonal"``.
+    n_layers : int
+        Weight layers (hidden layers + the output layer).
+    moments : ndarray (K,)
+        ``m_k = E[lambda^k]``, ``k = 1..K``, ``lambda`` a squared singular value (NaN beyond
+        ``m_1`` when only the mean is known).
+    per_layer : ndarray (H,)
+        ``mu_2 / mu_1^2 - 1`` of each hidden layer's ``D_l^2`` (the spread it adds).
+    zero_mass : float
+        The fraction of squared singular values that are exactly 0 (relu: 1/2).
+    applies : bool
+        False when no prediction can be made (then ``reason``).
+    reason : str or None
+        Why not, or what is missing (the density, the higher moments).
+    """
+
+    weights: str
+    n_layers: int
+    moments: np.ndarray
+    per_layer: np.ndarray
+    zero_mass: float
+    applies: bool = True
+    reason: str | None = None
+    _atoms: tuple | None = None        # (number of Gaussian W, tuple of rho) for the density
+    _n_gauss: int = 0
+
+    @property
+    def mean(self) -> float:
+        """``m_1``, the mean squared singular value (``||J||_F^2 / n``)."""
+        return float(self.moments[0])
+
+    @property
+    def variance(self) -> float:
+        """``m_2 - m_1^2``."""
+        return float(self.moments[1] - self.moments[0] ** 2)
+
+    @property
+    def relative_variance(self) -> float:
+        """``(m_2 - m_1^2) / m_1^2``."""
+        return self.variance / self.mean ** 2
+
+    def is_isometric(self, mean_tol=0.1, spread_tol=0.3) -> bool:
+        """Dynamical isometry: the squared singular values concentrate around 1, with
+        ``|m_1 - 1| <= mean_tol`` and relative spread ``sqrt(relative_variance) <= spread_tol``."""
+        if not self.applies or not math.isfinite(self.moments[1]):
+            return False
+        return (abs(self.mean - 1.0) <= mean_tol
+                and math.sqrt(max(self.relative_variance, 0.0)) <= spread_tol)
+
+    @property
+    def isometric(self) -> bool:
+        """:meth:`is_isometric` at its default tolerances."""
+        return self.is_isometric()
+
+    @property
+    def summary(self) -> str:
+        """One sentence: the mean and spread of the squared singular values, and whether
+        dynamical isometry holds."""
+        if not self.applies:
+            return f"no prediction: {self.reason}"
+        m1 = self.mean
+        if not math.isfinite(self.moments[1]):
+            return f"mean squared singular value {m1:.4g} (the spread needs square layers)"
+        rv = self.relative_variance
+        spread = (f"relative variance {rv:.3g} = {self.per_layer.sum():.3g} from the "
+                  f"activations' derivatives + {self._n_gauss} from the Gaussian weights")
+        if self.isometric:
+            return (f"dynamical isometry: the squared singular values have mean {m1:.4g} and "
+                    f"{spread}")
+        why = []
+        if abs(m1 - 1.0) > 0.1:
+            why.append(f"mean {m1:.4g} is not 1 (off the edge of chaos)")
+        if math.sqrt(max(rv, 0.0)) > 0.3:
+            why.append(f"{spread}")
+        return "no dynamical isometry: " + "; ".join(why)
+
+    def density(self, x) -> np.ndarray:
+        """The density of the squared singular values at ``x`` (> 0), excluding the atom at 0
+        (``zero_mass``).  Raises ValueError (with the reason) where it is not computable."""
+        if self._atoms is None:
+            raise ValueError(f"density: {self.reason or 'not computable for this network'}")
+        x = np.asarray(x, dtype=np.float64)
+        if np.any(~np.isfinite(x)) or np.any(x <= 0):
+            raise ValueError("x: expected finite values > 0")
+        m1 = self.mean
+        n_gauss, rhos = self._atoms
+        return _density(x.reshape(-1) / m1, n_gauss, rhos).reshape(x.shape) / m1
+
+    def cdf(self, x) -> np.ndarray:
+        """``P(lambda <= x)`` including the atom at 0: ``1 - integral of the density from x
+        up``, the density followed on a logarithmic grid (40 points a decade) from the top of
+        the support down to ``min(x)``."""
+        if self._atoms is None:
+            raise ValueError(f"cdf: {self.reason or 'not computable for this network'}")
+        x = np.asarray(x, dtype=np.float64)
+        if np.any(~np.isfinite(x)) or np.any(x <= 0):
+            raise ValueError("x: expected finite values > 0")
+        m1 = self.mean
+        n_gauss, rhos = self._atoms
+        if n_gauss == 0 and all(r >= 1.0 for r in rhos):
+            return np.where(x >= m1, 1.0, 0.0)
+        top = 2.0 * 4.0 ** n_gauss * math.prod(1.0 / r for r in rhos if r < 1.0)
+        lo = float(np.min(x)) / m1
+        grid = np.exp(np.linspace(math.log(max(top, lo * 2)), math.log(lo),
+                                  max(2, int(math.log10(max(top, lo * 2) / lo)
+                                             * _STEPS_PER_DECADE) + 1)))
+        d = _density(grid, n_gauss, rhos) * grid          # density per unit of ln x
+        lg = np.log(grid)
+        upper = np.concatenate(([0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * (lg[:-1] - lg[1:]))))
+        # grid descends: upper[i] = integral from grid[i] to the top
+        F = 1.0 - upper
+        return np.interp(np.log(x.reshape(-1) / m1), lg[::-1], F[::-1]).reshape(x.shape)
+
+    def compare(self, measured) -> dict:
+        """Set a measured :class:`JacobianSpectrum` beside the prediction: the first two
+        moments of the squared singular values, measured (pooled over the inputs) and
+        predicted, the fraction at zero, and (where the density is known) the largest
+        distance between the two distribution functions."""
+        if not isinstance(measured, JacobianSpectrum):
+            raise TypeError(f"measured: expected a JacobianSpectrum (from "
+                            f"jacobian_singular_values), got {type(measured).__name__}")
+        lam = np.sort((measured.singular_values ** 2).reshape(-1))
+        out = dict(measured_mean=float(lam.mean()), predicted_mean=self.mean,
+                   measured_second_moment=float(np.mean(lam * lam)),
+                   predicted_second_moment=float(self.moments[1]),
+                   measured_zero_fraction=float(np.mean(lam <= 1e-10 * max(lam[-1], 1e-300))),
+                   predicted_zero_fraction=self.zero_mass, cdf_distance=None)
+        if self._atoms is not None:
+            pos = lam[lam > 1e-10 * lam[-1]]
+            if pos.size:
+                F = self.cdf(pos)
+                emp = 1.0 - pos.size / lam.size + np.arange(1, pos.size + 1) / lam.size
+                out["cdf_distance"] = float(np.max(np.abs(F - emp)))
+        return out
+
+
+_ETA = 1e-6          # the spectral parameter is z = x (1 + i eta): a Poisson smoothing of 1e-6 x
+_STEPS_PER_DECADE = 40
+
+
+def _follow(x_desc, n_gauss, rhos):
+    """``w(z) = psi(1/z)`` at ``z = x (1 + i eta)`` for each x of a descending array, for the
+    normalised (mean 1) spectrum, by Newton's method on ``z w S(w) = 1 + w`` continued from
+    above the support (see the module docstring).  ``rhos``: the D factors' ``rho < 1``."""
+    import cmath
+    counts = {}
+    for r in rhos:
+        if r < 1.0:
+            counts[r] = counts.get(r, 0) + 1
+    pairs = [(r, k, math.log(r)) for r, k in counts.items()]
+    g1 = n_gauss + 1
+    top = 2.0 * 4.0 ** n_gauss * math.prod((1.0 / r) ** k for r, k, _ in pairs)
+
+    def newton(w, z):
+        lz = cmath.log(z)
+        for _ in range(80):
+            l1w = cmath.log(1.0 + w)
+            f = lz + cmath.log(w) - g1 * l1w
+            df = 1.0 / w - g1 / (1.0 + w)
+            for r, k, lr in pairs:
+                f += k * (lr + l1w - cmath.log(r + w))
+                df += k * (1.0 / (1.0 + w) - 1.0 / (r + w))
+            e = cmath.exp(f)
+            if e == 0 or df == 0 or not cmath.isfinite(e * df):
+                return w, False
+            step = (e - 1.0) / (e * df)
+            w -= step
+            if w == 0 or w == -1.0:
+                return w, False
+            if abs(step) <= 1e-13 * abs(w):
+                return w, True
+        return w, False
+
+    def bad(w_new, w):
+        return w_new.imag > 1e-9 * abs(w_new) or abs(w_new - w) > 0.3 * abs(w) + 1e-12
+
+    out = np.empty(len(x_desc), dtype=complex)
+    lx = math.log(max(top, float(x_desc[0]) * 2.0))
+    w, _ = newton(complex(math.exp(-lx), 0.0), math.exp(lx) * complex(1.0, _ETA))
+    w_prev, lx_prev = w, lx
+    h_max = math.log(10.0) / _STEPS_PER_DECADE
+    h = h_max
+    for i, x in enumerate(x_desc):
+        goal = math.log(x)
+        while lx > goal:
+            lx_new = max(lx - h, goal)
+            dl = lx - lx_prev
+            guess = w if dl == 0 else w + (w - w_prev) * (lx_new - lx) / dl
+            z = math.exp(lx_new) * complex(1.0, _ETA)
+            w_new, ok = newton(guess, z)
+            if not ok or bad(w_new, w):
+                w_new, ok = newton(w, z)
+                if not ok or bad(w_new, w):
+                    h *= 0.5
+                    if h < 1e-12:
+                        raise RuntimeError(f"density: the root could not be followed to "
+                                           f"x = {math.exp(lx_new):.6g} (normalised)")
+                    continue
+            w_prev, lx_prev, w, lx = w, lx, w_new, lx_new
+            h = min(2.0 * h, h_max)
+        out[i] = w
+    return out
+
+
+def _density(x, n_gauss, rhos):
+    """Density of the normalised (mean 1) spectrum at x > 0 (any order)."""
+    if n_gauss == 0 and all(r >= 1.0 for r in rhos):
+        return np.zeros_like(x)                     # all the mass sits at 1: an atom
+    order = np.argsort(-x)
+    w = _follow(x[order], n_gauss, rhos)
+    out = np.empty_like(x)
+    out[order] = np.maximum(0.0, -w.imag / (math.pi * x[order]))
+    return out
+
+
+def _d2_moments(act, q, keep, K, quad):
+    """E[(phi'(h)^2 mask^2 / keep^2)^k], k = 1..K, h ~ N(0, q)."""
+    mus = C.expect1_many([lambda h, k=k: C.dphi(act, h) ** (2 * k) for k in range(1, K + 1)],
+                         q, quad)
+    return np.array([m * keep ** (1 - 2 * k) for k, m in enumerate(mus, start=1)])
+
+
+def _zero_prob(act, q):
+    """P(phi'(h) = 0), h ~ N(0, q)."""
+    if act.name == "relu" or (act.name == "leaky_relu" and act.param == 0.0):
+        return 0.5
+    if act.name == "hard_tanh":
+        return 1.0 - math.erf(1.0 / math.sqrt(2.0 * q)) if q > 0 else 0.0
+    return 0.0
+
+
+def _two_atom_rho(act, q):
+    """rho with phi'(h)^2 in {0, 1} and P(phi'^2 = 1) = rho, or None."""
+    if act.name == "identity":
+        return 1.0
+    if act.name == "relu":
+        return 0.5
+    if act.name == "hard_tanh":
+        return math.erf(1.0 / math.sqrt(2.0 * q)) if q > 0 else 1.0
+    return None
+
+
+def predicted_jacobian_spectrum(net_or_activation, depth=None, sigma_w2=None, sigma_b2=0.0, *,
+                                weights=None, q0=None, X=None, dropout=0.0, n_moments=4,
+                                training=None, quadrature="composite"):
+    """The predicted distribution of the squared singular values of the input-output Jacobian
+    (see the module docstring): its moments, its density where computable, and whether
+    dynamical isometry holds.
+
+    Parameters
+    ----------
+    net_or_activation : vgcore.MLP or str / vgcore.Activation
+        A network (plain: no normalisation, no residual blocks; dropout counts in training
+        mode), or the activation of a spec of ``depth`` square hidden layers plus a square
+        output layer, every one with ``sigma_w2``, ``sigma_b2``.
+    weights : "gaussian" or "orthogonal", optional
+        Spec only (default "gaussian"); a network's follows from its ``init``.
+    q0, X
+        The input's mean squared entry, or inputs to take it from (as in
+        :func:`predicted_gradient_profile`).
+    dropout : float
+        Spec only: dropout on every hidden layer.
+    n_moments : int >= 2
+        How many moments to compute (default 4).
+    training : bool, optional
+        Network only: with dropout, whether the masks are on (default the network's mode).
+
+    Returns
+    -------
+    SpectrumPrediction
+        ``applies=False`` with the reason for normalised or residual networks (their
+        Jacobians are not products of free factors) and networks without hidden layers.  The
+        moments beyond the first need ``n_in`` = every hidden width = ``n_out``; the density
+        needs, in addition, derivatives with one non-zero value (identity, relu, hard_tanh).
+    """
+    from vgcore.measure.theory.profile import _input_moments, _net_layers, _spec_layers
+    quad = C.quadrature(quadrature)
+    K = C.integer(n_moments, "n_moments", 2)
+    q0, _, _ = _input_moments(X, q0, None)
+    if isinstance(net_or_activation, (str, Activation)):
+        if depth is None or sigma_w2 is None:
+            raise ValueError("depth, sigma_w2: a spec needs the activation, depth and "
+                             f"sigma_w2 (got depth={depth!r}, sigma_w2={sigma_w2!r})")
+        layers, sw_out, _ = _spec_layers(net_or_activation, depth, sigma_w2, sigma_b2, None,
+                                         None, None, dropout, None)
+        w = "gaussian" if weights is None else str(weights).strip().lower()
+        if w not in ("gaussian", "orthogonal"):
+            raise ValueError(f"weights: expected 'gaussian' or 'orthogonal', got {weights!r}")
+        square = True
+    else:
+        if weights is not None or depth is not None or sigma_w2 is not None or dropout:
+            raise ValueError("weights, depth, sigma_w2, dropout: these describe a spec; a "
+                             "network carries its own")
+        layers, sw_out, _, _, init, _ = _net_layers(net_or_activation, training)
+        w = "orthogonal" if init_name(init) == "orthogonal" else "gaussian"
+        sizes = tuple(int(s) for s in net_or_activation.sizes)
+        square = len(set(sizes)) == 1
+    H = len(layers)
+    nan = np.full(K, np.nan)
+    if any(L.norm is not None or L.alpha is not None for L in layers):
+        return SpectrumPrediction(w, H + 1, nan, np.full(H, np.nan), math.nan, False,
+                                  "the Jacobian of a normalised or residual network is not a "
+                                  "product of free factors; only plain networks are predicted")
+    # the mean-field transient q_l
+    qs = []
+    q = layers[0].sw * q0 + layers[0].sb
+    for l, L in enumerate(layers):
+        qs.append(q)
+        if l + 1 < H:
+            q = MF._vmap(L.act, q, layers[l + 1].sw, layers[l + 1].sb, quad, 1.0 - L.p)
+    sws = [L.sw for L in layers] + [sw_out]
+    d_moms = [_d2_moments(L.act, qv, 1.0 - L.p, K, quad) for L, qv in zip(layers, qs)]
+    m1 = float(np.prod(sws) * np.prod([m[0] for m in d_moms]))
+    per_layer = np.array([m[1] / m[0] ** 2 - 1.0 if m[0] > 0 else np.nan for m in d_moms])
+    rhos = []
+    for L, qv in zip(layers, qs):
+        r = _two_atom_rho(L.act, qv)
+        rhos.append(None if r is None else r * (1.0 - L.p))
+    zero_mass = max(1.0 - (1.0 - L.p) * (1.0 - _zero_prob(L.act, qv))
+                    for L, qv in zip(layers, qs))
+    if not square:
+        moments = nan.copy()
+        moments[0] = m1
+        return SpectrumPrediction(w, H + 1, moments, per_layer, zero_mass, True,
+                                  "the spread and the density need square layers (n_in = every "
+                                  "hidden width = n_out); the mean is exact for any widths",
+                                  None, 0)
+    if m1 == 0.0 or not math.isfinite(m1):
+        moments = nan.copy()
+        moments[0] = m1
+        return SpectrumPrediction(w, H + 1, moments, per_layer, zero_mass, True,
+                                  "the mean squared singular value is 0 or infinite", None, 0)
+    n_gauss = H + 1 if w == "gaussian" else 0
+    s_tot = np.zeros(K)
+    s_tot[0] = 1.0
+    if n_gauss:
+        s_w = _s_series(np.array([_catalan(k) for k in range(1, K + 1)]))
+        for _ in range(n_gauss):
+            s_tot = _mul(s_tot, s_w, K)
+    for m in d_moms:
+        norm = m / m[0] ** np.arange(1, K + 1)
+        s_tot = _mul(s_tot, _s_series(norm), K)
+    moments = _moments_from_s(s_tot) * m1 ** np.arange(1, K + 1)
+    atoms, reason = None, None
+    if all(r is not None for r in rhos):
+        atoms = (n_gauss, tuple(rhos))
+    else:
+        bad = sorted({L.act.name for L, r in zip(layers, rhos) if r is None})
+        reason = (f"density: computed when every derivative takes one non-zero value "
+                  f"(identity, relu, hard_tanh), not for {', '.join(bad)}; the moments are exact")
+    return SpectrumPrediction(w, H + 1, moments, per_layer, zero_mass, True, reason, atoms,
+                              n_gauss)
