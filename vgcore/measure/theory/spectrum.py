@@ -269,6 +269,7 @@ class SpectrumPrediction:
     reason: str | None = None
     _atoms: tuple | None = None        # (number of Gaussian W, tuple of rho) for the density
     _n_gauss: int = 0
+    _rho_nonzero: tuple | None = None  # P(phi'(h) mask != 0) per hidden layer
 
     @property
     def mean(self) -> float:
@@ -357,26 +358,59 @@ class SpectrumPrediction:
         F = 1.0 - upper
         return np.interp(np.log(x.reshape(-1) / m1), lg[::-1], F[::-1]).reshape(x.shape)
 
-    def compare(self, measured) -> dict:
-        """Set a measured :class:`JacobianSpectrum` beside the prediction: the first two
-        moments of the squared singular values, measured (pooled over the inputs) and
-        predicted, the fraction at zero, and (where the density is known) the largest
-        distance between the two distribution functions."""
+    def zero_fraction(self, width) -> float:
+        """The expected fraction of exactly zero squared singular values at width ``n``
+        (square layers): ``1 - E[min_l K_l] / n``, ``K_l ~ Binomial(n, rho_l)`` the units of
+        hidden layer ``l`` whose derivative (times the dropout mask) is non-zero for the
+        example (the rank of ``J`` is the smallest of them; independent Bernoulli patterns as
+        in :mod:`vgcore.theory.finite_width`).  Tends to ``zero_mass`` as ``n -> inf``; at
+        ``n = 128`` with six relu layers it is 0.555, not 0.5."""
+        from scipy.stats import binom
+        n = C.integer(width, "width", 1)
+        if self._rho_nonzero is None:
+            raise ValueError(f"width: {self.reason or 'no prediction'}")
+        k = np.arange(1, n + 1)
+        surv = np.ones(n)
+        for rho in self._rho_nonzero:
+            if rho < 1.0:
+                surv *= binom.sf(k - 1, n, rho)          # P(K >= k)
+        return float(1.0 - surv.sum() / n)
+
+    def compare(self, measured, rtol=None) -> dict:
+        """Set a measured :class:`JacobianSpectrum` beside the prediction.
+
+        Returns a dict: the mean and second moment of the squared singular values, measured
+        (pooled over the inputs) and predicted; the fraction of them that are zero, measured
+        (singular values at most ``rtol`` times the largest; default ``max(n_in, n_out)``
+        float64 epsilons, NumPy's rank tolerance; pass ``max(n) * 1.2e-7`` for a float32
+        network) and predicted at the measured width (:meth:`zero_fraction`) and in the limit;
+        and, where the density is known, ``cdf_distance``: the largest distance between the
+        measured and predicted distribution functions of the non-zero squared singular values
+        (the finite-width excess of zeros set aside)."""
         if not isinstance(measured, JacobianSpectrum):
             raise TypeError(f"measured: expected a JacobianSpectrum (from "
                             f"jacobian_singular_values), got {type(measured).__name__}")
-        lam = np.sort((measured.singular_values ** 2).reshape(-1))
-        out = dict(measured_mean=float(lam.mean()), predicted_mean=self.mean,
-                   measured_second_moment=float(np.mean(lam * lam)),
-                   predicted_second_moment=float(self.moments[1]),
-                   measured_zero_fraction=float(np.mean(lam <= 1e-10 * max(lam[-1], 1e-300))),
-                   predicted_zero_fraction=self.zero_mass, cdf_distance=None)
+        sv = measured.singular_values
+        if rtol is None:
+            rtol = max(sv.shape[1], 1) * np.finfo(np.float64).eps
+        rtol = C.number(rtol, "rtol")
+        zero = sv <= rtol * sv[:, :1]
+        lam = np.sort((sv ** 2).reshape(-1))
+        out = {"measured_mean": float(lam.mean()), "predicted_mean": self.mean,
+               "measured_second_moment": float(np.mean(lam * lam)),
+               "predicted_second_moment": float(self.moments[1]),
+               "measured_zero_fraction": float(zero.mean()),
+               "predicted_zero_fraction": (self.zero_fraction(sv.shape[1])
+                                           if self._rho_nonzero is not None else None),
+               "predicted_zero_fraction_limit": self.zero_mass, "cdf_distance": None}
         if self._atoms is not None:
-            pos = lam[lam > 1e-10 * lam[-1]]
+            pos = np.sort((sv[~zero] ** 2).reshape(-1))
             if pos.size:
-                F = self.cdf(pos)
-                emp = 1.0 - pos.size / lam.size + np.arange(1, pos.size + 1) / lam.size
-                out["cdf_distance"] = float(np.max(np.abs(F - emp)))
+                F = (self.cdf(pos) - self.zero_mass) / (1.0 - self.zero_mass)
+                emp_hi = np.arange(1, pos.size + 1) / pos.size
+                emp_lo = np.arange(0, pos.size) / pos.size
+                out["cdf_distance"] = float(max(np.max(np.abs(F - emp_hi)),
+                                                np.max(np.abs(F - emp_lo))))
         return out
 
 
@@ -562,20 +596,21 @@ def predicted_jacobian_spectrum(net_or_activation, depth=None, sigma_w2=None, si
     for L, qv in zip(layers, qs):
         r = _two_atom_rho(L.act, qv)
         rhos.append(None if r is None else r * (1.0 - L.p))
-    zero_mass = max(1.0 - (1.0 - L.p) * (1.0 - _zero_prob(L.act, qv))
-                    for L, qv in zip(layers, qs))
+    nonzero = tuple((1.0 - L.p) * (1.0 - _zero_prob(L.act, qv)) for L, qv in zip(layers, qs))
+    zero_mass = max(1.0 - r for r in nonzero)
     if not square:
         moments = nan.copy()
         moments[0] = m1
         return SpectrumPrediction(w, H + 1, moments, per_layer, zero_mass, True,
                                   "the spread and the density need square layers (n_in = every "
                                   "hidden width = n_out); the mean is exact for any widths",
-                                  None, 0)
+                                  None, 0, None)
     if m1 == 0.0 or not math.isfinite(m1):
         moments = nan.copy()
         moments[0] = m1
         return SpectrumPrediction(w, H + 1, moments, per_layer, zero_mass, True,
-                                  "the mean squared singular value is 0 or infinite", None, 0)
+                                  "the mean squared singular value is 0 or infinite", None, 0,
+                                  nonzero)
     n_gauss = H + 1 if w == "gaussian" else 0
     s_tot = np.zeros(K)
     s_tot[0] = 1.0
@@ -595,4 +630,4 @@ def predicted_jacobian_spectrum(net_or_activation, depth=None, sigma_w2=None, si
         reason = (f"density: computed when every derivative takes one non-zero value "
                   f"(identity, relu, hard_tanh), not for {', '.join(bad)}; the moments are exact")
     return SpectrumPrediction(w, H + 1, moments, per_layer, zero_mass, True, reason, atoms,
-                              n_gauss)
+                              n_gauss, nonzero)
