@@ -286,6 +286,17 @@ class SpectrumPrediction:
         """``(m_2 - m_1^2) / m_1^2``."""
         return self.variance / self.mean ** 2
 
+    @property
+    def top_atom(self):
+        """``(location, mass)`` of an atom at the top of the spectrum, or None: with orthogonal
+        weights and derivatives that are 0 or 1 (hard_tanh near ``q = 0``, identity with
+        dropout) a fraction ``sum_l rho_l - (H - 1)`` of the squared singular values sit at the
+        product of the factors' norms."""
+        if self._atoms is None:
+            return None
+        a = _top_atom(*self._atoms)
+        return None if a is None else (a[0] * self.mean, a[1])
+
     def is_isometric(self, mean_tol=0.1, spread_tol=0.3) -> bool:
         """Dynamical isometry: the squared singular values concentrate around 1, with
         ``|m_1 - 1| <= mean_tol`` and relative spread ``sqrt(relative_variance) <= spread_tol``."""
@@ -322,8 +333,9 @@ class SpectrumPrediction:
         return "no dynamical isometry: " + "; ".join(why)
 
     def density(self, x) -> np.ndarray:
-        """The density of the squared singular values at ``x`` (> 0), excluding the atom at 0
-        (``zero_mass``).  Raises ValueError (with the reason) where it is not computable."""
+        """The density of the squared singular values at ``x`` (> 0), excluding the atoms at 0
+        (``zero_mass``) and at the top (``top_atom``).  Raises ValueError (with the reason)
+        where it is not computable."""
         if self._atoms is None:
             raise ValueError(f"density: {self.reason or 'not computable for this network'}")
         x = np.asarray(x, dtype=np.float64)
@@ -334,9 +346,9 @@ class SpectrumPrediction:
         return _density(x.reshape(-1) / m1, n_gauss, rhos).reshape(x.shape) / m1
 
     def cdf(self, x) -> np.ndarray:
-        """``P(lambda <= x)`` including the atom at 0: ``1 - integral of the density from x
-        up``, the density followed on a logarithmic grid (40 points a decade) from the top of
-        the support down to ``min(x)``."""
+        """``P(lambda <= x)`` including the atoms: ``1 - integral of the density from x up``
+        (trapezoids in ``ln x``, 100 points a decade, from above the support down to
+        ``min(x)``; accurate to ~1e-3 where the density jumps, far better elsewhere)."""
         if self._atoms is None:
             raise ValueError(f"cdf: {self.reason or 'not computable for this network'}")
         x = np.asarray(x, dtype=np.float64)
@@ -346,17 +358,21 @@ class SpectrumPrediction:
         n_gauss, rhos = self._atoms
         if n_gauss == 0 and all(r >= 1.0 for r in rhos):
             return np.where(x >= m1, 1.0, 0.0)
-        top = 2.0 * 4.0 ** n_gauss * math.prod(1.0 / r for r in rhos if r < 1.0)
+        top = 2.0 * _top(n_gauss, rhos)
         lo = float(np.min(x)) / m1
         grid = np.exp(np.linspace(math.log(max(top, lo * 2)), math.log(lo),
                                   max(2, int(math.log10(max(top, lo * 2) / lo)
-                                             * _STEPS_PER_DECADE) + 1)))
+                                             * _CDF_POINTS_PER_DECADE) + 1)))
         d = _density(grid, n_gauss, rhos) * grid          # density per unit of ln x
         lg = np.log(grid)
         upper = np.concatenate(([0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * (lg[:-1] - lg[1:]))))
         # grid descends: upper[i] = integral from grid[i] to the top
         F = 1.0 - upper
-        return np.interp(np.log(x.reshape(-1) / m1), lg[::-1], F[::-1]).reshape(x.shape)
+        out = np.interp(np.log(x.reshape(-1) / m1), lg[::-1], F[::-1])
+        atom = _top_atom(n_gauss, rhos)
+        if atom is not None:                  # values within 1e-9 of the atom count as on it
+            out = out - atom[1] * (x.reshape(-1) / m1 < atom[0] * (1.0 - 1e-9))
+        return out.reshape(x.shape)
 
     def zero_fraction(self, width) -> float:
         """The expected fraction of exactly zero squared singular values at width ``n``
@@ -385,8 +401,10 @@ class SpectrumPrediction:
         float64 epsilons, NumPy's rank tolerance; pass ``max(n) * 1.2e-7`` for a float32
         network) and predicted at the measured width (:meth:`zero_fraction`) and in the limit;
         and, where the density is known, ``cdf_distance``: the largest distance between the
-        measured and predicted distribution functions of the non-zero squared singular values
-        (the finite-width excess of zeros set aside)."""
+        measured and predicted distribution functions (zeros included), taken at the measured
+        non-zero values.  At width ``n`` the measured function starts higher by the excess of
+        zeros, ``zero_fraction(n) - zero_mass`` (taken from the smallest values), so expect
+        ``cdf_distance`` up to that much plus the sampling error."""
         if not isinstance(measured, JacobianSpectrum):
             raise TypeError(f"measured: expected a JacobianSpectrum (from "
                             f"jacobian_singular_values), got {type(measured).__name__}")
@@ -405,23 +423,51 @@ class SpectrumPrediction:
                "predicted_zero_fraction_limit": self.zero_mass, "cdf_distance": None}
         if self._atoms is not None:
             pos = np.sort((sv[~zero] ** 2).reshape(-1))
+            if self.top_atom is not None:        # values on the atom, up to rounding, onto it
+                loc = self.top_atom[0]
+                pos[np.abs(pos - loc) <= 1e-9 * loc] = loc
             if pos.size:
-                F = (self.cdf(pos) - self.zero_mass) / (1.0 - self.zero_mass)
-                emp_hi = np.arange(1, pos.size + 1) / pos.size
-                emp_lo = np.arange(0, pos.size) / pos.size
+                F = self.cdf(pos)
+                n_zero = lam.size - pos.size
+                below = np.searchsorted(pos, pos, side="left")    # ties (atoms) counted once
+                emp_hi = (n_zero + np.searchsorted(pos, pos, side="right")) / lam.size
+                emp_lo = (n_zero + below) / lam.size
+                F_lo = np.concatenate(([self.zero_mass], F[:-1]))[below] if pos.size else F
                 out["cdf_distance"] = float(max(np.max(np.abs(F - emp_hi)),
-                                                np.max(np.abs(F - emp_lo))))
+                                                np.max(np.abs(F_lo - emp_lo))))
         return out
 
 
-_ETA = 1e-6          # the spectral parameter is z = x (1 + i eta): a Poisson smoothing of 1e-6 x
+_ETA_PATH = 1e-2     # the path runs at z = x (1 + 0.01 i), smooth even across atoms
+_ETA_MIN = 1e-13     # then, at each x, down to z = x (1 + 1e-13 i)
 _STEPS_PER_DECADE = 40
+_CDF_POINTS_PER_DECADE = 100
+
+
+def _top(n_gauss, rhos):
+    """An upper bound of the normalised support: the product of the factors' norms."""
+    return 4.0 ** n_gauss * math.prod(1.0 / r for r in rhos if r < 1.0)
+
+
+def _top_atom(n_gauss, rhos):
+    """(location, mass) of the atom at the top of the normalised spectrum, or None: with
+    orthogonal weights the ``D_l^2`` laws' atoms at ``1/rho_l`` combine into one at their product
+    when ``sum_l rho_l > (number of them) - 1`` (Bercovici & Voiculescu 1993: an atom of the free
+    multiplicative convolution where the atoms' masses sum to more than the number of factors
+    less one)."""
+    rs = [r for r in rhos if r < 1.0]
+    if n_gauss or not rs:
+        return None
+    mass = sum(rs) - (len(rs) - 1)
+    return (_top(0, rs), mass) if mass > 0 else None
 
 
 def _follow(x_desc, n_gauss, rhos):
-    """``w(z) = psi(1/z)`` at ``z = x (1 + i eta)`` for each x of a descending array, for the
-    normalised (mean 1) spectrum, by Newton's method on ``z w S(w) = 1 + w`` continued from
-    above the support (see the module docstring).  ``rhos``: the D factors' ``rho < 1``."""
+    """``w(z) = psi(1/z)`` just above ``z = x`` for each x of a descending array, for the
+    normalised (mean 1) spectrum: Newton's method on ``z w S(w) = 1 + w``, continued from above
+    the support along ``z = x (1 + 0.01 i)`` (in the upper half-plane ``w`` is analytic, and at
+    that height smooth even near atoms), then at each x down to ``z = x (1 + 1e-13 i)``.
+    ``rhos``: the D factors' ``rho`` (those equal to 1 are no factor)."""
     import cmath
     counts = {}
     for r in rhos:
@@ -429,24 +475,24 @@ def _follow(x_desc, n_gauss, rhos):
             counts[r] = counts.get(r, 0) + 1
     pairs = [(r, k, math.log(r)) for r, k in counts.items()]
     g1 = n_gauss + 1
-    top = 2.0 * 4.0 ** n_gauss * math.prod((1.0 / r) ** k for r, k, _ in pairs)
 
     def newton(w, z):
         lz = cmath.log(z)
         for _ in range(80):
-            l1w = cmath.log(1.0 + w)
-            f = lz + cmath.log(w) - g1 * l1w
-            df = 1.0 / w - g1 / (1.0 + w)
-            for r, k, lr in pairs:
-                f += k * (lr + l1w - cmath.log(r + w))
-                df += k * (1.0 / (1.0 + w) - 1.0 / (r + w))
-            e = cmath.exp(f)
-            if e == 0 or df == 0 or not cmath.isfinite(e * df):
+            try:
+                l1w = cmath.log(1.0 + w)
+                f = lz + cmath.log(w) - g1 * l1w
+                df = 1.0 / w - g1 / (1.0 + w)
+                for r, k, lr in pairs:
+                    f += k * (lr + l1w - cmath.log(r + w))
+                    df += k * (1.0 / (1.0 + w) - 1.0 / (r + w))
+                e = cmath.exp(f)
+                step = (e - 1.0) / (e * df)
+            except (ZeroDivisionError, ValueError, OverflowError):
+                return w, False          # a singular point: the caller takes a smaller step
+            if not cmath.isfinite(step):
                 return w, False
-            step = (e - 1.0) / (e * df)
             w -= step
-            if w == 0 or w == -1.0:
-                return w, False
             if abs(step) <= 1e-13 * abs(w):
                 return w, True
         return w, False
@@ -454,42 +500,122 @@ def _follow(x_desc, n_gauss, rhos):
     def bad(w_new, w):
         return w_new.imag > 1e-9 * abs(w_new) or abs(w_new - w) > 0.3 * abs(w) + 1e-12
 
-    out = np.empty(len(x_desc), dtype=complex)
-    lx = math.log(max(top, float(x_desc[0]) * 2.0))
-    w, _ = newton(complex(math.exp(-lx), 0.0), math.exp(lx) * complex(1.0, _ETA))
+    def jump(w_new, w):
+        return w_new.imag > 1e-9 * abs(w_new) or abs(w_new - w) > 0.1 * abs(w) + 1e-12
+
+    def descend(w, x, eta):
+        """From the root at x (1 + i eta) towards the real axis (down to eta = 1e-13), with
+        adaptive steps in ln(eta); the last root reached and its eta."""
+        le, le_end, step = math.log(eta), math.log(_ETA_MIN), math.log(10.0) / 2
+        for _ in range(400):
+            if le <= le_end:
+                break
+            le_new = max(le - step, le_end)
+            w_new, ok = newton(w, x * complex(1.0, math.exp(le_new)))
+            if ok and not jump(w_new, w):
+                w, le = w_new, le_new
+                step = min(step * 2.0, math.log(10.0))
+            else:
+                step *= 0.25
+                if step < 1e-4:
+                    break
+        return w, math.exp(le)
+
+    def newton_all(w, z, active):
+        """Vectorised Newton: (roots, converged) for every entry (``active`` ones counted)."""
+        conv = np.zeros(w.size, dtype=bool)
+        with np.errstate(all="ignore"):
+            lz = np.log(z)
+            for _ in range(40):
+                l1w = np.log1p(w)
+                f = lz + np.log(w) - g1 * l1w
+                df = 1.0 / w - g1 / (1.0 + w)
+                for r, k, lr in pairs:
+                    f = f + k * (lr + l1w - np.log(r + w))
+                    df = df + k * (1.0 / (1.0 + w) - 1.0 / (r + w))
+                e = np.exp(f)
+                step = (e - 1.0) / (e * df)
+                step = np.where(np.isfinite(step), step, 0.0)
+                w = w - step
+                conv = np.abs(step) <= 1e-13 * np.abs(w)
+                if np.all(conv | ~active):
+                    break
+        return w, conv & np.isfinite(w)
+
+    # 1. the root along z = x (1 + 0.01 i), 40 points a decade, from far above the support
+    x = np.asarray(x_desc, dtype=np.float64)
+    lx = math.log(max(1e3 * _top(n_gauss, rhos), float(x[0]) * 2.0))
+    goal = math.log(float(x[-1]))
+    w, _ = newton(complex(math.exp(-lx), 0.0), math.exp(lx) * complex(1.0, _ETA_PATH))
     w_prev, lx_prev = w, lx
     h_max = math.log(10.0) / _STEPS_PER_DECADE
     h = h_max
-    for i, x in enumerate(x_desc):
-        goal = math.log(x)
-        while lx > goal:
-            lx_new = max(lx - h, goal)
-            dl = lx - lx_prev
-            guess = w if dl == 0 else w + (w - w_prev) * (lx_new - lx) / dl
-            z = math.exp(lx_new) * complex(1.0, _ETA)
-            w_new, ok = newton(guess, z)
+    path_lx, path_w = [lx], [w]
+    while lx > goal:
+        lx_new = max(lx - h, goal)
+        dl = lx - lx_prev
+        guess = w if dl == 0 else w + (w - w_prev) * (lx_new - lx) / dl
+        z = math.exp(lx_new) * complex(1.0, _ETA_PATH)
+        w_new, ok = newton(guess, z)
+        if not ok or bad(w_new, w):
+            w_new, ok = newton(w, z)
             if not ok or bad(w_new, w):
-                w_new, ok = newton(w, z)
-                if not ok or bad(w_new, w):
-                    h *= 0.5
-                    if h < 1e-12:
-                        raise RuntimeError(f"density: the root could not be followed to "
-                                           f"x = {math.exp(lx_new):.6g} (normalised)")
-                    continue
-            w_prev, lx_prev, w, lx = w, lx, w_new, lx_new
-            h = min(2.0 * h, h_max)
-        out[i] = w
-    return out
+                h *= 0.5
+                if h < 1e-12:
+                    raise RuntimeError(f"density: the root could not be followed to "
+                                       f"x = {math.exp(lx_new):.6g} (normalised)")
+                continue
+        w_prev, lx_prev, w, lx = w, lx, w_new, lx_new
+        path_lx.append(lx)
+        path_w.append(w)
+        h = min(2.0 * h, h_max)
+    # 2. at every x, the path's root interpolated and polished (one by one where that fails)
+    plx, pw = np.array(path_lx[::-1]), np.array(path_w[::-1])
+    lxs = np.log(x)
+    guess = np.interp(lxs, plx, pw.real) + 1j * np.interp(lxs, plx, pw.imag)
+    w, ok = newton_all(guess, x * complex(1.0, _ETA_PATH), np.ones(x.size, dtype=bool))
+    ok &= np.abs(w - guess) <= 0.1 * np.abs(guess) + 1e-12
+    for i in np.flatnonzero(~ok):
+        k = int(np.clip(np.searchsorted(plx, lxs[i]), 1, plx.size - 1))
+        wi, lxi = pw[k], plx[k]                 # walk down from the path point above x
+        for t in np.linspace(lxi, lxs[i], 33)[1:]:
+            wi, _ = newton(wi, math.exp(t) * complex(1.0, _ETA_PATH))
+        w[i] = wi
+    # 3. at every x, down towards the real axis: all together on a fixed schedule of eta, then
+    # one by one, with adaptive steps, where the schedule's steps were too coarse (near edges)
+    eta_at = np.full(x.size, _ETA_PATH)
+    live = np.ones(x.size, dtype=bool)
+    for eta in np.geomspace(_ETA_PATH, _ETA_MIN, 45)[1:]:
+        wn, conv = newton_all(w.copy(), x * complex(1.0, eta), live)
+        good = live & conv & (wn.imag <= 1e-9 * np.abs(wn)) \
+            & (np.abs(wn - w) <= 0.1 * np.abs(w) + 1e-12)
+        w = np.where(good, wn, w)
+        eta_at = np.where(good, eta, eta_at)
+        live &= good
+    for i in np.flatnonzero(~live):
+        w[i], eta_at[i] = descend(w[i], float(x[i]), float(eta_at[i]))
+    return w, eta_at
 
 
 def _density(x, n_gauss, rhos):
-    """Density of the normalised (mean 1) spectrum at x > 0 (any order)."""
+    """Density of the continuous part of the normalised (mean 1) spectrum at x > 0 (any
+    order): ``-Im G / pi`` just above the axis, less the Lorentzian tails of the atoms at 0
+    and at the top."""
     if n_gauss == 0 and all(r >= 1.0 for r in rhos):
         return np.zeros_like(x)                     # all the mass sits at 1: an atom
     order = np.argsort(-x)
-    w = _follow(x[order], n_gauss, rhos)
+    xs = x[order]
+    w, eta = _follow(xs, n_gauss, rhos)
+    d = -w.imag / (math.pi * xs)
+    atoms = [(0.0, max([1.0 - r for r in rhos] + [0.0]))]
+    top = _top_atom(n_gauss, rhos)
+    if top is not None:
+        atoms.append(top)
+    for loc, mass in atoms:
+        y = eta * xs
+        d -= mass * y / (math.pi * ((xs - loc) ** 2 + y ** 2))
     out = np.empty_like(x)
-    out[order] = np.maximum(0.0, -w.imag / (math.pi * x[order]))
+    out[order] = np.maximum(0.0, d)
     return out
 
 
@@ -566,7 +692,7 @@ def predicted_jacobian_spectrum(net_or_activation, depth=None, sigma_w2=None, si
         w = "gaussian" if weights is None else str(weights).strip().lower()
         if w not in ("gaussian", "orthogonal"):
             raise ValueError(f"weights: expected 'gaussian' or 'orthogonal', got {weights!r}")
-        square = True
+        square, sizes = True, None
     else:
         if weights is not None or depth is not None or sigma_w2 is not None or dropout:
             raise ValueError("weights, depth, sigma_w2, dropout: these describe a spec; a "
@@ -590,7 +716,9 @@ def predicted_jacobian_spectrum(net_or_activation, depth=None, sigma_w2=None, si
             q = MF._vmap(L.act, q, layers[l + 1].sw, layers[l + 1].sb, quad, 1.0 - L.p)
     sws = [L.sw for L in layers] + [sw_out]
     d_moms = [_d2_moments(L.act, qv, 1.0 - L.p, K, quad) for L, qv in zip(layers, qs)]
-    m1 = float(np.prod(sws) * np.prod([m[0] for m in d_moms]))
+    # E||J||_F^2 = n_out prod sigma_w2 prod E[phi'^2]; the mean over min(n_in, n_out) values
+    ends = 1.0 if square else sizes[-1] / min(sizes[0], sizes[-1])
+    m1 = float(ends * np.prod(sws) * np.prod([m[0] for m in d_moms]))
     per_layer = np.array([m[1] / m[0] ** 2 - 1.0 if m[0] > 0 else np.nan for m in d_moms])
     rhos = []
     for L, qv in zip(layers, qs):
