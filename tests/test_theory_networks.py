@@ -195,7 +195,8 @@ def test_layer_norm_map_and_chi1_closed_forms():
     assert cp.reason is None
     assert T.layer_norm_chi1("tanh", cp.sigma_w2, 0.05) == pytest.approx(1.0, abs=1e-9)
     cp = T.critical_point("relu", 0.05, norm="layer")
-    assert math.isnan(cp.sigma_w2) and "chi_1 < 1" in cp.reason
+    assert math.isnan(cp.sigma_w2) and "< 1 for every sigma_w2" in cp.reason
+    assert T.layer_norm_chi1("relu", 1e4, 0.05) < 1
 
 
 @pytest.mark.parametrize("act, init, sigma_b", [("tanh", "glorot_normal", 0.3),

@@ -22,6 +22,7 @@ The full definitions, the quadrature rules and their accuracy are in :mod:`vgcor
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -428,9 +429,11 @@ def depth_scales(activation, sigma_w2, sigma_b2, *, q0=1.0, dropout=0.0,
     return DepthScales(q, x1, c_star, chi_c, _depth(chi_c), _depth(x1), phase)
 
 
+@functools.lru_cache(maxsize=256)
 def _critical_plain(act, sb, q0, xtol, quad, keep=1.0, ln_eps=None):
-    """``sigma_w2`` where ``chi_1(q*) = 1`` (see :func:`vgcore.theory.critical_sigma_w2`);
-    None when chi_1 does not cross 1 between 1e-8 and 1e8, with the reason."""
+    """``(sigma_w2, None)`` where ``chi_1(q*) = 1`` (see :func:`vgcore.theory.
+    critical_sigma_w2`), or ``(None, reason)`` when chi_1 does not cross 1 between 1e-8 and 1e8
+    (cached: a sweep's phase diagrams and ``vgcore theory`` ask for the same lines again)."""
     if act.name in C.HOMOGENEOUS and ln_eps is None:
         return keep / C.HOMOGENEOUS[act.name](act.param), None
 

@@ -611,6 +611,11 @@ def critical_point(activation, sigma_b2, *, norm=None, batch=None, residual=None
                              f"sigma_w2: E||delta||^2 grows by lambda(B={B:g}) = {lam:.4g} per "
                              f"layer at every sigma_w2 (Yang et al. 2019)")
     if norm == "layer":
+        if act.name in C.HOMOGENEOUS:
+            return CriticalPoint(math.nan, f"layer norm with {act.name}, whose E[phi'^2] equals "
+                                 f"E[phi^2]: chi_1 = sigma_w2 m / (sigma_w2 m q_hat + (1 - p) "
+                                 f"(sigma_b2 + eps)) < 1 for every sigma_w2 (it tends to 1 "
+                                 f"as sigma_w2 grows)")
         if sb == 0.0:
             x = N.layer_norm_chi1(act, 1.0, 0.0, eps=eps, dropout=p, q0=q0, quadrature=quad)
             return CriticalPoint(math.nan, f"layer norm without biases is invariant to the "
