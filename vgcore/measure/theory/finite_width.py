@@ -11,7 +11,7 @@ entries (the Gaussian is rotation invariant), and relu keeps ``K_l`` of the ``n_
 
 independent of everything before (``K = n`` for identity).  Backwards, ``delta_l = (delta_{l+1}
 W_{l+1}^T) * relu'(h_l)``; with symmetric weights the activation patterns are i.i.d.
-Bernoulli(1/2) and independent of the weights' magnitudes (Hanin & Nica 2019, "Products of many
+Bernoulli(1/2) and independent of the weights' magnitudes (Hanin & Nica 2020, "Products of many
 large random matrices and gradients in deep neural networks"), so in the same way
 
     ``|delta_l|^2 / |delta_{l+1}|^2 = (sigma_w2_{l+1} / n_l) chi^2_{K_l}``,

@@ -452,9 +452,9 @@ def _top(n_gauss, rhos):
 def _top_atom(n_gauss, rhos):
     """(location, mass) of the atom at the top of the normalised spectrum, or None: with
     orthogonal weights the ``D_l^2`` laws' atoms at ``1/rho_l`` combine into one at their product
-    when ``sum_l rho_l > (number of them) - 1`` (Bercovici & Voiculescu 1993: an atom of the free
-    multiplicative convolution where the atoms' masses sum to more than the number of factors
-    less one)."""
+    when ``sum_l rho_l > (number of them) - 1`` (Belinschi 2003: the free multiplicative
+    convolution has an atom at ``a b`` where the factors' atoms at ``a`` and ``b`` have masses
+    summing to more than 1; by induction over the factors)."""
     rs = [r for r in rhos if r < 1.0]
     if n_gauss or not rs:
         return None
