@@ -121,8 +121,7 @@ def test_bad_options_get_one_line_and_exit_2(capsys, argv, words):
 
 def test_plots_for_batch_norm_and_residual(capsys, tmp_path):
     pytest.importorskip("matplotlib")
-    for argv in (("--norm", "batch", "--batch", 16), ("--residual", "auto"),
-                 ("--norm", "layer", "--heatmap-points", 3)):
+    for argv in (("--norm", "batch", "--batch", 16), ("--residual", "auto")):
         r = run_json(capsys, "theory", "--activation", "relu", "--depth", 4,
                      "--sigma-w2-points", 2, "--sigma-b2-points", 2, *argv,
                      "--plot-dir", tmp_path / argv[1])
