@@ -15,8 +15,9 @@ digits             scikit-learn's bundled 8x8 handwritten digits (needs scikit-l
 
 :func:`train_val_split` splits any of them; :data:`DATASETS` and :func:`load` reach them by
 name, and :func:`load` also reads files (``.npz``, ``.npy``, ``.csv``, ``.tsv``, ``.parquet``;
-see :mod:`vgcore.interop.files`).  The same arguments and seed give the same arrays; values are drawn in float64 and then
-rounded to ``dtype``, so float32 and float64 versions hold the same data.
+see :mod:`vgcore.interop.files`).  The same arguments and seed give the same arrays; values
+are drawn in float64 and then rounded to ``dtype``, so float32 and float64 versions hold the
+same data.
 """
 from __future__ import annotations
 
