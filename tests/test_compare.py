@@ -131,7 +131,7 @@ def test_printed_table_matches_summary_and_measurements(story):
         cells = printed[row["name"]]
         assert cells[0] == _ratio(row["grad_ratio_first"])
         assert cells[1] == _ratio(row["delta_ratio_first"])
-        assert cells[2] == (_pct(row["saturated_fraction"]) if row["saturating"] else "-")
+        assert cells[2] == _pct(row["saturated_fraction"])     # one definition: relu's is 0
         assert cells[3] == _pct(row["dead_fraction"])
         assert cells[4] == f"{row['loss']:.3f}"
         assert cells[5] == _pct(row["accuracy"])

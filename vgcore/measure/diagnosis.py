@@ -13,6 +13,11 @@ most 0.25, so every sigmoid layer scales the gradient down; ... try relu with he
 fractions, and trends over the run).  It returns a list of :class:`Finding`, most severe first;
 when nothing is wrong, a single ``"healthy"`` finding.
 
+The messages and fixes speak of the network at hand: its depth, activation and initialiser,
+and, when the network and the optimiser are given (``net=``, ``optimizer=``), they never
+suggest what it already uses (batch norm to a batch-normalised network, Adam to an Adam run)
+and say, with the measured numbers, why what it uses does not suffice.
+
 Rules (layers are 1-based; ``L`` is the output layer)
 ----------------------------------------------------
 nonfinite (error)
@@ -29,12 +34,15 @@ exploding
     compounded gain catches a linear stack with weights too large, whose ``grad_ratio`` stays
     near 1 (forward and backward grow alike) while the error grows layer after layer.
 saturation
-    a hidden layer with a saturating activation (:data:`SATURATING`) has more than
-    :data:`SATURATION_WARNING` of its entries saturated (error above :data:`SATURATION_ERROR`).
+    a hidden layer with an activation that saturates (:data:`SATURATING`: its derivative decays
+    smoothly) has more than :data:`SATURATION_WARNING` of its entries saturated (error above
+    :data:`SATURATION_ERROR`).  Saturated is :attr:`vgcore.flow.GradientFlow.saturated_fraction`,
+    the one definition of :mod:`vgcore.flow`.
 dead_units
-    a hidden layer with another activation has more than :data:`DEAD_WARNING` of its units with
-    zero derivative on every sample (error above :data:`DEAD_ERROR`, or a layer completely
-    dead, which blocks all gradient below it).
+    a hidden layer with a piecewise-linear activation (relu, leaky_relu, hard_tanh, identity),
+    whose zero derivatives are inactive rather than saturated, has more than
+    :data:`DEAD_WARNING` of its units with zero derivative on every sample (error above
+    :data:`DEAD_ERROR`, or a layer completely dead, which blocks all gradient below it).
 no_gradient (info)
     the loss gradient itself is zero: nothing to diagnose.
 healthy (info)
@@ -55,7 +63,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vgcore.core._ui import plain_json
-from vgcore.measure.flow import FIELDS, SATURATION_THRESHOLD, GradientFlow
+from vgcore.measure.flow import FIELDS, SATURATING, SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.network import MLP
 from vgcore.measure.recorder import Recorder
 
@@ -112,9 +120,10 @@ SHRINKING_SIGNAL = 1e-2
 """Mentioned in a vanishing finding when the activations' standard deviation in the last hidden
 layer is below this fraction of the first's: the forward signal is dying as well."""
 
-SATURATING = ("sigmoid", "tanh", "softsign", "hard_tanh")
-"""Activations with flat tails, checked for saturation; the others are checked for dead
-units (units whose derivative is exactly zero on every sample)."""
+# SATURATING (from vgcore.flow): the activations checked for saturation; the others (piecewise
+# linear) are checked for dead units (units whose derivative is exactly zero on every sample).
+ADAPTIVE_OPTIMIZERS = ("rmsprop", "adagrad", "adam", "adamw")
+"""Optimisers that divide each parameter's step by the running size of its gradient."""
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _KIND_RANK = {k: i for i, k in enumerate(KINDS)}
@@ -300,28 +309,124 @@ def _init_verdict(init, family):
     return "ok"
 
 
-def _vanishing_fix(family, verdict):
-    deep = ("batch normalisation or residual connections keep deep stacks trainable; an "
-            "adaptive optimiser such as Adam rescales small gradients of the first layers "
-            "(it cannot revive gradients far below its eps, e.g. 1e-17 through 20 sigmoid "
-            "layers)")
+def _optimizer_info(optimizer):
+    """``{"name", "label", "adaptive", "eps", "clip_norm"}`` of an optimiser object or name, or
+    None."""
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, str):
+        key = optimizer.strip().lower()
+        labels = {"sgd": "SGD", "momentum": "SGD with momentum", "nesterov": "SGD with Nesterov "
+                  "momentum", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adam": "Adam",
+                  "adamw": "AdamW"}
+        if key not in labels:
+            raise ValueError(f"optimizer: expected a vgcore.optim optimiser or one of "
+                             f"{', '.join(labels)}, got {optimizer!r}")
+        return {"name": key, "label": labels[key], "adaptive": key in ADAPTIVE_OPTIMIZERS,
+                "eps": None, "clip_norm": None}
+    from vgcore.train.optim import Optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: expected a vgcore.optim optimiser, a name or None, got "
+                        f"{type(optimizer).__name__}")
+    key = type(optimizer).__name__.lower()
+    label = type(optimizer).__name__
+    if key == "sgd" and getattr(optimizer, "momentum", 0):
+        label = f"SGD with {'Nesterov ' if optimizer.nesterov else ''}momentum " \
+                f"{_num(optimizer.momentum)}"
+    return {"name": key, "label": label, "adaptive": key in ADAPTIVE_OPTIMIZERS,
+            "eps": getattr(optimizer, "eps", None), "clip_norm": optimizer.clip_norm}
+
+
+def _uses(s, what):
+    """Whether the network uses ``what`` ("batch", "layer", "norm", "residual"): True, False,
+    or None when the network is not known."""
+    if s.net is None:
+        return None
+    if what == "residual":
+        return any(r is not None for r in s.net.residuals)
+    if what == "norm":
+        return any(n is not None for n in s.net.norms)
+    return what in s.net.norms
+
+
+def _first_grad_rms(s):
+    """The RMS of layer 1's weight-gradient entries: what an optimiser's update sees."""
+    g = float(s.f["grad_norm"][0])
+    return g / math.sqrt(s.sizes[0] * s.sizes[1]) if math.isfinite(g) else math.nan
+
+
+def _adam_clause(s):
+    """What an adaptive optimiser does (or would do) for this network's first layer, from the
+    measured size of its gradient: (short, long)."""
+    rms = _first_grad_rms(s)
+    opt = s.optimizer
+    eps = (opt or {}).get("eps") or 1e-8
+    size = f"layer 1's gradient entries are about {_num(rms)} RMS" if math.isfinite(rms) \
+        else ""
+    tiny = math.isfinite(rms) and rms < 1e-2 * eps
+    if opt is not None and opt["adaptive"]:
+        if tiny:
+            return (f"{opt['label']}, in use, cannot lift layer 1's gradient entries of "
+                    f"about {_num(rms)} RMS, far below its eps={_num(eps)}",
+                    f"{opt['label']} is already in use and cannot help here: it divides each "
+                    f"step by sqrt(v) + eps, and {size}, far below eps={_num(eps)}, so its "
+                    f"steps in the first layers are about lr * g / eps, next to nothing")
+        return ("", f"{opt['label']} is already in use and rescales the first layers' small "
+                    f"gradients ({size}, above its eps={_num(eps)}); the error signal itself "
+                    f"still fades, so the first layers learn from a weak, noisy signal")
+    if tiny:
+        return ("", f"an adaptive optimiser such as Adam would not help: {size}, far below "
+                    f"its eps (1e-8)")
+    return ("Adam", "an adaptive optimiser such as Adam rescales each weight's step by the "
+                    "running size of its gradient, which lifts the first layers' small "
+                    "gradients" + (f" ({size})" if size else ""))
+
+
+def _vanishing_fix(s, family, verdict, hidden):
+    """(fix, short "try ..." clause) for this network: what it does not use yet."""
+    act = "/".join(hidden)
+    depth = s.L - 1
+    short, long = [], []
     if family == "sigmoid":
-        return ("replace sigmoid in the hidden layers by relu or leaky_relu with He init "
-                "(init='he_normal'), or tanh with Glorot or orthogonal init; " + deep,
-                "try relu with he init, tanh with glorot/orthogonal init, batch norm or "
-                "residual connections")
-    if verdict == "ok":
-        return ("the initialisation already preserves variance, so depth itself is the "
-                "problem: " + deep + "; or use fewer layers",
-                "try batch norm, residual connections or Adam")
-    short = {"tanh": "try glorot/orthogonal init, batch norm, or relu with he init",
-             "relu": "try he init, batch norm or residual connections",
-             "selu": "try lecun_normal init, or residual connections",
-             "linear": "try orthogonal or lecun init"}[family]
-    long = f"use a variance-preserving initialisation: {_RECOMMENDED_LONG[family]}; "
-    if family == "tanh":
-        long += "or switch to relu with He init; "
-    return long + deep, short
+        short.append("relu with he init, tanh with glorot/orthogonal init")
+        long.append("replace sigmoid in the hidden layers by relu or leaky_relu with He init "
+                    "(init='he_normal'), or tanh with Glorot or orthogonal init")
+    elif verdict in ("small", "large"):
+        short.append({"tanh": "glorot/orthogonal init", "relu": "he init",
+                      "selu": "lecun_normal init", "linear": "orthogonal or lecun init"}[family])
+        long.append(f"use a variance-preserving initialisation: {_RECOMMENDED_LONG[family]}")
+        if family == "tanh":
+            short.append("relu with he init")
+            long.append("or switch to relu with He init")
+    elif verdict == "ok":
+        long.append(f"the initialisation ({_init_text(s.init)}) already preserves variance "
+                    f"for {act}, so the depth itself ({depth} layers) is the problem")
+    if not _uses(s, "norm"):
+        short.append("batch norm")
+        long.append("batch normalisation (norm='batch') rescales every layer's "
+                    "pre-activations, so the error no longer compounds layer after layer")
+    if not _uses(s, "residual"):
+        short.append("residual connections")
+        long.append("residual connections (residual='auto') give the error a path around "
+                    "every block")
+    adam_short, adam_long = _adam_clause(s)
+    long.append(adam_long)
+    if adam_short == "Adam":
+        short.append("Adam")
+    if verdict == "ok" or not short:
+        short.append(f"fewer than {depth} layers")
+        long.append(f"or use fewer than {depth} layers")
+    text = "try " + _join(short)
+    if adam_short and adam_short != "Adam":
+        text += f" ({adam_short})"
+    return "; ".join(long), text
+
+
+def _join(items):
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
 
 
 # ------------------------------------------------------------------------ the snapshot
@@ -336,6 +441,7 @@ class _Snap:
     nf_bwd: int | None
     init: dict | None
     net: object = None
+    optimizer: dict | None = None       # _optimizer_info
     where: str = ""                     # e.g. " (median of the last 5 records, steps 10-14)"
     dead: np.ndarray | None = None      # per-layer dead fraction used by the dead rule
     dead_where: str = "on every sample of the batch"
@@ -466,12 +572,25 @@ def _rule_saturation(s):
     verdict = _init_verdict(s.init, family)
     if verdict == "large":
         msg += f"; {_init_text(s.init)} is larger than the variance-preserving scale for {act}"
-    msg += f"; try {rec} init, standardised inputs, batch norm, or relu with he init"
-    fix = (f"keep pre-activations in the non-saturated range: a variance-preserving "
-           f"initialisation ({_RECOMMENDED_LONG[family]}; for init='normal', sigma_w near 1), "
-           f"inputs standardised to zero mean and unit variance, batch normalisation before "
-           f"the activation; or relu/leaky_relu with He init, which do not saturate for "
-           f"positive inputs")
+    short, long = [], []
+    if verdict != "ok":
+        short.append(f"{rec} init")
+        long.append(f"a variance-preserving initialisation ({_RECOMMENDED_LONG[family]}; for "
+                    f"init='normal', sigma_w near 1)")
+    short.append("standardised inputs")
+    long.append("inputs standardised to zero mean and unit variance")
+    if not _uses(s, "norm"):
+        short.append("batch norm")
+        long.append("batch normalisation before the activation")
+    if family in ("sigmoid", "tanh"):
+        short.append("relu with he init")
+        long.append("or relu/leaky_relu with He init, which do not saturate for positive "
+                    "inputs")
+    msg += "; try " + _join(short)
+    fix = "keep pre-activations in the non-saturated range: " + ", ".join(long)
+    if verdict == "ok":
+        fix += (f" (the initialisation, {_init_text(s.init)}, is already variance-preserving "
+                f"for {act}: the inputs' scale or the training pushes the units out)")
     evidence = {"layers": layers, "saturated_fraction": _py(fr), "activation": act,
                 "mean_saturated_fraction": float(fr.mean())}
     if blocked:
@@ -497,9 +616,25 @@ def _rule_dead(s):
                 f"entry, so no gradient reaches layers 1-{max(blocked)}")
     evidence = {"layers": layers, "dead_fraction": _py(fr), "activation": act,
                 "measured_over": s.dead_source}
-    fix = ("use leaky_relu (or elu/selu), which keep a gradient for negative inputs; He init "
-           "(init='he_normal'); a lower learning rate (large updates push units into the dead "
-           "zone); zero or slightly positive bias initialisation; batch normalisation")
+    clipped = "hard_tanh" in act
+    he = bool(s.init) and str(s.init.get("name", "")).startswith("he_")
+    norm = "" if _uses(s, "norm") else "; batch normalisation"
+    if clipped:
+        msg += "; hard_tanh passes no gradient where |h| > 1"
+        glorot = _init_verdict(s.init, "tanh") != "ok"
+        fix = ("keep pre-activations within +-1: "
+               + ("Glorot init (init='glorot_normal'), " if glorot else "")
+               + "inputs standardised to zero mean and unit variance, a lower learning rate"
+               + norm + "; or tanh, whose gradient fades beyond +-1 instead of stopping")
+        short = ["glorot init" if glorot else "", "standardised inputs",
+                 "batch norm" if norm else "", "tanh"]
+    else:
+        fix = ("use leaky_relu (or elu/selu), which keep a gradient for negative inputs; "
+               + ("" if he else "He init (init='he_normal'); ")
+               + "a lower learning rate (large updates push units into the dead zone); zero or "
+               "slightly positive bias initialisation" + norm)
+        short = ["leaky_relu", "" if he else "he init", "a lower learning rate",
+                 "zero/positive bias init"]
     if s.net is not None:
         neg = [(l, float(np.mean(s.net.biases[l - 1]))) for l in layers
                if np.mean(s.net.biases[l - 1]) < -1.0]
@@ -511,7 +646,7 @@ def _rule_dead(s):
             evidence["mean_bias"] = [b for _, b in neg]
             fix = (f"reset the biases of {_ranges(l for l, _ in neg)} to zero (or small positive "
                    f"values); " + fix)
-    msg += "; try leaky_relu, he init, a lower learning rate or zero/positive bias init"
+    msg += "; try " + _join(short)
     if blocked:
         evidence["blocked_layers"] = blocked
     return [Finding("dead_units", severity, msg, evidence, fix)]
@@ -547,11 +682,25 @@ def _decay_text(s, sign):
 
 
 def _network_text(s, hidden):
-    """", in 20 tanh hidden layers with init='standard'" (init only when known)."""
+    """", in 20 tanh hidden layers with init='standard', trained with Adam" (init, layer
+    options and optimiser only when known)."""
     if not hidden:
         return ""
     text = f", in {s.L - 1} {'/'.join(hidden)} hidden layer{'s' if s.L > 2 else ''}"
-    return text + (f" with {_init_text(s.init)}" if s.init else "")
+    extras = []
+    if s.init:
+        extras.append(_init_text(s.init))
+    if s.net is not None:
+        norms = sorted({n for n in s.net.norms if n})
+        if norms:
+            extras.append(" and ".join(norms) + " norm")
+        if _uses(s, "residual"):
+            extras.append("residual blocks")
+    if extras:
+        text += " with " + ", ".join(extras)
+    if s.optimizer:
+        text += f", trained with {s.optimizer['label']}"
+    return text
 
 
 def _rule_vanishing(s, findings):
@@ -594,12 +743,19 @@ def _rule_vanishing(s, findings):
     if verdict == "small":
         parts.append(f"this init is below the variance-preserving scale for "
                      f"{'/'.join(hidden)} ({_RECOMMENDED[family]} init)")
-    fix, short = _vanishing_fix(family, verdict)
+    if np.isfinite(gr) and gr >= VANISHING_WARNING:
+        parts.append(f"the weight-gradient ratio ({_num(gr)}) looks level only because "
+                     f"||dL/dW_l|| ~ ||x_l|| ||delta_l||: the first layers' larger inputs make "
+                     f"up for their vanishing error signal")
+    fix, short = _vanishing_fix(s, family, verdict, hidden)
     parts.append(short)
     evidence = {"grad_ratio": s.grad_ratio, "hidden_delta_ratio": hr,
                 "delta_ratio": s.delta_ratio, "activation": "/".join(hidden)}
     if s.init:
         evidence["init"] = s.init["name"]
+    if s.optimizer:
+        evidence["optimizer"] = s.optimizer["name"]
+        evidence["first_layer_grad_rms"] = _first_grad_rms(s)
     if where:
         evidence.update(where)
     return [Finding("vanishing", severity, "vanishing: " + "; ".join(parts), _py_dict(evidence),
@@ -637,11 +793,18 @@ def _rule_exploding(s, findings):
         parts.append(f"this init is above the variance-preserving scale for "
                      f"{'/'.join(hidden)} ({_RECOMMENDED[family]} init)")
     rec = _RECOMMENDED.get(family, "variance-preserving")
-    parts.append(f"try {rec} init (smaller weights), gradient clipping, a lower learning rate "
-                 f"or batch norm")
-    fix = (f"shrink the initial weights to the variance-preserving scale "
-           f"({_RECOMMENDED_LONG[family]}); clip gradients by their global norm; lower the "
-           f"learning rate; add batch normalisation")
+    clip = (s.optimizer or {}).get("clip_norm")
+    short = [f"{rec} init (smaller weights)" if verdict != "ok" else "",
+             "" if clip else "gradient clipping", "a lower learning rate",
+             "" if _uses(s, "norm") else "batch norm"]
+    parts.append("try " + _join(short))
+    fix = "; ".join(x for x in (
+        f"shrink the initial weights to the variance-preserving scale "
+        f"({_RECOMMENDED_LONG[family]})" if verdict != "ok" else "",
+        f"clip gradients harder (clip_norm is {_num(clip)} now)" if clip else
+        "clip gradients by their global norm",
+        "lower the learning rate",
+        "" if _uses(s, "norm") else "add batch normalisation") if x)
     evidence = {"grad_ratio": s.grad_ratio, "hidden_delta_ratio": hr,
                 "delta_ratio": s.delta_ratio, "max_grad_norm": float(np.nanmax(
                     s.f["grad_norm"])) if np.isfinite(s.f["grad_norm"]).any() else math.nan,
@@ -680,7 +843,7 @@ def _rules(s):
 
 
 # ------------------------------------------------------------------------ Recorder trends
-def _trends(rec, recent, findings):
+def _trends(rec, recent, findings, snap):
     n = len(rec)
     if n < 2:
         return findings
@@ -726,9 +889,12 @@ def _trends(rec, recent, findings):
             by_kind[kind] = new
         else:
             if kind == "vanishing":
-                fix = ("watch the first layers: if it keeps falling, use a variance-preserving "
-                       "initialisation for the activation, batch normalisation, residual "
-                       "connections or an adaptive optimiser (Adam)")
+                adaptive = (snap.optimizer or {}).get("adaptive")
+                fix = ("watch the first layers: if it keeps falling, use " + _join([
+                    "a variance-preserving initialisation for the activation",
+                    "" if _uses(snap, "norm") else "batch normalisation",
+                    "" if _uses(snap, "residual") else "residual connections",
+                    "" if adaptive else "an adaptive optimiser (Adam)"]))
             else:
                 fix = ("lower the learning rate, clip gradients by their global norm, add "
                        "batch normalisation")
@@ -765,12 +931,17 @@ def _trends(rec, recent, findings):
             by_kind[kind] = new
         else:
             if sat_act:
-                fix = ("a smaller learning rate, batch normalisation before the activation, "
-                       "or relu-family activations with He init")
+                fam = _family(acts[top - 1])
+                fix = "a smaller learning rate" + (
+                    "" if _uses(snap, "norm") else ", batch normalisation before the "
+                    "activation") + (", or relu-family activations with He init"
+                                     if fam in ("sigmoid", "tanh") else "")
                 cause = "units are being pushed into saturation during training"
             else:
                 fix = ("a lower learning rate (large updates knock units into the dead zone), "
-                       "leaky_relu, gradient clipping")
+                       + ("glorot init, tanh" if acts[top - 1] == "hard_tanh" else "leaky_relu")
+                       + ("" if (snap.optimizer or {}).get("clip_norm")
+                          else ", gradient clipping"))
                 cause = "units are dying during training, typically from a learning rate " \
                         "that is too high"
             new = Finding(kind, "warning", f"{kind} (trend): {text}; {cause}", ev, fix)
@@ -797,7 +968,7 @@ def _trends(rec, recent, findings):
 
 
 # ------------------------------------------------------------------------ public API
-def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
+def diagnose(source, *, net=None, optimizer=None, recent=RECENT_RECORDS) -> list:
     """Diagnose the gradient flow of a network, a step's measurements or a recorded run.
 
     Parameters
@@ -811,6 +982,11 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
         The network the measurements come from, when ``source`` is a GradientFlow or a
         Recorder: gives the initialiser's name and scale, the biases and the parameters'
         finiteness.  It must have the same layer sizes.
+    optimizer : vgcore.optim optimiser or str, optional
+        The optimiser that trains the network (or its name: "sgd", "momentum", "nesterov",
+        "rmsprop", "adagrad", "adam", "adamw").  Only the wording uses it: the fixes then
+        never suggest what is already in use (Adam to an Adam run, clipping when it clips)
+        and say, with the measured gradient size, why it does not suffice.
     recent : int, >= 1
         How many latest records of a Recorder the findings are based on (default
         :data:`RECENT_RECORDS`).
@@ -824,9 +1000,10 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
     Raises
     ------
     TypeError
-        ``source`` or ``net`` of the wrong type.
+        ``source``, ``net`` or ``optimizer`` of the wrong type.
     ValueError
-        ``net`` with other sizes than ``source``, an empty Recorder, or a bad ``recent``.
+        ``net`` with other sizes than ``source``, an empty Recorder, an unknown optimiser
+        name, or a bad ``recent``.
     RuntimeError
         An MLP without a measured step (from :meth:`~vgcore.MLP.gradient_flow`).
     """
@@ -836,6 +1013,7 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
         raise ValueError(f"recent: expected an integer >= 1, got {recent}")
     if net is not None and not isinstance(net, MLP):
         raise TypeError(f"net: expected a vgcore.MLP or None, got {type(net).__name__}")
+    opt_info = _optimizer_info(optimizer)
     if isinstance(source, MLP):
         if net is not None and net is not source:
             raise ValueError("net: expected None (or the same network) when source is an MLP, "
@@ -863,10 +1041,12 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
 
     if isinstance(source, Recorder):
         snap = _snap_from_recorder(source, int(recent), init, net)
+        snap.optimizer = opt_info
         findings = _rules(snap)
-        findings = _trends(source, int(recent), findings)
+        findings = _trends(source, int(recent), findings, snap)
     else:
         snap = _snap_from_flow(source, init, net)
+        snap.optimizer = opt_info
         findings = _rules(snap)
 
     if not findings:

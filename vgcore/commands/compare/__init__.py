@@ -216,8 +216,9 @@ def run(args):
     print("dW, delta: ||dL/dW|| and the backpropagated error at layer 1 over the output layer's "
           "at the first step.")
     chance = "" if data.chance is None else f"; chance accuracy is {100 * data.chance:.0f}%"
-    print(f"saturated (saturating activations only) and dead units: mean over hidden layers and "
-          f"the run{chance}.")
+    print(f"saturated (|phi'| below 5% of its maximum; 0 for piecewise-linear activations such as "
+          f"relu, whose zero derivatives are inactive) and dead units: mean over hidden layers "
+          f"and the run{chance}.")
     print(f"report: {os.path.join(out, 'report.html')} ({len(files)} files, "
           f"{elapsed:.1f} s)" + (f"; skipped plots: {plots.reason}" if plots.skipped else ""))
     return 0

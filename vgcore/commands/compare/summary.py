@@ -112,7 +112,7 @@ def table_cells(row):
     """The table's cells of one summary row, as printed and as in report.html."""
     return [row["name"], _fmt_ratio(row["grad_ratio_first"]),
             _fmt_ratio(row["delta_ratio_first"]),
-            _fmt_pct(row["saturated_fraction"]) if row["saturating"] else "-",
+            _fmt_pct(row["saturated_fraction"]),
             _fmt_pct(row["dead_fraction"]), _fmt_loss(row["loss"]), _fmt_pct(row["accuracy"]),
             row["diagnosis"].replace("_", " ") + (" (diverged)" if row["diverged"] else "")]
 

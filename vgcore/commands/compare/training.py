@@ -85,7 +85,7 @@ def train(cfg, seed, data, s, progress):
                                    lambda step: progress.show(cfg.name, step + 1, steps))
     seconds = time.perf_counter() - t0
     progress.show(cfg.name, steps if diverged is None else diverged, steps, force=True)
-    findings = findings_of(rec, net, diverged)
+    findings = findings_of(rec, net, diverged, opt)
     test = held_out(net, data, diverged)
 
     theory = theory_q = None
