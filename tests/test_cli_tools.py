@@ -128,6 +128,32 @@ def test_profile_table_and_options(capsys):
     assert "Traceback" not in err
 
 
+def test_profile_tables_mark_the_layers_they_leave_out(capsys):
+    rc, out, err = run_cli(capsys, "profile", "--depth", 8, "--width", 8, "--batch", 4,
+                           "--steps", 1, "--warmup", 0, "--rows", 3, "--threads", 1)
+    assert rc == 0, err
+    # the per-layer timing table and the gradient-flow table: 3 of 9 layers each
+    assert out.count("3 of 9 layers shown; --rows 0 shows all") == 2
+    assert out.count("(layers 2-4 not shown)") == 2
+    rc, out, _ = run_cli(capsys, "profile", "--depth", 8, "--width", 8, "--batch", 4,
+                         "--steps", 1, "--warmup", 0, "--rows", 0, "--threads", 1)
+    assert "not shown" not in out and "layers shown" not in out
+
+
+def test_profile_gradient_flow_plot_labels_both_axes(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from vgcore.commands import profile
+    figures = []
+    save = profile.save_png
+    monkeypatch.setattr(profile, "save_png",
+                        lambda mpl, fig, path: (figures.append(fig), save(mpl, fig, path)))
+    run_json(capsys, "profile", "--depth", 2, "--width", 8, "--batch", 4, "--steps", 2,
+             "--warmup", 0, "--quiet", "--plot-dir", tmp_path)
+    for fig in figures:
+        ax = fig.axes[0]
+        assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+
+
 def test_profile_float64_json(capsys):
     r, _ = run_json(capsys, "profile", "--depth", 2, "--width", 8, "--batch", 4, "--steps", 2,
                     "--warmup", 0, "--dtype", "float64", "--quiet")

@@ -68,20 +68,90 @@ def test_writes_every_file(story):
     assert "report.html" in stdout
 
 
+def _page(out):
+    with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
+        return f.read()
+
+
 def test_report_html_is_self_contained(story):
     out, _, _ = story
-    with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
-        page = f.read()
+    page = _page(out)
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page.lower() and "<link" not in page.lower()
     assert "url(" not in page and "@import" not in page
     srcs = re.findall(r"""\bsrc\s*=\s*["']?([^"' >]*)""", page, flags=re.I)
     assert len(srcs) == len(PLOTS)
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
-    assert not re.search(r"""\bhref\s*=""", page, flags=re.I)
+    # every link is to a section of the page or to a file beside it
+    ids = set(re.findall(r"""\bid="([^"]+)\"""", page))
+    hrefs = re.findall(r"""\bhref="([^"]*)\"""", page, flags=re.I)
+    assert hrefs
+    for h in hrefs:
+        if h.startswith("#"):
+            assert h[1:] in ids, h
+        else:
+            assert "/" not in h and ":" not in h and os.path.isfile(os.path.join(out, h)), h
     for name in STORY_NAMES:                               # table and diagnosis text
         assert name.replace("'", "&#x27;") in page
-    assert "[ERROR] vanishing" in page and "<table>" in page
+    assert "[ERROR] vanishing" in page and "<table" in page
+
+
+def test_report_reads_on_a_phone(story):
+    out, _, _ = story
+    page = _page(out)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    # tables scroll inside their own box and turn into cards on narrow screens; figures
+    # shrink to the screen
+    assert page.count('<div class="scroll"><table class="cards">') == page.count("<table")
+    assert "@media (max-width: 700px)" in page and "max-width: 100%; height: auto" in page
+    for w in re.findall(r"""<img [^>]*width="(\d+)\"""", page):
+        assert int(w) <= 900                  # at most 2.5 px per CSS px on a 390 px phone
+
+
+def test_report_opens_with_the_verdict_and_holds_the_run_record(story):
+    out, _, _ = story
+    page, summary = _page(out), load(out, "summary.json")
+    body = page[page.index("<body>"):]
+    first = re.findall(r"<(h1|p|nav|section)\b[^>]*>", body)[:2]
+    assert first == ["h1", "p"] and '<p class="verdict" id="verdict">' in body
+    verdict = summary["verdict"]
+    assert verdict.replace("≤", "≤") in page
+    rows = summary["configurations"]
+    vanish = sum(r["diagnosis"] == "vanishing" for r in rows)
+    if vanish:
+        assert verdict.startswith(f"{vanish} of {len(rows)} configurations vanish")
+    # the table of contents
+    for ident, title in (("results", "Results"), ("diagnoses", "Diagnoses"),
+                         ("plots", "Plots"), ("record", "Run record"), ("files", "Files")):
+        assert f'<a href="#{ident}">{title}</a>' in page
+        assert f'<section id="{ident}"><h2>{title}</h2>' in page
+    # the run record: version, date, the command, CPU, BLAS, threads
+    rec = summary["record"]
+    assert rec["vgcore"] == vg.__version__
+    assert rec["command"].startswith("vgcore compare --depth 6 --width 16")
+    assert rec["threads"]["vgcore"] == summary["settings"]["threads"]
+    assert rec["cpu"]["model"] and rec["data"] is None and rec["config"] is None
+    assert len(rec["blas"]) == len(vg.blas_info())
+    record = page[page.index('<section id="record">'):page.index('<section id="files">')]
+    for text in (rec["vgcore"], rec["date"], rec["command"], rec["cpu"]["model"], "BLAS",
+                 "threads"):
+        assert text in record, text
+    assert any(b["library"] in record for b in rec["blas"])
+
+
+def test_each_diagnosis_shows_the_measurement_it_rests_on(story):
+    out, _, _ = story
+    page, summary = _page(out), load(out, "summary.json")
+    diag = page[page.index('<section id="diagnoses">'):page.index('<section id="plots">')]
+    assert "||dW<sub>l</sub>|| ~ ||x<sub>l</sub>|| ||delta<sub>l</sub>||" in diag
+    for row in summary["configurations"]:
+        text = row["rests_on"]
+        assert text and text.replace("'", "&#x27;") in diag
+        ev = row["diagnosis_evidence"]
+        if row["diagnosis"] in ("vanishing", "healthy"):
+            shown = [float(x) for x in re.findall(r"\d[\d.]*(?:e[-+]?\d+)?", text)]
+            for key in ("grad_ratio", "hidden_delta_ratio"):     # both ratios, as measured
+                assert any(v == pytest.approx(ev[key], rel=0.01) for v in shown), (key, text)
 
 
 def _table_rows(stdout, names):
@@ -131,7 +201,7 @@ def test_printed_table_matches_summary_and_measurements(story):
         cells = printed[row["name"]]
         assert cells[0] == _ratio(row["grad_ratio_first"])
         assert cells[1] == _ratio(row["delta_ratio_first"])
-        assert cells[2] == (_pct(row["saturated_fraction"]) if row["saturating"] else "-")
+        assert cells[2] == _pct(row["saturated_fraction"])     # one definition: relu's is 0
         assert cells[3] == _pct(row["dead_fraction"])
         assert cells[4] == f"{row['loss']:.3f}"
         assert cells[5] == _pct(row["accuracy"])
@@ -347,7 +417,7 @@ def test_runs_without_matplotlib(tmp_path, monkeypatch):
         assert os.path.getsize(os.path.join(out, name)) > 0
     with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
         page = f.read()
-    assert "Skipped plots" in page and "matplotlib" in page and "<table>" in page
+    assert "Not drawn" in page and "matplotlib" in page and "<table" in page
     assert "[ERROR] vanishing" in page and "src=" not in page
     assert load(out, "summary.json")["skipped_plots"] == list(PLOTS)
     assert "sigmoid, standard init" in stdout
@@ -374,3 +444,129 @@ def test_default_story_vanishing_and_its_remedies(tmp_path):
     assert rows["tanh, standard init"]["delta_ratio_first"] < 1e-3
     for name in ("relu, He init", "tanh, orthogonal init", "tanh + residual"):
         assert rows[name]["accuracy"] > 0.9, name
+
+
+# ------------------------------------------------------------------------------ the verdict
+def _row(name, diagnosis, accuracy, severity=None, diverged=False, loss=0.1):
+    return {"name": name, "diagnosis": diagnosis, "accuracy": accuracy, "loss": loss,
+            "severity": severity or ("info" if diagnosis == "healthy" else "error"),
+            "diverged": [{"seed": 0, "step": 3}] if diverged else []}
+
+
+def test_verdict_counts_problems_and_how_far_the_others_get():
+    from vgcore.commands.compare.summary import verdict
+    rows = [_row("a", "vanishing", 0.082), _row("b", "vanishing", 0.11),
+            _row("c", "healthy", 0.994), _row("d", "healthy", 1.0)]
+    assert verdict(rows, 0.1) == ("2 of 4 configurations vanish and stay near chance (≤ 11.0% "
+                                  "held-out accuracy; chance 10%); the other 2 keep the "
+                                  "gradient flowing and reach ≥ 99.4% held-out accuracy.")
+    rows = [_row("a", "healthy", 0.99), _row("b", "healthy", 0.97)]
+    assert verdict(rows, 0.1) == ("all 2 configurations keep the gradient flowing and reach "
+                                  "≥ 97.0% held-out accuracy.")
+    rows = [_row("a", "exploding", None, diverged=True, loss=math.nan),
+            _row("b", "saturation", 0.9, severity="warning"), _row("c", "healthy", 0.3)]
+    assert verdict(rows, 0.1) == ("1 of 3 configurations diverges; 1 saturates yet reaches "
+                                  "≥ 90.0%; the other one keeps the gradient flowing but does "
+                                  "not learn (≤ 30.0% held-out accuracy).")
+    # regression: no accuracy, the held-out loss instead
+    rows = [_row("a", "healthy", None, loss=0.25), _row("b", "healthy", None, loss=0.5)]
+    assert verdict(rows, None) == ("all 2 configurations keep the gradient flowing and reach "
+                                   "a held-out loss ≤ 0.5.")
+
+
+# ------------------------------------------------------------------------------ interrupted runs
+LONG = ["compare", "--depth", "4", "--width", "8", "--steps", "1000000", "--quiet",
+        "--threads", "1"]
+
+
+def _staging(folder):
+    return [n for n in os.listdir(folder) if n.startswith(".vgcore-compare-partial-")] \
+        if os.path.isdir(folder) else []
+
+
+def _interrupt(out, tmp_path, sig):
+    """Start a long `vgcore compare` in a real process, stop it with ``sig`` once it is
+    training, and return (exit code, stderr)."""
+    import signal
+    import time
+    p = subprocess.Popen([sys.executable, "-m", "vgcore", *LONG, "--out", str(out)],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _staging(out):                      # it is set up and training
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the compare never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    return p.returncode, err
+
+
+def _snapshot(folder):
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            out[name] = f.read()
+    return out
+
+
+def test_interrupted_compare_leaves_no_report_or_the_previous_one_whole(tmp_path):
+    out = tmp_path / "report"
+    # a fresh folder: Ctrl-C leaves nothing behind, and says so
+    rc, err = _interrupt(out, tmp_path, "SIGINT")
+    assert rc == 130, err
+    assert "interrupted after 0 of 8 runs; nothing was written" in err, err
+    assert "Traceback" not in err and not out.exists()
+    # a complete report, then an interrupted run into the same folder: it stays as it was
+    rc, _, stderr = cli(["compare", *TINY, "--out", str(out)])
+    assert rc == 0, stderr
+    before = _snapshot(out)
+    assert set(before) == {"report.html", "summary.json", "measurements.json",
+                           "measurements.csv", *PLOTS}
+    for sig in ("SIGINT", "SIGTERM"):
+        rc, err = _interrupt(out, tmp_path, sig)
+        assert rc == 130, err
+        assert f"the report already in {out} is unchanged" in err, err
+        assert _snapshot(out) == before and not _staging(out)
+
+
+def test_a_report_interrupted_while_writing_its_plots_is_not_half_written(tmp_path,
+                                                                         monkeypatch):
+    from vgcore.experiments import report
+    out = tmp_path / "r"
+    rc, _, _ = cli(["compare", *TINY, "--no-plots", "--out", str(out)])
+    before = _snapshot(out)
+    real = report.make_plots
+
+    def plots_then_ctrl_c(series, folder, enabled=True):
+        real(series, folder, enabled=enabled)          # some PNGs are on disk...
+        assert any(n.endswith(".png") for n in os.listdir(folder))
+        raise KeyboardInterrupt                        # ...when the user gives up
+
+    monkeypatch.setattr(report, "make_plots", plots_then_ctrl_c)
+    rc, stdout, stderr = cli(["compare", *TINY, "--out", str(out)])
+    assert rc == 130 and stdout == ""
+    assert "interrupted after 8 of 8 runs; the report already in" in stderr
+    assert _snapshot(out) == before and not _staging(out)
+
+
+def test_a_new_report_replaces_every_file_of_the_old_one(tmp_path):
+    out = tmp_path / "r"
+    (tmp_path / "r").mkdir()
+    (out / "notes.txt").write_text("mine")                   # not a report file: kept
+    stale = out / f".vgcore-compare-partial-{2 ** 22 + 12345}-x"   # a killed run's folder
+    stale.mkdir()
+    (stale / "report.html").write_text("half")
+    assert cli(["compare", *TINY, "--out", str(out)])[0] == 0
+    assert all((out / n).exists() for n in PLOTS)
+    assert cli(["compare", *TINY, "--no-plots", "--out", str(out)])[0] == 0
+    names = set(os.listdir(out))
+    assert names == {"report.html", "summary.json", "measurements.json", "measurements.csv",
+                     "notes.txt"}
+    assert set(load(out, "summary.json")["files"]) == names - {"notes.txt"}

@@ -83,9 +83,10 @@ _MISMATCH = textwrap.dedent("""
 """)
 
 
-def test_a_statistic_added_in_c_only_fails_the_import_loudly():
+def test_a_statistic_added_in_c_only_fails_the_import_loudly(tmp_path):
+    # run outside the source tree, so the installed vgcore (with its compiled module) is imported
     out = subprocess.run([sys.executable, "-c", _MISMATCH], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ContractError"), out.stdout
     assert "n_underflow" in out.stdout and "measurement fields" in out.stdout

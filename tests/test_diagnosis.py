@@ -128,12 +128,20 @@ def test_a_nan_weight_is_nonfinite_naming_the_first_forward_and_backward_layers(
     assert "learning rate" in f.fix and "clip" in f.fix
 
 
-def test_fully_saturated_hard_tanh_blocks_the_gradient(data):
-    net = _stepped(data, "hard_tanh", "normal", depth=6, sigma_w=20.0)
+def test_hard_tanh_beyond_one_is_inactive_and_a_fully_inactive_layer_blocks_the_gradient(data):
+    # hard_tanh is piecewise linear: |h| > 1 gives a zero derivative, which counts as inactive
+    # (and dead on the whole batch), never as saturated
+    net = _stepped(data, "hard_tanh", "glorot_normal", depth=6, biases={2: 5.0})
+    flow = net.gradient_flow()
+    assert np.all(flow.saturated_fraction == 0)
+    assert flow.zero_derivative_fraction[2] == 1.0 == flow.dead_fraction[2]
     findings = diagnose(net)
-    assert findings[0].severity == "error"
-    sat = _only(findings, "saturation")
-    assert sat.severity == "error" and min(sat.evidence["saturated_fraction"]) > 0.8
+    assert findings[0].severity == "error" and "saturation" not in _kinds(findings)
+    dead = _only(findings, "dead_units")
+    assert dead.evidence["blocked_layers"] == [3]
+    assert "no gradient reaches layers 1-3" in dead.message
+    assert "|h| > 1" in dead.message and "tanh" in dead.fix
+    assert "leaky_relu" not in dead.fix              # relu advice does not fit hard_tanh
 
 
 # ------------------------------------------------------------------------ healthy
@@ -347,3 +355,112 @@ def test_an_mlp_without_a_measured_step_raises_runtime_error():
     net = vg.MLP([4, 8, 3], dtype="float64")
     with pytest.raises(RuntimeError, match="gradient_flow: no measured step yet"):
         diagnose(net)
+
+
+# ------------------------------------------------------------------------ one definition of saturated
+def test_relu_zero_derivatives_are_inactive_not_saturated_in_flow_and_diagnose(data):
+    net = _stepped(data, "relu", "he_normal")
+    flow = net.gradient_flow()
+    hidden = slice(0, DEPTH)
+    # about half of a healthy relu layer's entries have a zero derivative: inactive
+    assert np.all(flow.zero_derivative_fraction[hidden] > 0.2)
+    assert np.all(flow.saturated_fraction == 0)
+    (f,) = diagnose(net)
+    assert f.kind == "healthy"
+    assert f.evidence["max_saturated_fraction"] == float(flow.saturated_fraction.max()) == 0.0
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hard_tanh", "identity"])
+def test_piecewise_linear_activations_never_count_as_saturated(data, act):
+    # leaky_relu's 0.01 slope is below 5% of its maximum, yet it is a constant slope, not a
+    # decayed one: the piecewise-linear activations have a saturation threshold of 0
+    from vgcore.measure.flow import SATURATING, saturation_threshold
+    assert act not in SATURATING and saturation_threshold(act) == 0.0
+    net = vg.MLP([WIDTH] + [WIDTH] * 4 + [10], activation=act, init="normal", sigma_w=3.0,
+                 sigma_b=1.0, dtype="float64", seed=0)
+    net.train_step(*data)
+    assert np.all(net.gradient_flow().saturated_fraction == 0)
+
+
+def test_saturating_activations_share_one_threshold_between_flow_and_diagnose(data):
+    from vgcore.measure.flow import SATURATING, SATURATION_THRESHOLD, saturation_threshold
+    from vgcore.core.activations import max_derivative
+    for act in SATURATING:
+        assert saturation_threshold(act) == SATURATION_THRESHOLD * max_derivative(act) > 0
+    net = _stepped(data, "tanh", "normal", sigma_w=3.0)
+    flow = net.gradient_flow()
+    sat = _only(diagnose(net), "saturation")
+    np.testing.assert_array_equal(sat.evidence["saturated_fraction"],
+                                  flow.saturated_fraction[np.asarray(sat.evidence["layers"]) - 1])
+    assert flow.saturated_fraction[:DEPTH].min() > 0.3
+
+
+# ------------------------------------------------------------------------ advice for this network
+def _try_clause(message):
+    return message.rpartition("; try ")[2]
+
+
+def test_adam_run_is_not_told_to_try_adam_and_hears_why_adam_does_not_help(data):
+    net = _stepped(data, "sigmoid", "standard")
+    f = _only(diagnose(net, optimizer=vg.optim.Adam(net)), "vanishing")
+    assert "trained with Adam" in f.message
+    clause = _try_clause(f.message)
+    assert "or Adam" not in clause and ", Adam" not in clause
+    assert "Adam, in use, cannot lift layer 1's gradient entries" in clause
+    assert "far below its eps=1e-8" in clause
+    rms = f.evidence["first_layer_grad_rms"]
+    g = net.gradient_flow().grad_norm[0] / np.sqrt(WIDTH * WIDTH)
+    assert rms == pytest.approx(g, rel=1e-12) and rms < 1e-10
+    assert "Adam is already in use" in f.fix
+    # by name, the same; an SGD run is told Adam would not help either, with the number
+    assert "Adam, in use" in _only(diagnose(net, optimizer="adam"), "vanishing").message
+    sgd = _only(diagnose(net, optimizer="sgd"), "vanishing")
+    assert "Adam" not in _try_clause(sgd.message) and "would not help" in sgd.fix
+
+
+def test_advice_names_this_networks_depth_and_activation_never_another(data):
+    net = _stepped(data, "tanh", "standard", depth=12)
+    f = _only(diagnose(net, optimizer=vg.optim.SGD(net, lr=0.1)), "vanishing")
+    assert "12 tanh hidden layers" in f.message and "trained with SGD" in f.message
+    for text in (f.message, f.fix):
+        assert "sigmoid" not in text and "20 " not in text
+    # the weight-gradient ratio looks level; the message says why it misleads
+    assert f.evidence["grad_ratio"] > D.VANISHING_WARNING
+    assert "||dL/dW_l|| ~ ||x_l|| ||delta_l||" in f.message
+    # an SGD run whose first-layer gradients are well above Adam's eps may try Adam
+    assert _try_clause(f.message).endswith("or Adam")
+
+
+def test_remedies_the_network_already_uses_are_not_suggested(data):
+    plain = _stepped(data, "sigmoid", "standard", depth=6)
+    flow = plain.gradient_flow()
+    # the same measurements, attributed to a network that has batch norm and residual blocks
+    normed = vg.MLP([WIDTH] + [WIDTH] * 6 + [10], activation="sigmoid", norm="batch",
+                    residual="auto", dtype="float64", seed=0)
+    f = _only(diagnose(flow, net=normed), "vanishing")
+    assert "with init='standard', batch norm, residual blocks" in f.message
+    clause = _try_clause(f.message)
+    assert "batch norm" not in clause and "residual" not in clause
+    assert "relu with he init" in clause
+    g = _only(diagnose(flow, net=plain), "vanishing")
+    assert "batch norm" in _try_clause(g.message) and "residual" in _try_clause(g.message)
+
+
+def test_an_exploding_run_that_clips_is_told_to_clip_harder(data):
+    net = _stepped(data, "tanh", "normal", sigma_w=3.0)
+    opt = vg.optim.SGD(net, lr=0.01, clip_norm=1.0)
+    f = _only(diagnose(net, optimizer=opt), "exploding")
+    assert "gradient clipping" not in _try_clause(f.message)
+    assert "clip gradients harder (clip_norm is 1 now)" in f.fix
+    g = _only(diagnose(net), "exploding")
+    assert "gradient clipping" in _try_clause(g.message)
+
+
+def test_a_bad_optimizer_argument_is_refused_by_name(data):
+    net = _stepped(data, "tanh", "orthogonal", depth=2)
+    with pytest.raises(ValueError, match=r"optimizer: expected a vgcore.optim optimiser or one "
+                                         r"of sgd, .*adamw, got 'lbfgs'"):
+        diagnose(net, optimizer="lbfgs")
+    with pytest.raises(TypeError, match=r"optimizer: expected a vgcore.optim optimiser, a name "
+                                        r"or None, got int"):
+        diagnose(net, optimizer=3)

@@ -5,8 +5,7 @@ import pytest
 
 import vgcore as vg
 from vgcore.core import reference as R
-from vgcore.core.activations import max_derivative
-from vgcore.measure.flow import FIELDS, SATURATION_THRESHOLD
+from vgcore.measure.flow import FIELDS, saturation_threshold
 
 ACTS = list(vg.ACTIVATIONS)
 
@@ -49,7 +48,7 @@ def _expected(net, X, y):
         e["preact_rms"][l] = np.sqrt(np.mean(h ** 2))
         e["act_mean"][l] = a.mean()
         e["act_std"][l] = a.std()
-        thr = SATURATION_THRESHOLD * max_derivative(act)
+        thr = saturation_threshold(act)
         e["saturated_fraction"][l] = np.mean(np.abs(dphi) < thr) if l < L - 1 else 0
         e["zero_derivative_fraction"][l] = np.mean(dphi == 0) if l < L - 1 else 0
         e["dead_fraction"][l] = np.mean(np.all(dphi == 0, axis=0)) if l < L - 1 else 0
@@ -231,3 +230,31 @@ def test_measurements_agree_across_thread_counts():
     for name in FIELDS:
         np.testing.assert_allclose(getattr(flows[0], name), getattr(flows[1], name),
                                    rtol=1e-12, err_msg=name)
+
+
+def test_summary_marks_every_gap_and_says_how_to_see_all_rows():
+    rng = np.random.default_rng(8)
+    net = vg.MLP([6] + [8] * 30 + [3], activation="relu", init="he_normal", dtype="float64",
+                 seed=0)
+    _step(net, rng.standard_normal((16, 6)), rng.integers(0, 3, 16))
+    flow = net.gradient_flow()
+    text = flow.summary(max_rows=5)
+    rows = [line.split()[0] for line in text.splitlines()[1:-2]]
+    shown = [int(r) for r in rows if r != "..."]
+    assert shown[0] == 1 and shown[-1] == 31 and len(shown) == 5
+    # a "..." row (with the layers it stands for) between every two non-adjacent shown rows
+    gaps = [line for line in text.splitlines() if line.lstrip().startswith("...")]
+    assert len(gaps) == sum(1 for a, b in zip(shown, shown[1:]) if b > a + 1)
+    assert f"(layers 2-{shown[1] - 1} not shown)" in gaps[0]
+    assert text.splitlines()[-1] == "5 of 31 layers shown; summary(max_rows=None) shows all 31"
+    every = flow.summary(max_rows=None)
+    assert [int(line.split()[0]) for line in every.splitlines()[1:-1]] == list(range(1, 32))
+    assert "not shown" not in every and "..." not in every
+    assert "not shown" not in flow.summary(max_rows=31)
+    assert str(flow) == flow.summary()
+    # relu: zero derivatives are inactive (their own column), never saturated
+    header = text.splitlines()[0].split()
+    assert header[-3:] == ["sat", "inact", "dead"]
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match=r"max_rows: expected an integer >= 2 or None"):
+            flow.summary(max_rows=bad)

@@ -691,3 +691,94 @@ def test_to_pandas_has_every_column_in_order_and_the_rows(tmp_path):
     assert list(df["run_id"]) == [row["run_id"] for row in r.rows]
     assert df.loc[0, "final_loss"] == r.rows[0]["final_loss"]
     assert math.isnan(df.loc[1, "final_loss"]) and "sigma_w" in df.loc[1, "error"]
+
+
+# ------------------------------------------------------------------------------ report.html
+REPORT_RUNS = '[[runs]]\nlr = 0.05\n[[runs]]\nlr = 100.0\nactivation = "relu"\n' \
+              '[[runs]]\ninit = "he_normal"\n'
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("page")
+    text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in SMALL.items() if k != "lr") + \
+        "\n[grid]\ndepth = [2, 3]\nsigma_w2 = [0.9, 1.8]\n" + REPORT_RUNS
+    cfg = tmp / "grid.toml"
+    cfg.write_text(text)
+    out = tmp / "res"
+    rc = main(["sweep", str(cfg), "--out", str(out), "--executor", "serial", "--quiet"])
+    assert rc == 0
+    return cfg, out, (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_cli_sweep_writes_a_report_page_with_verdict_and_record(swept, capsys):
+    import hashlib
+    import re
+    cfg, out, page = swept
+    rows = S.load(out).rows
+    n = {k: sum(r["status"] == k for r in rows) for k in ("ok", "diverged", "failed")}
+    assert n["failed"] == 4 and n["diverged"] >= 1 and n["ok"] >= 4      # he_normal, lr 100
+    body = page[page.index("<body>"):]
+    assert re.findall(r"<(h1|p|nav|section)\b[^>]*>", body)[:2] == ["h1", "p"]
+    assert (f'<p class="verdict" id="verdict">12 runs ({n["ok"]} ok, {n["diverged"]} diverged, '
+            f'4 failed)') in body
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    # self-contained: no external reference, the plots embedded, the script inline
+    assert "http://" not in page and "https://" not in page and "<link" not in page
+    assert "<script>" in page and "<script src" not in page
+    srcs = re.findall(r'\bsrc="([^"]*)"', page)
+    assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    ids = set(re.findall(r'\bid="([^"]+)"', page))
+    for h in re.findall(r'\bhref="([^"]*)"', page):
+        assert h[1:] in ids if h.startswith("#") else (out / h).exists(), h
+    for ident in ("phase", "results", "failures", "record", "files"):
+        assert f'<a href="#{ident}">' in page and f'<section id="{ident}">' in page
+    # the run record: the command and the config file it read, with its SHA-256
+    record = page[page.index('<section id="record">'):page.index('<section id="files">')]
+    assert f"vgcore sweep {cfg} --out {out} --executor serial --quiet" in record
+    assert hashlib.sha256(cfg.read_bytes()).hexdigest() in record
+    assert "[[runs]]" in record and vg.__version__ in record and "BLAS" in record
+    assert "serial, 1 worker, 1 thread per run" in record
+
+
+def test_sweep_report_table_sorts_and_lists_the_failures_with_their_errors(swept):
+    import html
+    import re
+    _, out, page = swept
+    rows = S.load(out).rows
+    table = page[page.index('<table class="cards sortable">'):]
+    table = table[:table.index("</table>")]
+    heads = re.findall(r'<th scope="col"><button type="button">([^<]*)</button></th>', table)
+    assert heads[:4] == ["run_id", "status", "depth", "activation"] and "final loss" in heads
+    body_rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table[table.index("<tbody>"):])
+    assert len(body_rows) == len(rows)
+    col = heads.index("final loss")
+    for r, tr in zip(rows, body_rows):
+        assert r["run_id"] in tr
+        cell = re.findall(r'<td ([^>]*)>', tr)[col]
+        v = re.search(r'data-v="([^"]*)"', cell).group(1)
+        # the sort key is the exact number; runs without one sort last
+        assert (float(v) == r["final_loss"]) if r["status"] == "ok" else v == ""
+    failures = page[page.index('<section id="failures">'):page.index('<section id="record">')]
+    error = next(r["error"] for r in rows if r["status"] == "failed")
+    assert "4 failed runs" in failures and html.escape(error) in failures
+    n = sum(r["status"] == "diverged" for r in rows)
+    assert f"{n} diverged run{'s' if n > 1 else ''}</h3>" in failures
+    for r in rows:
+        if r["status"] != "ok":
+            assert r["run_id"] in failures
+
+
+def test_sweep_report_says_when_runs_are_left_out(swept, monkeypatch):
+    from vgcore.experiments.sweep import page as sweep_page
+    _, out, _ = swept
+    monkeypatch.setattr(sweep_page, "MAX_ROWS", 5)
+    monkeypatch.setattr(sweep_page, "MAX_FAILURES", 3)
+    result = S.load(out)
+    page = S.report_html(result)
+    assert "5 of 12 runs shown (the first, in the sweep&#x27;s order); results.csv has them " \
+           "all." in page
+    bad = sum(r["status"] != "ok" for r in result.rows)
+    assert f"3 of {bad} runs listed; results.csv lists every run" in page
+    with pytest.raises(TypeError, match="result: expected a vgcore.sweep.SweepResult"):
+        S.report_html(result.rows)

@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = [DEFAULT] + argv          # `vgcore` alone runs the main job
     args = parser.parse_args(argv)
+    args.argv = argv                   # what was run, for the reports' run record
     try:
         return int(args.func(args) or 0)
     except CommandError as e:

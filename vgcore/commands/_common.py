@@ -91,6 +91,14 @@ def shown_rows(n: int, max_rows: int) -> list:
     return sorted(set(np.linspace(0, n - 1, max_rows).round().astype(int).tolist()))
 
 
+def gap_line(prev: int, i: int) -> str:
+    """The row that marks the layers left out of a table between the shown rows ``prev`` and
+    ``i`` (0-based indices; shown 1-based)."""
+    lo, hi = prev + 2, i
+    return f"{'...':>5s} (layer{'s' if hi > lo else ''} {lo}{'-' + str(hi) if hi > lo else ''} " \
+           f"not shown)"
+
+
 def blas_line(vg) -> str:
     """One line: the BLAS libraries loaded (which is vgcore's), their kernels and threads."""
     parts = []

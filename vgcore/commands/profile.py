@@ -42,8 +42,9 @@ import time
 
 import numpy as np
 
-from vgcore.commands._common import (CommandError, blas_line, nonneg_int, note, plot_dir,
-                                     positive_float, positive_int, print_json, shown_rows)
+from vgcore.commands._common import (CommandError, blas_line, gap_line, nonneg_int, note,
+                                     plot_dir, positive_float, positive_int, print_json,
+                                     shown_rows)
 from vgcore.core._ui import limited_threads, load_matplotlib, new_figure, save_png
 
 HELP = "time a training step per layer and phase, with memory and gradient flow"
@@ -365,7 +366,7 @@ def _profile(args, vg, sizes, net, X, y):
         gemm_only_gflops=gf(flops, gemm_total),
         memory_bytes=_memory(net, opt, X, y, B),
         loss_first=float(losses[0]), loss_last=float(losses[-1]),
-        gradient_flow=flow_d, flow_summary=flow.summary(args.rows or 10**9),
+        gradient_flow=flow_d, flow_summary=_flow_table(flow, args.rows),
         step_spread=spread, notes=notes)
 
 
@@ -424,7 +425,10 @@ def _print_tables(args, r):
     print(f"{'layer':>5s} {'in':>5s} {'out':>5s} {'fwd GEMM':>9s} {'fwd elem':>9s} "
           f"{'bwd elem':>9s} {'bwd GEMM':>9s} {'total':>9s} {'fwd GF/s':>9s} {'bwd GF/s':>9s} "
           f"{'alone fwd':>10s} {'alone bwd':>10s}")
-    for i in shown_rows(len(r["layers"]), args.rows):
+    shown = shown_rows(len(r["layers"]), args.rows)
+    for prev, i in zip([-1] + shown, shown):
+        if i > prev + 1:
+            print(gap_line(prev, i))
         lr = r["layers"][i]
         print(f"{lr['layer']:5d} {lr['fan_in']:5d} {lr['fan_out']:5d} "
               f"{lr['forward_gemm_ms'] * 1e3:9.1f} {lr['forward_elementwise_ms'] * 1e3:9.1f} "
@@ -432,6 +436,8 @@ def _print_tables(args, r):
               f"{lr['total_ms'] * 1e3:9.1f} {_fmt(lr['forward_gemm_gflops'], '9.1f'):>9s} "
               f"{_fmt(lr['backward_gemm_gflops'], '9.1f'):>9s} "
               f"{lr['gemm_only_forward_ms'] * 1e3:10.1f} {lr['gemm_only_backward_ms'] * 1e3:10.1f}")
+    if len(shown) < len(r["layers"]):
+        print(f"{len(shown)} of {len(r['layers'])} layers shown; --rows 0 shows all")
     print()
     m = r["memory_bytes"]
     print("memory")
@@ -452,6 +458,13 @@ def _print_tables(args, r):
         print()
         for n in r["notes"]:
             print(f"note: {n}")
+
+
+def _flow_table(flow, rows):
+    """``flow.summary`` with at most ``rows`` layers (0: all), its note worded for this
+    command."""
+    text = flow.summary(None if rows == 0 else max(2, rows))
+    return text.replace("summary(max_rows=None) shows all", "--rows 0 shows all")
 
 
 def _plots(args, r):
@@ -484,12 +497,15 @@ def _plots(args, r):
     fl = r["gradient_flow"]
     fig = new_figure(mpl, 6, 4, layout="tight")
     ax = fig.subplots()
-    for key in ("grad_norm", "delta_rms"):
+    for key, label in (("grad_norm", "||dL/dW_l|| (weight gradient)"),
+                       ("delta_rms", "RMS of delta_l = dL/dh_l (error signal)")):
         v = np.asarray(fl[key], float)
-        ax.semilogy(x, np.where(v > 0, v, np.nan), marker="o", ms=3, label=key)
+        ax.semilogy(x, np.where(v > 0, v, np.nan), marker="o" if key == "grad_norm" else "s",
+                    ms=3, ls="-" if key == "grad_norm" else "--", label=label)
     ax.set_xlabel("layer (1 = input side)")
+    ax.set_ylabel("gradient size (log scale)")
     ax.set_title("gradient flow at the last step")
-    ax.legend()
+    ax.legend(fontsize=8)
     out.append(os.path.join(d, names[1]))
     save_png(mpl, fig, out[1])
     return dict(written=out, skipped=[], reason=None)

@@ -7,8 +7,8 @@ by every run, a [grid] of values whose every combination is run, and/or [[runs]]
 Results go into the --out folder as each run finishes (results.jsonl), so an interrupted sweep
 started again skips what is done.  A run that fails or diverges is recorded with its reason
 and the sweep goes on.  At the end: results.csv, results.parquet (with pyarrow), the per-run
-histories (histories/), and phase diagrams over (sigma_w^2, depth) per activation with the
-mean-field critical line (with matplotlib).
+histories (histories/), phase diagrams over (sigma_w^2, depth) per activation with the
+mean-field critical line, and report.html, a page that shows it all.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from vgcore.experiments import report as _report
 from vgcore.experiments import sweep as _sweep
 from vgcore.experiments.sweep.store import format_value
 from vgcore.commands._common import CommandError, positive_int
@@ -71,8 +72,11 @@ output (in --out, default ./<config name>-sweep):
                          mean-field chi_1, time
   results.parquet        the same table (needs pyarrow)
   histories/ID.json.gz   per run: the loss of every step and the Recorder's per-layer history
-  phase_METRIC.png       phase diagrams over (sigma_w^2, depth) (needs matplotlib)
+  phase_METRIC.png       phase diagrams over (sigma_w^2, depth)
   sweep.json             the sweep's settings and its runs
+  report.html            the verdict, the phase diagrams, a sortable results table, the
+                         failed and diverged runs with their errors, the run record (written
+                         when the sweep is done; self-contained)
 
 Dask workers need vgcore installed and should run one thread each:
   dask scheduler &  dask worker tcp://HOST:8786 --nworkers 2 --nthreads 1
@@ -215,6 +219,17 @@ def run(args):
         raise CommandError(" ".join(str(e).split())) from None
     except OSError as e:
         raise CommandError(f"--out: cannot write into {out}: {e.strerror or e}") from None
+    record = _report.run_record(
+        command=_report.command_line(args.argv) if getattr(args, "argv", None) else None,
+        config=args.config, threads=args.threads,
+        extra={"executor": f"{result.executor}, {result.workers} worker"
+                           f"{'s' if result.workers != 1 else ''}, {args.threads} thread"
+                           f"{'s' if args.threads != 1 else ''} per run"})
+    try:
+        result.files.append(_sweep.write_report(result, record))
+    except OSError as e:
+        raise CommandError(f"--out: cannot write report.html into {out}: "
+                           f"{e.strerror or e}") from None
     if args.json:
         print(json.dumps({
             "format": "vgcore.sweep.summary", "version": 1, "name": sweep.name,

@@ -12,9 +12,9 @@ from vgcore.core import _contract
 from vgcore.core import losses as _losses
 from vgcore.core._validation import (as_dtype, check_finite_number, check_float_matrix,
                                      check_positive_int)
-from vgcore.core.activations import Activation, max_derivative, resolve_activation
+from vgcore.core.activations import Activation, resolve_activation
 from vgcore.core.errors import NonFiniteError
-from vgcore.measure.flow import _SUM_D2, _SUM_H2, N_STATS, SATURATION_THRESHOLD, GradientFlow
+from vgcore.measure.flow import _SUM_D2, _SUM_H2, N_STATS, GradientFlow, saturation_threshold
 from vgcore.core.init import check_init, init_weight
 from vgcore.core.layers import Dense, layer_options, param_layout
 from vgcore.core._workspace import Workspace as _Workspace
@@ -199,8 +199,8 @@ class MLP:
         # measurement buffers, filled by the compiled passes (see vgcore.flow)
         self._stats = np.zeros((L, N_STATS), np.float64)
         self._scratch_stats = np.zeros((L, N_STATS), np.float64)   # an unmeasured update's norms
-        self._sat_thr = np.asarray([SATURATION_THRESHOLD * max_derivative(a)
-                                    for a in self.activations], np.float64)
+        self._sat_thr = np.asarray([saturation_threshold(a) for a in self.activations],
+                                   np.float64)
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
         self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
         self._acc = np.zeros(3 * max(self.sizes[1:]), self.dtype)

@@ -157,12 +157,13 @@ def train_steps(net, opt, data, steps, batch_size, seed, recorder, on_step=None)
     return losses, diverged
 
 
-def findings_of(recorder, net, diverged):
-    """The diagnosis of a run, a divergence first; never empty."""
+def findings_of(recorder, net, diverged, optimizer=None):
+    """The diagnosis of a run (worded for its network and ``optimizer``), a divergence first;
+    never empty."""
     findings = []
     if len(recorder):
         try:
-            findings = diagnose(recorder, net=net)
+            findings = diagnose(recorder, net=net, optimizer=optimizer)
         except (ValueError, RuntimeError):
             findings = []
     if diverged is not None and not any(f.kind == "nonfinite" for f in findings):

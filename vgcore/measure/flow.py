@@ -30,14 +30,25 @@ preact_rms                 sqrt(sum(h_l^2) / (B n_l))                           
 act_mean                   mean of a_l over batch and units                               activation
 act_std                    standard deviation of a_l over batch and units                 activation
 saturated_fraction         fraction of the B n_l entries with                             fraction
-                           |phi'(h)| < SATURATION_THRESHOLD * max|phi'|
-zero_derivative_fraction   fraction of entries with phi'(h) == 0 (inactive ReLU units)    fraction
+                           |phi'(h)| < saturation_threshold(phi) (see below)
+zero_derivative_fraction   fraction of entries with phi'(h) == 0 (inactive units)         fraction
 dead_fraction              fraction of units with phi'(h) == 0 for every sample           fraction
 gain                       delta_norm[l] / delta_norm[l+1] (NaN for the output layer):    ratio
                            how much the error shrinks (< 1) or grows (> 1) through layer l+1
 gsnr                       gradient signal-to-noise ratio of W_l: ||mean_i g_i||^2 /      ratio
                            mean_i ||g_i - mean_j g_j||^2, g_i = per-sample gradient
 =========================  =============================================================  ============
+
+Saturated, inactive and dead: one definition everywhere (this module, :func:`vgcore.diagnose`,
+``vgcore compare`` and ``vgcore sweep``).  An entry is *saturated* when its derivative has
+decayed smoothly to a small fraction of its maximum, ``|phi'(h)| < SATURATION_THRESHOLD *
+max|phi'|``; this applies to the activations of :data:`SATURATING` (sigmoid, tanh, softsign, and
+the one-sided tails of softplus, elu, selu, gelu and silu).  The piecewise-linear activations
+(identity, relu, leaky_relu, hard_tanh) never saturate: their derivative takes fixed values, so
+their ``saturated_fraction`` is 0 by definition, and an exactly zero derivative (relu below 0,
+hard_tanh beyond +-1) makes the entry *inactive* (``zero_derivative_fraction``; a healthy relu
+layer has about half its entries inactive).  A unit inactive on every sample of the batch is
+*dead* (``dead_fraction``).
 
 Per-sample: ``per_sample_grad_norm`` (shape ``(n_layers, B)``): ``||dL_i/dW_l||`` for each
 sample's own loss ``L_i`` (the batch loss is their mean); for a dense layer it is exactly
@@ -62,12 +73,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vgcore.core import _contract
+from vgcore.core.activations import max_derivative, resolve_activation
 
-__all__ = ["GradientFlow", "SATURATION_THRESHOLD", "FIELDS"]
+__all__ = ["GradientFlow", "SATURATION_THRESHOLD", "SATURATING", "saturation_threshold",
+           "FIELDS"]
 
 SATURATION_THRESHOLD = 0.05
-"""A unit counts as saturated on a sample when |phi'(h)| < 0.05 * max |phi'| (tanh: |h| > 2.3,
-sigmoid: |h| > 4.4)."""
+"""A unit of a :data:`SATURATING` activation counts as saturated on a sample when
+|phi'(h)| < 0.05 * max |phi'| (tanh: |h| > 2.3, sigmoid: |h| > 4.4, elu: h < -3)."""
+
+SATURATING = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu", "gelu", "silu")
+"""The activations whose derivative decays smoothly towards zero (on both sides, or on the
+negative side): the ones that can saturate.  The others (identity, relu, leaky_relu,
+hard_tanh) are piecewise linear: their zero derivatives are counted as inactive, not
+saturated."""
+
+
+def saturation_threshold(activation) -> float:
+    """The |phi'(h)| below which an entry of ``activation`` (a name or a
+    :class:`vgcore.Activation`) counts as saturated: ``SATURATION_THRESHOLD * max|phi'|`` for
+    the :data:`SATURATING` activations, 0 (never) for the piecewise-linear ones."""
+    act = resolve_activation(activation)
+    if act.name not in SATURATING:
+        return 0.0
+    return SATURATION_THRESHOLD * max_derivative(act)
 
 # The fields of a layer's compiled measurement row (src/vg_kernels.h, VG_ST_*), by their names in
 # src/vg_contract.h; their indices and count come from the compiled module, and importing this
@@ -189,19 +218,44 @@ class GradientFlow:
             d[name] = getattr(self, name)
         return d
 
-    def summary(self, max_rows: int = 12) -> str:
-        """A plain-text table of the main measurements, at most ``max_rows`` layers."""
+    def summary(self, max_rows: int | None = 12) -> str:
+        """A plain-text table of the main measurements, one row per layer.
+
+        With more than ``max_rows`` layers, evenly spaced layers are shown (the first and the
+        last always), a ``...`` row marks each gap with the layers it leaves out, and the last
+        line says how many rows are not shown and how to see them all
+        (``summary(max_rows=None)``).  ``print(flow)`` is ``summary()``.
+
+        Parameters
+        ----------
+        max_rows : int >= 2 or None
+            The most layers to show (default 12); None shows every layer.
+        """
+        if max_rows is not None and (isinstance(max_rows, (bool, np.bool_))
+                                     or not isinstance(max_rows, (int, np.integer))
+                                     or max_rows < 2):
+            raise ValueError(f"max_rows: expected an integer >= 2 or None, got {max_rows!r}")
         L = self.n_layers
-        idx = np.arange(L) if L <= max_rows else np.unique(
+        idx = np.arange(L) if max_rows is None or L <= max_rows else np.unique(
             np.linspace(0, L - 1, max_rows).round().astype(int))
         lines = [f"{'layer':>5} {'act':>10} {'delta_rms':>10} {'grad_norm':>10} "
-                 f"{'g/w':>9} {'gain':>7} {'sat':>6} {'dead':>6}"]
+                 f"{'g/w':>9} {'gain':>7} {'sat':>6} {'inact':>6} {'dead':>6}"]
+        prev = -1
         for l in idx:
+            if l > prev + 1:
+                lo, hi = prev + 2, l
+                lines.append(f"{'...':>5} {'':>10} (layer{'s' if hi > lo else ''} "
+                             f"{lo}{'-' + str(hi) if hi > lo else ''} not shown)")
+            prev = l
             lines.append(f"{l + 1:5d} {self.activations[l]:>10} {self.delta_rms[l]:10.3e} "
                          f"{self.grad_norm[l]:10.3e} {self.grad_to_weight[l]:9.2e} "
                          f"{self.gain[l]:7.3f} {self.saturated_fraction[l]:6.1%} "
+                         f"{self.zero_derivative_fraction[l]:6.1%} "
                          f"{self.dead_fraction[l]:6.1%}")
         lines.append(f"first/last gradient norm: {self.grad_ratio:.3e}")
+        if len(idx) < L:
+            lines.append(f"{len(idx)} of {L} layers shown; summary(max_rows=None) shows all "
+                         f"{L}")
         return "\n".join(lines)
 
     def __str__(self):

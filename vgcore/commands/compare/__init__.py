@@ -21,17 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 import vgcore as vg
 from vgcore.commands._common import CommandError, positive_float, positive_int
-from vgcore.commands.compare.output import _prepare_out, series_of, write_html, write_measurements
+from vgcore.commands.compare.output import Staging, series_of, write_measurements
+from vgcore.commands.compare.page import write_html
 from vgcore.commands.compare.settings import (DEFAULTS, INITS, OPTIMIZERS, _argtype, _seed,
                                               check_activation, check_dataset, check_init,
                                               check_norm, check_optimizer, check_residual,
                                               load_data, resolve)
-from vgcore.commands.compare.summary import _settings_line, format_table, summarise
+from vgcore.commands.compare.summary import _settings_line, format_table, summarise, verdict
 from vgcore.commands.compare.training import Progress, _record_steps, train
 from vgcore.core import _ui
 from vgcore.experiments import report as _report
@@ -65,15 +68,18 @@ config file (TOML; every key optional, names as the options, - or _):
   activation = "relu"
   init = "he_normal"
 
-output (in --out, default ./vgcore-report):
-  report.html        the table, the plots (embedded) and the diagnosis; self-contained
+output (in --out, default ./vgcore-report; written into a hidden staging folder there and
+moved into place when complete, so an interrupted run leaves the previous report, or none):
+  report.html        the verdict, the table, the diagnoses with the measurement each rests on,
+                     the plots (embedded), the run record; self-contained
   summary.json       the table's numbers (what --json prints)
   measurements.json  per configuration and seed: the Recorder history, the loss of every
                      step, the held-out metrics, the findings, the theory profile
   measurements.csv   one row per (configuration, seed, recorded step, layer)
-  *.png              plots (need matplotlib; skipped, and said so, without it)
+  *.png              the plots
 
-exit status: 0 on success, 2 for a bad argument or config file (one line on stderr)."""
+exit status: 0 on success, 2 for a bad argument or config file (one line on stderr), 130 when
+interrupted (Ctrl-C or SIGTERM: --out is left as it was)."""
 
 
 def register(sub):
@@ -134,13 +140,65 @@ def register(sub):
 
 
 def run(args):
+    """Run ``vgcore compare``: train, then write the report into a staging folder inside
+    --out and move it into place complete (Ctrl-C or SIGTERM before that leaves --out as it
+    was, and says so)."""
     s, configs = resolve(args)
     data = load_data(s["dataset"])
-    out = _prepare_out(s["out"])
-    threads_before = vg.get_num_threads()
-    progress = Progress(not args.quiet and _ui.is_terminal(), len(configs) * len(s["seeds"]))
-    t0 = time.perf_counter()
+    total = len(configs) * len(s["seeds"])
+    progress = Progress(not args.quiet and _ui.is_terminal(), total)
+    stage = Staging(s["out"])
     runs = []
+    try:
+        with _stop_on_sigterm():
+            result = _run(args, s, configs, data, stage, progress, runs)
+    except KeyboardInterrupt:
+        print(f"vgcore compare: {_interrupted_text(stage, len(runs), total)}", file=sys.stderr)
+        return 130
+    except BaseException:
+        stage.abort()
+        raise
+    return result
+
+
+def _interrupted_text(stage, done, total):
+    if stage.committed:
+        return f"interrupted after the report was written; it is complete: " \
+               f"{os.path.join(stage.out, 'report.html')}"
+    stage.abort()
+    if stage.previous:
+        where = f"the report already in {stage.out} is unchanged"
+    elif not os.path.isdir(stage.out):
+        where = f"nothing was written (the folder {stage.out} it made is removed again)"
+    else:
+        where = f"nothing was written: {stage.out} holds no report"
+    return f"interrupted after {done} of {total} runs; {where}"
+
+
+class _stop_on_sigterm:
+    """SIGTERM raises KeyboardInterrupt inside the block (main thread only), so an
+    interrupted compare cleans up whichever way it is stopped."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False
+
+
+def _run(args, s, configs, data, stage, progress, runs):
+    out, folder = stage.out, stage.path
+    threads_before = vg.get_num_threads()
+    t0 = time.perf_counter()
     try:
         if s["threads"] is not None:
             vg.set_num_threads(s["threads"])
@@ -155,12 +213,16 @@ def run(args):
             series = [series_of(c, [r for r in runs if r.config is c]) for c in configs]
             progress.note("writing the report")
             try:
-                plots = _report.make_plots(series, out, enabled=s["plots"])
+                plots = _report.make_plots(series, folder, enabled=s["plots"])
             except OSError as e:
                 raise CommandError(f"--out: cannot write the plots into {out}: "
                                    f"{e.strerror or e}") from None
         finally:
             progress.close()
+        record = _report.run_record(
+            command=_report.command_line(args.argv) if getattr(args, "argv", None) else None,
+            config=s.get("config_path"), threads=s["threads_used"],
+            theory=_theory_lines(runs))
     finally:
         if vg.get_num_threads() != threads_before:
             vg.set_num_threads(threads_before)
@@ -175,6 +237,7 @@ def run(args):
         + plots.written
     summary = _ui.plain_json({
         "format": "vgcore.compare", "version": 1, "settings": settings,
+        "verdict": verdict(rows, data.chance),
         "columns": {
             "grad_ratio_first": "||dL/dW_1|| / ||dL/dW_L|| at the first step "
                                 "(GradientFlow.grad_ratio); geometric mean over seeds",
@@ -182,23 +245,27 @@ def run(args):
                                  "(GradientFlow.delta_ratio); geometric mean over seeds",
             "grad_ratio_last": "the same at the last recorded step",
             "delta_ratio_last": "the same at the last recorded step",
-            "saturated_fraction": "mean over hidden layers and recorded steps (and seeds)",
+            "saturated_fraction": "entries with |phi'(h)| < 5% of its maximum (vgcore.flow; 0 "
+                                  "for piecewise-linear activations such as relu): mean over "
+                                  "hidden layers and recorded steps (and seeds)",
             "dead_fraction": "mean over hidden layers and recorded steps (and seeds)",
             "loss": "held-out loss after training (mean over seeds)",
             "accuracy": "held-out accuracy after training (mean over seeds)",
             "train_loss": "mean training loss over the last 10% of steps",
             "diagnosis": "kind of the first vgcore.diagnose finding on the Recorder "
                          "(the most common over seeds)",
+            "rests_on": "the measurement that diagnosis rests on, beside its alarm level",
         },
         "configurations": rows, "out": out, "files": files,
         "skipped_plots": plots.skipped, "skipped_reason": plots.reason,
-        "seconds": elapsed,
+        "seconds": elapsed, "record": record,
     })
     try:
-        _report.write_text_atomic(os.path.join(out, "summary.json"),
+        _report.write_text_atomic(os.path.join(folder, "summary.json"),
                                   json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        write_measurements(out, runs, summary, s)
-        write_html(out, s, data, rows, configs, runs, plots, elapsed)
+        write_measurements(folder, runs, summary, s)
+        write_html(folder, s, data, rows, configs, runs, plots, elapsed, record, shown_out=out)
+        stage.commit(files)
     except OSError as e:
         raise CommandError(f"--out: cannot write the report into {out}: {e.strerror or e}") \
             from None
@@ -216,8 +283,30 @@ def run(args):
     print("dW, delta: ||dL/dW|| and the backpropagated error at layer 1 over the output layer's "
           "at the first step.")
     chance = "" if data.chance is None else f"; chance accuracy is {100 * data.chance:.0f}%"
-    print(f"saturated (saturating activations only) and dead units: mean over hidden layers and "
-          f"the run{chance}.")
+    print(f"saturated (|phi'| below 5% of its maximum; 0 for piecewise-linear activations such as "
+          f"relu, whose zero derivatives are inactive) and dead units: mean over hidden layers "
+          f"and the run{chance}.")
+    print(f"verdict: {summary['verdict']}")
     print(f"report: {os.path.join(out, 'report.html')} ({len(files)} files, "
           f"{elapsed:.1f} s)" + (f"; skipped plots: {plots.reason}" if plots.skipped else ""))
     return 0
+
+
+def _theory_lines(runs):
+    """The run record's theory lines: which configurations the plot compares with a
+    prediction, and why the others have none."""
+    with_pred, reasons = [], {}
+    for r in runs:
+        if r.theory is None:
+            continue
+        if r.theory.predicted is not None:
+            with_pred.append(r.config.name)
+        else:
+            reasons.setdefault(r.theory.reason, []).append(r.config.name)
+    lines = []
+    if with_pred:
+        lines.append("vgcore.theory.predicted_gradient_profile (mean field) for "
+                     + "; ".join(dict.fromkeys(with_pred)))
+    for reason, names in reasons.items():
+        lines.append(f"no prediction for {'; '.join(dict.fromkeys(names))}: {reason}")
+    return lines

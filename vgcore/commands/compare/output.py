@@ -1,19 +1,22 @@
 """The files of ``vgcore compare``: measurements.json and measurements.csv (every run's
-history), the plots' series, and report.html."""
+history), the plots' series, and the report folder: a staging folder the report is written
+into, moved into place complete or removed (:class:`Staging`)."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
+import signal
+import tempfile
+import threading
 
 import numpy as np
 
 from vgcore.commands._common import CommandError
-from vgcore.commands.compare.summary import (_fmt_ratio, _optimizer_text, _settings_line,
-                                             _verdict, story_lines, table_cells)
 from vgcore.core import _ui
 from vgcore.experiments import report as _report
-from vgcore.measure.diagnosis import SATURATING, format_findings
+from vgcore.measure.flow import SATURATING
 
 
 def write_measurements(out, runs, summary, s):
@@ -27,8 +30,9 @@ def write_measurements(out, runs, summary, s):
             "findings": [{"kind": f.kind, "severity": f.severity, "message": f.message,
                           "evidence": f.evidence, "fix": f.fix} for f in r.findings],
             "theory": None if r.theory is None else {
-                "delta_norm_relative_measured": r.theory[0],
-                "delta_norm_relative_predicted": r.theory[1],
+                "delta_norm_relative_measured": r.theory.measured,
+                "delta_norm_relative_predicted": r.theory.predicted,
+                "band": r.theory.band, "no_prediction_because": r.theory.reason,
                 "q": r.theory_q},
             "recorder": r.recorder.to_json_object(),
         })
@@ -92,7 +96,8 @@ def series_of(cfg, runs):
     theory = None
     th = [r.theory for r in runs if r.theory is not None]
     if th:
-        theory = (_geo_stack([t[0][None] for t in th])[0], th[0][1])
+        theory = _report.TheoryCurve(_geo_stack([t.measured[None] for t in th])[0],
+                                     th[0].predicted, th[0].band, th[0].reason)
     return _report.RunSeries(
         name=cfg.name, steps=steps,
         grad_norm=_geo_stack([r.history("grad_norm") for r in recs]),
@@ -103,85 +108,98 @@ def series_of(cfg, runs):
         saturating=cfg.activation in SATURATING, theory=theory)
 
 
-def write_html(out, s, data, rows, configs, runs, plots, elapsed):
-    import html as _h
-    chance = data.chance
-    parts = [f"<h1>vgcore compare: the gradient flow of {len(rows)} configurations</h1>",
-             f"<p class=\"muted\">{_h.escape(_settings_line(s, data))}; total "
-             f"{elapsed:.1f} s.</p>"]
-    parts.append("<h2>What happened</h2><ul>")
-    for line in story_lines(rows, chance):
-        parts.append(f"<li>{_h.escape(line)}</li>")
-    parts.append("</ul>")
-    for r in rows:
-        cfg = next(c for c in configs if c.name == r["name"])
-        if cfg.optimizer in ("adam", "adamw", "rmsprop", "adagrad") and cfg.norm is None \
-                and cfg.residual is None:
-            v = _verdict(r, chance)
-            if v == "learns":
-                parts.append(f"<p>{_h.escape(cfg.name)}: {cfg.optimizer} divides each "
-                             f"parameter's step by the running size of its own gradient, so "
-                             f"the small gradients of the first layers still move them.</p>")
-            elif v in ("barely learns", "learns partly"):
-                parts.append(
-                    f"<p>{_h.escape(cfg.name)}: {cfg.optimizer} divides each parameter's step "
-                    f"by the running size of its own gradient, which makes small gradients "
-                    f"move their weights; but it cannot rescale what is not there: layer 1 "
-                    f"receives {_fmt_ratio(r['grad_ratio_first'])} of the output layer's "
-                    f"gradient (below the optimiser's epsilon), and the forward signal that "
-                    f"distinguishes the inputs fades through the same layers, so at this depth "
-                    f"it does not rescue the network. It helps shallower stacks.</p>")
-    if chance is not None:
-        parts.append(f"<p class=\"note\">Chance accuracy is {100 * chance:.0f}%. A ratio far "
-                     f"below 1 means the gradient vanishes on its way to the input side; far "
-                     f"above 1, that it explodes.</p>")
+# ------------------------------------------------------------------------------ the folder
+REPORT_FILES = ("report.html", "summary.json", "measurements.json", "measurements.csv") \
+    + tuple(_report.PLOTS)
+"""Every file a compare report may hold: what a new report replaces."""
+STAGING_PREFIX = ".vgcore-compare-partial-"
 
-    parts.append("<h2>Table</h2>")
-    header = ["configuration", "hidden layers", "optimiser", "dW layer 1 / output (first step)",
-              "delta layer 1 / output (first step)", "saturated (mean over run)",
-              "dead units (mean over run)", "held-out loss", "held-out accuracy", "diagnosis"]
-    body, classes = [], []
-    by_name = {c.name: c for c in configs}
-    for r in rows:
-        c = table_cells(r)
-        cfg = by_name[r["name"]]
-        layers = cfg.activation + ", " + cfg.init + (f", {cfg.norm} norm" if cfg.norm else "") \
-            + (f", residual {cfg.residual}" if cfg.residual is not None else "")
-        body.append([c[0], layers, _optimizer_text(cfg)] + c[1:])
-        v = _verdict(r, chance)
-        classes.append("good" if v == "learns" else "bad" if v in ("barely learns", "diverged")
-                       else None)
-    parts.append(_report.html_table(header, body, numeric=range(3, 9), row_classes=classes))
-    parts.append("<p class=\"note\">dW = ||dL/dW|| (GradientFlow.grad_ratio); delta = the "
-                 "backpropagated error dL/dh (delta_ratio); both measured at the first step. "
-                 "Saturated: entries with |phi'(h)| &lt; 5% of its maximum, shown for "
-                 "saturating activations (sigmoid, tanh, softsign, hard_tanh); dead: units with "
-                 "zero derivative on the whole batch; both averaged over the hidden layers and "
-                 "the recorded steps. Diagnosis: the kind of vgcore.diagnose's first finding on "
-                 "the run's Recorder (its latest records).</p>")
 
-    parts.append("<h2>Plots</h2>")
-    if plots.written:
-        for name in plots.written:
-            parts.append(_report.html_figure(os.path.join(out, name), _report.PLOTS[name]))
-    if plots.skipped:
-        parts.append(f"<p class=\"note\">Skipped plots: {_h.escape(', '.join(plots.skipped))}"
-                     f" &mdash; {_h.escape(plots.reason or '')}.</p>")
+class Staging:
+    """A report written into a hidden staging folder inside ``--out`` and moved into place
+    only when complete: ``out`` then holds either the previous report, untouched, or the
+    complete new one, never a mix (the files of an older report that the new one does not
+    have are removed).
 
-    parts.append("<h2>Diagnosis</h2>")
-    for cfg in configs:
-        rs = [r for r in runs if r.config is cfg]
-        label = f"{cfg.name} (seed {rs[0].seed})" if len(rs) > 1 else cfg.name
-        parts.append(f"<h3>{_h.escape(label)}</h3><pre>"
-                     f"{_h.escape(format_findings(rs[0].findings))}</pre>")
-    parts.append("<h2>Files</h2><p class=\"note\">Beside this page: summary.json (the table's "
-                 "numbers), measurements.json (every run's Recorder history, per-step loss, "
-                 "held-out metrics, findings and theory profile), measurements.csv (one row per "
-                 "configuration, seed, recorded step and layer)"
-                 + (", " + _h.escape(", ".join(plots.written)) if plots.written else "")
-                 + ".</p>")
-    _report.write_text_atomic(os.path.join(out, "report.html"),
-                              _report.html_document("vgcore compare", "\n".join(parts)))
+    :meth:`commit` moves the files (a few renames, with Ctrl-C and SIGTERM held back until
+    they are done); :meth:`abort` removes the staging folder, and ``out`` too when this run
+    created it and it is still empty.  Staging folders left by killed runs (whose process is
+    gone) are removed when the next one starts.
+    """
+
+    def __init__(self, out):
+        existed = os.path.isdir(out)
+        self.out = _prepare_out(out)
+        self.created = not existed
+        self.committed = False
+        self._remove_stale()
+        self.path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out)
+
+    def _remove_stale(self):
+        for name in os.listdir(self.out):
+            if not name.startswith(STAGING_PREFIX):
+                continue
+            try:
+                pid = int(name[len(STAGING_PREFIX):].split("-")[0])
+                os.kill(pid, 0)
+                continue                           # its run is still going
+            except ProcessLookupError:
+                pass
+            except (ValueError, OSError):
+                continue
+            shutil.rmtree(os.path.join(self.out, name), ignore_errors=True)
+
+    @property
+    def previous(self):
+        """Whether ``out`` holds a report (before :meth:`commit`: the previous one)."""
+        return os.path.isfile(os.path.join(self.out, "report.html"))
+
+    def commit(self, files):
+        """Move ``files`` (names in the staging folder) into ``out``, remove the other report
+        files there, and remove the staging folder."""
+        with _signals_held():
+            for name in files:
+                if name != "report.html":
+                    os.replace(os.path.join(self.path, name), os.path.join(self.out, name))
+            for name in REPORT_FILES:
+                if name not in files:
+                    try:
+                        os.unlink(os.path.join(self.out, name))
+                    except FileNotFoundError:
+                        pass
+            if "report.html" in files:            # last: it names the files beside it
+                os.replace(os.path.join(self.path, "report.html"),
+                           os.path.join(self.out, "report.html"))
+            self.committed = True
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def abort(self):
+        """Remove the staging folder (and ``out``, when this run created it and it is empty)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.created:
+            try:
+                os.rmdir(self.out)
+            except OSError:
+                pass
+
+
+class _signals_held:
+    """Hold SIGINT and SIGTERM back for the duration of the block (main thread only); one that
+    arrived meanwhile is raised as KeyboardInterrupt when the block ends."""
+
+    def __enter__(self):
+        self.got, self.old = [], {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, lambda n, f: self.got.append(n))
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        if self.got and exc[0] is None:
+            raise KeyboardInterrupt
+        return False
 
 
 def _prepare_out(path):

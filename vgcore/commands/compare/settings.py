@@ -321,6 +321,7 @@ def resolve(args):
     seen = set()
     s["seeds"] = [x for x in s["seeds"] if not (x in seen or seen.add(x))]
     s["mode"] = mode
+    s["config_path"] = os.path.abspath(args.config) if args.config else None
     return s, configs
 
 

@@ -8,7 +8,8 @@ from collections import Counter
 import numpy as np
 
 import vgcore as vg
-from vgcore.measure.diagnosis import SATURATING
+from vgcore.measure import diagnosis as D
+from vgcore.measure.flow import SATURATING
 
 
 def _mean(values):
@@ -84,7 +85,11 @@ def summarise(cfg, runs, depth):
     row["diagnosis"] = chosen["diagnosis"]
     row["severity"] = chosen["severity"]
     run0 = next(r for r in runs if _top(r.findings).kind == chosen["diagnosis"])
-    row["diagnosis_message"] = _top(run0.findings).message
+    top = _top(run0.findings)
+    row["diagnosis_message"] = top.message
+    row["diagnosis_seed"] = run0.seed
+    row["rests_on"] = rests_on(top)
+    row["diagnosis_evidence"] = top.evidence
     row["diverged"] = [{"seed": p["seed"], "step": p["diverged_at"]} for p in per
                        if p["diverged_at"] is not None]
     row["seconds"] = float(sum(p["seconds"] for p in per))
@@ -112,7 +117,7 @@ def table_cells(row):
     """The table's cells of one summary row, as printed and as in report.html."""
     return [row["name"], _fmt_ratio(row["grad_ratio_first"]),
             _fmt_ratio(row["delta_ratio_first"]),
-            _fmt_pct(row["saturated_fraction"]) if row["saturating"] else "-",
+            _fmt_pct(row["saturated_fraction"]),
             _fmt_pct(row["dead_fraction"]), _fmt_loss(row["loss"]), _fmt_pct(row["accuracy"]),
             row["diagnosis"].replace("_", " ") + (" (diverged)" if row["diverged"] else "")]
 
@@ -163,17 +168,124 @@ def _verdict(row, chance):
     return "learns partly"
 
 
-def story_lines(rows, chance):
-    out = []
+# ------------------------------------------------------------------------------ the page's words
+def _num(v):
+    return "-" if v is None or not math.isfinite(v) else D._num(v)
+
+
+def rests_on(finding) -> str:
+    """The measurement a finding rests on, beside the alarm level of its rule, in one line."""
+    ev, kind = finding.evidence, finding.kind
+    if kind in ("vanishing", "exploding", "healthy"):
+        g, h = ev.get("grad_ratio"), ev.get("hidden_delta_ratio")
+        lo, hi = D.VANISHING_WARNING, D.EXPLODING_WARNING
+        gtext = f"weight-gradient ratio dW1/dW_out {_num(g)}"
+        htext = f"error-signal ratio delta1/delta_last-hidden {_num(h)}"
+        if kind == "healthy":
+            return (f"{gtext} and {htext}, both within {_num(lo)} to {_num(hi)}; no layer "
+                    f"saturated above {D.SATURATION_WARNING:.0%} or dead above "
+                    f"{D.DEAD_WARNING:.0%}")
+        bad = (lambda v: v is not None and math.isfinite(v) and v < lo) if kind == "vanishing" \
+            else (lambda v: v is not None and math.isfinite(v) and v > hi)
+        alarm = f"{'below' if kind == 'vanishing' else 'above'} " \
+                f"{_num(lo if kind == 'vanishing' else hi)}"
+        if bad(g) and bad(h):
+            return f"{gtext} and {htext}, both {alarm}"
+        if bad(h):
+            return f"{htext}, {alarm}; the {gtext} looks level (it scales with the input too)"
+        return f"{gtext}, {alarm}; {htext}"
+    if kind == "saturation":
+        fr, layers = ev.get("saturated_fraction") or [0], ev.get("layers") or [0]
+        i = int(np.argmax(fr))
+        return (f"saturated entries up to {100 * fr[i]:.0f}% (layer {layers[i]}), alarm above "
+                f"{D.SATURATION_WARNING:.0%}")
+    if kind == "dead_units":
+        fr, layers = ev.get("dead_fraction") or [0], ev.get("layers") or [0]
+        i = int(np.argmax(fr))
+        return (f"dead units up to {100 * fr[i]:.0f}% (layer {layers[i]}), alarm above "
+                f"{D.DEAD_WARNING:.0%}")
+    if kind == "nonfinite":
+        if ev.get("step") is not None:
+            return f"NaN or Inf in the output at step {ev['step']}"
+        where = [f"{w} pass at layer {ev[k]}" for w, k in
+                 (("forward", "nonfinite_forward_layer"), ("backward", "nonfinite_backward_layer"))
+                 if ev.get(k)]
+        return "NaN or Inf in the " + " and ".join(where) if where else "NaN or Inf"
+    return ", ".join(f"{k} {_num(v) if isinstance(v, float) else v}" for k, v in ev.items())
+
+
+_VERBS = {"vanishing": ("vanishes", "vanish"), "exploding": ("explodes", "explode"),
+          "saturation": ("saturates", "saturate"), "dead_units": ("has dead layers",
+                                                                   "have dead layers"),
+          "nonfinite": ("diverges", "diverge"), "no_gradient": ("gets no gradient",
+                                                                 "get no gradient")}
+
+
+def _floor_pct(v):          # as the table rounds it, so the two agree
+    return f"{100 * v:.1f}%"
+
+
+_ceil_pct = _floor_pct
+
+
+def _acc(r):
+    a = r["accuracy"]
+    return a if a is not None and math.isfinite(a) else None
+
+
+def verdict(rows, chance) -> str:
+    """The report's one-line verdict: how many configurations have which problem, and how far
+    the others get, e.g. "3 of 8 configurations vanish and stay near chance (≤ 11.0%
+    held-out accuracy; chance 10%); the other 5 keep the gradient flowing and reach ≥ 99.4%
+    held-out accuracy"."""
+    n = len(rows)
+    word = "configuration" if n == 1 else "configurations"
+    groups = {}
     for r in rows:
-        g, d = r["grad_ratio_first"], r["delta_ratio_first"]
-        text = (f"{r['name']}: at the first step layer 1's weight gradient is {_fmt_ratio(g)} "
-                f"of the output layer's and its error signal {_fmt_ratio(d)}")
-        v = _verdict(r, chance)
-        if r["accuracy"] is not None and r["accuracy"] == r["accuracy"]:
-            text += f"; held-out accuracy {_fmt_pct(r['accuracy'])}"
-        if v:
-            text += f" ({v})"
-        text += f"; diagnosis: {r['diagnosis'].replace('_', ' ')}."
-        out.append(text)
-    return out
+        kind = "nonfinite" if r["diverged"] else r["diagnosis"]
+        if r["severity"] != "info" or kind == "nonfinite":
+            groups.setdefault(kind, []).append(r)
+    parts = []
+    for kind, rs in groups.items():
+        one, many = _VERBS.get(kind, (kind, kind))
+        text = f"{len(rs)} of {n} {word} {one if len(rs) == 1 else many}" if not parts \
+            else f"{len(rs)} {one if len(rs) == 1 else many}"
+        accs = [_acc(r) for r in rs if _acc(r) is not None]
+        if chance is not None and kind != "nonfinite" and accs:
+            stuck = [r for r in rs if _verdict(r, chance) == "barely learns"]
+            if len(stuck) == len(rs):
+                text += (f" and stay{'s' if len(rs) == 1 else ''} near chance "
+                         f"(≤ {_ceil_pct(max(accs))} held-out accuracy; chance "
+                         f"{100 * chance:.0f}%)")
+            elif stuck:
+                text += f" ({len(stuck)} of them stay near chance)"
+            else:
+                text += f" yet reach{'es' if len(rs) == 1 else ''} ≥ {_floor_pct(min(accs))}"
+        parts.append(text)
+    flagged = {id(r) for rs in groups.values() for r in rs}
+    ok = [r for r in rows if id(r) not in flagged]
+    if ok:
+        single = len(ok) == 1
+        if parts:
+            lead = "the other one" if single else f"the other {len(ok)}"
+        else:
+            lead = f"all {n} {word}" if n > 1 else f"the {word}"
+        text = f"{lead} keep{'s' if single else ''} the gradient flowing"
+        accs = [_acc(r) for r in ok if _acc(r) is not None]
+        if chance is not None and accs:
+            learns = [r for r in ok if _verdict(r, chance) == "learns"]
+            if len(learns) == len(ok):
+                text += f" and reach{'es' if single else ''} ≥ {_floor_pct(min(accs))} " \
+                        f"held-out accuracy"
+            elif not learns:
+                text += (f" but {'does' if single else 'do'} not learn (≤ "
+                         f"{_ceil_pct(max(accs))} held-out accuracy)")
+            else:
+                text += (f"; {len(learns)} of them learn (half-way or more from chance to "
+                         f"100% accuracy)")
+        else:
+            losses = [r["loss"] for r in ok if r["loss"] is not None and math.isfinite(r["loss"])]
+            if losses:
+                text += f" and reach{'es' if single else ''} a held-out loss ≤ {max(losses):.3g}"
+        parts.append(text)
+    return "; ".join(parts) + "."

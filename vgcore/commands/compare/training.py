@@ -14,6 +14,7 @@ from vgcore.commands.compare.settings import Config, _one_line
 from vgcore.core import _ui
 from vgcore.experiments.run import findings_of, held_out, record_steps, train_steps
 from vgcore.experiments.run import make_optimizer as _make_optimizer
+from vgcore.experiments.report.figures import TheoryCurve
 
 MAX_RECORDS = 64          # recorded steps per run (evenly spaced, first and last included)
 
@@ -65,7 +66,7 @@ class Run:
     findings: list
     diverged_at: int | None
     seconds: float
-    theory: tuple | None = None
+    theory: TheoryCurve | None = None
     theory_q: list | None = None
 
 
@@ -85,21 +86,41 @@ def train(cfg, seed, data, s, progress):
                                    lambda step: progress.show(cfg.name, step + 1, steps))
     seconds = time.perf_counter() - t0
     progress.show(cfg.name, steps if diverged is None else diverged, steps, force=True)
-    findings = findings_of(rec, net, diverged)
+    findings = findings_of(rec, net, diverged, opt)
     test = held_out(net, data, diverged)
 
-    theory = theory_q = None
-    if cfg.norm is None and cfg.residual is None and len(rec) and s["depth"] >= 1:
-        try:
-            prof = vg.theory.predicted_gradient_profile(net, X=data.X_train)
-        except (ValueError, TypeError):
-            prof = None
-        if prof is not None:
-            H = s["depth"]
-            d0 = rec.history("delta_norm", 0, 1)[0][:H]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                measured = d0 / d0[H - 1]
-            theory = (measured, np.sqrt(prof.delta_sq))
-            theory_q = prof.q.tolist()
+    theory, theory_q = theory_curve(net, data, rec, s["depth"])
     progress.finish_run()
     return Run(cfg, seed, rec, losses, test, findings, diverged, seconds, theory, theory_q)
+
+
+PLAIN_ONLY = ("vgcore.theory's profile covers plain stacks (no normalisation or residual "
+              "blocks)")
+
+
+def theory_curve(net, data, rec, depth):
+    """The error profile at the first step, measured, beside the theory's prediction for
+    ``net`` (:func:`vgcore.theory.predicted_gradient_profile`), its band when the profile has
+    one, or the reason there is none: ``(TheoryCurve or None, q or None)``.
+
+    The one place compare asks the theory: the plot draws whatever this returns."""
+    if not len(rec) or depth < 1:
+        return None, None
+    H = depth
+    d0 = rec.history("delta_norm", 0, 1)[0][:H]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        measured = d0 / d0[H - 1]
+    if any(n is not None for n in net.norms) or any(r is not None for r in net.residuals):
+        return TheoryCurve(measured, reason=PLAIN_ONLY), None
+    try:
+        prof = vg.theory.predicted_gradient_profile(net, X=data.X_train)
+    except (ValueError, TypeError, ArithmeticError) as e:
+        return TheoryCurve(measured, reason=_one_line(e)), None
+    if not getattr(prof, "applies", True):
+        return TheoryCurve(measured, reason=getattr(prof, "reason", None)), None
+    band = None
+    if callable(getattr(prof, "band", None)):
+        b = prof.band()
+        if b is not None:
+            band = (np.sqrt(b[0]), np.sqrt(b[1]))
+    return TheoryCurve(measured, np.sqrt(prof.delta_sq), band), prof.q.tolist()

@@ -48,7 +48,9 @@ Results (in the ``out`` folder)
     JSON; read with :meth:`SweepResult.history`).  At the end: ``results.csv`` (one row per run,
     in the sweep's order; the columns in :data:`COLUMNS`), ``results.parquet`` (with pyarrow),
     ``phase_<metric>.png`` (with matplotlib, when the sweep has at least two depths and two
-    weight variances) and ``sweep.json`` (the sweep's settings and its runs).
+    weight variances) and ``sweep.json`` (the sweep's settings and its runs).  ``vgcore sweep``
+    also writes ``report.html`` (:func:`write_report`): the verdict, the phase diagrams, a
+    sortable results table, the failures with their errors and the run record.
 
 A run that fails (a configuration vgcore refuses, an error while training, a worker that died)
 is recorded with ``status="failed"`` and its ``error``; a run whose loss or output stops being
@@ -58,10 +60,11 @@ sweep.
 from vgcore.experiments.sweep.config import COLUMNS, METRICS, PARAMS, Sweep, run_id
 from vgcore.experiments.sweep.driver import run
 from vgcore.experiments.sweep.executors import EXECUTORS
+from vgcore.experiments.sweep.page import report_html, write_report
 from vgcore.experiments.sweep.plots import PhasePanel, phase_grid, plot_phase_diagram
 from vgcore.experiments.sweep.runner import execute
 from vgcore.experiments.sweep.store import SweepResult, load, read_journal
 
 __all__ = ["Sweep", "SweepResult", "run", "load", "execute", "run_id", "read_journal",
            "plot_phase_diagram", "phase_grid", "PhasePanel", "PARAMS", "METRICS", "COLUMNS",
-           "EXECUTORS"]
+           "EXECUTORS", "report_html", "write_report"]

@@ -159,11 +159,24 @@ def plot_phase_diagram(result, path, metric="final_loss", x="sigma_w2_eff", y="d
     mpl = _ui.load_matplotlib()
     if mpl is None:
         raise ImportError("plot_phase_diagram needs matplotlib (pip install matplotlib)")
+    import matplotlib
+    with matplotlib.rc_context(_RC):
+        _draw_phase(mpl, panels, path, metric, x, y)
+    return panels
+
+
+_RC = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
+       "ytick.labelsize": 10, "legend.fontsize": 9.5}
+
+
+def _draw_phase(mpl, panels, path, metric, x, y):
+    """The figure of :func:`plot_phase_diagram`: two panels abreast (3.5 inches each, so it
+    fits a phone's screen), as many rows as needed."""
     from matplotlib import patheffects
     n = len(panels)
-    ncol = min(n, 3)
+    ncol = min(n, 2)
     nrow = math.ceil(n / ncol)
-    fig = _ui.new_figure(mpl, 4.8 * ncol + 1.0, 3.9 * nrow + 0.4)
+    fig = _ui.new_figure(mpl, 3.5 * ncol + 1.0, 3.2 * nrow + 1.3)
     axes = fig.subplots(nrow, ncol, squeeze=False)
     finite = np.concatenate([p.values[np.isfinite(p.values)] for p in panels])
     label, log = PLOTTABLE[metric]
@@ -200,7 +213,7 @@ def plot_phase_diagram(result, path, metric="final_loss", x="sigma_w2_eff", y="d
         if p.critical_x is not None and xe[0] <= p.critical_x <= xe[-1]:
             ax.axvline(p.critical_x, color="black", ls="--", lw=1.3,
                        label=r"critical $\sigma_w^2$ (mean field; value in the title)")
-            ax.set_title(f"{p.title}: critical {p.critical_x:.3g}", fontsize=10)
+            ax.set_title(f"{p.title}: critical {p.critical_x:.3g}")
         ax.set_xlim(xe[0], xe[-1])
         ax.set_ylim(ye[0], ye[-1])
         if ylog:
@@ -211,22 +224,21 @@ def plot_phase_diagram(result, path, metric="final_loss", x="sigma_w2_eff", y="d
         ax.set_xlabel(r"$\sigma_w^2$" if x.startswith("sigma_w2") else x)
         ax.set_ylabel(y)
         if not (p.critical_x is not None and xe[0] <= p.critical_x <= xe[-1]):
-            ax.set_title(p.title, fontsize=10)
+            ax.set_title(p.title)
         for h, lab in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(lab.split(" = ")[0], h)
     if legend:                      # one legend for the figure, outside the panels
         try:
             fig.legend(list(legend.values()), list(legend), loc="outside lower center",
-                       ncols=len(legend), fontsize=8, frameon=False)
+                       ncols=1, frameon=False)
         except (ValueError, TypeError):           # matplotlib < 3.7
             axes.flat[0].legend(list(legend.values()), list(legend), fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     if mesh is not None:
         fig.colorbar(mesh, ax=list(axes.flat[:n]), label=label, shrink=0.9)
-    fig.suptitle(f"{label} over ({x}, {y})", fontsize=11)
+    fig.suptitle(f"{label} over ({x}, {y})")
     _ui.save_png(mpl, fig, os.fspath(path))
-    return panels
 
 
 def _auto_plots(result):

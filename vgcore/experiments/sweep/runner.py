@@ -63,7 +63,7 @@ def _train(cfg):
                       max_records=cfg["records"] + 1)
     losses, diverged = _exp.train_steps(net, opt, data, steps, cfg["batch_size"], cfg["seed"],
                                         rec)
-    findings = _exp.findings_of(rec, net, diverged)
+    findings = _exp.findings_of(rec, net, diverged, opt)
     test = _exp.held_out(net, data, diverged)
 
     m = _nan_metrics()
