@@ -218,19 +218,21 @@ def main(argv=None):
         bc.apply_thread_env()
     if "torch" in args.systems:
         bc.get_torch()
-    if args.threads is not None:
-        bc.set_threads(args.threads)
-
+    before = bc.vg.get_num_threads()
     old = signal.signal(signal.SIGTERM, _sigterm)
     try:
+        if args.threads is not None:
+            bc.set_threads(args.threads)
         with Neighbour(args.neighbour_threads, args.neighbour_size) as nb:
             nb.pause()
             rows = measure(args, nb)
+        meta = bc.machine_info()
+        threads_line = bc.threads_line()
     finally:
         signal.signal(signal.SIGTERM, old)
+        bc.set_threads(before)
 
-    meta = bc.machine_info()
-    meta.update(threads_line=bc.threads_line(), blocks=args.blocks, steps=args.steps,
+    meta.update(threads_line=threads_line, blocks=args.blocks, steps=args.steps,
                 neighbour=f"a separate process: NumPy {args.neighbour_size}x"
                           f"{args.neighbour_size} float32 matmuls in a loop, OpenBLAS on "
                           f"{args.neighbour_threads} threads")

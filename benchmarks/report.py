@@ -307,17 +307,21 @@ def main(argv=None):
         bc.apply_thread_env()
     if "torch" in args.systems:
         bc.get_torch()
-    threads = args.threads or [vg.get_num_threads()]
+    before = vg.get_num_threads()
+    threads = args.threads or [before]
     t_start = perf()
     rows = []
-    for n in threads:
-        trs = measure(args, n)
-        line = bc.threads_line()
-        for r in trs:
-            r["threads_line"] = line
-            r["blas"] = bc.blas_kernels()
-        rows += trs
-    meta = bc.machine_info()
+    try:
+        for n in threads:
+            trs = measure(args, n)
+            line = bc.threads_line()
+            for r in trs:
+                r["threads_line"] = line
+                r["blas"] = bc.blas_kernels()
+            rows += trs
+        meta = bc.machine_info()
+    finally:
+        bc.set_threads(before)
     meta.update(threads=threads, rounds=args.rounds, sample_ms=args.sample_ms,
                 lead_in_ms=args.lead_in_ms, warmup_s=args.warmup, total_s=perf() - t_start,
                 command="python benchmarks/report.py" +
