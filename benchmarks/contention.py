@@ -2,8 +2,9 @@
 """Step times under a noisy neighbour: vgcore, tuned NumPy and PyTorch, quiet and loaded.
 
     python benchmarks/contention.py [--configs NAME ...] [--systems NAME ...] [--threads N]
-                                    [--blocks N] [--steps N] [--neighbour-threads N]
-                                    [--neighbour-size N] [--markdown] [--json FILE]
+                                    [--blocks N] [--steps N] [--block-seconds S]
+                                    [--neighbour-threads N] [--neighbour-size N]
+                                    [--markdown] [--json FILE]
 
 The script starts the neighbour itself: a separate Python process multiplying two
 --neighbour-size square float32 matrices in a loop with NumPy, its OpenBLAS on
@@ -11,10 +12,11 @@ The script starts the neighbour itself: a separate Python process multiplying tw
 cores).  It then alternates quiet and loaded blocks (the neighbour is paused with SIGSTOP and
 resumed with SIGCONT, so there is one neighbour for the whole run and the two conditions
 interleave); in each block every system (in rotating order) gets an untimed lead-in and then
---steps single steps, each timed on its own.  The table gives, per configuration and system,
-the quiet median, the loaded p50 and p90 and p90 / quiet median (issue #11 asks vgcore for
-<= 3 on medium and deep-narrow at the default thread count), with the CPU model, the thread
-counts, the BLAS kernels and how much CPU the neighbour got while it ran.
+--steps single steps (fewer if they take more than --block-seconds), each timed on its own.
+The table gives, per configuration and system, the quiet median, the loaded p50, p90 and p99
+and p90 / quiet median (issue #11 asks vgcore for <= 3 on medium and deep-narrow at the
+default thread count), with the CPU model, the thread counts, the BLAS kernels and how much
+CPU the neighbour got while it ran.
 
 The neighbour is stopped on every way out (normal exit, an exception, Ctrl-C, SIGTERM), and
 asks the kernel to kill it if this process dies first (PR_SET_PDEATHSIG).
@@ -124,14 +126,20 @@ def _sigterm(signum, frame):
     raise SystemExit(128 + signum)       # run the finally / __exit__ that stop the neighbour
 
 
-def run_steps(fn, steps, lead_in_s):
+def run_steps(fn, steps, lead_in_s, max_s, min_steps=5):
+    """``steps`` single steps, each timed, after an untimed lead-in; stops early (after at
+    least ``min_steps``) once the block has taken ``max_s`` seconds."""
     bc.lead_in(fn, lead_in_s)
-    out = np.empty(steps)
+    out = []
+    t_end = perf() + max_s
     for i in range(steps):
         t0 = perf()
         fn()
-        out[i] = perf() - t0
-    return out
+        t1 = perf()
+        out.append(t1 - t0)
+        if t1 > t_end and i + 1 >= min_steps:
+            break
+    return np.asarray(out)
 
 
 def measure(args, neighbour):
@@ -139,6 +147,8 @@ def measure(args, neighbour):
     for name in args.configs:
         cfg = bc.CONFIGS[name]
         prob = bc.Problem(cfg, args.systems)
+        for k, why in prob.skipped.items():
+            print(f"  {bc.LABELS[k]}: skipped ({why})", file=sys.stderr, flush=True)
         fns = prob.systems
         keys = list(fns)
         times = {k: {"quiet": [], "loaded": []} for k in keys}
@@ -156,7 +166,8 @@ def measure(args, neighbour):
                     time.sleep(args.settle / 4)
                 r = b % len(keys)
                 for k in keys[r:] + keys[:r]:
-                    times[k][cond].append(run_steps(fns[k], args.steps, args.lead_in_ms / 1e3))
+                    times[k][cond].append(run_steps(fns[k], args.steps, args.lead_in_ms / 1e3,
+                                                    args.block_seconds))
                 if cond == "loaded":
                     c1, t1 = neighbour.cpu_seconds(), perf()
                     if c0 is not None and c1 is not None:
@@ -171,7 +182,7 @@ def measure(args, neighbour):
             qm = float(np.median(q))
             rows.append(dict(
                 config=name, system=k, label=bc.LABELS[k], shape=cfg.shape, batch=cfg.batch,
-                activation=cfg.activation, steps=int(ld.size),
+                activation=cfg.activation, quiet_steps=int(q.size), loaded_steps=int(ld.size),
                 quiet_median_ms=qm, quiet_p90_ms=float(np.percentile(q, 90)),
                 loaded_p50_ms=float(np.percentile(ld, 50)),
                 loaded_p90_ms=float(np.percentile(ld, 90)),
@@ -198,6 +209,9 @@ def main(argv=None):
                     help="quiet / loaded block pairs (default 4)")
     ap.add_argument("--steps", type=int, default=100,
                     help="timed steps per system and block (default 100)")
+    ap.add_argument("--block-seconds", type=float, default=2.0,
+                    help="at most this long per system and block, at least 5 steps (default 2; "
+                         "bounds the run when the machine is very slow)")
     ap.add_argument("--lead-in-ms", type=float, default=100.0,
                     help="untimed steps before each system's block (default 100)")
     ap.add_argument("--settle", type=float, default=0.2,
@@ -239,9 +253,9 @@ def main(argv=None):
     cores = [r["neighbour_cores"] for r in rows if r["neighbour_cores"] is not None]
     if args.json != "-":
         md = args.markdown
-        print(f"{'' if md else ''}Step time (ms) quiet and beside {meta['neighbour']}; "
-              f"{args.blocks} quiet/loaded block pairs of {args.steps} steps per system, "
-              f"interleaved.  Threads: {meta['threads_line']}.\n")
+        print(f"Step time (ms) quiet and beside {meta['neighbour']}; {args.blocks} quiet/loaded "
+              f"block pairs of up to {args.steps} steps (or {args.block_seconds:g} s) per "
+              f"system, interleaved.  Threads: {meta['threads_line']}.\n")
         if md:
             print("| config | system | quiet median | loaded p50 | loaded p90 | loaded p99 "
                   "| p90 / quiet median |")

@@ -150,7 +150,8 @@ def measure(args, threads):
                 row["phases_ms"] = time_phases(prob, args.rounds, args.lead_in_ms / 1e3)
             rows.append(row)
             if not args.quiet:
-                print(f"  {threads} threads, {name}: done ({perf() - t_start:.1f} s)",
+                print(f"  {threads} thread{'s' if threads > 1 else ''}, {name}: done "
+                      f"({perf() - t_start:.1f} s)",
                       file=sys.stderr, flush=True)
     # vanishing against the same shapes under relu / He, measured in one pool
     by = {r["config"]: r for r in rows}
@@ -216,11 +217,12 @@ def print_text(rows, meta, args):
 
 
 def extra_lines(trs, md=False):
+    if md:
+        print()
     for r in trs:
         if "over_relu_he" in r:
             v = r["over_relu_he"]
-            print(("\n" if md else "") +
-                  f"{r['config']} step / the same shapes under relu / He "
+            print(f"{'- ' if md else ''}{r['config']} step / the same shapes under relu / He "
                   f"(vanishing-relu, same pool): " +
                   ", ".join(f"{bc.LABELS[s]} {fmt(v.get(s), '.2f')}" for s in COLS if s in v) +
                   f" (target for vgcore <= {bc.VANISHING_MAX:g})")
@@ -236,12 +238,16 @@ def extra_lines(trs, md=False):
     skipped = {s: why for r in trs for s, why in r["skipped"].items()}
     for s, why in skipped.items():
         print(f"{'- ' if md else ''}{bc.LABELS[s]}: skipped ({why})")
-    noisy = [f"{r['config']}/{s} {lo:.3g}-{hi:.3g} ms" for r in trs
-             for s, (lo, hi) in r["spread_ms"].items() if hi > NOISY * lo]
-    if noisy:
-        print(f"{'- ' if md else ''}Noisy: samples spread more than {NOISY}x (min-max) in "
-              f"{'; '.join(noisy)}. Ratios of interleaved medians are more robust than "
-              f"absolute times; rerun on a quiet machine.")
+    spread = sorted(((hi / lo, f"{r['config']}/{s}") for r in trs
+                     for s, (lo, hi) in r["spread_ms"].items() if hi > NOISY * lo),
+                    reverse=True)
+    if spread:
+        n = sum(len(r["spread_ms"]) for r in trs)
+        worst = ", ".join(f"{name} {x:.1f}x" for x, name in spread[:3])
+        print(f"{'- ' if md else ''}Noisy: in {len(spread)} of {n} measurements the slowest "
+              f"sample took more than {NOISY}x the fastest (worst: {worst}). Ratios of "
+              f"interleaved medians are more robust than absolute times; rerun on a quiet "
+              f"machine (--json keeps every sample).")
 
 
 def print_markdown(rows, meta, args):
