@@ -1,26 +1,34 @@
-"""Shared by the pytest-benchmark suite (test_*.py) and benchmarks/report.py.
+"""Shared by the pytest-benchmark suite (test_*.py), benchmarks/report.py and
+benchmarks/contention.py.
 
-The configurations, how a problem is built (network, reference twin, data), the flop count of a
-train step, and the BLAS-only baseline that runs the same three matrix products per layer.
+The configurations and the targets of issues #11 and #16, how a problem is built (one vgcore
+network and the baselines of _baselines.py from the same parameters, one batch), the flop count
+of a train step, the machine's identity (CPU model, BLAS kernels, threads), the interleaved
+timing of all systems of a configuration, and the BLAS-only baseline that runs the same three
+matrix products per layer.
 """
 from __future__ import annotations
 
 import math
 import os
+import platform
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import blas as _blas
 
 import vgcore as vg
-from vgcore.commands.bench import lead_in  # noqa: F401  (the one untimed warm-up)
-from vgcore.core.reference import ReferenceMLP
+import _baselines as bl
+from vgcore.commands.bench import lead_in, time_interleaved  # noqa: F401  (the shared timer)
 
 N_OUT = 10
 LR = 0.01
 LOSS = "cross_entropy"
 INIT = "glorot_uniform"
 THREADS_ENV = "VGCORE_BENCH_THREADS"   # when set, vg.set_num_threads(int(value)) before timing
+SYSTEMS = bl.SYSTEMS                   # numpy (tuned), reference, torch, vgcore
+LABELS = bl.LABELS
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,8 @@ class Config:
     width: int
     batch: int
     activation: str
-    target: float          # wanted ratio reference time / vgcore time
-    gemm_baseline: bool    # also time the matrix products alone
+    init: str = INIT
+    gemm_baseline: bool = False    # also time the matrix products alone
 
     @property
     def sizes(self):
@@ -42,22 +50,80 @@ class Config:
     def shape(self):
         return f"{self.n_hidden}x{self.width}"
 
+    @property
+    def label(self):
+        return f"{self.shape} b{self.batch} {self.activation}" + \
+            ("" if self.init == INIT else f" {self.init}")
+
 
 CONFIGS = {c.name: c for c in (
-    Config("deep-narrow", 50, 64, 64, "tanh", 2.5, False),
-    Config("deep-narrow-2", 100, 32, 32, "sigmoid", 3.0, False),
-    Config("medium", 10, 256, 128, "relu", 1.3, False),
-    Config("wide", 4, 1024, 256, "relu", 1.0, True),
-    Config("huge-batch", 8, 512, 2048, "relu", 1.0, True),
+    Config("deep-narrow", 50, 64, 64, "tanh"),
+    Config("deep-narrow-2", 100, 32, 32, "sigmoid"),
+    Config("medium", 10, 256, 128, "relu"),
+    Config("wide", 4, 1024, 256, "relu", gemm_baseline=True),
+    Config("huge-batch", 8, 512, 2048, "relu", gemm_baseline=True),
+    # issue #11: gradients that vanish through the float32 subnormal range (PyTorch's default
+    # init), and the same shapes under relu / He, whose step it should cost at most 1.15x
+    Config("vanishing", 60, 96, 64, "sigmoid", "standard"),
+    Config("vanishing-relu", 60, 96, 64, "relu", "he_normal"),
 )}
 GEMM_CONFIGS = [name for name, c in CONFIGS.items() if c.gemm_baseline]
+# configurations timed in one interleaved pool, so that their ratio is measured side by side
+TWINS = {"vanishing": "vanishing-relu", "vanishing-relu": "vanishing"}
+VANISHING_MAX = 1.15      # vanishing step / vanishing-relu step, issue #11
+
+# Targets: tuned NumPy time / vgcore time and PyTorch time / vgcore time, by thread count
+# (issue #16 for the five standard configurations, issue #11 for the vanishing one).
+TARGETS = {
+    "deep-narrow": {2: (2.0, 5.0), 1: (1.8, None)},
+    "deep-narrow-2": {2: (6.0, 8.0), 1: (6.0, None)},
+    "medium": {2: (1.15, 1.2), 1: (1.1, None)},
+    "wide": {2: (1.05, 1.1), 1: (1.05, None)},
+    "huge-batch": {2: (1.05, 1.1), 1: (1.05, None)},
+    "vanishing": {2: (6.0, None)},
+}
+
+
+def target(config, threads, against):
+    """The target ratio (``against`` time / vgcore time) or None."""
+    t = TARGETS.get(config, {}).get(threads)
+    if t is None:
+        return None
+    return t[0] if against == "numpy" else t[1] if against == "torch" else None
 
 
 def apply_thread_env():
-    """Honour VGCORE_BENCH_THREADS (vgcore's OpenMP threads and every loaded BLAS)."""
+    """Honour VGCORE_BENCH_THREADS (vgcore's OpenMP threads, every BLAS, PyTorch)."""
     n = os.environ.get(THREADS_ENV)
     if n:
-        vg.set_num_threads(int(n))
+        set_threads(int(n))
+
+
+def set_threads(n):
+    """vgcore's OpenMP and every loaded BLAS (vg.set_num_threads), and PyTorch's intra-op
+    threads when torch is imported."""
+    vg.set_num_threads(n)
+    torch = _torch_if_imported()
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def _torch_if_imported():
+    import sys
+    return sys.modules.get("torch")
+
+
+_TORCH = None
+
+
+def get_torch():
+    """(torch, None) or (None, reason); imported once, its threads set to vgcore's."""
+    global _TORCH
+    if _TORCH is None:
+        _TORCH = bl.import_torch()
+        if _TORCH[0] is not None:
+            _TORCH[0].set_num_threads(vg.get_num_threads())
+    return _TORCH
 
 
 def train_step_flops(cfg: Config) -> int:
@@ -76,45 +142,55 @@ def make_data(cfg: Config, seed: int = 1):
     return X, y
 
 
-class Problem:
-    """A vgcore network, its NumPy twin with the same parameters, and one batch.
+def make_net(cfg: Config, seed: int = 0):
+    """vgcore's network for ``cfg`` as it ships (measuring the gradient flow)."""
+    return vg.MLP(cfg.sizes, activation=cfg.activation, init=cfg.init, dtype="float32",
+                  seed=seed)
 
-    ``check()`` runs one step on each from identical parameters and asserts they agree (the
-    loss, and the parameters after the SGD update), which also allocates every buffer so the
-    timed steps that follow are steady-state.
+
+class Problem:
+    """One configuration: a vgcore network and the baselines, all from the same parameters,
+    and one batch.  ``systems`` maps a name of SYSTEMS to a callable that runs one training
+    step and returns its loss; torch is left out (see ``skipped``) when it cannot be imported.
     """
 
-    def __init__(self, cfg: Config, seed: int = 0):
+    def __init__(self, cfg: Config, systems=SYSTEMS, seed: int = 0):
         self.cfg = cfg
-        self.net = vg.MLP(cfg.sizes, activation=cfg.activation, init=INIT, dtype="float32",
-                          seed=seed)
-        self.ref = ReferenceMLP.from_network(self.net)
-        self.opt = vg.optim.SGD(self.net, lr=LR)
+        self.net = make_net(cfg, seed)
         self.X, self.y = make_data(cfg)
         self.flops = train_step_flops(cfg)
+        self.systems, self.skipped = {}, {}
+        for name in systems:
+            torch = None
+            if name == "torch":
+                torch, why = get_torch()
+                if torch is None:
+                    self.skipped[name] = why
+                    continue
+            self.systems[name] = bl.build(name, self.net, self.X, self.y, LR, torch)
 
-    def vgcore_step(self) -> float:
-        return self.net.train_step(self.X, self.y, LOSS, self.opt)
+    @property
+    def ref(self):
+        return self.systems["reference"].ref
 
-    def reference_step(self) -> float:
-        return self.ref.train_step(self.X, self.y, LOSS, lr=LR)
+    @property
+    def opt(self):
+        return self.systems["vgcore"].opt
 
-    def step(self, impl: str):
-        return {"vgcore": self.vgcore_step, "reference": self.reference_step}[impl]
+    def step(self, system: str):
+        return self.systems[system]
 
-    def check(self):
-        l_vg = self.vgcore_step()
-        l_ref = self.reference_step()
-        assert_sane_loss(l_vg, "vgcore")
-        assert_sane_loss(l_ref, "reference")
-        assert math.isclose(l_vg, l_ref, rel_tol=1e-4, abs_tol=1e-5), \
-            f"{self.cfg.name}: first-step loss vgcore {l_vg!r} != reference {l_ref!r}"
-        err = float(np.max(np.abs(self.net.params - self.ref.params)))
-        assert err < 1e-4, f"{self.cfg.name}: parameters differ by {err} after one SGD step"
-        return l_vg, l_ref
 
-    def params(self, impl: str) -> np.ndarray:
-        return self.net.params if impl == "vgcore" else self.ref.params
+def check_system(cfg: Config, system: str) -> dict:
+    """One step of ``system`` against vgcore.reference on the same parameters and batch (see
+    _baselines.check_system)."""
+    torch = None
+    if system == "torch":
+        torch, why = get_torch()
+        if torch is None:
+            raise RuntimeError(f"PyTorch: {why}")
+    X, y = make_data(cfg)
+    return bl.check_system(system, cfg.name, lambda: make_net(cfg), X, y, LR, torch)
 
 
 def assert_sane_loss(loss, what=""):
@@ -125,6 +201,124 @@ def assert_sane_loss(loss, what=""):
 
 def assert_finite(a: np.ndarray, what=""):
     assert np.isfinite(a).all(), f"{what}: non-finite values"
+
+
+# ------------------------------------------------------------------------------ timing
+
+def time_configs(names, systems=SYSTEMS, rounds=7, sample_s=0.02, warmup_s=0.1,
+                 lead_in_s=0.05):
+    """Build every system of every configuration in ``names`` and time all of them in one
+    interleaved pool (time_interleaved: rotating rounds, an untimed lead-in before each
+    sample).  Returns ``({config: {system: result}}, {config: Problem})``; each result is
+    time_interleaved's dict (median, min, max, reps, samples; seconds per step)."""
+    probs = {n: Problem(CONFIGS[n], systems) for n in names}
+    fns = {(n, s): fn for n, p in probs.items() for s, fn in p.systems.items()}
+    for (n, s), fn in fns.items():
+        assert_sane_loss(fn(), f"{n}/{s}")
+    res = time_interleaved({f"{n}|{s}": fn for (n, s), fn in fns.items()}, rounds, sample_s,
+                           warmup_s, lead_in_s)
+    out = {n: {} for n in names}
+    for key, r in res.items():
+        n, s = key.split("|")
+        out[n][s] = r
+    return out, probs
+
+
+# ------------------------------------------------------------------------------ the machine
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo, else lscpu, else platform), with its family /
+    model numbers and widest vector extension, and the number of logical CPUs."""
+    name, fam, mod, flags = None, None, None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                k, v = k.strip(), v.strip()
+                if k == "model name" and name is None:
+                    name = v
+                elif k == "cpu family" and fam is None:
+                    fam = v
+                elif k == "model" and mod is None:
+                    mod = v
+                elif k == "flags" and not flags:
+                    flags = set(v.split())
+    except OSError:
+        pass
+    if name is None:
+        try:
+            import subprocess
+            out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+            m = re.search(r"^Model name:\s*(.+)$", out, re.M)
+            name = m.group(1).strip() if m else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else \
+        "AVX" if "avx" in flags else None
+    extra = [f"family {fam} model {mod}" if fam and mod else None, simd,
+             f"{os.cpu_count()} logical CPUs"]
+    return f"{name} ({', '.join(e for e in extra if e)})"
+
+
+def blas_kernels() -> list:
+    """Every loaded BLAS (threadpoolctl): who uses it, name, version, kernel, threads; and
+    PyTorch's (MKL, built in) when torch is imported."""
+    out = []
+    infos = sorted(vg.blas_info(), key=lambda i: "numpy" in i.get("filepath", ""))
+    for info in infos:
+        path = info.get("filepath", "")
+        where = os.path.dirname(path)
+        user = "vgcore (SciPy's)" if "scipy" in where else \
+            "NumPy, reference, tuned NumPy" if "numpy" in where else "?"
+        out.append(dict(used_by=user, name=info.get("internal_api"),
+                        version=info.get("version"), architecture=info.get("architecture"),
+                        threads=info.get("num_threads"),
+                        threading_layer=info.get("threading_layer"),
+                        file=os.path.basename(path)))
+    torch = _torch_if_imported()
+    if torch is not None:
+        cfg = torch.__config__.show()
+        m = re.search(r"Math Kernel Library Version ([\w.]+)", cfg)
+        blas = re.search(r"BLAS_INFO=(\w+)", cfg)
+        out.append(dict(used_by="PyTorch", name=(blas.group(1) if blas else "?"),
+                        version=m.group(1) if m else None,
+                        architecture=torch.backends.cpu.get_cpu_capability(),
+                        threads=torch.get_num_threads(), threading_layer="openmp",
+                        file="built into torch " + torch.__version__))
+    return out
+
+
+def blas_kernels_line() -> str:
+    return "; ".join(f"{b['used_by']}: {b['name']} {b['version']} {b['architecture']} kernel, "
+                     f"{b['threads']} threads" for b in blas_kernels()) or "none found"
+
+
+def threads_line() -> str:
+    torch = _torch_if_imported()
+    t = f", PyTorch {torch.get_num_threads()}" if torch is not None else ""
+    return (f"vgcore {vg.get_num_threads()} (OpenMP {'on' if vg.openmp_enabled() else 'off'}), "
+            f"BLAS {', '.join(str(b.get('num_threads')) for b in vg.blas_info())}{t}")
+
+
+def env_line() -> str:
+    env = {k: os.environ[k] for k in sorted(os.environ)
+           if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "MKL_", THREADS_ENV))}
+    return ", ".join(f"{k}={v}" for k, v in env.items()) or "none"
+
+
+def machine_info() -> dict:
+    torch = _torch_if_imported()
+    return dict(cpu=cpu_model(), blas=blas_kernels(), threads=vg.get_num_threads(),
+                openmp=vg.openmp_enabled(), env=env_line(), vgcore=vg.__version__,
+                numpy=np.__version__, python=platform.python_version(),
+                torch=None if torch is None else torch.__version__)
+
+
+def blas_summary() -> str:
+    """Everything about the machine on one line (pytest header, reports)."""
+    return (f"CPU: {cpu_model()}. BLAS: {blas_kernels_line()}. Threads: {threads_line()}. "
+            f"Env: {env_line()}.")
 
 
 # ------------------------------------------------------------------------------ GEMM baseline
@@ -205,27 +399,6 @@ class GemmBaseline:
                 assert err < 1e-4, f"GEMM baseline ({self.backend}): relative error {err}"
 
 
-def blas_summary() -> str:
-    """One line naming the loaded BLAS libraries, their kernels and threads."""
-    parts = []
-    for info in vg.blas_info():
-        path = info.get("filepath", "")
-        lib = os.path.basename(path) or info.get("prefix", "?")
-        if "scipy" in os.path.dirname(path):
-            lib += ", SciPy's: vgcore's GEMMs"
-        elif "numpy" in os.path.dirname(path):
-            lib += ", NumPy's: the reference's GEMMs"
-        parts.append(f"{info.get('internal_api')} {info.get('version')} "
-                     f"[{info.get('architecture')}, {info.get('num_threads')} threads, "
-                     f"{info.get('threading_layer')}] ({lib})")
-    env = {k: os.environ[k] for k in sorted(os.environ)
-           if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "MKL_", THREADS_ENV))}
-    env_s = ", ".join(f"{k}={v}" for k, v in env.items()) or "none"
-    return (f"BLAS: {'; '.join(parts) or 'none found'}. vgcore threads: {vg.get_num_threads()} "
-            f"(OpenMP {'on' if vg.openmp_enabled() else 'off'}), os.cpu_count()={os.cpu_count()}. "
-            f"Env: {env_s}.")
-
-
 # configurations whose vgcore-vs-reference agreement was already checked in this process
 CHECKED: set = set()
 
@@ -233,8 +406,9 @@ CHECKED: set = set()
 RESULTS: list = []
 
 
-def record(benchmark, config: str, impl: str, flops: int) -> None:
-    """Put the flop count (and, when timed, the achieved GFLOP/s) in benchmark.extra_info."""
+def record(benchmark, config: str, impl: str, flops: int, **interleaved) -> None:
+    """Put the flop count (and, when timed, the achieved GFLOP/s) in benchmark.extra_info, and
+    keep the row for the summary conftest prints (with the interleaved figures, if any)."""
     benchmark.extra_info["flops"] = flops
     benchmark.extra_info["config"] = config
     benchmark.extra_info["impl"] = impl
@@ -243,4 +417,5 @@ def record(benchmark, config: str, impl: str, flops: int) -> None:
         median = stats.stats.median
         gflops = flops / median / 1e9
         benchmark.extra_info["gflops_median"] = round(gflops, 2)
-        RESULTS.append(dict(config=config, impl=impl, median_ms=median * 1e3, gflops=gflops))
+        RESULTS.append(dict(config=config, impl=impl, median_ms=median * 1e3, gflops=gflops,
+                            **interleaved))

@@ -45,7 +45,7 @@ def main(argv=None):
         a, b = t["off"]["median"], t["on"]["median"]
         print(f"| {name} | {cfg.shape} | {cfg.batch} | {cfg.activation} | {a * 1e3:.3f} | "
               f"{b * 1e3:.3f} | {b / a:.3f} |", flush=True)
-    print(f"\nthreads: {vg.get_num_threads()}; BLAS: {bc.blas_summary()}")
+    print(f"\n{bc.blas_summary()}")
 
 
 if __name__ == "__main__":

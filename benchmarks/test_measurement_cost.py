@@ -13,7 +13,7 @@ CONFIGS = ["deep-narrow", "deep-narrow-2", "medium"]
 
 
 def make_step(cfg, measure):
-    net = vg.MLP(cfg.sizes, activation=cfg.activation, init=bc.INIT, dtype="float32", seed=0,
+    net = vg.MLP(cfg.sizes, activation=cfg.activation, init=cfg.init, dtype="float32", seed=0,
                  measure=measure)
     opt = vg.optim.SGD(net, lr=bc.LR)
     X, y = bc.make_data(cfg)
