@@ -357,7 +357,7 @@ def test_an_mlp_without_a_measured_step_raises_runtime_error():
         diagnose(net)
 
 
-# ------------------------------------------------------------------------ one definition of saturated
+# ---------------------------------------------------------------- one definition of saturated
 def test_relu_zero_derivatives_are_inactive_not_saturated_in_flow_and_diagnose(data):
     net = _stepped(data, "relu", "he_normal")
     flow = net.gradient_flow()

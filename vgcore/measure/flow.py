@@ -241,7 +241,7 @@ class GradientFlow:
         lines = [f"{'layer':>5} {'act':>10} {'delta_rms':>10} {'grad_norm':>10} "
                  f"{'g/w':>9} {'gain':>7} {'sat':>6} {'inact':>6} {'dead':>6}"]
         prev = -1
-        for l in idx:
+        for l in map(int, idx):
             if l > prev + 1:
                 lo, hi = prev + 2, l
                 lines.append(f"{'...':>5} {'':>10} (layer{'s' if hi > lo else ''} "

@@ -168,7 +168,8 @@ def page_html(out, s, data, rows, configs, runs, plots, elapsed, record, shown_o
                                  "numbers).</p>" + _report.record_html(record)),
             _report.html_section("files", "Files",
                                  "<p class=\"note\">Beside this page in "
-                                 f"<code>{_e(shown_out or out)}</code>:</p>" + _report.html_files(files))]
+                                 f"<code>{_e(shown_out or out)}</code>:</p>"
+                                 + _report.html_files(files))]
     return _report.html_document(title, "\n".join(body))
 
 

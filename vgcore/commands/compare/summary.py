@@ -240,12 +240,12 @@ def verdict(rows, chance) -> str:
     held-out accuracy"."""
     n = len(rows)
     word = "configuration" if n == 1 else "configurations"
-    groups = {}
+    groups: dict[str, list] = {}
     for r in rows:
         kind = "nonfinite" if r["diverged"] else r["diagnosis"]
         if r["severity"] != "info" or kind == "nonfinite":
             groups.setdefault(kind, []).append(r)
-    parts = []
+    parts: list[str] = []
     for kind, rs in groups.items():
         one, many = _VERBS.get(kind, (kind, kind))
         text = f"{len(rs)} of {n} {word} {one if len(rs) == 1 else many}" if not parts \

@@ -11,9 +11,9 @@ below are the three modules'.
 from vgcore.core._ui import MATPLOTLIB_MISSING, load_matplotlib
 from vgcore.experiments.report.figures import (PLOTS, PlotResult, RunSeries, TheoryCurve,
                                                make_plots)
-from vgcore.experiments.report.page import (CSS, Raw, cards_css, html_document, html_figure, html_figures,
-                                            html_files, html_section, html_table, html_toc,
-                                            html_verdict, png_data_uri, write_text_atomic)
+from vgcore.experiments.report.page import (CSS, Raw, cards_css, html_document, html_figure,
+                                            html_figures, html_files, html_section, html_table,
+                                            html_toc, html_verdict, png_data_uri, write_text_atomic)
 from vgcore.experiments.report.record import command_line, file_entry, record_html, run_record
 
 __all__ = ["RunSeries", "TheoryCurve", "PLOTS", "load_matplotlib", "make_plots", "PlotResult",

@@ -215,7 +215,7 @@ def _draw_curves(ax, x, curves, names, log, lw=1.5):
     """Every curve with its own style; returns the coincidences (see :func:`coinciding`)."""
     same = coinciding(curves, log)
     n = len(curves)
-    for i, (y, name) in enumerate(zip(curves, names)):
+    for i, (y, _name) in enumerate(zip(curves, names)):
         c, ls, m = _style(i)
         xi = x[i] if isinstance(x, list) else x
         ax.plot(xi, _positive(y) if log else y, ls=ls, color=c, lw=lw, marker=m, ms=5,
@@ -355,7 +355,7 @@ def plot_saturation_dead(mpl, series, path):
               for n, cv in zip(names, curves)]
     fig, axes, strips = _stack(mpl, [(3.3, labels[0]), (3.3, labels[1])])
     notes = []
-    for ax, strip, (sat, name, title, word), cs, ns in zip(axes, strips, panels, curves, names):
+    for ax, strip, (sat, _name, title, word), cs, ns in zip(axes, strips, panels, curves, names):
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         ax.set_xlabel("hidden layer (1 = input side)")
@@ -445,7 +445,7 @@ def plot_theory(mpl, series, path):
     text = "\n".join(_wrap(n, 90) for n in notes)
     extra = 0.19 * (text.count("\n") + 1) + 0.1 if notes else 0.0
     fig, (ax,), (strip,) = _stack(mpl, [(4.4, labels)], extra=extra)
-    for k, (s, names) in enumerate(groups):
+    for k, (s, _names) in enumerate(groups):
         th = s.theory
         colour, _, marker = _style(k)
         x = np.arange(1, len(th.measured) + 1)
@@ -518,7 +518,7 @@ def make_plots(series, out_dir, *, enabled=True) -> PlotResult:
                 f" ({'; '.join(reasons)})" if reasons else "")
             continue
         path = os.path.join(out_dir, name)
-        with matplotlib.rc_context(_RC):
+        with matplotlib.rc_context(_RC):  # type: ignore[arg-type]
             notes = _PLOTTERS[name](mpl, series, path)
         result.written.append(name)
         if notes:

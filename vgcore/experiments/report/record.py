@@ -86,7 +86,7 @@ def _versions() -> dict:
 
 
 def _blas(vg) -> list:
-    out = []
+    out: list = []
     try:
         infos = vg.blas_info()
     except Exception:            # noqa: BLE001 -- threadpoolctl missing or confused: say so
