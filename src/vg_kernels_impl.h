@@ -12,13 +12,13 @@
 
 static inline T VG_FN(vg_gelu)(T x)
 {
-    T cdf = (T)0.5 * ((T)1 + VG_FN(vg_erf)(x * (T)VG_SQRT1_2));
+    T cdf = (T)0.5 * VG_FN(vg_erfc)(-x * (T)VG_SQRT1_2);   /* Phi(x); 1 + erf would cancel for x < 0 */
     return cdf == (T)0 ? (T)0 : x * cdf;              /* -inf * 0 would be NaN */
 }
 
 static inline T VG_FN(vg_gelu_deriv)(T x)
 {
-    T cdf = (T)0.5 * ((T)1 + VG_FN(vg_erf)(x * (T)VG_SQRT1_2));
+    T cdf = (T)0.5 * VG_FN(vg_erfc)(-x * (T)VG_SQRT1_2);
     T pdf = VG_FN(vg_exp)((T)-0.5 * x * x) * (T)VG_INV_SQRT_2PI;
     return cdf + (VG_FN(vg_fabs)(x) > (T)40 ? (T)0 : x * pdf);
 }

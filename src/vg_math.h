@@ -5,7 +5,7 @@
  * gcc/clang vectorise the loops that call it (checked with -fopt-info-vec).  exp() is a
  * Cephes-style range reduction with a polynomial and a 2^n scale built from the bit
  * pattern; its input is clamped so that it never overflows to Inf, and NaN propagates.
- * The rest (tanh, sigmoid, ...) is built on it; erf and log1p come from libm.
+ * The rest (tanh, sigmoid, ...) is built on it; erf, erfc and log1p come from libm.
  */
 #ifndef VG_MATH_H
 #define VG_MATH_H
@@ -104,6 +104,8 @@ static inline double vg_sigmoid_f64(double x) { return 1.0 / (1.0 + vg_exp_f64(-
 /* libm names per type, for the templated kernels */
 static inline float vg_erf_f32(float x) { return erff(x); }
 static inline double vg_erf_f64(double x) { return erf(x); }
+static inline float vg_erfc_f32(float x) { return erfcf(x); }
+static inline double vg_erfc_f64(double x) { return erfc(x); }
 static inline float vg_expm1_f32(float x) { return expm1f(x); }
 static inline double vg_expm1_f64(double x) { return expm1(x); }
 static inline float vg_log1p_f32(float x) { return log1pf(x); }

@@ -254,12 +254,18 @@ def test_compiled_activations_over_the_whole_float_range(data, act, dtype, measu
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(d)), f"{act}: non-finite result"
     rtol = 1e-5 if dtype == np.float32 else 1e-13
     tiny = float(np.finfo(dtype).tiny) * 64
-    np.testing.assert_allclose(out, want, rtol=rtol, atol=tiny, err_msg=f"{act.name} forward")
+    eps = float(np.finfo(dtype).eps)
+    # Where phi is ill-conditioned (gelu's tail: d log phi / d log x ~ x^2), rounding x / sqrt 2
+    # to the dtype moves phi by phi'(x) times a few ulp of x; no kernel in that dtype does
+    # better, and a kernel that cancels (1 + erf(x / sqrt 2) for x < 0) does far worse.
+    conditioned = 4 * eps * np.abs(X.astype(np.float64) * want_d)
+    np.testing.assert_array_less(np.abs(out - want), rtol * np.abs(want) + tiny + conditioned
+                                 + np.finfo(np.float64).tiny,
+                                 err_msg=f"{act.name} forward: {out} against {want}")
     # Most derivatives are written in terms of y = phi(x) (tanh: 1 - y^2), so a relative error
     # of a few ulp in y, the engine's or NumPy's (whose float64 tanh/expm1 differ by CPU: SVML
     # on AVX-512), becomes an absolute error of a few ulp of max|phi'| where the derivative is
     # small: that, and no less, is the absolute tolerance.
-    eps = float(np.finfo(dtype).eps)
     atol_d = 16 * eps * max(1.0, float(max_derivative(act)))
     np.testing.assert_allclose(d, want_d, rtol=rtol, atol=atol_d,
                                err_msg=f"{act.name} derivative")

@@ -63,9 +63,9 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 # given a = phi(h).  p is the activation's parameter; s is a scratch array like h.  In place,
 # ufuncs with out=: the NumPy reference allocates nothing in a step.
 
-def _erf(x, out):
-    from scipy.special import erf       # NumPy has no erf; SciPy on first use
-    return erf(x, out=out)
+def _erfc(x, out):
+    from scipy.special import erfc      # NumPy has no erfc; SciPy on first use
+    return erfc(x, out=out)
 
 
 def _identity(h, p, a, s):
@@ -153,9 +153,9 @@ def _d_selu(h, a, p, d, s):
 
 
 def _normal_cdf(h, s):
-    np.multiply(h, _INV_SQRT_2, out=s)
-    _erf(s, out=s)
-    s += 1
+    # Phi(h) = erfc(-h / sqrt 2) / 2: written with erfc, not 1 + erf, which cancels for h < 0
+    np.multiply(h, -_INV_SQRT_2, out=s)
+    _erfc(s, out=s)
     s *= 0.5
 
 
