@@ -64,3 +64,39 @@ def test_the_readme_pytorch_example_runs():
     exec(compile(code, "README.md", "exec"), namespace)      # noqa: S102 - our own README
     assert namespace["model"][0].weight.shape == (64, 32)
     assert namespace["net"].gradient_flow().n_layers == 3
+
+
+# ------------------------------------------------------------------ the suite's own rules
+def _pytest_in(folder, module_text, *env_set):
+    """Run pytest on one module under this suite's conftest.py, in a subprocess."""
+    import shutil
+    import subprocess
+    shutil.copy(os.path.join(ROOT, "tests", "conftest.py"), folder / "conftest.py")
+    (folder / "test_probe.py").write_text(module_text)
+    (folder / "test_other.py").write_text(PASSING)       # so "no tests collected" is not it
+    env = {k: v for k, v in os.environ.items() if k != "VGCORE_NO_SKIPS"}
+    env.update(env_set)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", str(folder)], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+PASSING = "def test_a():\n    assert True\n\n\ndef test_b():\n    assert True\n"
+
+
+def test_a_module_skipped_as_a_whole_fails_the_run(tmp_path):
+    """tests/conftest.py: a module-level skip (a renamed parameter, a missing package) must not
+    drop a module's tests with a zero exit status."""
+    r = _pytest_in(tmp_path, "import pytest\npytest.importorskip('no_such_package_vgcore')\n"
+                   + PASSING)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "the whole module was skipped at import" in r.stdout
+    ok = _pytest_in(tmp_path, PASSING)                 # the same module without the skip
+    assert ok.returncode == 0 and "4 passed" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_a_skipped_test_fails_the_run_only_under_vgcore_no_skips(tmp_path):
+    module = "import pytest\n\n\n@pytest.mark.skip(reason='probe')\n" + PASSING
+    assert _pytest_in(tmp_path, module).returncode == 0
+    r = _pytest_in(tmp_path, module, ("VGCORE_NO_SKIPS", "1"))
+    assert r.returncode != 0 and "1 test(s) were skipped" in r.stderr, r.stdout + r.stderr
