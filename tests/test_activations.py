@@ -261,6 +261,23 @@ def test_spec_saturating_means_flat_tails(name):
     assert vg.ACTIVATIONS[name].family in ("sigmoid", "tanh", "relu", "selu", "linear")
 
 
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_spec_piecewise_linear_means_a_few_fixed_slopes(name):
+    """phi' takes at most 3 values over [-30, 30] exactly for the piecewise-linear activations
+    (their zero slopes count as inactive, not saturated); the others' slopes vary smoothly."""
+    act = vg.Activation(name)
+    d = R.activation_derivative(act, WIDE, R.activation_forward(act, WIDE))
+    assert vg.ACTIVATIONS[name].piecewise_linear == (np.unique(d).size <= 3)
+
+
+def test_flow_saturating_is_the_activations_that_are_not_piecewise_linear():
+    """vgcore.flow.SATURATING (who gets a saturation threshold in the compiled pass) still lists
+    its names by hand: it must be the spec's smooth activations, so a new activation cannot be
+    measured with the wrong rule silently."""
+    from vgcore.measure.flow import SATURATING
+    assert set(SATURATING) == {n for n, s in vg.ACTIVATIONS.items() if not s.piecewise_linear}
+
+
 def test_specs_keep_the_tuple_meaning_of_activations():
     """ACTIVATIONS[name] was (kernel id, parameter name, default); it still reads so."""
     kind, pname, default = vg.ACTIVATIONS["leaky_relu"][:3]
