@@ -100,3 +100,22 @@ def test_a_skipped_test_fails_the_run_only_under_vgcore_no_skips(tmp_path):
     assert _pytest_in(tmp_path, module).returncode == 0
     r = _pytest_in(tmp_path, module, ("VGCORE_NO_SKIPS", "1"))
     assert r.returncode != 0 and "1 test(s) were skipped" in r.stderr, r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ import paths kept by splits
+@pytest.mark.parametrize("old, new, names", [
+    ("vgcore.theory.profile", "vgcore.theory.critical",
+     ["CriticalPoint", "critical_point", "critical_sigma_w2", "GradientGrowth",
+      "gradient_growth"]),
+    ("vgcore.theory.spectrum", "vgcore.theory.measured_jacobian",
+     ["jacobian", "jacobian_singular_values", "JacobianSpectrum"]),
+    ("vgcore.theory", "vgcore.measure.theory.spectrum",
+     ["SpectrumPrediction", "predicted_jacobian_spectrum", "jacobian"]),
+])
+def test_a_split_module_s_names_keep_their_old_import_path(old, new, names):
+    """The same objects (one module loaded once) under the path they had before the split."""
+    import importlib
+    a, b = importlib.import_module(old), importlib.import_module(new)
+    for name in names:
+        assert getattr(a, name) is getattr(b, name), name
+    assert sys.modules["vgcore.theory.critical"] is sys.modules["vgcore.measure.theory.critical"]
