@@ -119,3 +119,25 @@ def test_a_split_module_s_names_keep_their_old_import_path(old, new, names):
     for name in names:
         assert getattr(a, name) is getattr(b, name), name
     assert sys.modules["vgcore.theory.critical"] is sys.modules["vgcore.measure.theory.critical"]
+
+
+def test_every_file_contributing_md_names_exists():
+    """The module map and the recipes name real files (a split or a rename must update them)."""
+    import glob
+    body = text("CONTRIBUTING.md")
+    missing = []
+    for row in re.findall(r"^\| `([^`]+)` \|", body, flags=re.M):           # the module map
+        for path in re.sub(r"\{([^}]*)\}", lambda m: "{" + m.group(1) + "}", row).split():
+            names = [path]
+            brace = re.match(r"(.*)\{([^}]*)\}(.*)", path)
+            if brace:
+                names = [brace.group(1) + n + brace.group(3) for n in brace.group(2).split(",")]
+            for name in names:
+                where = name if name.startswith(("src/", "tests/", "vgcore/")) \
+                    else "vgcore/" + name
+                if not os.path.exists(os.path.join(ROOT, where)):
+                    missing.append(where)
+    for path in set(re.findall(r"`((?:src|vgcore|tests)/[\w/.]+\.(?:pyx|pyi|py|h))\b", body)):
+        if "NAME" not in path and not glob.glob(os.path.join(ROOT, path)):
+            missing.append(path)
+    assert missing == []
