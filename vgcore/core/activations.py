@@ -33,8 +33,7 @@ The spec
 (read from ``vgcore._engine``, which defines it in ``src/vg_contract.h``; a name the core does
 not know, or one it has and this table lacks, fails ``import vgcore``), its parameter, the
 largest ``|phi'|`` (the scale of "saturated"), the family whose remedies
-:func:`vgcore.diagnose` suggests, whether it saturates (flat tails) and whether it is
-piecewise linear (no smooth decay to count as saturated), its second moment when it is
+:func:`vgcore.diagnose` suggests, whether it saturates, its second moment when it is
 positively homogeneous (:mod:`vgcore.theory`'s closed forms), and the NumPy ``phi`` and
 ``phi'``.  Adding an activation means its C expressions, one spec here, and its tests
 (CONTRIBUTING.md).
@@ -246,11 +245,12 @@ class ActivationSpec(NamedTuple):
     family : {"sigmoid", "tanh", "relu", "selu", "linear"}
         Whose initialisation and remedies :func:`vgcore.diagnose` recommends.
     saturating : bool
-        Flat tails: checked for saturation (the others for dead units).
-    piecewise_linear : bool
-        ``phi'`` takes a few fixed values (identity, relu, leaky_relu, hard_tanh): its zero
-        derivatives count as inactive, never as saturated, and it has no saturation
-        threshold; the others' derivatives decay smoothly and can saturate.
+        Whether its derivative decays smoothly towards zero, on both sides (sigmoid, tanh,
+        softsign) or on the negative side (softplus, elu, selu, gelu, silu): such entries are
+        checked for saturation (:data:`vgcore.flow.SATURATING`).  The piecewise-linear
+        activations (identity, relu, leaky_relu, hard_tanh) never saturate: their derivative
+        takes fixed values, and an exactly zero one makes the entry *inactive* (checked for
+        dead units).
     second_moment : callable(param) -> float, or None
         For a positively homogeneous activation (``phi(c h) = c phi(h)``, c > 0),
         ``E[phi(z)^2] = E[phi'(z)^2]`` for a standard normal z; None otherwise.
@@ -270,16 +270,14 @@ class ActivationSpec(NamedTuple):
     second_moment: Optional[Callable[[float], float]]
     forward: Callable
     derivative: Callable
-    piecewise_linear: bool = False
 
 
 def _spec(name, forward, derivative, *, max_derivative, family, param=None, default=0.0,
-          saturating=False, second_moment=None, piecewise_linear=False):
+          saturating=False, second_moment=None):
     return ActivationSpec(kind=_contract.ACTIVATION_IDS.get(name, -1), param_name=param,
                           default=default, name=name, max_derivative=max_derivative,
                           family=family, saturating=saturating, second_moment=second_moment,
-                          forward=forward, derivative=derivative,
-                          piecewise_linear=piecewise_linear)
+                          forward=forward, derivative=derivative)
 
 
 # gelu's slope Phi(h) + h N(h) peaks where its derivative (2 - h^2) N(h) vanishes, h = sqrt(2)
@@ -292,27 +290,27 @@ def _max_one_or_param(p):
 
 ACTIVATIONS = {s.name: s for s in (
     _spec("identity", _identity, _d_identity, max_derivative=1.0, family="linear",
-          second_moment=lambda p: 1.0, piecewise_linear=True),
+          second_moment=lambda p: 1.0),
     _spec("sigmoid", _sigmoid, _d_sigmoid, max_derivative=0.25, family="sigmoid",
           saturating=True),
     _spec("tanh", _tanh, _d_tanh, max_derivative=1.0, family="tanh", saturating=True),
     _spec("relu", _relu, _d_relu, max_derivative=1.0, family="relu",
-          second_moment=lambda p: 0.5, piecewise_linear=True),
+          second_moment=lambda p: 0.5),
     _spec("leaky_relu", _leaky_relu, _d_leaky_relu, param="slope", default=0.01,
           max_derivative=_max_one_or_param, family="relu",
-          second_moment=lambda p: 0.5 * (1.0 + p * p), piecewise_linear=True),
+          second_moment=lambda p: 0.5 * (1.0 + p * p)),
     _spec("elu", _elu, _d_elu, param="alpha", default=1.0, max_derivative=_max_one_or_param,
-          family="relu"),
+          family="relu", saturating=True),
     _spec("selu", _selu, _d_selu, max_derivative=SELU_SCALE * SELU_ALPHA,   # h -> 0 from below
-          family="selu"),
-    _spec("gelu", _gelu, _d_gelu, max_derivative=_GELU_MAX_SLOPE, family="relu"),
-    _spec("softplus", _softplus, _d_softplus, max_derivative=1.0, family="relu"),
+          family="selu", saturating=True),
+    _spec("gelu", _gelu, _d_gelu, max_derivative=_GELU_MAX_SLOPE, family="relu", saturating=True),
+    _spec("softplus", _softplus, _d_softplus, max_derivative=1.0, family="relu", saturating=True),
     _spec("softsign", _softsign, _d_softsign, max_derivative=1.0, family="tanh",
           saturating=True),
-    _spec("silu", _silu, _d_silu, max_derivative=1.0998393201288669,   # at h = 2.3993572805
-          family="relu"),          # (where 2 + h (1 - 2 sigmoid(h)) = 0; 30-digit root)
-    _spec("hard_tanh", _hard_tanh, _d_hard_tanh, max_derivative=1.0, family="tanh",
-          saturating=True, piecewise_linear=True),
+    # silu's slope peaks at h = 2.3993572805 (where 2 + h (1 - 2 sigmoid(h)) = 0; 30-digit root)
+    _spec("silu", _silu, _d_silu, max_derivative=1.0998393201288669, family="relu",
+          saturating=True),
+    _spec("hard_tanh", _hard_tanh, _d_hard_tanh, max_derivative=1.0, family="tanh"),
 )}
 """Every activation by name: its :class:`ActivationSpec`."""
 
