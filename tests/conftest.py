@@ -37,9 +37,15 @@ def rng():
     return np.random.default_rng(12345)
 
 
-def pytest_collectreport(report):
-    """A module-level skip would drop every test of the module without a failure: refuse it."""
-    if report.skipped:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module-level skip would drop every test of the module without a failure: refuse it.
+
+    The report is changed where it is made, before anything reads it (the session's failure
+    count and the terminal summary both read it in ``pytest_collectreport``)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and isinstance(collector, pytest.Module):
         report.outcome = "failed"
         report.longrepr = (f"{report.nodeid}: the whole module was skipped at import "
                            f"({report.longrepr}); skip single tests instead, so a renamed "

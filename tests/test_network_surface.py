@@ -3,6 +3,7 @@ memory, non-finite steps) and NonFiniteError; nothing outside a class touches it
 underscore names."""
 from __future__ import annotations
 
+import ast
 import pathlib
 import pickle
 import re
@@ -210,4 +211,60 @@ def test_no_module_touches_the_underscore_names_of_a_network_optimizer_or_the_en
             code = line.split("#", 1)[0]
             for m in _OUTSIDE.finditer(code):
                 offenders.append(f"{path.relative_to(root)}:{i}: {m.group(0)}")
+    assert offenders == []
+
+
+def _module_aliases(tree):
+    """Names a file binds to modules (``import x as y``, ``from pkg import module``)."""
+    import importlib.util
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                try:
+                    found = importlib.util.find_spec(f"{node.module}.{a.name}") is not None
+                except (ImportError, ValueError):
+                    found = False
+                if found:
+                    names.add(a.asname or a.name)
+    return names
+
+
+def _own_underscore_names(tree):
+    """The underscore attributes a file's own classes define (methods, ``self._x = ...``)."""
+    own = set()
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        for node in ast.walk(cls):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) \
+                    and isinstance(node.value, ast.Name) and node.value.id == "self":
+                own.add(node.attr)
+            elif isinstance(node, ast.Assign):
+                own.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return own
+
+
+def test_no_object_s_underscore_attribute_is_read_outside_the_file_of_its_class():
+    """The general form of the rule, on the syntax tree: ``obj._name`` (obj not self or cls,
+    nor a module) is allowed only where a class of the same file defines ``_name`` (a
+    classmethod filling the instance it builds).  Any object: networks, optimisers, recorders,
+    sweeps, engines.  Modules' own private helpers (``mean_field._vmap``) are not objects."""
+    root = pathlib.Path(vg.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        modules, own = _module_aliases(tree), _own_underscore_names(tree)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                continue
+            base = node.value
+            if isinstance(base, ast.Name) and (base.id in ("self", "cls") or base.id in modules):
+                continue
+            if node.attr in own:
+                continue
+            offenders.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == []

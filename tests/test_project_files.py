@@ -64,3 +64,80 @@ def test_the_readme_pytorch_example_runs():
     exec(compile(code, "README.md", "exec"), namespace)      # noqa: S102 - our own README
     assert namespace["model"][0].weight.shape == (64, 32)
     assert namespace["net"].gradient_flow().n_layers == 3
+
+
+# ------------------------------------------------------------------ the suite's own rules
+def _pytest_in(folder, module_text, *env_set):
+    """Run pytest on one module under this suite's conftest.py, in a subprocess."""
+    import shutil
+    import subprocess
+    shutil.copy(os.path.join(ROOT, "tests", "conftest.py"), folder / "conftest.py")
+    (folder / "test_probe.py").write_text(module_text)
+    (folder / "test_other.py").write_text(PASSING)       # so "no tests collected" is not it
+    env = {k: v for k, v in os.environ.items() if k != "VGCORE_NO_SKIPS"}
+    env.update(env_set)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", str(folder)], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+PASSING = "def test_a():\n    assert True\n\n\ndef test_b():\n    assert True\n"
+
+
+def test_a_module_skipped_as_a_whole_fails_the_run(tmp_path):
+    """tests/conftest.py: a module-level skip (a renamed parameter, a missing package) must not
+    drop a module's tests with a zero exit status."""
+    r = _pytest_in(tmp_path, "import pytest\npytest.importorskip('no_such_package_vgcore')\n"
+                   + PASSING)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "the whole module was skipped at import" in r.stdout
+    ok = _pytest_in(tmp_path, PASSING)                 # the same module without the skip
+    assert ok.returncode == 0 and "4 passed" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_a_skipped_test_fails_the_run_only_under_vgcore_no_skips(tmp_path):
+    module = "import pytest\n\n\n@pytest.mark.skip(reason='probe')\n" + PASSING
+    assert _pytest_in(tmp_path, module).returncode == 0
+    r = _pytest_in(tmp_path, module, ("VGCORE_NO_SKIPS", "1"))
+    assert r.returncode != 0 and "1 test(s) were skipped" in r.stderr, r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ import paths kept by splits
+@pytest.mark.parametrize("old, new, names", [
+    ("vgcore.theory.profile", "vgcore.theory.critical",
+     ["CriticalPoint", "critical_point", "critical_sigma_w2", "GradientGrowth",
+      "gradient_growth"]),
+    ("vgcore.theory.spectrum", "vgcore.theory.measured_jacobian",
+     ["jacobian", "jacobian_singular_values", "JacobianSpectrum"]),
+    ("vgcore.theory", "vgcore.measure.theory.spectrum",
+     ["SpectrumPrediction", "predicted_jacobian_spectrum", "jacobian"]),
+])
+def test_a_split_module_s_names_keep_their_old_import_path(old, new, names):
+    """The same objects (one module loaded once) under the path they had before the split."""
+    import importlib
+    a, b = importlib.import_module(old), importlib.import_module(new)
+    for name in names:
+        assert getattr(a, name) is getattr(b, name), name
+    assert sys.modules["vgcore.theory.critical"] is sys.modules["vgcore.measure.theory.critical"]
+
+
+def test_every_file_contributing_md_names_exists():
+    """The module map and the recipes name real files (a split or a rename must update them)."""
+    import glob
+    body = text("CONTRIBUTING.md")
+    missing = []
+    for row in re.findall(r"^\| `([^`]+)` \|", body, flags=re.M):           # the module map
+        for path in re.sub(r"\{([^}]*)\}", lambda m: "{" + m.group(1) + "}", row).split():
+            names = [path]
+            brace = re.match(r"(.*)\{([^}]*)\}(.*)", path)
+            if brace:
+                names = [brace.group(1) + n + brace.group(3) for n in brace.group(2).split(",")]
+            for name in names:
+                where = name if name.startswith(("src/", "tests/", "vgcore/")) \
+                    else "vgcore/" + name
+                if not os.path.exists(os.path.join(ROOT, where)):
+                    missing.append(where)
+    for path in set(re.findall(r"`((?:src|vgcore|tests)/[\w/.]+\.(?:pyx|pyi|py|h))\b", body)):
+        if "NAME" not in path and not glob.glob(os.path.join(ROOT, path)):
+            missing.append(path)
+    assert missing == []

@@ -340,6 +340,20 @@ def test_results_of_other_sweeps_in_the_folder_are_kept_but_not_tabulated(tmp_pa
     assert len(S.load(tmp_path).rows) == 4
 
 
+def test_a_folder_loaded_without_its_sweep_keeps_the_runs_ids_and_order(tmp_path):
+    s = small_sweep(depth=[2, 3], seed=[0])
+    r = S.run(s, tmp_path, executor="serial", plots=False)
+    loaded = S.load(tmp_path)
+    assert loaded.sweep.run_ids == s.run_ids and loaded.sweep.name == s.name
+    same_rows(loaded.rows, r.rows)
+    again = S.Sweep.from_configs(s.configs, name="again")
+    assert again.configs == s.configs and len(again) == 2 and again.grid == {}
+    with pytest.raises(TypeError, match=r"configs\[1\]: expected a table of parameters"):
+        S.Sweep.from_configs([s.configs[0], 3])
+    with pytest.raises(TypeError, match="configs: expected a list"):
+        S.Sweep.from_configs(s.configs[0])
+
+
 def test_bad_run_arguments_are_refused(tmp_path):
     s = small_sweep(depth=[2])
     with pytest.raises(ValueError, match="executor"):

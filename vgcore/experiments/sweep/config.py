@@ -274,6 +274,23 @@ class Sweep:
             data = {"name": os.path.splitext(os.path.basename(path))[0] or "sweep", **data}
         return cls.from_dict(data, where=os.path.basename(path))
 
+    @classmethod
+    def from_configs(cls, configs, name=None):
+        """The sweep of these complete configurations, in this order, as a folder records them
+        (``sweep.json``, the journal): taken as they are, neither completed with defaults nor
+        re-checked, so each keeps the ``run_id`` it ran under (:func:`vgcore.sweep.load`
+        rebuilds a folder's sweep so).  Its ``base``, ``grid`` and ``runs`` are empty."""
+        if not isinstance(configs, (list, tuple)):
+            raise TypeError(f"configs: expected a list of configurations, got {configs!r}")
+        for i, c in enumerate(configs):
+            if not isinstance(c, dict):
+                raise TypeError(f"configs[{i}]: expected a table of parameters, got {c!r}")
+        s = cls.__new__(cls)
+        s.name = "sweep" if name is None else _check_name(name)
+        s.base, s.grid, s.runs, s.plot = {}, {}, [], _check_plot({})
+        s._configs = [dict(c) for c in configs]
+        return s
+
     def _expand(self):
         _canonical(self.base, "base")                    # report base errors as such
         for key, values in self.grid.items():

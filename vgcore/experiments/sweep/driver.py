@@ -159,7 +159,7 @@ def run(sweep, out, *, executor=None, workers=None, threads=1, client=None, sche
         _write_meta(folder.path, sweep)
         records = folder.records
         todo, skipped = [], 0
-        for cfg in sweep._configs:
+        for cfg in sweep.configs:
             rec = records.get(run_id(cfg))
             if resume and rec is not None and not (retry_failed and rec["status"] == "failed"):
                 skipped += 1

@@ -18,7 +18,7 @@ import vgcore as vg
 from vgcore.core import _ui
 from vgcore.core._files import atomic_write, remove_stale_temporaries
 from vgcore.experiments.sweep.config import (COLUMNS, METRICS, PARAMS, _INT_METRICS,
-                                             _STR_METRICS, Sweep, _check_plot, run_id)
+                                             _STR_METRICS, Sweep, run_id)
 
 __all__ = ["SweepResult", "load", "read_journal", "write_tables", "format_value", "FORMAT",
            "VERSION"]
@@ -252,7 +252,7 @@ def format_value(v) -> str:
 
 def _result_from(sweep, folder_path, records, **kw):
     rows, missing = [], []
-    for cfg in sweep._configs:
+    for cfg in sweep.configs:
         rid = run_id(cfg)
         if rid in records:
             rows.append(_row(records[rid]))
@@ -284,13 +284,13 @@ def _sweep_of_folder(path, records):
             meta = json.load(f)
         name = meta.get("name") or name
         configs = [c for c in meta.get("configs", []) if isinstance(c, dict)]
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         configs = []
-    s = Sweep.__new__(Sweep)
-    s.name, s.base, s.grid, s.runs, s.plot = name, {}, {}, [], _check_plot({})
+    if not isinstance(name, str) or not name.strip():
+        name = "sweep"
     known = {run_id(c) for c in configs}
-    s._configs = configs + [r["config"] for rid, r in records.items() if rid not in known]
-    return s
+    return Sweep.from_configs(configs + [r["config"] for rid, r in records.items()
+                                         if rid not in known], name=name)
 
 
 def write_tables(result) -> list:

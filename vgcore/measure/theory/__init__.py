@@ -17,13 +17,17 @@ them):
     How dropout moves the fixed point, ``chi_1`` and the correlations off criticality.
 ``vgcore.theory.finite_width``
     The per-example spread of the log-profile at finite width (Hanin & Rolnick 2018).
+``vgcore.theory.measured_jacobian``
+    The input-output Jacobian measured with the engine, and its singular values.
 ``vgcore.theory.spectrum``
-    The Jacobian measured with the engine, and the distribution of its squared singular values
-    predicted by free probability (Pennington et al. 2017, 2018); dynamical isometry.
+    The distribution of the Jacobian's squared singular values predicted by free probability
+    (Pennington et al. 2017, 2018); dynamical isometry.  Re-exports the measured Jacobian.
 ``vgcore.theory.profile``
     The integration point for reports and sweeps: :func:`predicted_gradient_profile` for any
-    network vgcore builds, :func:`critical_point` / :func:`critical_sigma_w2` for the critical
-    line, :func:`gradient_growth` for the per-layer factor.
+    network vgcore builds.
+``vgcore.theory.critical``
+    :func:`critical_point` / :func:`critical_sigma_w2` for the critical line,
+    :func:`gradient_growth` for the per-layer factor (also importable from ``profile``).
 
 Networks: hidden layers ``h_l = x_{l-1} W_l + b_l``, then the optional normalisation ``z_l``,
 ``a_l = phi(z_l)``, the optional residual sum and dropout, and a linear output layer; weights
@@ -92,8 +96,9 @@ initialisation) and use an angular composite rule of the same kind (accurate to 
 """
 import sys as _sys
 
-from vgcore.measure.theory import (dropout, finite_width, mean_field, normalisation,  # noqa
-                                   profile, residual, spectrum)
+from vgcore.measure.theory import (critical, dropout, finite_width, mean_field,  # noqa
+                                   measured_jacobian, normalisation, profile, residual,
+                                   spectrum)
 from vgcore.measure.theory.dropout import DropoutEffect, dropout_effect
 from vgcore.measure.theory.finite_width import gradient_log_moments, log_gain_moments
 from vgcore.measure.theory.mean_field import (DepthScales, chi1, correlation_map,
@@ -103,13 +108,13 @@ from vgcore.measure.theory.normalisation import (BatchNormStats, batch_norm_grad
                                                  batch_norm_stats, layer_norm_chi1,
                                                  layer_norm_fixed_point,
                                                  layer_norm_variance_map)
-from vgcore.measure.theory.profile import (CriticalPoint, GradientGrowth, GradientProfile,
-                                           critical_point, critical_sigma_w2, gradient_growth,
-                                           predicted_gradient_profile)
+from vgcore.measure.theory.critical import (CriticalPoint, GradientGrowth, critical_point,
+                                            critical_sigma_w2, gradient_growth)
+from vgcore.measure.theory.profile import GradientProfile, predicted_gradient_profile
 from vgcore.measure.theory.residual import residual_alpha, residual_moments
-from vgcore.measure.theory.spectrum import (JacobianSpectrum, SpectrumPrediction, jacobian,
-                                            jacobian_singular_values,
-                                            predicted_jacobian_spectrum)
+from vgcore.measure.theory.measured_jacobian import (JacobianSpectrum, jacobian,
+                                                     jacobian_singular_values)
+from vgcore.measure.theory.spectrum import SpectrumPrediction, predicted_jacobian_spectrum
 
 __all__ = [
     # mean field (plain stacks)
@@ -130,7 +135,7 @@ __all__ = [
 # ``vgcore.theory`` names this package (see vgcore/__init__.py); make ``vgcore.theory.residual``
 # and the other submodules the same module objects under that name too, so that importing one
 # by either path never loads a second copy.
-for _name in ("dropout", "finite_width", "mean_field", "normalisation", "profile", "residual",
-              "spectrum"):
+for _name in ("critical", "dropout", "finite_width", "mean_field", "measured_jacobian",
+              "normalisation", "profile", "residual", "spectrum"):
     _sys.modules.setdefault("vgcore.theory." + _name, _sys.modules[__name__ + "." + _name])
 del _name

@@ -5,7 +5,8 @@ networks").
 
 Measured
     :func:`jacobian` and :func:`jacobian_singular_values` compute ``J = dy/dx`` of an actual
-    network with the engine's own backward pass (exact to rounding) and its singular values.
+    network with the engine's own backward pass (exact to rounding) and its singular values
+    (:mod:`vgcore.theory.measured_jacobian`, re-exported here).
 
 Predicted
     For a plain network ``J = W_{L+1}^T D_L W_L^T ... D_1 W_1^T`` (vgcore's ``y = x W``
@@ -40,7 +41,8 @@ Predicted
     ``G(z) = (1 + w) / z`` and the density ``-Im G(x + i0) / pi = -Im w(x) / (pi x)``.  The root
     is followed by Newton's method from outside the support (where ``w ~ m_1 / x``) along a
     grid of ``x`` just above the real axis.  The atom at 0 has the mass of the largest atom of
-    the factors (1/2 for relu: half the units are off).
+    the factors (1/2 for relu: half the units are off).  The series and the root-following
+    are :mod:`vgcore.measure.theory._free_probability`'s.
 """
 from __future__ import annotations
 
@@ -52,189 +54,18 @@ import numpy as np
 from vgcore.core.activations import Activation
 from vgcore.core.init import init_name
 from vgcore.measure.theory import _common as C
+from vgcore.measure.theory import _free_probability as FP
 from vgcore.measure.theory import mean_field as MF
+from vgcore.measure.theory.measured_jacobian import (JacobianSpectrum, jacobian,  # noqa: F401
+                                                     jacobian_singular_values)
 
 __all__ = ["jacobian", "jacobian_singular_values", "JacobianSpectrum", "SpectrumPrediction",
            "predicted_jacobian_spectrum"]
 
-
-def _check_net(net, name="net"):
-    needed = ("forward", "backward", "sizes", "dtype", "grads", "params")
-    if not all(hasattr(net, a) for a in needed):
-        raise TypeError(f"{name}: expected a vgcore.MLP, got {type(net).__name__}")
-    if getattr(net, "training", False):
-        batch_norm = any(k == "batch" for k in getattr(net, "norms", ()))
-        dropout = any(p > 0 for p in getattr(net, "dropouts", ()))
-        if batch_norm or dropout:
-            what = "batch norm couples the examples of a batch" if batch_norm else \
-                "dropout would draw a different mask for every row of the Jacobian"
-            raise ValueError(f"{name}: the network is in training mode and {what}, so an "
-                             f"input-output Jacobian of one example is not defined; call "
-                             f"net.eval_mode() first")
-
-
-def _check_rows(x, name, net, *, one_row):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
-    n_in = net.sizes[0]
-    if x.dtype != net.dtype:
-        raise TypeError(f"{name}: expected dtype {net.dtype.name} (the network's dtype), got "
-                        f"{x.dtype}")
-    if one_row:
-        if not (x.shape == (n_in,) or x.shape == (1, n_in)):
-            raise ValueError(f"{name}: expected shape ({n_in},) or (1, {n_in}), got {x.shape}")
-        rows = x.reshape(1, n_in)
-    else:
-        if x.ndim != 2 or x.shape[1] != n_in or x.shape[0] == 0:
-            raise ValueError(f"{name}: expected shape (n, {n_in}) with n >= 1, got {x.shape}")
-        rows = x
-    if not np.all(np.isfinite(rows)):
-        raise ValueError(f"{name}: expected finite values, got NaN or Inf entries")
-    return rows
-
-
-def _jacobians(net, rows):
-    """J for each row of ``rows`` (n, n_in), shape (n, n_out, n_in); restores net.grads."""
-    n, n_in = rows.shape
-    n_out = net.sizes[-1]
-    per_call = max(1, 4096 // n_out)
-    eye = np.eye(n_out, dtype=net.dtype)
-    out = np.empty((n, n_out, n_in), dtype=net.dtype)
-    saved = net.grads.copy()
-    try:
-        for start in range(0, n, per_call):
-            chunk = rows[start:start + per_call]
-            k = chunk.shape[0]
-            batch = np.ascontiguousarray(np.repeat(chunk, n_out, axis=0), dtype=net.dtype)
-            net.forward(batch)
-            dout = np.ascontiguousarray(np.tile(eye, (k, 1)))
-            dX = net.backward(dout)
-            out[start:start + k] = dX.reshape(k, n_out, n_in)
-    finally:
-        net.grads[...] = saved
-    return out
-
-
-def jacobian(net, x):
-    """The input-output Jacobian ``J[i, j] = d out_i / d x_j`` of a network at one input.
-
-    Computed by the engine itself: one forward pass on ``n_out`` copies of ``x`` and one
-    backward pass with ``dout`` the ``n_out x n_out`` identity, so that row ``i`` of ``dL/dX``
-    is row ``i`` of ``J`` (exact to rounding, no finite differences).
-
-    Parameters
-    ----------
-    net : vgcore.MLP
-    x : ndarray of shape (n_in,) or (1, n_in), the network's dtype, finite
-
-    Returns
-    -------
-    ndarray of shape (n_out, n_in), the network's dtype
-        A new array.
-
-    Notes
-    -----
-    ``net.params`` are not touched and ``net.grads`` (so ``weight_grads``, ``bias_grads``) are
-    saved and restored.  The network's last forward pass becomes the Jacobian's batch (and a
-    workspace of ``n_out`` rows may displace a cached one): call ``forward`` again before the
-    next ``backward``.
-    """
-    _check_net(net)
-    rows = _check_rows(x, "x", net, one_row=True)
-    return _jacobians(net, rows)[0]
-
-
-@dataclass(frozen=True)
-class JacobianSpectrum:
-    """Singular values of the input-output Jacobian at several inputs.
-
-    Attributes
-    ----------
-    singular_values : ndarray (n, min(n_in, n_out))
-        Per input (row), in decreasing order.
-    mean_squared : ndarray (n,)
-        Mean squared singular value ``||J||_F^2 / min(n_in, n_out)`` per input (1 for a
-        network that is dynamically isometric on average).
-    max, min : ndarray (n,)
-        Largest and smallest singular value per input.
-    """
-
-    singular_values: np.ndarray
-    mean_squared: np.ndarray
-    max: np.ndarray
-    min: np.ndarray
-
-    @property
-    def condition(self) -> np.ndarray:
-        """``max / min`` per input (inf where the smallest singular value is 0)."""
-        with np.errstate(divide="ignore"):
-            return self.max / self.min
-
-
-def jacobian_singular_values(net, X):
-    """Singular values of the Jacobian of ``net`` at each row of ``X`` (float64 SVD).
-
-    Parameters
-    ----------
-    net : vgcore.MLP
-    X : ndarray of shape (n, n_in), the network's dtype, finite
-
-    Returns
-    -------
-    JacobianSpectrum
-
-    Notes
-    -----
-    Jacobians come from :func:`jacobian`'s method, several inputs per engine call (batches
-    of at most ``max(n_out, 4096)`` rows); the same side effects apply.
-    """
-    _check_net(net)
-    rows = _check_rows(X, "X", net, one_row=False)
-    J = _jacobians(net, rows).astype(np.float64)
-    sv = np.linalg.svd(J, compute_uv=False)
-    return JacobianSpectrum(sv, np.mean(sv * sv, axis=1), sv[:, 0].copy(), sv[:, -1].copy())
+_CDF_POINTS_PER_DECADE = 100
 
 
 # ------------------------------------------------------------------------------ prediction
-
-def _catalan(k):
-    return math.comb(2 * k, k) / (k + 1)
-
-
-def _mul(a, b, K):
-    return np.convolve(a, b)[:K]
-
-
-def _reverse(a):
-    """``b`` with ``psi(chi(w)) = w`` to order K, for ``psi(z) = sum_{k>=1} a[k] z^k``
-    (``a[0] = 0``); both arrays of length K + 1."""
-    K = len(a) - 1
-    b = np.zeros(K + 1)
-    b[1] = 1.0 / a[1]
-    for n in range(2, K + 1):
-        rest, power = 0.0, b[:n + 1].copy()        # chi^1 up to order n (b[n] = 0 so far)
-        for j in range(2, n + 1):
-            power = np.convolve(power, b[:n + 1])[:n + 1]
-            rest += a[j] * power[n]
-        b[n] = -rest / a[1]
-    return b
-
-
-def _s_series(moments):
-    """The S-transform's power series (K coefficients) of a law with moments m_1..m_K."""
-    K = len(moments)
-    b = _reverse(np.concatenate(([0.0], moments)))
-    return np.array([b[j + 1] + b[j] for j in range(K)])
-
-
-def _moments_from_s(s):
-    """Moments m_1..m_K of the law whose S-series is ``s`` (K coefficients)."""
-    K = len(s)
-    inv = np.array([(-1.0) ** i for i in range(K)])          # 1 / (1 + w)
-    t = _mul(s, inv, K)
-    chi = np.concatenate(([0.0], t))                         # chi(w) = w S(w) / (1 + w)
-    return _reverse(chi)[1:]
-
 
 @dataclass(frozen=True)
 class SpectrumPrediction:
@@ -294,7 +125,7 @@ class SpectrumPrediction:
         product of the factors' norms."""
         if self._atoms is None:
             return None
-        a = _top_atom(*self._atoms)
+        a = FP.top_atom(*self._atoms)
         return None if a is None else (a[0] * self.mean, a[1])
 
     def is_isometric(self, mean_tol=0.1, spread_tol=0.3) -> bool:
@@ -343,7 +174,7 @@ class SpectrumPrediction:
             raise ValueError("x: expected finite values > 0")
         m1 = self.mean
         n_gauss, rhos = self._atoms
-        return _density(x.reshape(-1) / m1, n_gauss, rhos).reshape(x.shape) / m1
+        return FP.density(x.reshape(-1) / m1, n_gauss, rhos).reshape(x.shape) / m1
 
     def cdf(self, x) -> np.ndarray:
         """``P(lambda <= x)`` including the atoms: ``1 - integral of the density from x up``
@@ -358,18 +189,18 @@ class SpectrumPrediction:
         n_gauss, rhos = self._atoms
         if n_gauss == 0 and all(r >= 1.0 for r in rhos):
             return np.where(x >= m1, 1.0, 0.0)
-        top = 2.0 * _top(n_gauss, rhos)
+        top = 2.0 * FP.top_edge(n_gauss, rhos)
         lo = float(np.min(x)) / m1
         grid = np.exp(np.linspace(math.log(max(top, lo * 2)), math.log(lo),
                                   max(2, int(math.log10(max(top, lo * 2) / lo)
                                              * _CDF_POINTS_PER_DECADE) + 1)))
-        d = _density(grid, n_gauss, rhos) * grid          # density per unit of ln x
+        d = FP.density(grid, n_gauss, rhos) * grid          # density per unit of ln x
         lg = np.log(grid)
         upper = np.concatenate(([0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * (lg[:-1] - lg[1:]))))
         # grid descends: upper[i] = integral from grid[i] to the top
         F = 1.0 - upper
         out = np.interp(np.log(x.reshape(-1) / m1), lg[::-1], F[::-1])
-        atom = _top_atom(n_gauss, rhos)
+        atom = FP.top_atom(n_gauss, rhos)
         if atom is not None:                  # values within 1e-9 of the atom count as on it
             out = out - atom[1] * (x.reshape(-1) / m1 < atom[0] * (1.0 - 1e-9))
         return out.reshape(x.shape)
@@ -436,187 +267,6 @@ class SpectrumPrediction:
                 out["cdf_distance"] = float(max(np.max(np.abs(F - emp_hi)),
                                                 np.max(np.abs(F_lo - emp_lo))))
         return out
-
-
-_ETA_PATH = 1e-2     # the path runs at z = x (1 + 0.01 i), smooth even across atoms
-_ETA_MIN = 1e-13     # then, at each x, down to z = x (1 + 1e-13 i)
-_STEPS_PER_DECADE = 40
-_CDF_POINTS_PER_DECADE = 100
-
-
-def _top(n_gauss, rhos):
-    """An upper bound of the normalised support: the product of the factors' norms."""
-    return 4.0 ** n_gauss * math.prod(1.0 / r for r in rhos if r < 1.0)
-
-
-def _top_atom(n_gauss, rhos):
-    """(location, mass) of the atom at the top of the normalised spectrum, or None: with
-    orthogonal weights the ``D_l^2`` laws' atoms at ``1/rho_l`` combine into one at their product
-    when ``sum_l rho_l > (number of them) - 1`` (Belinschi 2003: the free multiplicative
-    convolution has an atom at ``a b`` where the factors' atoms at ``a`` and ``b`` have masses
-    summing to more than 1; by induction over the factors)."""
-    rs = [r for r in rhos if r < 1.0]
-    if n_gauss or not rs:
-        return None
-    mass = sum(rs) - (len(rs) - 1)
-    return (_top(0, rs), mass) if mass > 0 else None
-
-
-def _follow(x_desc, n_gauss, rhos):
-    """``w(z) = psi(1/z)`` just above ``z = x`` for each x of a descending array, for the
-    normalised (mean 1) spectrum: Newton's method on ``z w S(w) = 1 + w``, continued from above
-    the support along ``z = x (1 + 0.01 i)`` (in the upper half-plane ``w`` is analytic, and at
-    that height smooth even near atoms), then at each x down to ``z = x (1 + 1e-13 i)``.
-    ``rhos``: the D factors' ``rho`` (those equal to 1 are no factor)."""
-    import cmath
-    counts = {}
-    for r in rhos:
-        if r < 1.0:
-            counts[r] = counts.get(r, 0) + 1
-    pairs = [(r, k, math.log(r)) for r, k in counts.items()]
-    g1 = n_gauss + 1
-
-    def newton(w, z):
-        lz = cmath.log(z)
-        for _ in range(80):
-            try:
-                l1w = cmath.log(1.0 + w)
-                f = lz + cmath.log(w) - g1 * l1w
-                df = 1.0 / w - g1 / (1.0 + w)
-                for r, k, lr in pairs:
-                    f += k * (lr + l1w - cmath.log(r + w))
-                    df += k * (1.0 / (1.0 + w) - 1.0 / (r + w))
-                e = cmath.exp(f)
-                step = (e - 1.0) / (e * df)
-            except (ZeroDivisionError, ValueError, OverflowError):
-                return w, False          # a singular point: the caller takes a smaller step
-            if not cmath.isfinite(step):
-                return w, False
-            w -= step
-            if abs(step) <= 1e-13 * abs(w):
-                return w, True
-        return w, False
-
-    def bad(w_new, w):
-        return w_new.imag > 1e-9 * abs(w_new) or abs(w_new - w) > 0.3 * abs(w) + 1e-12
-
-    def jump(w_new, w):
-        return w_new.imag > 1e-9 * abs(w_new) or abs(w_new - w) > 0.1 * abs(w) + 1e-12
-
-    def descend(w, x, eta):
-        """From the root at x (1 + i eta) towards the real axis (down to eta = 1e-13), with
-        adaptive steps in ln(eta); the last root reached and its eta."""
-        le, le_end, step = math.log(eta), math.log(_ETA_MIN), math.log(10.0) / 2
-        for _ in range(400):
-            if le <= le_end:
-                break
-            le_new = max(le - step, le_end)
-            w_new, ok = newton(w, x * complex(1.0, math.exp(le_new)))
-            if ok and not jump(w_new, w):
-                w, le = w_new, le_new
-                step = min(step * 2.0, math.log(10.0))
-            else:
-                step *= 0.25
-                if step < 1e-4:
-                    break
-        return w, math.exp(le)
-
-    def newton_all(w, z, active):
-        """Vectorised Newton: (roots, converged) for every entry (``active`` ones counted)."""
-        conv = np.zeros(w.size, dtype=bool)
-        with np.errstate(all="ignore"):
-            lz = np.log(z)
-            for _ in range(40):
-                l1w = np.log1p(w)
-                f = lz + np.log(w) - g1 * l1w
-                df = 1.0 / w - g1 / (1.0 + w)
-                for r, k, lr in pairs:
-                    f = f + k * (lr + l1w - np.log(r + w))
-                    df = df + k * (1.0 / (1.0 + w) - 1.0 / (r + w))
-                e = np.exp(f)
-                step = (e - 1.0) / (e * df)
-                step = np.where(np.isfinite(step), step, 0.0)
-                w = w - step
-                conv = np.abs(step) <= 1e-13 * np.abs(w)
-                if np.all(conv | ~active):
-                    break
-        return w, conv & np.isfinite(w)
-
-    # 1. the root along z = x (1 + 0.01 i), 40 points a decade, from far above the support
-    x = np.asarray(x_desc, dtype=np.float64)
-    lx = math.log(max(1e3 * _top(n_gauss, rhos), float(x[0]) * 2.0))
-    goal = math.log(float(x[-1]))
-    w, _ = newton(complex(math.exp(-lx), 0.0), math.exp(lx) * complex(1.0, _ETA_PATH))
-    w_prev, lx_prev = w, lx
-    h_max = math.log(10.0) / _STEPS_PER_DECADE
-    h = h_max
-    path_lx, path_w = [lx], [w]
-    while lx > goal:
-        lx_new = max(lx - h, goal)
-        dl = lx - lx_prev
-        guess = w if dl == 0 else w + (w - w_prev) * (lx_new - lx) / dl
-        z = math.exp(lx_new) * complex(1.0, _ETA_PATH)
-        w_new, ok = newton(guess, z)
-        if not ok or bad(w_new, w):
-            w_new, ok = newton(w, z)
-            if not ok or bad(w_new, w):
-                h *= 0.5
-                if h < 1e-12:
-                    raise RuntimeError(f"density: the root could not be followed to "
-                                       f"x = {math.exp(lx_new):.6g} (normalised)")
-                continue
-        w_prev, lx_prev, w, lx = w, lx, w_new, lx_new
-        path_lx.append(lx)
-        path_w.append(w)
-        h = min(2.0 * h, h_max)
-    # 2. at every x, the path's root interpolated and polished (one by one where that fails)
-    plx, pw = np.array(path_lx[::-1]), np.array(path_w[::-1])
-    lxs = np.log(x)
-    guess = np.interp(lxs, plx, pw.real) + 1j * np.interp(lxs, plx, pw.imag)
-    w, ok = newton_all(guess, x * complex(1.0, _ETA_PATH), np.ones(x.size, dtype=bool))
-    ok &= np.abs(w - guess) <= 0.1 * np.abs(guess) + 1e-12
-    for i in np.flatnonzero(~ok):
-        k = int(np.clip(np.searchsorted(plx, lxs[i]), 1, plx.size - 1))
-        wi, lxi = pw[k], plx[k]                 # walk down from the path point above x
-        for t in np.linspace(lxi, lxs[i], 33)[1:]:
-            wi, _ = newton(wi, math.exp(t) * complex(1.0, _ETA_PATH))
-        w[i] = wi
-    # 3. at every x, down towards the real axis: all together on a fixed schedule of eta, then
-    # one by one, with adaptive steps, where the schedule's steps were too coarse (near edges)
-    eta_at = np.full(x.size, _ETA_PATH)
-    live = np.ones(x.size, dtype=bool)
-    for eta in np.geomspace(_ETA_PATH, _ETA_MIN, 45)[1:]:
-        wn, conv = newton_all(w.copy(), x * complex(1.0, eta), live)
-        good = live & conv & (wn.imag <= 1e-9 * np.abs(wn)) \
-            & (np.abs(wn - w) <= 0.1 * np.abs(w) + 1e-12)
-        w = np.where(good, wn, w)
-        eta_at = np.where(good, eta, eta_at)
-        live &= good
-    for i in np.flatnonzero(~live):
-        w[i], eta_at[i] = descend(w[i], float(x[i]), float(eta_at[i]))
-    return w, eta_at
-
-
-def _density(x, n_gauss, rhos):
-    """Density of the continuous part of the normalised (mean 1) spectrum at x > 0 (any
-    order): ``-Im G / pi`` just above the axis, less the Lorentzian tails of the atoms at 0
-    and at the top."""
-    if n_gauss == 0 and all(r >= 1.0 for r in rhos):
-        return np.zeros_like(x)                     # all the mass sits at 1: an atom
-    order = np.argsort(-x)
-    xs = x[order]
-    w, eta = _follow(xs, n_gauss, rhos)
-    d = -w.imag / (math.pi * xs)
-    atoms = [(0.0, max([1.0 - r for r in rhos] + [0.0]))]
-    top = _top_atom(n_gauss, rhos)
-    if top is not None:
-        atoms.append(top)
-    for loc, mass in atoms:
-        y = eta * xs
-        d -= mass * y / (math.pi * ((xs - loc) ** 2 + y ** 2))
-    out = np.empty_like(x)
-    out[order] = np.maximum(0.0, d)
-    return out
 
 
 def _d2_moments(act, q, keep, K, quad):
@@ -743,13 +393,13 @@ def predicted_jacobian_spectrum(net_or_activation, depth=None, sigma_w2=None, si
     s_tot = np.zeros(K)
     s_tot[0] = 1.0
     if n_gauss:
-        s_w = _s_series(np.array([_catalan(k) for k in range(1, K + 1)]))
+        s_w = FP.s_series(np.array([FP.catalan(k) for k in range(1, K + 1)]))
         for _ in range(n_gauss):
-            s_tot = _mul(s_tot, s_w, K)
+            s_tot = FP.series_product(s_tot, s_w, K)
     for m in d_moms:
         norm = m / m[0] ** np.arange(1, K + 1)
-        s_tot = _mul(s_tot, _s_series(norm), K)
-    moments = _moments_from_s(s_tot) * m1 ** np.arange(1, K + 1)
+        s_tot = FP.series_product(s_tot, FP.s_series(norm), K)
+    moments = FP.moments_from_s(s_tot) * m1 ** np.arange(1, K + 1)
     atoms, reason = None, None
     if all(r is not None for r in rhos):
         atoms = (n_gauss, tuple(rhos))
