@@ -27,13 +27,13 @@ import threading
 import time
 
 import vgcore as vg
-from vgcore.commands._common import CommandError, positive_float, positive_int
+from vgcore.commands._common import CommandError, label_arg, positive_float, positive_int
 from vgcore.commands.compare.output import Staging, series_of, write_measurements
 from vgcore.commands.compare.page import write_html
 from vgcore.commands.compare.settings import (DEFAULTS, INITS, OPTIMIZERS, _argtype, _seed,
                                               check_activation, check_dataset, check_init,
                                               check_norm, check_optimizer, check_residual,
-                                              label_arg, load_data, resolve)
+                                              load_data, resolve)
 from vgcore.commands.compare.summary import _settings_line, format_table, summarise, verdict
 from vgcore.commands.compare.tensorboard import check_tensorboard, open_writer
 from vgcore.commands.compare.training import Progress, _record_steps, train

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import vgcore as vg
-from vgcore.commands._common import CommandError
+from vgcore.commands._common import CommandError, read_data_file
 from vgcore.experiments.run import DATASETS, OPTIMIZERS, check_residual
 from vgcore.experiments.run import load_data as _load_data
 
@@ -338,17 +338,6 @@ def resolve(args):
     return s, configs
 
 
-def label_arg(text):
-    """``--label``: a column name, or a 0-based index (negative from the end)."""
-    text = text.strip()
-    if not text:
-        raise argparse.ArgumentTypeError("expected a column name or a 0-based index, got ''")
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
 def _check_data_options(args, cfg, s):
     """``--data`` replaces the generated data set (the command line overrides the config
     file, so ``--dataset`` there drops the file's ``data``); ``--label`` needs a data file."""
@@ -379,18 +368,3 @@ def load_data(s):
         return _load_data(s["dataset"]), None
     except ImportError as e:
         raise CommandError(f"--{e}") from None
-
-
-def read_data_file(path, label, option="--data", **kw):
-    """``vgcore.interop.files.experiment_data`` of a file named on the command line; any
-    problem with it becomes a one-line CommandError that names the file (and the row and
-    column)."""
-    from vgcore.interop import files
-    try:
-        return files.experiment_data(path, label, **kw)
-    except FileNotFoundError:
-        raise CommandError(f"{option}: no such file: {path}") from None
-    except (ValueError, TypeError, ImportError) as e:
-        raise CommandError(f"{option}: {_one_line(e)}") from None
-    except OSError as e:
-        raise CommandError(f"{option}: cannot read {path}: {e.strerror or e}") from None
