@@ -61,6 +61,35 @@ class CommandError(Exception):
     """A problem with the user's request, reported as one line and exit code 2."""
 
 
+def label_arg(text):
+    """``--label``: a column name, or a 0-based index (negative from the end)."""
+    text = text.strip()
+    if not text:
+        raise argparse.ArgumentTypeError("expected a column name or a 0-based index, got ''")
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def read_data_file(path, label, option="--data", **kw):
+    """``vgcore.interop.files.experiment_data`` of a file named on the command line; any
+    problem with it becomes a one-line CommandError that names the file (and the row and
+    column)."""
+    from vgcore.interop import files
+    try:
+        return files.experiment_data(path, label, **kw)
+    except FileNotFoundError:
+        raise CommandError(f"{option}: no such file: {path}") from None
+    except (ValueError, TypeError, ImportError) as e:
+        msg = " ".join(str(e).split())
+        if msg.startswith("label: "):           # the loader's argument is --label here
+            raise CommandError(f"--label: {msg[7:]}") from None
+        raise CommandError(f"{option}: {msg}") from None
+    except OSError as e:
+        raise CommandError(f"{option}: cannot read {path}: {e.strerror or e}") from None
+
+
 def print_json(obj) -> None:
     """``obj`` as indented strict JSON on stdout (NaN and Inf as null)."""
     print(json.dumps(plain_json(obj), indent=2, allow_nan=False))

@@ -1,7 +1,7 @@
 """``vgcore profile``: where the time of a training step goes, layer by layer.
 
-Builds one network, trains it for a few SGD steps (softmax cross-entropy on a random batch) and
-reports, from the same run:
+Builds one network, trains it for a few SGD steps (softmax cross-entropy on a random batch, or
+on a batch of your own data with --data) and reports, from the same run:
 
 - the time of each phase of a step (forward, loss, backward, optimiser update) with the
   gradient-flow measurements on (vgcore's default) and off, the difference being what the
@@ -18,7 +18,8 @@ layer breakdown), one with measurements on and one with them off (the measuremen
 Every time is the mean over the faster half of the steps of its kind (ranked by step time), so
 that a step the OS descheduled does not count and the parts of a step add up to its total.
 
-JSON (--json) keys: config, threads, openmp, blas, blas_line, steps_ms {measured, unmeasured,
+JSON (--json) keys: config (with data: the --data file's record, path, SHA-256, rows, columns,
+label, or null), threads, openmp, blas, blas_line, steps_ms {measured, unmeasured,
 profiled: {forward, loss, backward, optimizer, total}}, step_spread (median / fastest step),
 measurement_cost_ms, measurement_cost_ratio, timer_cost_ms, phases [{phase, ms, share, gflops,
 gemm_only_ms, gemm_only_gflops, pct_of_gemm_rate}], layers [{layer, fan_in, fan_out,
@@ -45,7 +46,9 @@ import numpy as np
 from vgcore.commands._common import (CommandError, blas_line, gap_line, nonneg_int, note,
                                      plot_dir, positive_float, positive_int, print_json,
                                      shown_rows)
+from vgcore.commands._common import label_arg, read_data_file
 from vgcore.core._ui import limited_threads, load_matplotlib, new_figure, save_png
+from vgcore.experiments.report.record import data_text
 
 HELP = "time a training step per layer and phase, with memory and gradient flow"
 EXAMPLES = """examples:
@@ -53,7 +56,8 @@ EXAMPLES = """examples:
   vgcore profile --depth 50 --width 64 --batch 64 --activation tanh --steps 30
   vgcore profile --depth 8 --width 512 --batch 256 --activation relu --init he_normal
   vgcore profile --norm batch --dtype float64 --threads 1 --json > profile.json
-  vgcore profile --plot-dir plots/          # also per-layer time and gradient-norm charts"""
+  vgcore profile --plot-dir plots/          # also per-layer time and gradient-norm charts
+  vgcore profile --data train.csv --label species   # a batch of your own data"""
 
 PHASES = ("forward_gemm", "forward_elementwise", "backward_elementwise", "backward_gemm")
 PHASE_LABELS = {"forward_gemm": "forward GEMM", "forward_elementwise": "forward elementwise",
@@ -144,8 +148,16 @@ def register(sub):
     p.add_argument("--width", type=positive_int, default=64, help="hidden width (default 64)")
     p.add_argument("--inputs", type=positive_int, default=None,
                    help="input width (default: --width)")
-    p.add_argument("--outputs", type=positive_int, default=10,
+    p.add_argument("--outputs", type=positive_int, default=None,
                    help="output classes (default 10)")
+    p.add_argument("--data", metavar="PATH", default=None,
+                   help="profile on a batch of your own data instead of random numbers: "
+                        ".npz, .npy, .csv / .tsv or .parquet (as vgcore compare --data); the "
+                        "input width and the classes come from the file, the batch is "
+                        "--batch rows drawn at random (--seed) from its training part "
+                        "(80%%), standardised")
+    p.add_argument("--label", type=label_arg, metavar="COLUMN", default=None,
+                   help="the label column of a --data table (a name or a 0-based index)")
     p.add_argument("--batch", type=positive_int, default=64, help="batch size (default 64)")
     p.add_argument("--activation", choices=list(vg.ACTIVATIONS), default="tanh",
                    metavar="NAME", help="hidden activation, one of: "
@@ -179,9 +191,36 @@ def register(sub):
     return p
 
 
+def _data_batch(args):
+    """``(X, y, record)``: ``--batch`` rows of the --data file's training part, drawn at
+    random with ``--seed``, in ``--dtype``."""
+    if args.inputs is not None or args.outputs is not None:
+        raise CommandError(f"--{'inputs' if args.inputs is not None else 'outputs'}: with "
+                           f"--data the input width and the classes come from the file")
+    data, rec = read_data_file(args.data, args.label, dtype=args.dtype)
+    n = len(data.X_train)
+    if n < args.batch:
+        raise CommandError(f"--batch: {os.path.basename(args.data)} has {n} training rows "
+                           f"(of {rec['samples']}; 20% are held out), fewer than the batch of "
+                           f"{args.batch}; pass --batch {n} or less")
+    idx = np.random.default_rng(args.seed + 1).choice(n, args.batch, replace=False)
+    rec["profile_batch"] = f"{args.batch} rows drawn at random (seed {args.seed + 1}) from " \
+                           f"the {n} training rows"
+    return (np.ascontiguousarray(data.X_train[idx]),
+            np.ascontiguousarray(data.y_train[idx]), data.n_classes, rec)
+
+
 def _build(args, vg):
-    n_in = args.inputs or args.width
-    sizes = [n_in] + [args.width] * args.depth + [args.outputs]
+    if args.label is not None and args.data is None:
+        raise CommandError("--label: names the label column of a --data file; add --data PATH")
+    if args.data is not None:
+        X, y, n_out, args.data_record = _data_batch(args)
+        n_in = X.shape[1]
+    else:
+        args.data_record = None
+        n_in = args.inputs or args.width
+        n_out = args.outputs or 10
+    sizes = [n_in] + [args.width] * args.depth + [n_out]
     try:
         net = vg.MLP(sizes, activation=args.activation, init=args.init, dtype=args.dtype,
                      seed=args.seed, sigma_w=args.sigma_w,
@@ -190,9 +229,10 @@ def _build(args, vg):
         raise CommandError(str(e)) from None
     if args.norm == "batch" and args.batch < 2:
         raise CommandError("--batch: batch normalisation needs a batch of at least 2")
-    rng = np.random.default_rng(args.seed + 1)
-    X = rng.standard_normal((args.batch, n_in)).astype(args.dtype)
-    y = rng.integers(0, args.outputs, args.batch).astype(np.int64)
+    if args.data is None:
+        rng = np.random.default_rng(args.seed + 1)
+        X = rng.standard_normal((args.batch, n_in)).astype(args.dtype)
+        y = rng.integers(0, n_out, args.batch).astype(np.int64)
     return sizes, net, X, y
 
 
@@ -235,7 +275,7 @@ def run(args):
 
 def _profile(args, vg, sizes, net, X, y):
     opt = vg.optim.SGD(net, lr=args.lr)
-    grad = np.empty((args.batch, args.outputs), net.dtype)
+    grad = np.empty((args.batch, sizes[-1]), net.dtype)
     L = net.n_layers
     kinds = ("profiled", "measured", "unmeasured")
     times = {k: [] for k in kinds}
@@ -352,7 +392,7 @@ def _profile(args, vg, sizes, net, X, y):
                     activation=args.activation, init=args.init, sigma_w=args.sigma_w,
                     norm=args.norm, dtype=args.dtype, steps=args.steps, warmup=args.warmup,
                     lr=args.lr, seed=args.seed, n_params=int(net.n_params),
-                    loss="cross_entropy", optimizer="SGD"),
+                    loss="cross_entropy", optimizer="SGD", data=args.data_record),
         threads=vg.get_num_threads(), openmp=vg.openmp_enabled(), blas=vg.blas_info(),
         blas_line=blas_line(vg),
         steps_ms=steps_ms,
@@ -392,6 +432,9 @@ def _print_tables(args, r):
           f"init {c['init']}, norm {c['norm']}), batch {c['batch']}, {c['dtype']}, "
           f"{c['sizes'][-1]} outputs, {c['n_params']} parameters; "
           f"SGD lr {c['lr']}, {c['steps']} timed rounds")
+    if c.get("data"):
+        d = c["data"]
+        print(f"data: {data_text(d)}; {d['profile_batch']}")
     print(r["blas_line"])
     print()
     print(f"{'step (ms)':34s} {'forward':>9s} {'loss':>8s} {'backward':>9s} "

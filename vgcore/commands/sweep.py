@@ -20,7 +20,8 @@ import sys
 from vgcore.experiments import report as _report
 from vgcore.experiments import sweep as _sweep
 from vgcore.experiments.sweep.store import format_value
-from vgcore.commands._common import CommandError, positive_int
+from vgcore.commands._common import CommandError, label_arg, positive_int, read_data_file
+from vgcore.experiments.report.record import data_text
 
 HELP = "run a grid of training runs on all cores or a Dask cluster; one results table"
 
@@ -63,6 +64,7 @@ EXAMPLES = """examples:
   vgcore sweep edge.toml --scheduler tcp://10.0.0.5:8786   # a Dask cluster
   vgcore sweep edge.toml --executor dask --workers 2      # a local Dask cluster
   vgcore sweep edge.toml --retry-failed          # continue, and rerun the failed runs
+  vgcore sweep edge.toml --data train.csv --label species --out edge-mine   # your data
 
 output (in --out, default ./<config name>-sweep):
   results.jsonl          one line per finished run, written as runs finish (the journal that
@@ -102,6 +104,17 @@ def register(sub):
     g.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="threads of each run (default 1: runs do not fight over cores; the "
                         "results are the same whatever the executor)")
+    d = p.add_argument_group("your own data")
+    d.add_argument("--data", metavar="PATH",
+                   help="train every run on this file instead of the sweep file's generated "
+                        "data set (.npz, .npy, .csv / .tsv, .parquet; its dataset and "
+                        "n_samples are then dropped): the input width and classes come from "
+                        "the file, 20%% of its rows are held out, features are standardised; "
+                        "every run records the file's SHA-256, and a folder whose results "
+                        "came from another version of the file is refused (a sweep file may "
+                        "also set data = \"PATH\", relative to it, and label)")
+    d.add_argument("--label", type=label_arg, metavar="COLUMN",
+                   help="the label column of a --data table (a name or a 0-based index)")
     o = p.add_argument_group("what to run and write")
     o.add_argument("--out", metavar="DIR",
                    help="results folder (default ./<config file name>-sweep)")
@@ -147,6 +160,49 @@ def _load(path):
         raise CommandError(" ".join(str(e).split())) from None
     except ImportError as e:
         raise CommandError(str(e)) from None
+
+
+def _with_data(sweep, args):
+    """The sweep with ``--data`` / ``--label`` in its base settings (the command line
+    overrides the file: its dataset and n_samples are dropped)."""
+    if args.data is None:
+        if args.label is not None:
+            raise CommandError("--label: names the label column of a --data file; add --data "
+                               "PATH")
+        return sweep
+    if not os.path.isfile(args.data):
+        raise CommandError(f"--data: no such file: {args.data}" if not os.path.exists(args.data)
+                           else f"--data: {args.data} is not a file")
+    base = {k: v for k, v in sweep.base.items()
+            if k.replace("-", "_") not in ("dataset", "n_samples", "data", "label",
+                                           "data_sha256")}
+    base.update(data=args.data, label=args.label)
+    try:
+        return _sweep.Sweep(grid=sweep.grid, runs=sweep.runs, base=base, name=sweep.name,
+                            plot=sweep.plot)
+    except (ValueError, TypeError) as e:
+        raise CommandError(f"--data: {' '.join(str(e).split())}") from None
+
+
+def _data_records(sweep, option):
+    """Read every data file of the sweep once, here, before any run (a bad file is one error
+    now, not a failed run each): ``(data, extra)`` for the run record."""
+    seen = {}
+    for c in sweep.configs:
+        if c.get("data") is not None:
+            seen.setdefault((c["data"], c["label"], c["data_sha256"]), None)
+    entries = []
+    for path, label, sha in seen:
+        _, rec = read_data_file(path, label, option=option)
+        if rec["sha256"] != sha:
+            raise CommandError(f"data: {path} changed while the sweep was being made; run it "
+                               f"again when nothing writes to the file")
+        entries.append(rec)
+    if not entries:
+        return None, {}
+    if len(entries) == 1:
+        return entries[0], {}
+    return None, {"data files": "; ".join(data_text(e) for e in entries)}
 
 
 def _default_out(path):
@@ -197,10 +253,11 @@ def run(args):
     if args.scheduler is not None and args.workers is not None:
         raise CommandError("--workers sets the size of a local cluster; a --scheduler's "
                            "cluster has its own workers")
-    sweep = _load(args.config)
+    sweep = _with_data(_load(args.config), args)
     out = args.out or _default_out(args.config)
     if args.dry_run:
         return _dry_run(sweep, out)
+    data, data_extra = _data_records(sweep, "--data" if args.data else "data")
     try:
         result = _sweep.run(sweep, out, executor=args.executor, workers=args.workers,
                             threads=args.threads, scheduler=args.scheduler,
@@ -221,10 +278,10 @@ def run(args):
         raise CommandError(f"--out: cannot write into {out}: {e.strerror or e}") from None
     record = _report.run_record(
         command=_report.command_line(args.argv) if getattr(args, "argv", None) else None,
-        config=args.config, threads=args.threads,
+        config=args.config, data=data, threads=args.threads,
         extra={"executor": f"{result.executor}, {result.workers} worker"
                            f"{'s' if result.workers != 1 else ''}, {args.threads} thread"
-                           f"{'s' if args.threads != 1 else ''} per run"})
+                           f"{'s' if args.threads != 1 else ''} per run", **data_extra})
     try:
         result.files.append(_sweep.write_report(result, record))
     except OSError as e:

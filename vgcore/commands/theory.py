@@ -17,6 +17,11 @@ plain stacks (the default; with --dropout p, Schoenholz et al. 2017's dropout sh
   Yang et al. 2019: the per-layer growth lambda(B) of E||dL/dz||^2 towards the input in a deep
   batch-normalised stack (independent of sigma_w2), over batch sizes, with its limits, the
   expectations over batch norm's output, and the predicted profile.
+the input-output Jacobian (plain stacks, with or without --dropout)
+  the mean and relative variance of its squared singular values for Gaussian and orthogonal
+  weights at the profiles' sigma_w2, predicted by free probability (Pennington et al. 2017)
+  and measured on real networks of --width (default 64) square layers, and where dynamical
+  isometry holds.
 --residual ALPHA (or auto; --residual-init zero; with --norm and --dropout too)
   the forward recursion of the residual stream, layer by layer: the branch's q_l, the second
   moment Q_l and mean M_l of the stream, and Q_l without the mean's cross term (what the
@@ -35,6 +40,9 @@ sigma_w2}], profiles [{sigma_w2, sigma_b2, q, chi, delta_sq, delta_rms, first_ov
 band_low, band_high}], batch_norm {factor, stats, by_batch [{batch, factor}], limits} (with
 --norm batch), residual_stream {alpha, sigma_w2, layers [{layer, q, second_moment,
 second_moment_without_mean, mean}]} (with --residual), dropout_effect (with --dropout),
+spectrum {inputs, width, rows [{sigma_w2, weights, predicted_mean,
+predicted_relative_variance, predicted_zero_fraction, isometric, summary, measured_mean,
+measured_relative_variance, measured_width}]} (plain stacks),
 plots, notes.  Numbers that are not finite (an infinite depth scale at exactly chi_1 = 1, a
 diverging q*) are null.
 """
@@ -199,6 +207,8 @@ def run(args):
         _batch_norm_tables(args, res, T)
     else:
         _plain_tables(args, res, T, norm)
+        if norm is None:
+            _spectrum_tables(args, res, T)
     res["plots"] = _plots(args, res, T) if args.plot_dir else None
     if args.json:
         print_json(res)
@@ -304,6 +314,47 @@ def _plain_tables(args, res, T, norm):
             critical_sigma_w2_with=e.critical_sigma_w2_with)
 
 
+SPECTRUM_INPUTS = 16
+
+
+def _spectrum_tables(args, res, T):
+    """The input-output Jacobian's squared singular values at each profile sigma_w2, for
+    Gaussian and orthogonal weights: predicted (free probability) and, without dropout,
+    measured on real networks of --width (default 64) square layers."""
+    import vgcore as vg
+    width = args.width or 64
+    rows = []
+    X = np.random.default_rng(0).standard_normal((SPECTRUM_INPUTS, width)) * math.sqrt(args.q0)
+    for prof in res["profiles"]:
+        sw = prof["sigma_w2"]
+        for weights, init in (("gaussian", "normal"), ("orthogonal", "orthogonal")):
+            pred = T.predicted_jacobian_spectrum(args.activation, depth=args.depth,
+                                                 sigma_w2=sw, sigma_b2=args.sigma_b2,
+                                                 weights=weights, q0=args.q0,
+                                                 dropout=args.dropout)
+            row = dict(sigma_w2=sw, weights=weights, predicted_mean=pred.mean,
+                       predicted_relative_variance=pred.relative_variance,
+                       predicted_zero_fraction=pred.zero_mass, isometric=pred.isometric,
+                       summary=pred.summary, measured_mean=None,
+                       measured_relative_variance=None, measured_width=None)
+            if args.dropout == 0.0:
+                net = vg.MLP([width] * (args.depth + 2), activation=args.activation,
+                             init=init, sigma_w=math.sqrt(sw),
+                             sigma_b=math.sqrt(args.sigma_b2) if args.sigma_b2 > 0 else None,
+                             dtype="float64", seed=0)
+                lam = T.jacobian_singular_values(net, X).singular_values.ravel() ** 2
+                m1 = float(lam.mean())
+                row.update(measured_mean=m1, measured_width=width,
+                           measured_relative_variance=float(np.mean(lam * lam)) / m1 ** 2 - 1
+                           if m1 > 0 else None)
+            rows.append(row)
+    res["spectrum"] = dict(inputs=SPECTRUM_INPUTS if args.dropout == 0.0 else 0,
+                           width=width if args.dropout == 0.0 else None, rows=rows)
+    if args.dropout:
+        res["notes"].append("Jacobian spectrum: measured only without dropout (dropout would "
+                            "draw a different mask for every row of the Jacobian)")
+
+
 def _batch_norm_tables(args, res, T):
     act, B = args.activation, args.batch
     st = T.batch_norm_stats(act, B)
@@ -387,6 +438,8 @@ def _print(args, r):
     else:
         _print_plain(args, r)
     _print_profiles(args, r)
+    if "spectrum" in r:
+        _print_spectrum(r)
     if r.get("plots"):
         for path in r["plots"]["written"]:
             print(f"wrote {path}")
@@ -504,6 +557,30 @@ def _print_profiles(args, r):
                 c += f" [{p['band_low'][i]:.3g}, {p['band_high'][i]:.3g}]"
             cells.append(c)
         print(f"{i + 1:5d} " + " ".join(cells))
+
+
+def _print_spectrum(r):
+    sp = r["spectrum"]
+    meas = sp["width"] is not None
+    print()
+    print(f"input-output Jacobian at initialisation, {r['depth']} hidden layers: its squared "
+          f"singular values predicted by free probability (Pennington et al. 2017)"
+          + (f" and measured on networks of width {sp['width']} ({sp['inputs']} inputs, "
+             f"seed 0, float64)" if meas else ""))
+    print(f"{'sigma_w2':>10s} {'weights':>10s} {'mean':>10s} "
+          + (f"{'measured':>10s} " if meas else "")
+          + f"{'rel. var':>10s} " + (f"{'measured':>10s} " if meas else "")
+          + " dynamical isometry")
+    for x in sp["rows"]:
+        print(f"{x['sigma_w2']:10.4g} {x['weights']:>10s} {_f(x['predicted_mean'], '.4g')} "
+              + (f"{_f(x['measured_mean'], '.4g')} " if meas else "")
+              + f"{_f(x['predicted_relative_variance'], '.4g')} "
+              + (f"{_f(x['measured_relative_variance'], '.4g')} " if meas else "")
+              + (" yes" if x["isometric"] else " no"))
+    iso = [x for x in sp["rows"] if x["isometric"]]
+    print("dynamical isometry (mean within 0.1 of 1, relative spread below 0.3): "
+          + ("; ".join(f"{x['weights']} weights at sigma_w2 = {x['sigma_w2']:.4g}" for x in iso)
+             if iso else "none of these"))
 
 
 # ------------------------------------------------------------------------------ plots

@@ -27,7 +27,7 @@ import threading
 import time
 
 import vgcore as vg
-from vgcore.commands._common import CommandError, positive_float, positive_int
+from vgcore.commands._common import CommandError, label_arg, positive_float, positive_int
 from vgcore.commands.compare.output import Staging, series_of, write_measurements
 from vgcore.commands.compare.page import write_html
 from vgcore.commands.compare.settings import (DEFAULTS, INITS, OPTIMIZERS, _argtype, _seed,
@@ -35,6 +35,7 @@ from vgcore.commands.compare.settings import (DEFAULTS, INITS, OPTIMIZERS, _argt
                                               check_norm, check_optimizer, check_residual,
                                               load_data, resolve)
 from vgcore.commands.compare.summary import _settings_line, format_table, summarise, verdict
+from vgcore.commands.compare.tensorboard import check_tensorboard, open_writer
 from vgcore.commands.compare.training import Progress, _record_steps, train
 from vgcore.core import _ui
 from vgcore.experiments import report as _report
@@ -49,6 +50,8 @@ EXAMPLES = """examples:
   vgcore compare --activations sigmoid tanh relu --inits standard glorot_uniform he_normal
   vgcore compare --activations sigmoid --norm batch --optimizer adam --lr 0.001
   vgcore compare --depth 50 --width 32 --json > summary.json
+  vgcore compare --data train.csv --label species  # your data: a .csv/.tsv/.npz/.npy/.parquet
+  vgcore compare --tensorboard runs/               # then: tensorboard --logdir runs/
   vgcore compare --config runs.toml                # see below
 
 config file (TOML; every key optional, names as the options, - or _):
@@ -56,7 +59,7 @@ config file (TOML; every key optional, names as the options, - or _):
   width = 64
   steps = 1500
   seeds = [0, 1]
-  dataset = "two_spirals"
+  dataset = "two_spirals"    # or data = "train.csv" (relative to this file), label = "y"
   optimizer = "sgd"          # the optimiser of configurations that name none
   lr = 0.02
   [[config]]                 # explicit configurations (instead of the story or a grid)
@@ -114,6 +117,19 @@ def register(sub):
                         "(2 classes), digits (needs scikit-learn) or teacher_student "
                         "(regression, mse); generated in code, nothing is downloaded; 20%% is "
                         "held out for the final loss and accuracy")
+    g.add_argument("--data", metavar="PATH",
+                   help="train on your own file instead of a generated data set: .npz (arrays "
+                        "X and y), .npy (features; the labels a second .npy given as --label, "
+                        "or a column), .csv / .tsv (header detected) or .parquet; the input "
+                        "width and the number of classes come from the file; every feature is "
+                        "standardised with the training part's mean and std; 20%% of the rows "
+                        "(at random, seed 0) are held out; the report records the file's "
+                        "SHA-256 (vgcore.datasets.load has the details)")
+    g.add_argument("--label", type=label_arg, metavar="COLUMN",
+                   help="the label column of a --data table: a header name, or a 0-based "
+                        "index (-1: the last); default a column called label, labels, y, "
+                        "target or class; for .npz the labels' array name, for .npy a labels "
+                        ".npy file or a column index")
     g.add_argument("--steps", type=positive_int, metavar="N",
                    help=f"training steps per configuration (default {DEFAULTS['steps']})")
     g.add_argument("--batch-size", dest="batch_size", type=positive_int, metavar="N",
@@ -129,6 +145,12 @@ def register(sub):
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR",
                    help=f"report folder, created if needed (default ./{DEFAULTS['out']})")
+    o.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files: one run folder per configuration "
+                        "(and seed) in DIR, with the recorded per-layer gradient norms, error "
+                        "signals, saturated and dead fractions, ratios and the training loss "
+                        "(needs tensorboardX: pip install \"vgcore[tensorboard]\"); then "
+                        "tensorboard --logdir DIR")
     o.add_argument("--json", action="store_true",
                    help="print the summary as JSON on stdout instead of the table")
     o.add_argument("--quiet", action="store_true",
@@ -144,7 +166,9 @@ def run(args):
     --out and move it into place complete (Ctrl-C or SIGTERM before that leaves --out as it
     was, and says so)."""
     s, configs = resolve(args)
-    data = load_data(s["dataset"])
+    data, s["data_record"] = load_data(s)
+    if s["tensorboard"] is not None:
+        check_tensorboard(s["tensorboard"], configs, s["seeds"])
     total = len(configs) * len(s["seeds"])
     progress = Progress(not args.quiet and _ui.is_terminal(), total)
     stage = Staging(s["out"])
@@ -206,7 +230,8 @@ def _run(args, s, configs, data, stage, progress, runs):
         try:
             for cfg in configs:
                 for seed in s["seeds"]:
-                    runs.append(train(cfg, seed, data, s, progress))
+                    runs.append(train(cfg, seed, data, s, progress,
+                                      writer=open_writer(s, configs, cfg, seed)))
             settings_text = _settings_line(s, data)
             rows = [summarise(c, [r for r in runs if r.config is c], s["depth"])
                     for c in configs]
@@ -221,7 +246,7 @@ def _run(args, s, configs, data, stage, progress, runs):
             progress.close()
         record = _report.run_record(
             command=_report.command_line(args.argv) if getattr(args, "argv", None) else None,
-            config=s.get("config_path"), threads=s["threads_used"],
+            config=s.get("config_path"), data=s["data_record"], threads=s["threads_used"],
             theory=_theory_lines(runs))
     finally:
         if vg.get_num_threads() != threads_before:
@@ -229,6 +254,7 @@ def _run(args, s, configs, data, stage, progress, runs):
     elapsed = time.perf_counter() - t0
     settings = {k: s[k] for k in ("mode", "depth", "width", "dataset", "steps", "batch_size",
                                   "seeds", "optimizer", "lr")}
+    settings.update(data_file=s["data_record"], tensorboard=s["tensorboard"])
     settings.update(threads=s["threads_used"], data=data.description, loss=data.loss,
                     n_train=int(len(data.X_train)), n_test=int(len(data.X_test)),
                     classes=data.n_classes, chance_accuracy=data.chance,
@@ -289,6 +315,9 @@ def _run(args, s, configs, data, stage, progress, runs):
     print(f"verdict: {summary['verdict']}")
     print(f"report: {os.path.join(out, 'report.html')} ({len(files)} files, "
           f"{elapsed:.1f} s)" + (f"; skipped plots: {plots.reason}" if plots.skipped else ""))
+    if s["tensorboard"] is not None:
+        print(f"TensorBoard: {len(runs)} run{'s' if len(runs) != 1 else ''} in "
+              f"{s['tensorboard']} (tensorboard --logdir {s['tensorboard']})")
     return 0
 
 
@@ -305,7 +334,9 @@ def _theory_lines(runs):
             reasons.setdefault(r.theory.reason, []).append(r.config.name)
     lines = []
     if with_pred:
-        lines.append("vgcore.theory.predicted_gradient_profile (mean field) for "
+        lines.append("vgcore.theory.predicted_gradient_profile (infinite-width signal "
+                     "propagation at initialisation, training-mode pass: mean field, batch "
+                     "norm at the run's batch size, layer norm, residual blocks, dropout) for "
                      + "; ".join(dict.fromkeys(with_pred)))
     for reason, names in reasons.items():
         lines.append(f"no prediction for {'; '.join(dict.fromkeys(names))}: {reason}")

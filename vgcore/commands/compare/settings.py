@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import vgcore as vg
-from vgcore.commands._common import CommandError
+from vgcore.commands._common import CommandError, read_data_file
 from vgcore.experiments.run import DATASETS, OPTIMIZERS, check_residual
 from vgcore.experiments.run import load_data as _load_data
 
@@ -22,6 +22,7 @@ DEFAULTS = {
     "depth": 20, "width": 64, "dataset": "gaussian_mixture", "steps": 1000, "batch_size": 64,
     "seeds": [0], "optimizer": "sgd", "lr": None, "threads": None, "out": "vgcore-report",
     "plots": True, "norm": None, "residual": None, "activations": None, "inits": None,
+    "data": None, "label": None, "tensorboard": None,
 }
 GRID_ACTIVATIONS = ["sigmoid", "tanh", "relu"]
 GRID_INITS = ["standard"]
@@ -112,7 +113,8 @@ def _seed(text):
 
 
 _CONFIG_KEYS = ("depth", "width", "activations", "inits", "norm", "residual", "optimizer", "lr",
-                "dataset", "steps", "batch_size", "seeds", "threads", "out", "plots", "config")
+                "dataset", "data", "label", "steps", "batch_size", "seeds", "threads", "out",
+                "tensorboard", "plots", "config")
 _ENTRY_KEYS = ("name", "activation", "init", "norm", "residual", "optimizer", "lr")
 
 
@@ -216,9 +218,19 @@ def _read_config(path):
                 raise CommandError(f"{w}: expected a whole number or a list of them, got "
                                    f"{value!r}")
             out[key] = [_cfg_int(s, w, 0) for s in seeds]
-        elif key == "out":
+        elif key in ("out", "tensorboard"):
             if not isinstance(value, str) or not value:
                 raise CommandError(f"{w}: expected a folder name, got {value!r}")
+            out[key] = value
+        elif key == "data":
+            if not isinstance(value, str) or not value:
+                raise CommandError(f"{w}: expected a file name, got {value!r}")
+            # relative to the config file, as a path written in it would be read
+            out[key] = os.path.join(os.path.dirname(os.path.abspath(path)), value)
+        elif key == "label":
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+                raise CommandError(f"{w}: expected a column name or a 0-based index, got "
+                                   f"{value!r}")
             out[key] = value
         elif key == "plots":
             if not isinstance(value, bool):
@@ -320,13 +332,39 @@ def resolve(args):
                            f"names")
     seen = set()
     s["seeds"] = [x for x in s["seeds"] if not (x in seen or seen.add(x))]
+    _check_data_options(args, cfg, s)
     s["mode"] = mode
     s["config_path"] = os.path.abspath(args.config) if args.config else None
     return s, configs
 
 
-def load_data(name):
+def _check_data_options(args, cfg, s):
+    """``--data`` replaces the generated data set (the command line overrides the config
+    file, so ``--dataset`` there drops the file's ``data``); ``--label`` needs a data file."""
+    cli_data, cli_dataset = getattr(args, "data", None), getattr(args, "dataset", None)
+    if cli_data is not None and cli_dataset is not None:
+        raise CommandError("--data, --dataset: --data trains on your file instead of a "
+                           "generated data set; give one of them")
+    if cli_data is None and cli_dataset is None and "data" in cfg and "dataset" in cfg:
+        raise CommandError(f"--config: {os.path.basename(args.config)}: data, dataset: a data "
+                           f"file replaces the generated data set; give one of them")
+    if cli_dataset is not None:
+        s["data"] = None
+        if getattr(args, "label", None) is None:
+            s["label"] = None
+    if s["data"] is not None:
+        s["dataset"] = None
+    elif s["label"] is not None:
+        raise CommandError("--label: names the label column of a --data file; add --data "
+                           "PATH")
+
+
+def load_data(s):
+    """The data of the settings ``s`` (a --data file, or the generated data set), and the
+    data file's record for the report (None for a generated data set)."""
+    if s.get("data") is not None:
+        return read_data_file(s["data"], s.get("label"))
     try:
-        return _load_data(name)
+        return _load_data(s["dataset"]), None
     except ImportError as e:
         raise CommandError(f"--{e}") from None

@@ -11,6 +11,7 @@ import numpy as np
 import vgcore as vg
 from vgcore.commands._common import CommandError
 from vgcore.commands.compare.settings import Config, _one_line
+from vgcore.commands.compare.tensorboard import finish_writer
 from vgcore.core import _ui
 from vgcore.experiments.run import findings_of, held_out, record_steps, train_steps
 from vgcore.experiments.run import make_optimizer as _make_optimizer
@@ -70,7 +71,9 @@ class Run:
     theory_q: list | None = None
 
 
-def train(cfg, seed, data, s, progress):
+def train(cfg, seed, data, s, progress, writer=None):
+    """Train one configuration with one seed; with ``writer`` (a TensorBoardWriter), its
+    Recorder writes every recorded step there too, then the losses (the writer is closed)."""
     sizes = [data.X_train.shape[1]] + [s["width"]] * s["depth"] + \
         [data.n_classes if data.n_classes else data.y_train.shape[1]]
     try:
@@ -80,28 +83,33 @@ def train(cfg, seed, data, s, progress):
         raise CommandError(f"configuration {cfg.name!r}: {_one_line(e)}") from None
     opt = make_optimizer(net, cfg)
     steps, batch = s["steps"], s["batch_size"]
-    rec = vg.Recorder(schedule=_record_steps(steps), max_records=MAX_RECORDS + 1)
-    t0 = time.perf_counter()
-    losses, diverged = train_steps(net, opt, data, steps, batch, seed, rec,
-                                   lambda step: progress.show(cfg.name, step + 1, steps))
-    seconds = time.perf_counter() - t0
-    progress.show(cfg.name, steps if diverged is None else diverged, steps, force=True)
-    findings = findings_of(rec, net, diverged, opt)
-    test = held_out(net, data, diverged)
+    try:
+        rec = vg.Recorder(schedule=_record_steps(steps), max_records=MAX_RECORDS + 1,
+                          tensorboard=writer)
+        t0 = time.perf_counter()
+        losses, diverged = train_steps(net, opt, data, steps, batch, seed, rec,
+                                       lambda step: progress.show(cfg.name, step + 1, steps))
+        seconds = time.perf_counter() - t0
+        progress.show(cfg.name, steps if diverged is None else diverged, steps, force=True)
+        findings = findings_of(rec, net, diverged, opt)
+        test = held_out(net, data, diverged)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
+    finish_writer(writer, cfg, seed, losses, test, data)
 
-    theory, theory_q = theory_curve(net, data, rec, s["depth"])
+    theory, theory_q = theory_curve(net, data, rec, s["depth"], batch)
     progress.finish_run()
     return Run(cfg, seed, rec, losses, test, findings, diverged, seconds, theory, theory_q)
 
 
-PLAIN_ONLY = ("vgcore.theory's profile covers plain stacks (no normalisation or residual "
-              "blocks)")
-
-
-def theory_curve(net, data, rec, depth):
+def theory_curve(net, data, rec, depth, batch):
     """The error profile at the first step, measured, beside the theory's prediction for
-    ``net`` (:func:`vgcore.theory.predicted_gradient_profile`), its band when the profile has
-    one, or the reason there is none: ``(TheoryCurve or None, q or None)``.
+    ``net`` (:func:`vgcore.theory.predicted_gradient_profile` of the training-mode pass at
+    initialisation, with ``batch`` for batch norm: plain, normalised, residual and dropout
+    networks alike), its band when the profile has one, or the reason there is none:
+    ``(TheoryCurve or None, q or None)``.
 
     The one place compare asks the theory: the plot draws whatever this returns."""
     if not len(rec) or depth < 1:
@@ -110,10 +118,9 @@ def theory_curve(net, data, rec, depth):
     d0 = rec.history("delta_norm", 0, 1)[0][:H]
     with np.errstate(divide="ignore", invalid="ignore"):
         measured = d0 / d0[H - 1]
-    if any(n is not None for n in net.norms) or any(r is not None for r in net.residuals):
-        return TheoryCurve(measured, reason=PLAIN_ONLY), None
     try:
-        prof = vg.theory.predicted_gradient_profile(net, X=data.X_train)
+        prof = vg.theory.predicted_gradient_profile(net, X=data.X_train, batch=batch,
+                                                    training=True)
     except (ValueError, TypeError, ArithmeticError) as e:
         return TheoryCurve(measured, reason=_one_line(e)), None
     if not getattr(prof, "applies", True):

@@ -10,8 +10,10 @@ key                     what
 ``date``                when the run finished, ISO 8601 with the UTC offset
 ``command``             the command line that reproduces the run (``vgcore compare --steps 300``)
 ``config``              the config file it read: ``{"path", "sha256", "text"}``, or None
-``data``                the data file it trained on: ``{"path", "sha256", ...}``, or None (the
-                        generated data sets need none: the command names them and their seed)
+``data``                the data file it trained on: ``{"path", "sha256", "samples",
+                        "features", "label", ...}`` (:func:`vgcore.interop.files.
+                        experiment_data`'s record), or None (the generated data sets need none:
+                        the command names them and their seed)
 ``theory``              lines on the theory the report draws (which predictions, from what), or
                         an empty list
 ``cpu``                 the processor's model name and its logical cores
@@ -115,7 +117,8 @@ def run_record(*, command=None, config=None, data=None, theory=None, threads=Non
         The config file the run read (its path: hashed and, when small, copied in), or an
         entry already made with :func:`file_entry`.
     data : dict, optional
-        The data file the run trained on, as :func:`file_entry` makes it (path and SHA-256).
+        The data file the run trained on: at least ``path`` and ``sha256`` (as
+        :func:`file_entry` or :func:`vgcore.interop.files.experiment_data` make it).
     theory : list of str, optional
         Lines on the theory the report draws.
     threads : int, optional
@@ -159,6 +162,28 @@ def _file_text(entry) -> str:
     return f"{entry['path']} (SHA-256 {entry['sha256']})"
 
 
+def data_text(entry) -> str:
+    """A data file's record in one line: the file and its SHA-256, its rows and columns, the
+    label column and the split (what :func:`vgcore.interop.files.experiment_data` records;
+    any of them may be missing)."""
+    parts = [_file_text(entry)]
+    if entry.get("samples") is not None and entry.get("features") is not None:
+        parts.append(f"{entry['samples']} rows x {entry['features']} feature columns")
+    if entry.get("label"):
+        what = (f"{entry['classes']} classes" if entry.get("classes") is not None else
+                f"{entry['targets']} targets" if entry.get("targets") is not None else "")
+        parts.append(f"labels: {entry['label']}" + (f" ({what})" if what else ""))
+    if entry.get("label_file"):
+        parts.append(f"label file {_file_text(entry['label_file'])}")
+    if entry.get("training_samples") is not None:
+        parts.append(f"{entry['training_samples']} training and "
+                     f"{entry['held_out_samples']} held-out rows (seed {entry.get('seed')})")
+    if entry.get("standardized"):
+        parts.append(f"standardised {entry['standardized']}"
+                     if isinstance(entry["standardized"], str) else "standardised")
+    return "; ".join(parts)
+
+
 def record_lines(record) -> list:
     """The record as ``(label, text)`` pairs, in reading order (what :func:`record_html`
     shows, without the config file's content)."""
@@ -169,7 +194,7 @@ def record_lines(record) -> list:
     if r.get("config"):
         lines.append(("config file", _file_text(r["config"])))
     if r.get("data"):
-        lines.append(("data file", _file_text(r["data"])))
+        lines.append(("data file", data_text(r["data"])))
     for t in r.get("theory") or []:
         lines.append(("theory", t))
     cpu = r["cpu"]

@@ -4,6 +4,7 @@
 phase-diagram settings."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -27,6 +28,12 @@ def _int_at_least(minimum):
             raise ValueError(f"{name}: expected a whole number >= {minimum}, got {value!r}")
         return int(value)
     return check
+
+
+def _optional(check):
+    def optional(value, name):
+        return None if value is None else check(value, name)
+    return optional
 
 
 def _float(minimum, *, strict, optional):
@@ -59,6 +66,54 @@ def _choice(choices, *, optional=False):
     return check
 
 
+def _data_path(value, name):
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"{name}: expected the path of a data file (.npz, .npy, .csv, .tsv, "
+                        f".parquet), got {value!r}")
+    return os.path.abspath(value)
+
+
+def _label(value, name):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, numbers.Integral)) \
+            or value == "":
+        raise TypeError(f"{name}: expected a column name or a 0-based column index, got "
+                        f"{value!r}")
+    return value if isinstance(value, str) else int(value)
+
+
+def _sha256(value, name):
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 \
+            or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"{name}: expected a SHA-256 as 64 lower-case hex digits, got "
+                         f"{value!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path, size, mtime_ns):
+    from vgcore.interop.files import sha256_of
+    return sha256_of(path)
+
+
+def data_sha256(path) -> str:
+    """The SHA-256 of a data file (cached while its size and modification time stay)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ValueError(f"data: no such file: {path}") from None
+    if not os.path.isfile(path):
+        raise ValueError(f"data: {path} is not a file")
+    return _file_sha256(path, st.st_size, st.st_mtime_ns)
+
+
 def _residual(value, name):
     try:
         return _exp.check_residual(value)
@@ -68,10 +123,19 @@ def _residual(value, name):
 
 PARAMS = {
     # name: (default, check, meaning)
-    "dataset": ("gaussian_mixture", _choice(_exp.DATASETS),
-                "generated data set: " + ", ".join(_exp.DATASETS)),
-    "n_samples": (_exp.N_SAMPLES, _int_at_least(10),
+    "dataset": ("gaussian_mixture", _choice(_exp.DATASETS, optional=True),
+                "generated data set: " + ", ".join(_exp.DATASETS) + " (none with data)"),
+    "n_samples": (_exp.N_SAMPLES, _optional(_int_at_least(10)),
                   "samples generated (80% training, 20% held out); digits has its own 1797"),
+    "data": (None, _data_path,
+             "a data file to train on instead of a generated data set (.npz, .npy, .csv, "
+             ".tsv, .parquet; vgcore.datasets.load): input width and classes from the file, "
+             "features standardised with the training part, 20% held out"),
+    "label": (None, _label, "the label column of a data table (a name or a 0-based index), "
+                            "or the labels' array in an .npz / file for an .npy"),
+    "data_sha256": (None, _sha256,
+                    "the data file's SHA-256, filled in when the sweep is made; a run whose "
+                    "file no longer matches it fails"),
     "depth": (10, _int_at_least(1), "hidden layers"),
     "width": (64, _int_at_least(1), "units per hidden layer"),
     "activation": ("tanh", _choice(tuple(vg.ACTIVATIONS)), "hidden activation"),
@@ -147,6 +211,22 @@ def _canonical(settings, where):
     out = {}
     for key, (default, _, _) in PARAMS.items():
         out[key] = cfg.get(key, default)
+    if out["data"] is not None:
+        both = [k for k in ("dataset", "n_samples") if cfg.get(k) is not None]
+        if both:
+            raise ValueError(f"{where}: data, {both[0]}: a data file replaces the generated "
+                             f"data set; give one of them")
+        out["dataset"] = out["n_samples"] = None
+        if out["data_sha256"] is None:
+            out["data_sha256"] = data_sha256(out["data"])
+    else:
+        given = [k for k in ("label", "data_sha256") if out[k] is not None]
+        if given:
+            raise ValueError(f"{where}: {given[0]}: applies to a data file; set data too")
+        for k in ("dataset", "n_samples"):
+            if out[k] is None:
+                raise ValueError(f"{where}: {k}: expected a value (none only with a data "
+                                 f"file)")
     if out["init"] is None:
         out["init"] = "normal" if out["sigma_w2"] is not None else "standard"
     if out["lr"] is None:
@@ -154,8 +234,15 @@ def _canonical(settings, where):
     return out
 
 
+_DATA_KEYS = ("data", "label", "data_sha256")
+
+
 def run_id(config) -> str:
-    """The id of a complete configuration: 12 hex digits of the SHA-256 of its canonical JSON."""
+    """The id of a complete configuration: 12 hex digits of the SHA-256 of its canonical JSON
+    (without the data-file keys when there is no data file, so that the ids of sweeps made
+    before they existed stay the same)."""
+    if config.get("data") is None:
+        config = {k: v for k, v in config.items() if k not in _DATA_KEYS or v is not None}
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -272,6 +359,7 @@ class Sweep:
             raise ValueError(f"{path} is not valid TOML: {' '.join(str(e).split())}") from None
         if "name" not in data:
             data = {"name": os.path.splitext(os.path.basename(path))[0] or "sweep", **data}
+        _data_relative_to(data, os.path.dirname(os.path.abspath(path)))
         return cls.from_dict(data, where=os.path.basename(path))
 
     @classmethod
@@ -338,6 +426,25 @@ class Sweep:
     def __repr__(self):
         return (f"Sweep(name={self.name!r}, runs={len(self)}, "
                 f"varying={', '.join(self.varying()) or 'nothing'})")
+
+
+def _data_relative_to(table, folder):
+    """Make the ``data`` paths of a sweep file's table (top level, ``[grid]``, ``[[runs]]``)
+    relative to the file's folder, as a path written in a file reads."""
+    def fix(v):
+        return os.path.join(folder, v) if isinstance(v, str) and v.strip() else v
+
+    if "data" in table:
+        table["data"] = fix(table["data"])
+    grid = table.get("grid")
+    if isinstance(grid, dict) and "data" in grid:
+        grid["data"] = [fix(v) for v in grid["data"]] if isinstance(grid["data"], list) \
+            else fix(grid["data"])
+    for key in ("runs", "run"):
+        runs = table.get(key)
+        for entry in runs if isinstance(runs, list) else [runs]:
+            if isinstance(entry, dict) and "data" in entry:
+                entry["data"] = fix(entry["data"])
 
 
 def _check_name(name):

@@ -82,6 +82,20 @@ def _clock(seconds):
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+def _check_data_files(sweep, folder):
+    """Refuse to add runs on a data file to a folder whose results were made from a different
+    version of the same file (same path, another SHA-256): the two would sit in one table."""
+    now = {c["data"]: c["data_sha256"] for c in sweep._configs if c.get("data") is not None}
+    for rec in folder.records.values():
+        cfg = rec["config"]
+        path, sha = cfg.get("data"), cfg.get("data_sha256")
+        if path in now and sha != now[path]:
+            raise ValueError(f"data: {path} has changed since the results in {folder.path} "
+                             f"were made from it (SHA-256 {sha} then, {now[path]} now); "
+                             f"write this sweep into another folder (--out), or move "
+                             f"{folder.path} away to start afresh")
+
+
 def run(sweep, out, *, executor=None, workers=None, threads=1, client=None, scheduler=None,
         resume=True, retry_failed=False, plots=True, progress=None, on_result=None,
         scheduler_timeout=20.0) -> SweepResult:
@@ -156,6 +170,7 @@ def run(sweep, out, *, executor=None, workers=None, threads=1, client=None, sche
     t0 = time.perf_counter()
     folder = _Folder(out)
     try:
+        _check_data_files(sweep, folder)
         _write_meta(folder.path, sweep)
         records = folder.records
         todo, skipped = [], 0

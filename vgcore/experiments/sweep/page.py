@@ -207,9 +207,12 @@ def _plots(result):
         cfg = result.sweep.plot
         caption = (f"{label} over ({cfg['x']}, {cfg['y']}), one panel per activation (and per "
                    f"value of any other varying parameter), seeds pooled by the median. "
-                   f"Dashed line: the mean-field critical weight variance; white curve: the "
-                   f"depth scale 6 xi_c up to which signals propagate; grey crosses: runs that "
-                   f"diverged or failed.")
+                   f"Dashed line: the critical weight variance the theory predicts "
+                   f"(vgcore.theory.critical_point: mean field for plain stacks, layer norm's "
+                   f"where it has one; a panel with batch norm or residual blocks, which have "
+                   f"none, says why in its corner); white curve: the depth scale 6 xi_c up to "
+                   f"which signals propagate (plain stacks); grey crosses: runs that diverged "
+                   f"or failed.")
         figs.append(_report.html_figure(path, caption))
     notes = [n for n in result.notes if "phase" in n or "matplotlib" in n]
     out = [_report.html_figures(figs)] if figs else []

@@ -1,6 +1,9 @@
 """Phase diagrams of a sweep: a metric over (sigma_w², depth), one panel per activation (or
-other varying parameter), seeds pooled by the median, with the mean-field critical weight
-variance and the depth scale ``6 xi_c`` drawn over them."""
+other varying parameter), seeds pooled by the median, with the critical weight variance
+(:func:`vgcore.theory.critical_point`: mean field for plain stacks, layer norm's where it has
+one) and, for plain stacks, the depth scale ``6 xi_c`` drawn over them; a normalised or
+residual panel without a critical value says why (batch norm explodes at every sigma_w²,
+residual blocks have no ordered phase)."""
 from __future__ import annotations
 
 import functools
@@ -35,6 +38,7 @@ class PhasePanel:
     not_ok: np.ndarray
     critical_x: float | None = None
     depth_scale: tuple | None = None      # (x grid, 6 * xi_c)
+    critical_reason: str | None = None    # why a normalised or residual panel has no line
 
 
 def phase_grid(rows, metric="final_loss", x="sigma_w2_eff", y="depth") -> list:
@@ -43,7 +47,10 @@ def phase_grid(rows, metric="final_loss", x="sigma_w2_eff", y="depth") -> list:
 
     With ``x`` the weight variance, each panel of a plain network (no norm, no residual) gets
     the mean-field critical ``sigma_w2`` (:func:`vgcore.theory.critical_sigma_w2`) and the
-    depth ``6 xi_c`` up to which signals propagate (Schoenholz et al. 2017), where defined.
+    depth ``6 xi_c`` up to which signals propagate (Schoenholz et al. 2017), where defined;
+    a normalised or residual panel gets :func:`vgcore.theory.critical_point`'s value (layer
+    norm with biases and an activation whose E[phi'^2] exceeds E[phi^2]) or, in
+    ``critical_reason``, why there is none.
     """
     if metric not in PLOTTABLE:
         raise ValueError(f"metric: expected one of {', '.join(PLOTTABLE)}, got {metric!r}")
@@ -82,12 +89,17 @@ def phase_grid(rows, metric="final_loss", x="sigma_w2_eff", y="depth") -> list:
         title = ", ".join(f"{k}={format_value(v)}" for k, v in fixed.items()) \
             or first["activation"]
         panel = PhasePanel(title, fixed, xs, ys, values, runs, not_ok)
-        if x in ("sigma_w2", "sigma_w2_eff") and first["norm"] is None \
-                and first["residual"] is None and len({r["activation"] for r in group}) == 1 \
-                and len({r["sigma_b2"] for r in group}) == 1:
-            panel.critical_x, panel.depth_scale = _theory_lines(
-                first["activation"], float(first["sigma_b2"]), float(xs.min()),
-                float(xs.max()))
+        one = all(len({json.dumps(r[k]) for r in group}) == 1
+                  for k in ("activation", "sigma_b2", "norm", "residual", "batch_size"))
+        if x in ("sigma_w2", "sigma_w2_eff") and one:
+            if first["norm"] is None and first["residual"] is None:
+                panel.critical_x, panel.depth_scale = _theory_lines(
+                    first["activation"], float(first["sigma_b2"]), float(xs.min()),
+                    float(xs.max()))
+            else:
+                panel.critical_x, panel.critical_reason = _critical_line(
+                    first["activation"], float(first["sigma_b2"]), first["norm"],
+                    first["batch_size"], first["residual"])
         panels.append(panel)
     return panels
 
@@ -116,6 +128,22 @@ def _theory_lines(activation, sigma_b2, lo, hi):
     if not np.any(np.isfinite(depth)):
         return crit, None
     return crit, (grid, depth)
+
+
+@functools.lru_cache(maxsize=32)
+def _critical_line(activation, sigma_b2, norm, batch, residual):
+    """``(critical sigma_w2 or None, reason or None)`` of a normalised or residual network
+    (:func:`vgcore.theory.critical_point`): layer norm has one for some activations with
+    biases; batch norm and residual blocks have none, and the reason says why."""
+    try:
+        cp = vg.theory.critical_point(activation, sigma_b2, norm=norm,
+                                      batch=batch if norm == "batch" else None,
+                                      residual=residual)
+    except (ValueError, RuntimeError, ArithmeticError) as e:
+        return None, " ".join(str(e).split())
+    if math.isfinite(cp.sigma_w2):
+        return float(cp.sigma_w2), None
+    return None, cp.reason
 
 
 def _edges(v, log):
@@ -212,8 +240,12 @@ def _draw_phase(mpl, panels, path, metric, x, y):
                                   patheffects.Normal()])
         if p.critical_x is not None and xe[0] <= p.critical_x <= xe[-1]:
             ax.axvline(p.critical_x, color="black", ls="--", lw=1.3,
-                       label=r"critical $\sigma_w^2$ (mean field; value in the title)")
+                       label=r"critical $\sigma_w^2$ (theory; value in the title)")
             ax.set_title(f"{p.title}: critical {p.critical_x:.3g}")
+        elif p.critical_reason:
+            ax.text(0.02, 0.02, "no critical line: " + _short(p.critical_reason),
+                    transform=ax.transAxes, fontsize=7, va="bottom", ha="left",
+                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
         ax.set_xlim(xe[0], xe[-1])
         ax.set_ylim(ye[0], ye[-1])
         if ylog:
@@ -239,6 +271,13 @@ def _draw_phase(mpl, panels, path, metric, x, y):
         fig.colorbar(mesh, ax=list(axes.flat[:n]), label=label, shrink=0.9)
     fig.suptitle(f"{label} over ({x}, {y})")
     _ui.save_png(mpl, fig, os.fspath(path))
+
+
+def _short(reason, width=44, lines=5):
+    """A reason wrapped to fit the corner of a panel (cut after ``lines`` lines)."""
+    import textwrap
+    out = textwrap.wrap(reason, width)
+    return "\n".join(out[:lines]) + (" ..." if len(out) > lines else "")
 
 
 def _auto_plots(result):

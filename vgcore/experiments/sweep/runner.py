@@ -27,6 +27,25 @@ def _data(name, n_samples):
     return _exp.load_data(name, n_samples)
 
 
+@functools.lru_cache(maxsize=4)
+def _file_data(path, label, dtype, sha256):
+    """A data file's training/held-out split (read once per worker process), checked against
+    the SHA-256 the sweep was made with."""
+    from vgcore.interop.files import experiment_data
+    data, record = experiment_data(path, label, dtype=dtype)
+    if record["sha256"] != sha256:
+        raise ValueError(f"data: {path} has SHA-256 {record['sha256']}, not the "
+                         f"{sha256} the sweep was made with: the file changed since (or this "
+                         f"worker's copy differs); make the sweep again to use it as it is")
+    return data
+
+
+def _run_data(cfg):
+    if cfg["data"] is not None:
+        return _file_data(cfg["data"], cfg["label"], cfg["dtype"], cfg["data_sha256"])
+    return _data(cfg["dataset"], cfg["n_samples"])
+
+
 def _set_threads(threads):
     vg.set_num_threads(threads)                # vgcore's and every BLAS's
 
@@ -43,7 +62,7 @@ def _nan_metrics():
 
 def _train(cfg):
     """Train one configuration; returns ``(metrics, history)``."""
-    data = _data(cfg["dataset"], cfg["n_samples"])
+    data = _run_data(cfg)
     sizes = [data.X_train.shape[1]] + [cfg["width"]] * cfg["depth"] + [data.n_outputs]
     sigma_w = None if cfg["sigma_w2"] is None else math.sqrt(cfg["sigma_w2"])
     sigma_b = math.sqrt(cfg["sigma_b2"]) if cfg["sigma_b2"] > 0 else None

@@ -322,7 +322,7 @@ def write_tables(result) -> list:
         return files
     def values(c):
         vs = [r[c] for r in result.rows]
-        if c == "residual":               # "auto" or a scale: text, as in the CSV
+        if c in ("residual", "label"):    # "auto" or a scale, a name or an index: text
             vs = [None if v is None else format_value(v) for v in vs]
         return vs
 
@@ -338,7 +338,7 @@ def _arrow_type(pa, column):
                   "threads") \
             or column in _INT_METRICS:
         return pa.int64()
-    if column in ("residual",):
+    if column in ("residual", "label"):
         return pa.string()
     if column in ("sigma_w2", "sigma_b2", "lr", "weight_decay", "clip_norm", "seconds") \
             or column in METRICS and column not in _STR_METRICS:
