@@ -37,10 +37,48 @@ enum {
     VG_ST_B2,           /* ||b||^2 */
     VG_ST_DB2,          /* ||dL/db||^2 */
     VG_ST_UW2,          /* ||W after - W before||^2 of the last optimiser step */
+    VG_ST_N_UNDERFLOW,  /* entries whose delta is 0 or below the smallest normal although the
+                           error arriving from above and phi'(h) were both not 0 */
     VG_N_STATS
 };
 
 #include "vg_contract.h"    /* the other shared ids, and the names of all of them */
+
+/* ---- flushing subnormals (MLP(flush_subnormals=True)) ----
+ * Two parts.  (1) While vgcore works, the FTZ (bit 15: results below the smallest normal
+ * become 0) and DAZ (bit 6: subnormal inputs read as 0) bits of MXCSR are set in every thread
+ * that runs its arithmetic: the calling thread for the whole compiled call, each OpenMP worker
+ * for the kernel it runs.  vg_fp_enter returns the thread's MXCSR as it was, vg_fp_leave puts
+ * it back exactly (flags included), so code outside vgcore sees no change.  (2) BLAS's own
+ * threads cannot be reached that way, so the kernels that write the operands of the matrix
+ * products (activations forward, errors backward) also flush explicitly: a value whose
+ * magnitude is below `tiny` (FLT_MIN / DBL_MIN, or 0 when flushing is off: then the kernels
+ * compute exactly what they did before) is written as 0.  Without MXCSR (not x86) part (1)
+ * compiles away and part (2) still holds. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__SSE__)
+#include <xmmintrin.h>
+#define VG_HAVE_MXCSR 1
+#define VG_MXCSR_FTZ_DAZ 0x8040u
+static inline unsigned vg_fp_enter(int flush)
+{
+    unsigned old = _mm_getcsr();
+    if (flush) _mm_setcsr(old | VG_MXCSR_FTZ_DAZ);
+    return old;
+}
+static inline void vg_fp_leave(int flush, unsigned old)
+{
+    if (flush) _mm_setcsr(old);
+}
+static inline unsigned vg_get_mxcsr(void) { return _mm_getcsr(); }
+static inline void vg_set_mxcsr(unsigned v) { _mm_setcsr(v); }
+#else
+#define VG_HAVE_MXCSR 0
+#define VG_MXCSR_FTZ_DAZ 0u
+static inline unsigned vg_fp_enter(int flush) { (void)flush; return 0; }
+static inline void vg_fp_leave(int flush, unsigned old) { (void)flush; (void)old; }
+static inline unsigned vg_get_mxcsr(void) { return 0; }
+static inline void vg_set_mxcsr(unsigned v) { (void)v; }
+#endif
 
 #define VG_SELU_ALPHA 1.6732632423543772848170429916717
 #define VG_SELU_SCALE 1.0507009873554804934193349852946
@@ -88,19 +126,23 @@ static inline int vg_dropout_keep(uint64_t key, uint64_t idx, double p)
 #define T float
 #define VG_SFX f32
 #define VG_TMAX FLT_MAX
+#define VG_TMIN FLT_MIN
 #define VG_FN(name) VG_CAT(name, VG_SFX)
 #include "vg_kernels_impl.h"
 #undef T
 #undef VG_SFX
 #undef VG_TMAX
+#undef VG_TMIN
 
 #define T double
 #define VG_SFX f64
 #define VG_TMAX DBL_MAX
+#define VG_TMIN DBL_MIN
 #include "vg_kernels_impl.h"
 #undef T
 #undef VG_SFX
 #undef VG_TMAX
+#undef VG_TMIN
 #undef VG_FN
 
 #endif /* VG_KERNELS_H */
