@@ -255,7 +255,7 @@ class MLP:
         """The network computing the same function as a PyTorch ``nn.Sequential`` MLP, with
         its parameters, running statistics, dtype and mode; see
         :func:`vgcore.interop.torch_bridge.from_torch` (``options``: dtype, init, measure,
-        dropout_seed) for what maps.  Needs PyTorch."""
+        dropout_seed, flush_subnormals) for what maps.  Needs PyTorch."""
         from vgcore.interop.torch_bridge import from_torch
         return from_torch(module, **options)
 
