@@ -164,6 +164,8 @@ cdef extern from "vg_kernels.h" nogil:
     unsigned VG_MXCSR_FTZ_DAZ
     unsigned vg_fp_enter(int flush) noexcept
     void vg_fp_leave(int flush, unsigned old) noexcept
+    unsigned vg_fp_pause(int flush, unsigned caller) noexcept
+    void vg_fp_resume(int flush, unsigned cur) noexcept
     unsigned vg_get_mxcsr() noexcept
     void vg_set_mxcsr(unsigned v) noexcept
     float FLT_MIN
@@ -354,6 +356,7 @@ cdef struct NetDesc:
     # matrix products' operands write values below tiny (the dtype's smallest normal) as 0
     bint flush
     double tiny                 # FLT_MIN / DBL_MIN when flush is set, else 0
+    unsigned fp_caller          # the calling thread's MXCSR before this call set FTZ/DAZ
     # normalisation, residual blocks and dropout (hidden layers; see vgcore/network.py)
     bint extras                 # any of them: the passes take the general path
     const int *norm             # 0 none, 1 batch norm, 2 layer norm
@@ -412,6 +415,7 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
     cdef int l, fin, fout
     cdef int batch = <int>n.batch
     cdef double t0 = 0, t1 = 0
+    cdef unsigned fp
     for l in range(n.n_layers):
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
@@ -425,8 +429,10 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
             act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l],
                               A + off, n.stats + l * VG_N_STATS, <floating *>n.acc, n.tiny)
         else:
+            fp = vg_fp_pause(n.flush, n.fp_caller)      # may run threads: see vg_fp_pause
             act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
                         nthreads, n.tiny)
+            vg_fp_resume(n.flush, fp)
         if n.timing != NULL:
             n.timing[4 * l] += t1 - t0
             n.timing[4 * l + 1] += vg_now() - t1
@@ -474,13 +480,16 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
     cdef double *st = n.stats + l * VG_N_STATS
     cdef floating *acc = <floating *>n.acc
     cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
+    cdef unsigned fp
     if not n.measure:
+        fp = vg_fp_pause(n.flush, n.fp_caller)          # may run threads: see vg_fp_pause
         if l == n.n_layers - 1:
             colsum(batch, fout, dout, G + n.b_off[l], nthreads)
         else:
             act_backward(n.kinds[l], n.act_params[l], batch, fout, <floating *>n.H + off,
                          <floating *>n.A + off, <floating *>n.D + off, G + n.b_off[l],
                          nthreads, n.tiny)
+        vg_fp_resume(n.flush, fp)
     elif l == n.n_layers - 1:
         if floating is float:
             vg_colsum_stats_f32(batch, fout, dout, G + n.b_off[l], st, acc)
@@ -1025,6 +1034,7 @@ cdef class Engine:
         cdef unsigned fp
         with nogil:
             fp = vg_fp_enter(self.desc.flush)     # the caller's MXCSR, put back below
+            self.desc.fp_caller = fp
             if self.is_f32:
                 net_forward(&self.desc, <float *>x, nt)
             else:
@@ -1039,6 +1049,7 @@ cdef class Engine:
         cdef unsigned fp
         with nogil:
             fp = vg_fp_enter(self.desc.flush)
+            self.desc.fp_caller = fp
             if self.is_f32:
                 net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
             else:

@@ -48,7 +48,8 @@ enum {
  * Two parts.  (1) While vgcore works, the FTZ (bit 15: results below the smallest normal
  * become 0) and DAZ (bit 6: subnormal inputs read as 0) bits of MXCSR are set in every thread
  * that runs its arithmetic: the calling thread for the whole compiled call, each OpenMP worker
- * for the kernel it runs.  vg_fp_enter returns the thread's MXCSR as it was, vg_fp_leave puts
+ * for the kernel it runs (see vg_fp_pause for why a parallel region starts from the caller's
+ * own state).  vg_fp_enter returns the thread's MXCSR as it was, vg_fp_leave puts
  * it back exactly (flags included), so code outside vgcore sees no change.  (2) BLAS's own
  * threads cannot be reached that way, so the kernels that write the operands of the matrix
  * products (activations forward, errors backward) also flush explicitly: a value whose
@@ -69,6 +70,25 @@ static inline void vg_fp_leave(int flush, unsigned old)
 {
     if (flush) _mm_setcsr(old);
 }
+/* Around an OpenMP parallel region inside a flushing call: the calling thread goes back to
+ * `caller` (its MXCSR before vgcore set FTZ/DAZ) while the region runs.  Threads the runtime
+ * creates for the region inherit their creator's MXCSR and keep it for good, so they must be
+ * created from the caller's state, not from vgcore's: otherwise OpenMP code outside vgcore
+ * (and vgcore with flushing off) would later run with FTZ/DAZ.  The kernels in the region set
+ * FTZ/DAZ themselves, in every thread.  Returns the state to resume. */
+static inline unsigned vg_fp_pause(int flush, unsigned caller)
+{
+    unsigned cur = 0;
+    if (flush) {
+        cur = _mm_getcsr();
+        _mm_setcsr(caller);
+    }
+    return cur;
+}
+static inline void vg_fp_resume(int flush, unsigned cur)
+{
+    if (flush) _mm_setcsr(cur);
+}
 static inline unsigned vg_get_mxcsr(void) { return _mm_getcsr(); }
 static inline void vg_set_mxcsr(unsigned v) { _mm_setcsr(v); }
 #else
@@ -76,6 +96,8 @@ static inline void vg_set_mxcsr(unsigned v) { _mm_setcsr(v); }
 #define VG_MXCSR_FTZ_DAZ 0u
 static inline unsigned vg_fp_enter(int flush) { (void)flush; return 0; }
 static inline void vg_fp_leave(int flush, unsigned old) { (void)flush; (void)old; }
+static inline unsigned vg_fp_pause(int flush, unsigned caller) { (void)flush; return caller; }
+static inline void vg_fp_resume(int flush, unsigned cur) { (void)flush; (void)cur; }
 static inline unsigned vg_get_mxcsr(void) { return 0; }
 static inline void vg_set_mxcsr(unsigned v) { (void)v; }
 #endif
