@@ -59,8 +59,10 @@ error arriving from layer ``l+1``) and ``phi'(h)`` are both not 0, yet ``delta =
 is below the dtype's smallest normal in magnitude (0 included): the error was there and the
 floating-point range lost it.  With ``flush_subnormals`` on (the default, see
 :class:`vgcore.MLP`) ``g`` is read flushed, so an error that already arrived below the
-smallest normal counts as 0 (it was lost in the layer above's matrix product), and the lost
-entries are exactly 0; with it off they may be subnormal.  In a vanishing network the fraction
+smallest normal counts as 0 (it was lost in the layer above's matrix product, which under FTZ
+also drops the products below the smallest normal before summing them), and the lost entries
+are exactly 0; with it off they may be subnormal.  The reference computes the same statistic
+(:meth:`vgcore.reference.ReferenceMLP.underflow_fraction`) with NumPy's IEEE products.  In a vanishing network the fraction
 is large at the layers where the error leaves the range and 0 below them (nothing arrives any
 more): ``delta_rms`` reads 0 there, and float64 shows the size the error really has.  The
 output layer's is 0 (its error is the loss gradient).  For a normalised layer it is taken at
