@@ -101,8 +101,9 @@ def test_every_measurement_matches_its_definition(act, dtype):
 @pytest.mark.parametrize("flush", [True, False])
 def test_underflow_fraction_matches_its_definition_where_the_error_leaves_float32(flush):
     """On a vanishing float32 network (30 sigmoid layers, weights scaled so that the error
-    crosses 1e-38 about layer 5 and is below 1e-44 at layer 1): the engine's fraction against the definition on the reference's
-    buffers (the error the layer receives, phi', delta) and against the reference's own
+    crosses 1e-38 about layer 5 and is below 1e-44 at layer 1): the engine's fraction against
+    the definition on the reference's buffers (the error the layer receives, phi', delta) and
+    against the reference's own
     ``underflow_fraction``.  Flushing off (IEEE everywhere) they agree to one entry per layer.
     Flushing on, the engine's matrix products run under FTZ in the calling thread: a product
     below the smallest normal is 0 before the sum, so more of the error arriving at the
