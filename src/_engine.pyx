@@ -73,45 +73,51 @@ cdef extern from "vg_kernels.h" nogil:
                             const double *beta, double *z) noexcept
     void vg_bn_backward_f32(long rows, long cols, const float *h, const float *mean,
                             const float *invstd, const float *gamma, float *d,
-                            const float *dbeta, float *dgamma, int training) noexcept
+                            const float *dbeta, float *dgamma, int training,
+                            float tiny) noexcept
     void vg_bn_backward_f64(long rows, long cols, const double *h, const double *mean,
                             const double *invstd, const double *gamma, double *d,
-                            const double *dbeta, double *dgamma, int training) noexcept
+                            const double *dbeta, double *dgamma, int training,
+                            double tiny) noexcept
     void vg_ln_backward_f32(long rows, long cols, const float *h, const float *mean,
                             const float *invstd, const float *gamma, float *d,
-                            float *dgamma) noexcept
+                            float *dgamma, float tiny) noexcept
     void vg_ln_backward_f64(long rows, long cols, const double *h, const double *mean,
                             const double *invstd, const double *gamma, double *d,
-                            double *dgamma) noexcept
+                            double *dgamma, double tiny) noexcept
     void vg_res_drop_forward_f32(long rows, long cols, const float *x, float alpha,
-                                 const float *a, float *out, double p, uint64_t key) noexcept
+                                 const float *a, float *out, double p, uint64_t key,
+                                 float tiny) noexcept
     void vg_res_drop_forward_f64(long rows, long cols, const double *x, double alpha,
-                                 const double *a, double *out, double p, uint64_t key) noexcept
+                                 const double *a, double *out, double p, uint64_t key,
+                                 double tiny) noexcept
     void vg_res_drop_backward_f32(long rows, long cols, float *g, float *skip, int residual,
-                                  float alpha, double p, uint64_t key) noexcept
+                                  float alpha, double p, uint64_t key, float tiny) noexcept
     void vg_res_drop_backward_f64(long rows, long cols, double *g, double *skip, int residual,
-                                  double alpha, double p, uint64_t key) noexcept
+                                  double alpha, double p, uint64_t key,
+                                  double tiny) noexcept
     double vg_norm2_f32(long n, const float *x) noexcept
     double vg_norm2_f64(long n, const double *x) noexcept
     void vg_sgd_norms_f32(long n, float lr, float *p, const float *g, double *out) noexcept
     void vg_sgd_norms_f64(long n, double lr, double *p, const double *g, double *out) noexcept
     void vg_act_forward_stats_f32(int kind, float param, long rows, long cols, float *h,
                                   const float *b, float *a, double *st, float *c1, float *c2,
-                                  float *c3) noexcept
+                                  float *c3, float tiny) noexcept
     void vg_act_forward_stats_f64(int kind, double param, long rows, long cols, double *h,
                                   const double *b, double *a, double *st, double *c1,
-                                  double *c2, double *c3) noexcept
+                                  double *c2, double *c3, double tiny) noexcept
     void vg_add_bias_stats_f32(long rows, long cols, float *h, const float *b, double *st,
-                               float *c1, float *c2) noexcept
+                               float *c1, float *c2, float tiny) noexcept
     void vg_add_bias_stats_f64(long rows, long cols, double *h, const double *b, double *st,
-                               double *c1, double *c2) noexcept
+                               double *c1, double *c2, double tiny) noexcept
     void vg_act_backward_stats_f32(int kind, float param, float sat_thr, long rows, long cols,
                                    const float *h, const float *a, float *delta, float *db,
-                                   double *st, float *zc, float *c1, float *c2) noexcept
+                                   double *st, float *zc, float *c1, float *c2, float *c3,
+                                   float tiny) noexcept
     void vg_act_backward_stats_f64(int kind, double param, double sat_thr, long rows,
                                    long cols, const double *h, const double *a, double *delta,
                                    double *db, double *st, double *zc, double *c1,
-                                   double *c2) noexcept
+                                   double *c2, double *c3, double tiny) noexcept
     void vg_colsum_stats_f32(long rows, long cols, const float *g, float *db, double *st,
                              float *acc) noexcept
     void vg_colsum_stats_f64(long rows, long cols, const double *g, double *db, double *st,
@@ -122,21 +128,23 @@ cdef extern from "vg_kernels.h" nogil:
     void vg_row_norms2_f32(long rows, long cols, const float *x, double *out) noexcept
     void vg_row_norms2_f64(long rows, long cols, const double *x, double *out) noexcept
     void vg_act_forward_f32(int kind, float param, long r0, long r1, long c0, long c1, long ld,
-                            float *h, const float *b, float *a) noexcept
+                            float *h, const float *b, float *a, float tiny) noexcept
     void vg_act_forward_f64(int kind, double param, long r0, long r1, long c0, long c1, long ld,
-                            double *h, const double *b, double *a) noexcept
+                            double *h, const double *b, double *a, double tiny) noexcept
     void vg_act_backward_f32(int kind, float param, long r0, long r1, long c0, long c1, long ld,
-                             const float *h, const float *a, float *delta, float *db) noexcept
+                             const float *h, const float *a, float *delta, float *db,
+                             float tiny) noexcept
     void vg_act_backward_f64(int kind, double param, long r0, long r1, long c0, long c1, long ld,
-                             const double *h, const double *a, double *delta, double *db) noexcept
+                             const double *h, const double *a, double *delta, double *db,
+                             double tiny) noexcept
     void vg_colsum_f32(long r0, long r1, long c0, long c1, long ld, const float *x,
                        float *out) noexcept
     void vg_colsum_f64(long r0, long r1, long c0, long c1, long ld, const double *x,
                        double *out) noexcept
     void vg_add_bias_f32(long r0, long r1, long c0, long c1, long ld, float *h,
-                         const float *b) noexcept
+                         const float *b, float tiny) noexcept
     void vg_add_bias_f64(long r0, long r1, long c0, long c1, long ld, double *h,
-                         const double *b) noexcept
+                         const double *b, double tiny) noexcept
     double vg_softmax_xent_f32(long n, long c, const float *z, const int64_t *y,
                                float *g) noexcept
     double vg_softmax_xent_f64(long n, long c, const double *z, const int64_t *y,
@@ -149,8 +157,19 @@ cdef extern from "vg_kernels.h" nogil:
     long vg_first_bad_label(long n, const int64_t *y, int64_t n_classes) noexcept
     int vg_all_finite_f32(long n, const float *x) noexcept
     int vg_all_finite_f64(long n, const double *x) noexcept
-    void vg_sgd_f32(long k0, long k1, float lr, float *p, const float *g) noexcept
-    void vg_sgd_f64(long k0, long k1, double lr, double *p, const double *g) noexcept
+    void vg_sgd_f32(long k0, long k1, float lr, float *p, const float *g, int flush) noexcept
+    void vg_sgd_f64(long k0, long k1, double lr, double *p, const double *g,
+                    int flush) noexcept
+    int VG_HAVE_MXCSR
+    unsigned VG_MXCSR_FTZ_DAZ
+    unsigned vg_fp_enter(int flush) noexcept
+    void vg_fp_leave(int flush, unsigned old) noexcept
+    unsigned vg_fp_pause(int flush, unsigned caller) noexcept
+    void vg_fp_resume(int flush, unsigned cur) noexcept
+    unsigned vg_get_mxcsr() noexcept
+    void vg_set_mxcsr(unsigned v) noexcept
+    float FLT_MIN
+    double DBL_MIN
 
 
 # Elementwise work is split over threads only above these sizes (elements per call): below
@@ -234,55 +253,57 @@ cdef inline int n_blocks(long rows, long cols, long threshold, int nthreads) noe
 
 
 cdef void act_forward(int kind, double param, long rows, long cols, floating *h,
-                      floating *b, floating *a, int nthreads) noexcept nogil:
-    """h += b, then a = phi(h); for identity only the bias is added (a aliases h)."""
+                      floating *b, floating *a, int nthreads, double tiny) noexcept nogil:
+    """h += b, then a = phi(h); for identity only the bias is added (a aliases h).  tiny > 0:
+    flush subnormals (the kernel sets FTZ/DAZ in the thread that runs it)."""
     cdef int nblk = n_blocks(rows, cols,
                              PAR_MIN_CHEAP if is_cheap(kind) else PAR_MIN_TRANSC, nthreads)
     cdef long t, c0, c1
     if nblk == 1:
-        act_forward_block(kind, param, rows, cols, 0, cols, h, b, a)
+        act_forward_block(kind, param, rows, cols, 0, cols, h, b, a, tiny)
         return
     for t in prange(nblk, nogil=True, num_threads=nblk, schedule='static'):
         act_forward_block(kind, param, rows, cols, col_start(cols, t, nblk),
-                          col_start(cols, t + 1, nblk), h, b, a)
+                          col_start(cols, t + 1, nblk), h, b, a, tiny)
 
 
 cdef inline void act_forward_block(int kind, double param, long rows, long cols, long c0,
                                    long c1, floating *h, floating *b,
-                                   floating *a) noexcept nogil:
+                                   floating *a, double tiny) noexcept nogil:
     if kind == VG_IDENTITY:
         if floating is float:
-            vg_add_bias_f32(0, rows, c0, c1, cols, h, b)
+            vg_add_bias_f32(0, rows, c0, c1, cols, h, b, <float>tiny)
         else:
-            vg_add_bias_f64(0, rows, c0, c1, cols, h, b)
+            vg_add_bias_f64(0, rows, c0, c1, cols, h, b, tiny)
     elif floating is float:
-        vg_act_forward_f32(kind, <float>param, 0, rows, c0, c1, cols, h, b, a)
+        vg_act_forward_f32(kind, <float>param, 0, rows, c0, c1, cols, h, b, a, <float>tiny)
     else:
-        vg_act_forward_f64(kind, param, 0, rows, c0, c1, cols, h, b, a)
+        vg_act_forward_f64(kind, param, 0, rows, c0, c1, cols, h, b, a, tiny)
 
 
 cdef void act_backward(int kind, double param, long rows, long cols, floating *h,
                        floating *a, floating *delta, floating *db,
-                       int nthreads) noexcept nogil:
-    """delta *= phi'(h) in place, db = column sums of delta."""
+                       int nthreads, double tiny) noexcept nogil:
+    """delta *= phi'(h) in place, db = column sums of delta (tiny: as act_forward)."""
     cdef int nblk = n_blocks(rows, cols,
                              PAR_MIN_CHEAP if is_cheap(kind) else PAR_MIN_TRANSC, nthreads)
     cdef long t
     if nblk == 1:
-        act_backward_block(kind, param, rows, cols, 0, cols, h, a, delta, db)
+        act_backward_block(kind, param, rows, cols, 0, cols, h, a, delta, db, tiny)
         return
     for t in prange(nblk, nogil=True, num_threads=nblk, schedule='static'):
         act_backward_block(kind, param, rows, cols, col_start(cols, t, nblk),
-                           col_start(cols, t + 1, nblk), h, a, delta, db)
+                           col_start(cols, t + 1, nblk), h, a, delta, db, tiny)
 
 
 cdef inline void act_backward_block(int kind, double param, long rows, long cols, long c0,
                                     long c1, floating *h, floating *a, floating *delta,
-                                    floating *db) noexcept nogil:
+                                    floating *db, double tiny) noexcept nogil:
     if floating is float:
-        vg_act_backward_f32(kind, <float>param, 0, rows, c0, c1, cols, h, a, delta, db)
+        vg_act_backward_f32(kind, <float>param, 0, rows, c0, c1, cols, h, a, delta, db,
+                            <float>tiny)
     else:
-        vg_act_backward_f64(kind, param, 0, rows, c0, c1, cols, h, a, delta, db)
+        vg_act_backward_f64(kind, param, 0, rows, c0, c1, cols, h, a, delta, db, tiny)
 
 
 cdef void colsum(long rows, long cols, floating *x, floating *out,
@@ -331,6 +352,11 @@ cdef struct NetDesc:
     const double *sat_thr       # per layer: |phi'| below this counts as saturated
     void *unit_zero             # per unit (all layers, flat): rows with phi' == 0
     void *acc                   # scratch: 3 x the widest layer, for column sums
+    # flushing subnormals (vg_kernels.h): FTZ/DAZ during the calls, and the kernels that write
+    # matrix products' operands write values below tiny (the dtype's smallest normal) as 0
+    bint flush
+    double tiny                 # FLT_MIN / DBL_MIN when flush is set, else 0
+    unsigned fp_caller          # the calling thread's MXCSR before this call set FTZ/DAZ
     # normalisation, residual blocks and dropout (hidden layers; see vgcore/network.py)
     bint extras                 # any of them: the passes take the general path
     const int *norm             # 0 none, 1 batch norm, 2 layer norm
@@ -389,6 +415,7 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
     cdef int l, fin, fout
     cdef int batch = <int>n.batch
     cdef double t0 = 0, t1 = 0
+    cdef unsigned fp
     for l in range(n.n_layers):
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
@@ -400,10 +427,12 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
             t1 = vg_now()
         if n.measure:
             act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l],
-                              A + off, n.stats + l * VG_N_STATS, <floating *>n.acc)
+                              A + off, n.stats + l * VG_N_STATS, <floating *>n.acc, n.tiny)
         else:
+            fp = vg_fp_pause(n.flush, n.fp_caller)      # may run threads: see vg_fp_pause
             act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
-                        nthreads)
+                        nthreads, n.tiny)
+            vg_fp_resume(n.flush, fp)
         if n.timing != NULL:
             n.timing[4 * l] += t1 - t0
             n.timing[4 * l + 1] += vg_now() - t1
@@ -420,18 +449,18 @@ cdef inline void row_norms2(long rows, long cols, floating *x, double *out) noex
 
 cdef inline void act_forward_stats(int kind, double param, long rows, long cols, floating *h,
                                    floating *b, floating *a, double *st,
-                                   floating *acc) noexcept nogil:
+                                   floating *acc, double tiny) noexcept nogil:
     if kind == VG_IDENTITY:
         if floating is float:
-            vg_add_bias_stats_f32(rows, cols, h, b, st, acc, acc + cols)
+            vg_add_bias_stats_f32(rows, cols, h, b, st, acc, acc + cols, <float>tiny)
         else:
-            vg_add_bias_stats_f64(rows, cols, h, b, st, acc, acc + cols)
+            vg_add_bias_stats_f64(rows, cols, h, b, st, acc, acc + cols, tiny)
     elif floating is float:
         vg_act_forward_stats_f32(kind, <float>param, rows, cols, h, b, a, st, acc, acc + cols,
-                                 acc + 2 * cols)
+                                 acc + 2 * cols, <float>tiny)
     else:
         vg_act_forward_stats_f64(kind, param, rows, cols, h, b, a, st, acc, acc + cols,
-                                 acc + 2 * cols)
+                                 acc + 2 * cols, tiny)
 
 
 cdef inline floating *layer_delta(const NetDesc *n, int l, floating *dout) noexcept nogil:
@@ -451,13 +480,16 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
     cdef double *st = n.stats + l * VG_N_STATS
     cdef floating *acc = <floating *>n.acc
     cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
+    cdef unsigned fp
     if not n.measure:
+        fp = vg_fp_pause(n.flush, n.fp_caller)          # may run threads: see vg_fp_pause
         if l == n.n_layers - 1:
             colsum(batch, fout, dout, G + n.b_off[l], nthreads)
         else:
             act_backward(n.kinds[l], n.act_params[l], batch, fout, <floating *>n.H + off,
                          <floating *>n.A + off, <floating *>n.D + off, G + n.b_off[l],
-                         nthreads)
+                         nthreads, n.tiny)
+        vg_fp_resume(n.flush, fp)
     elif l == n.n_layers - 1:
         if floating is float:
             vg_colsum_stats_f32(batch, fout, dout, G + n.b_off[l], st, acc)
@@ -467,12 +499,12 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
         vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
                                   batch, fout, <float *>n.H + off, <float *>n.A + off,
                                   <float *>n.D + off, G + n.b_off[l], st, zc, acc,
-                                  acc + fout)
+                                  acc + fout, acc + 2 * fout, <float>n.tiny)
     else:
         vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], batch, fout,
                                   <double *>n.H + off, <double *>n.A + off,
                                   <double *>n.D + off, G + n.b_off[l], st, zc, acc,
-                                  acc + fout)
+                                  acc + fout, acc + 2 * fout, n.tiny)
 
 
 cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dout) noexcept nogil:
@@ -655,7 +687,7 @@ cdef void net_forward_general(const NetDesc *n, floating *X, int nthreads) noexc
             t1 = vg_now()
         nk = n.norm[l]
         if nk:
-            colbias(batch, fout, h, P + n.b_off[l])
+            colbias(batch, fout, h, P + n.b_off[l], n.tiny)
             norm_stats(n, l, nk, batch, fout, h)
             norm_affine(nk, batch, fout, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l],
                         P + n.be_off[l], Z + off)
@@ -666,15 +698,16 @@ cdef void net_forward_general(const NetDesc *n, floating *X, int nthreads) noexc
             bias = P + n.b_off[l]
         if n.measure:
             act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, pre, bias, A + off,
-                              n.stats + l * VG_N_STATS, <floating *>n.acc)
+                              n.stats + l * VG_N_STATS, <floating *>n.acc, n.tiny)
         else:
-            act_forward(n.kinds[l], n.act_params[l], batch, fout, pre, bias, A + off, 1)
+            act_forward(n.kinds[l], n.act_params[l], batch, fout, pre, bias, A + off, 1,
+                        n.tiny)
         base = pre if n.kinds[l] == VG_IDENTITY else A + off
         p = n.drop_p[l] if n.training else 0.0
         if n.res_scale[l] != 0 or p > 0:
             res_drop_forward(batch, fout, x if n.res_scale[l] != 0 else NULL,
                              <floating>n.res_scale[l], base, <floating *>n.OUT + off, p,
-                             drop_key(n, l))
+                             drop_key(n, l), n.tiny)
             x = <floating *>n.OUT + off
         else:
             x = base
@@ -683,11 +716,12 @@ cdef void net_forward_general(const NetDesc *n, floating *X, int nthreads) noexc
             n.timing[4 * l + 1] += vg_now() - t1
 
 
-cdef inline void colbias(long rows, long cols, floating *h, floating *b) noexcept nogil:
+cdef inline void colbias(long rows, long cols, floating *h, floating *b,
+                         double tiny) noexcept nogil:
     if floating is float:
-        vg_add_bias_f32(0, rows, 0, cols, cols, h, b)
+        vg_add_bias_f32(0, rows, 0, cols, cols, h, b, <float>tiny)
     else:
-        vg_add_bias_f64(0, rows, 0, cols, cols, h, b)
+        vg_add_bias_f64(0, rows, 0, cols, cols, h, b, tiny)
 
 
 cdef inline void norm_stats(const NetDesc *n, int l, int nk, long rows, long cols,
@@ -717,11 +751,11 @@ cdef inline void norm_affine(int nk, long rows, long cols, floating *h, floating
 
 cdef inline void res_drop_forward(long rows, long cols, floating *x, floating alpha,
                                   floating *a, floating *out, double p,
-                                  uint64_t key) noexcept nogil:
+                                  uint64_t key, double tiny) noexcept nogil:
     if floating is float:
-        vg_res_drop_forward_f32(rows, cols, x, alpha, a, out, p, key)
+        vg_res_drop_forward_f32(rows, cols, x, alpha, a, out, p, key, <float>tiny)
     else:
-        vg_res_drop_forward_f64(rows, cols, x, alpha, a, out, p, key)
+        vg_res_drop_forward_f64(rows, cols, x, alpha, a, out, p, key, tiny)
 
 
 cdef void net_backward_general(const NetDesc *n, floating *X, floating *dout, bint want_dx,
@@ -768,10 +802,11 @@ cdef void net_backward_general(const NetDesc *n, floating *X, floating *dout, bi
                 skip = dst if residual else NULL
                 if floating is float:
                     vg_res_drop_backward_f32(batch, fout, delta, skip, residual,
-                                             <float>n.res_scale[l], p, drop_key(n, l))
+                                             <float>n.res_scale[l], p, drop_key(n, l),
+                                             <float>n.tiny)
                 else:
                     vg_res_drop_backward_f64(batch, fout, delta, skip, residual,
-                                             n.res_scale[l], p, drop_key(n, l))
+                                             n.res_scale[l], p, drop_key(n, l), n.tiny)
             nk = n.norm[l]
             pre = (Z if nk else H) + off
             act_backward_any(n, l, batch, fout, pre, A + off, delta,
@@ -798,13 +833,15 @@ cdef inline void act_backward_any(const NetDesc *n, int l, long rows, long cols,
     cdef floating *acc = <floating *>n.acc
     cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
     if not n.measure:
-        act_backward(n.kinds[l], n.act_params[l], rows, cols, pre, a, delta, db, 1)
+        act_backward(n.kinds[l], n.act_params[l], rows, cols, pre, a, delta, db, 1, n.tiny)
     elif floating is float:
         vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
-                                  rows, cols, pre, a, delta, db, st, zc, acc, acc + cols)
+                                  rows, cols, pre, a, delta, db, st, zc, acc, acc + cols,
+                                  acc + 2 * cols, <float>n.tiny)
     else:
         vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], rows, cols,
-                                  pre, a, delta, db, st, zc, acc, acc + cols)
+                                  pre, a, delta, db, st, zc, acc, acc + cols, acc + 2 * cols,
+                                  n.tiny)
 
 
 cdef inline void norm_backward(const NetDesc *n, int l, int nk, long rows, long cols,
@@ -814,16 +851,16 @@ cdef inline void norm_backward(const NetDesc *n, int l, int nk, long rows, long 
     if nk == VG_NORM_BATCH:
         if floating is float:
             vg_bn_backward_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l],
-                               d, G + n.be_off[l], G + n.g_off[l], n.training)
+                               d, G + n.be_off[l], G + n.g_off[l], n.training, <float>n.tiny)
         else:
             vg_bn_backward_f64(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l],
-                               d, G + n.be_off[l], G + n.g_off[l], n.training)
+                               d, G + n.be_off[l], G + n.g_off[l], n.training, n.tiny)
     elif floating is float:
         vg_ln_backward_f32(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l], d,
-                           G + n.g_off[l])
+                           G + n.g_off[l], <float>n.tiny)
     else:
         vg_ln_backward_f64(rows, cols, h, ns_mean(n, l, <floating *>n.NS), ns_invstd(n, l, <floating *>n.NS), P + n.g_off[l], d,
-                           G + n.g_off[l])
+                           G + n.g_off[l], n.tiny)
 
 
 cdef class Engine:
@@ -867,6 +904,14 @@ cdef class Engine:
         self._ws_extra = None
         self._timing = None
         self.desc.timing = NULL
+        self.desc.flush = False
+        self.desc.tiny = 0
+
+    def set_flush(self, bint on):
+        """Flush subnormals (FTZ/DAZ during every pass and step, and values below the dtype's
+        smallest normal written as 0 by the kernels that feed the matrix products) or not."""
+        self.desc.flush = on
+        self.desc.tiny = (FLT_MIN if self.is_f32 else DBL_MIN) if on else 0.0
 
     def set_layers(self, cnp.ndarray norm, cnp.ndarray res_scale, cnp.ndarray drop_p,
                    cnp.ndarray g_off, cnp.ndarray be_off, cnp.ndarray run_mean,
@@ -923,13 +968,16 @@ cdef class Engine:
 
     def sgd_measured(self, double lr):
         """params -= lr * grads, measuring parameter, gradient and update norms per layer."""
+        cdef unsigned fp
         with nogil:
+            fp = vg_fp_enter(self.desc.flush)
             if self.is_f32:
                 net_sgd_measured(&self.desc, <float *>self.desc.params,
                                  <float *>self.desc.grads, <float>lr)
             else:
                 net_sgd_measured(&self.desc, <double *>self.desc.params,
                                  <double *>self.desc.grads, lr)
+            vg_fp_leave(self.desc.flush, fp)
 
     def opt_update(self, int kind, cnp.ndarray state1, cnp.ndarray state2, cnp.ndarray hp,
                    cnp.ndarray stats):
@@ -940,13 +988,16 @@ cdef class Engine:
         cdef void *s2 = cnp.PyArray_DATA(state2)
         cdef const double *h = <const double *>cnp.PyArray_DATA(hp)
         cdef double *st = <double *>cnp.PyArray_DATA(stats)
+        cdef unsigned fp
         with nogil:
+            fp = vg_fp_enter(self.desc.flush)
             if self.is_f32:
                 net_opt_update(&self.desc, kind, <float *>self.desc.params,
                                <float *>self.desc.grads, <float *>s1, <float *>s2, h, st)
             else:
                 net_opt_update(&self.desc, kind, <double *>self.desc.params,
                                <double *>self.desc.grads, <double *>s1, <double *>s2, h, st)
+            vg_fp_leave(self.desc.flush, fp)
 
     def set_timing(self, cnp.ndarray timing=None):
         """Accumulate per-layer seconds into timing (float64, 4 per layer), or stop (None)."""
@@ -980,22 +1031,30 @@ cdef class Engine:
         """Run every layer on X (batch x sizes[0], the bound batch size); no allocation."""
         cdef void *x = cnp.PyArray_DATA(X)
         cdef int nt = _n_threads
+        cdef unsigned fp
         with nogil:
+            fp = vg_fp_enter(self.desc.flush)     # the caller's MXCSR, put back below
+            self.desc.fp_caller = fp
             if self.is_f32:
                 net_forward(&self.desc, <float *>x, nt)
             else:
                 net_forward(&self.desc, <double *>x, nt)
+            vg_fp_leave(self.desc.flush, fp)
 
     def backward(self, cnp.ndarray X, cnp.ndarray dout, bint want_dx):
         """Backpropagate dout (batch x sizes[-1]); fills the gradient buffer (and dX)."""
         cdef void *x = cnp.PyArray_DATA(X)
         cdef void *g = cnp.PyArray_DATA(dout)
         cdef int nt = _n_threads
+        cdef unsigned fp
         with nogil:
+            fp = vg_fp_enter(self.desc.flush)
+            self.desc.fp_caller = fp
             if self.is_f32:
                 net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
             else:
                 net_backward(&self.desc, <double *>x, <double *>g, want_dx, nt)
+            vg_fp_leave(self.desc.flush, fp)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1088,8 +1147,9 @@ def all_finite(cnp.ndarray x):
     return bool(ok)
 
 
-def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr):
-    """params -= lr * grads over the whole flat buffer, in one pass."""
+def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr, bint flush=False):
+    """params -= lr * grads over the whole flat buffer, in one pass; with ``flush``, under FTZ
+    and DAZ in every thread that runs it (the caller's MXCSR restored after)."""
     cdef long n = params.size
     cdef void *p = cnp.PyArray_DATA(params)
     cdef void *g = cnp.PyArray_DATA(grads)
@@ -1102,17 +1162,55 @@ def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr):
     with nogil:
         if nblk == 1:
             if f32:
-                vg_sgd_f32(0, n, <float>lr, <float *>p, <const float *>g)
+                vg_sgd_f32(0, n, <float>lr, <float *>p, <const float *>g, flush)
             else:
-                vg_sgd_f64(0, n, lr, <double *>p, <const double *>g)
+                vg_sgd_f64(0, n, lr, <double *>p, <const double *>g, flush)
         else:
             for t in prange(nblk, num_threads=nblk, schedule='static'):
                 if f32:
                     vg_sgd_f32(n * t // nblk, n * (t + 1) // nblk, <float>lr, <float *>p,
-                               <const float *>g)
+                               <const float *>g, flush)
                 else:
                     vg_sgd_f64(n * t // nblk, n * (t + 1) // nblk, lr, <double *>p,
-                               <const double *>g)
+                               <const double *>g, flush)
+
+
+# ------------------------------------------------------------------------------------------
+# The floating-point control register (MXCSR), for the tests of flush_subnormals
+# ------------------------------------------------------------------------------------------
+
+HAVE_MXCSR = bool(VG_HAVE_MXCSR)
+"""Whether this build reads and sets MXCSR (x86); elsewhere the helpers below return 0."""
+MXCSR_FTZ_DAZ = int(VG_MXCSR_FTZ_DAZ)
+"""The FTZ (bit 15) and DAZ (bit 6) bits flushing sets: 0x8040 (0 without MXCSR)."""
+
+
+def _get_mxcsr():
+    """The calling thread's MXCSR (0 without MXCSR)."""
+    return int(vg_get_mxcsr())
+
+
+def _set_mxcsr(unsigned value):
+    """Set the calling thread's MXCSR (tests: an unusual caller state that calls must keep)."""
+    vg_set_mxcsr(value)
+
+
+def _mxcsr_in_parallel(bint flush, int nthreads):
+    """The MXCSR each of ``nthreads`` OpenMP threads sees inside a parallel region, entered
+    the way the kernels enter it (vg_fp_enter(flush) ... vg_fp_leave), and after it: a list of
+    (inside, after) per thread, in thread order."""
+    cdef int nt = max(1, nthreads)
+    out = np.zeros((nt, 2), np.uint32)
+    cdef unsigned[:, :] o = out
+    cdef int t
+    cdef unsigned fp
+    with nogil:
+        for t in prange(nt, num_threads=nt, schedule='static'):
+            fp = vg_fp_enter(flush)
+            o[t, 0] = vg_get_mxcsr()
+            vg_fp_leave(flush, fp)
+            o[t, 1] = vg_get_mxcsr()
+    return [(int(a), int(b)) for a, b in out]
 
 
 

@@ -60,7 +60,7 @@ static const char *vg_stat_names[VG_N_STATS] = {
     [VG_ST_SUM_H2] = "sum_h2", [VG_ST_SUM_A] = "sum_a", [VG_ST_SUM_A2] = "sum_a2",
     [VG_ST_SUM_D2] = "sum_d2", [VG_ST_N_SAT] = "n_sat", [VG_ST_N_ZERO] = "n_zero",
     [VG_ST_N_DEAD] = "n_dead", [VG_ST_W2] = "w2", [VG_ST_DW2] = "dw2", [VG_ST_B2] = "b2",
-    [VG_ST_DB2] = "db2", [VG_ST_UW2] = "uw2",
+    [VG_ST_DB2] = "db2", [VG_ST_UW2] = "uw2", [VG_ST_N_UNDERFLOW] = "n_underflow",
 };
 
 static const char *vg_optimizer_names[VG_N_OPTIMIZERS] = {

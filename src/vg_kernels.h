@@ -37,10 +37,70 @@ enum {
     VG_ST_B2,           /* ||b||^2 */
     VG_ST_DB2,          /* ||dL/db||^2 */
     VG_ST_UW2,          /* ||W after - W before||^2 of the last optimiser step */
+    VG_ST_N_UNDERFLOW,  /* entries whose delta is 0 or below the smallest normal although the
+                           error arriving from above and phi'(h) were both not 0 */
     VG_N_STATS
 };
 
 #include "vg_contract.h"    /* the other shared ids, and the names of all of them */
+
+/* ---- flushing subnormals (MLP(flush_subnormals=True)) ----
+ * Two parts.  (1) While vgcore works, the FTZ (bit 15: results below the smallest normal
+ * become 0) and DAZ (bit 6: subnormal inputs read as 0) bits of MXCSR are set in every thread
+ * that runs its arithmetic: the calling thread for the whole compiled call, each OpenMP worker
+ * for the kernel it runs (see vg_fp_pause for why a parallel region starts from the caller's
+ * own state).  vg_fp_enter returns the thread's MXCSR as it was, vg_fp_leave puts
+ * it back exactly (flags included), so code outside vgcore sees no change.  (2) BLAS's own
+ * threads cannot be reached that way, so the kernels that write the operands of the matrix
+ * products (activations forward, errors backward) also flush explicitly: a value whose
+ * magnitude is below `tiny` (FLT_MIN / DBL_MIN, or 0 when flushing is off: then the kernels
+ * compute exactly what they did before) is written as 0.  Without MXCSR (not x86) part (1)
+ * compiles away and part (2) still holds. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__SSE__)
+#include <xmmintrin.h>
+#define VG_HAVE_MXCSR 1
+#define VG_MXCSR_FTZ_DAZ 0x8040u
+static inline unsigned vg_fp_enter(int flush)
+{
+    unsigned old = _mm_getcsr();
+    if (flush) _mm_setcsr(old | VG_MXCSR_FTZ_DAZ);
+    return old;
+}
+static inline void vg_fp_leave(int flush, unsigned old)
+{
+    if (flush) _mm_setcsr(old);
+}
+/* Around an OpenMP parallel region inside a flushing call: the calling thread goes back to
+ * `caller` (its MXCSR before vgcore set FTZ/DAZ) while the region runs.  Threads the runtime
+ * creates for the region inherit their creator's MXCSR and keep it for good, so they must be
+ * created from the caller's state, not from vgcore's: otherwise OpenMP code outside vgcore
+ * (and vgcore with flushing off) would later run with FTZ/DAZ.  The kernels in the region set
+ * FTZ/DAZ themselves, in every thread.  Returns the state to resume. */
+static inline unsigned vg_fp_pause(int flush, unsigned caller)
+{
+    unsigned cur = 0;
+    if (flush) {
+        cur = _mm_getcsr();
+        _mm_setcsr(caller);
+    }
+    return cur;
+}
+static inline void vg_fp_resume(int flush, unsigned cur)
+{
+    if (flush) _mm_setcsr(cur);
+}
+static inline unsigned vg_get_mxcsr(void) { return _mm_getcsr(); }
+static inline void vg_set_mxcsr(unsigned v) { _mm_setcsr(v); }
+#else
+#define VG_HAVE_MXCSR 0
+#define VG_MXCSR_FTZ_DAZ 0u
+static inline unsigned vg_fp_enter(int flush) { (void)flush; return 0; }
+static inline void vg_fp_leave(int flush, unsigned old) { (void)flush; (void)old; }
+static inline unsigned vg_fp_pause(int flush, unsigned caller) { (void)flush; return caller; }
+static inline void vg_fp_resume(int flush, unsigned cur) { (void)flush; (void)cur; }
+static inline unsigned vg_get_mxcsr(void) { return 0; }
+static inline void vg_set_mxcsr(unsigned v) { (void)v; }
+#endif
 
 #define VG_SELU_ALPHA 1.6732632423543772848170429916717
 #define VG_SELU_SCALE 1.0507009873554804934193349852946
@@ -88,19 +148,23 @@ static inline int vg_dropout_keep(uint64_t key, uint64_t idx, double p)
 #define T float
 #define VG_SFX f32
 #define VG_TMAX FLT_MAX
+#define VG_TMIN FLT_MIN
 #define VG_FN(name) VG_CAT(name, VG_SFX)
 #include "vg_kernels_impl.h"
 #undef T
 #undef VG_SFX
 #undef VG_TMAX
+#undef VG_TMIN
 
 #define T double
 #define VG_SFX f64
 #define VG_TMAX DBL_MAX
+#define VG_TMIN DBL_MIN
 #include "vg_kernels_impl.h"
 #undef T
 #undef VG_SFX
 #undef VG_TMAX
+#undef VG_TMIN
 #undef VG_FN
 
 #endif /* VG_KERNELS_H */

@@ -8,6 +8,14 @@
  * thread count.
  */
 
+/* v, or 0 when |v| < tiny: the explicit half of flushing subnormals (vg_kernels.h).  With
+ * tiny = 0 it is v itself, bit for bit (NaN and -0 included): flushing off changes nothing.
+ * A select, so the loops that call it still vectorise. */
+static inline T VG_FN(vg_flush)(T v, T tiny)
+{
+    return VG_FN(vg_fabs)(v) < tiny ? (T)0 : v;
+}
+
 /* ---------------- the activations: phi(x) and phi'(x), y = phi(x) already known ---------------- */
 
 static inline T VG_FN(vg_gelu)(T x)
@@ -75,27 +83,33 @@ static inline T VG_FN(vg_silu_deriv)(T x)
     default: break;                                                         \
     }
 
-/* ---------------- activation forward: h += b (in place), a = phi(h) ---------------- */
+/* ---------------- activation forward: h += b (in place), a = phi(h) ----------------
+ * `tiny` (every kernel that writes a matrix product's operand takes it, last): values below it
+ * in magnitude are written as 0, and when it is > 0 the thread running the kernel has FTZ and
+ * DAZ set meanwhile (an OpenMP worker is reached only here); see vg_kernels.h. */
 
 #define VG_FWD_LOOP(EXPR)                                                   \
     for (long i = r0; i < r1; i++) {                                        \
         T *restrict hr = h + i * ld;                                        \
         T *restrict ar = a + i * ld;                                        \
         for (long j = c0; j < c1; j++) {                                    \
-            T x = hr[j] + b[j];                                             \
+            T x = VG_FN(vg_flush)(hr[j] + b[j], tiny);                      \
             hr[j] = x;                                                      \
-            ar[j] = (EXPR);                                                 \
+            ar[j] = VG_FN(vg_flush)((EXPR), tiny);                          \
         }                                                                   \
     }                                                                       \
     break;
 
 VG_CLONES void VG_FN(vg_act_forward)(int kind, T param, long r0, long r1, long c0, long c1,
                                      long ld, T *restrict h, const T *restrict b,
-                                     T *restrict a)
+                                     T *restrict a, T tiny)
 {
     const T one = (T)1, zero = (T)0;
     (void)one; (void)zero;
+    const int flush = tiny > zero;
+    const unsigned fp = vg_fp_enter(flush);
     VG_SWITCH(VG_FWD_LOOP, VG_PHI)
+    vg_fp_leave(flush, fp);
 }
 #undef VG_FWD_LOOP
 
@@ -108,9 +122,9 @@ VG_CLONES void VG_FN(vg_act_forward)(int kind, T param, long r0, long r1, long c
         T *restrict hr = h + i * cols;                                      \
         T *restrict ar = a + i * cols;                                      \
         for (long j = 0; j < cols; j++) {                                   \
-            T x = hr[j] + b[j];                                             \
+            T x = VG_FN(vg_flush)(hr[j] + b[j], tiny);                      \
             hr[j] = x;                                                      \
-            T y = (EXPR);                                                   \
+            T y = VG_FN(vg_flush)((EXPR), tiny);                            \
             ar[j] = y;                                                      \
             ch2[j] += x * x;                                                \
             ca[j] += y;                                                     \
@@ -122,7 +136,7 @@ VG_CLONES void VG_FN(vg_act_forward)(int kind, T param, long r0, long r1, long c
 VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long cols,
                                            T *restrict h, const T *restrict b, T *restrict a,
                                            double *restrict st, T *restrict ch2,
-                                           T *restrict ca, T *restrict ca2)
+                                           T *restrict ca, T *restrict ca2, T tiny)
 {
     const T one = (T)1, zero = (T)0;
     (void)one; (void)zero;
@@ -144,13 +158,13 @@ VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long co
 /* A linear layer's forward with the same measurements (a is h itself). */
 VG_CLONES void VG_FN(vg_add_bias_stats)(long rows, long cols, T *restrict h,
                                         const T *restrict b, double *restrict st,
-                                        T *restrict ch2, T *restrict ca)
+                                        T *restrict ch2, T *restrict ca, T tiny)
 {
     for (long j = 0; j < cols; j++) ch2[j] = ca[j] = (T)0;
     for (long i = 0; i < rows; i++) {
         T *restrict hr = h + i * cols;
         for (long j = 0; j < cols; j++) {
-            T x = hr[j] + b[j];
+            T x = VG_FN(vg_flush)(hr[j] + b[j], tiny);
             hr[j] = x;
             ch2[j] += x * x;
             ca[j] += x;
@@ -166,7 +180,8 @@ VG_CLONES void VG_FN(vg_add_bias_stats)(long rows, long cols, T *restrict h,
     st[VG_ST_SUM_A2] = th2;
 }
 
-/* ------- activation backward: delta = g * phi'(h) (in place over g), db = colsum(delta) ------- */
+/* ------- activation backward: delta = g * phi'(h) (in place over g), db = colsum(delta) -------
+ * With flushing (tiny > 0) the incoming g is read flushed, and delta is written flushed. */
 
 #define VG_BWD_LOOP(EXPR)                                                   \
     for (long j = c0; j < c1; j++) db[j] = zero;                            \
@@ -177,7 +192,7 @@ VG_CLONES void VG_FN(vg_add_bias_stats)(long rows, long cols, T *restrict h,
         for (long j = c0; j < c1; j++) {                                    \
             const T x = hr[j], y = ar[j];                                   \
             (void)x; (void)y;                                               \
-            T d = dr[j] * (EXPR);                                           \
+            T d = VG_FN(vg_flush)(VG_FN(vg_flush)(dr[j], tiny) * (EXPR), tiny); \
             dr[j] = d;                                                      \
             db[j] += d;                                                     \
         }                                                                   \
@@ -186,16 +201,21 @@ VG_CLONES void VG_FN(vg_add_bias_stats)(long rows, long cols, T *restrict h,
 
 VG_CLONES void VG_FN(vg_act_backward)(int kind, T param, long r0, long r1, long c0, long c1,
                                       long ld, const T *restrict h, const T *restrict a,
-                                      T *restrict delta, T *restrict db)
+                                      T *restrict delta, T *restrict db, T tiny)
 {
     const T one = (T)1, zero = (T)0;
+    const int flush = tiny > zero;
+    const unsigned fp = vg_fp_enter(flush);
     VG_SWITCH(VG_BWD_LOOP, VG_DPHI)
+    vg_fp_leave(flush, fp);
 }
 
-/* The same pass, also measuring: st[VG_ST_SUM_D2] = sum delta^2, st[VG_ST_N_SAT] = #entries with |phi'| < sat_thr,
- * st[VG_ST_N_ZERO] = #entries with phi' == 0, st[VG_ST_N_DEAD] = #units with phi' == 0 for
- * every row, and zc[j] = #rows with phi'(h[i, j]) == 0 (kept per unit).  Column sums in
- * cd2 and csat (cols each), as in the forward pass. */
+/* The same pass, also measuring: st[VG_ST_SUM_D2] = sum delta^2, st[VG_ST_N_SAT] = #entries
+ * with |phi'| < sat_thr, st[VG_ST_N_ZERO] = #entries with phi' == 0, st[VG_ST_N_DEAD] = #units
+ * with phi' == 0 for every row, st[VG_ST_N_UNDERFLOW] = #entries whose delta is below the
+ * smallest normal (0 included) while g (as read) and phi' were not 0: lost to underflow, not
+ * to a zero derivative; and zc[j] = #rows with phi'(h[i, j]) == 0 (kept per unit).  Column
+ * sums in cd2, csat and cuf (cols each), as in the forward pass. */
 #define VG_BWD_STATS_LOOP(EXPR)                                             \
     for (long i = 0; i < rows; i++) {                                       \
         const T *restrict hr = h + i * cols;                                \
@@ -205,13 +225,15 @@ VG_CLONES void VG_FN(vg_act_backward)(int kind, T param, long r0, long r1, long 
             const T x = hr[j], y = ar[j];                                   \
             (void)x; (void)y;                                               \
             const T dp = (EXPR);                                            \
-            const T g = dr[j];                                              \
-            const T d = g * dp;                                             \
+            const T g = VG_FN(vg_flush)(dr[j], tiny);                       \
+            const T d = VG_FN(vg_flush)(g * dp, tiny);                      \
             dr[j] = d;                                                      \
             db[j] += d;                                                     \
             cd2[j] += d * d;                                                \
             csat[j] += VG_FN(vg_fabs)(dp) < sat_thr ? one : zero;           \
             zc[j] += dp == zero ? one : zero;                               \
+            cuf[j] += (g != zero) & (dp != zero) & (VG_FN(vg_fabs)(d) < (T)VG_TMIN) \
+                      ? one : zero;                                         \
         }                                                                   \
     }                                                                       \
     break;
@@ -220,24 +242,27 @@ VG_CLONES void VG_FN(vg_act_backward_stats)(int kind, T param, T sat_thr, long r
                                             const T *restrict h, const T *restrict a,
                                             T *restrict delta, T *restrict db,
                                             double *restrict st, T *restrict zc,
-                                            T *restrict cd2, T *restrict csat)
+                                            T *restrict cd2, T *restrict csat,
+                                            T *restrict cuf, T tiny)
 {
     const T one = (T)1, zero = (T)0;
-    for (long j = 0; j < cols; j++) db[j] = zc[j] = cd2[j] = csat[j] = zero;
+    for (long j = 0; j < cols; j++) db[j] = zc[j] = cd2[j] = csat[j] = cuf[j] = zero;
     VG_SWITCH(VG_BWD_STATS_LOOP, VG_DPHI)
-    T td2 = 0, tsat = 0, tzero = 0, tdead = 0;
+    T td2 = 0, tsat = 0, tzero = 0, tdead = 0, tuf = 0;
     const T all = (T)rows;
-    #pragma omp simd reduction(+:td2, tsat, tzero, tdead)
+    #pragma omp simd reduction(+:td2, tsat, tzero, tdead, tuf)
     for (long j = 0; j < cols; j++) {
         td2 += cd2[j];
         tsat += csat[j];
         tzero += zc[j];
         tdead += zc[j] == all ? one : zero;
+        tuf += cuf[j];
     }
     st[VG_ST_SUM_D2] = (double)td2;
     st[VG_ST_N_SAT] = (double)tsat;
     st[VG_ST_N_ZERO] = (double)tzero;
     st[VG_ST_N_DEAD] = (double)tdead;
+    st[VG_ST_N_UNDERFLOW] = (double)tuf;
 }
 #undef VG_BWD_STATS_LOOP
 
@@ -262,6 +287,7 @@ VG_CLONES void VG_FN(vg_colsum_stats)(long rows, long cols, const T *restrict g,
     st[VG_ST_N_SAT] = 0;
     st[VG_ST_N_ZERO] = 0;
     st[VG_ST_N_DEAD] = 0;
+    st[VG_ST_N_UNDERFLOW] = 0;
 }
 
 /* Sum of squares with VG_LANES independent partial sums (vectorised without reassociation
@@ -400,10 +426,13 @@ VG_CLONES int VG_FN(vg_all_finite)(long n, const T *restrict x)
     return !bad;
 }
 
-/* p -= lr * g over [k0, k1) */
-VG_CLONES void VG_FN(vg_sgd)(long k0, long k1, T lr, T *restrict p, const T *restrict g)
+/* p -= lr * g over [k0, k1); with flush, under FTZ and DAZ in the running thread */
+VG_CLONES void VG_FN(vg_sgd)(long k0, long k1, T lr, T *restrict p, const T *restrict g,
+                             int flush)
 {
+    const unsigned fp = vg_fp_enter(flush);
     for (long k = k0; k < k1; k++) p[k] -= lr * g[k];
+    vg_fp_leave(flush, fp);
 }
 
 /* out[j] = sum_{i in [r0, r1)} x[i, j] for j in [c0, c1); x is only read. */
@@ -417,14 +446,17 @@ VG_CLONES void VG_FN(vg_colsum)(long r0, long r1, long c0, long c1, long ld,
     }
 }
 
-/* h[i, j] += b[j] over the block (the bias of a linear layer, in place). */
+/* h[i, j] += b[j] over the block (the bias of a linear layer, in place); flushed with tiny. */
 VG_CLONES void VG_FN(vg_add_bias)(long r0, long r1, long c0, long c1, long ld,
-                                  T *restrict h, const T *restrict b)
+                                  T *restrict h, const T *restrict b, T tiny)
 {
+    const int flush = tiny > (T)0;
+    const unsigned fp = vg_fp_enter(flush);
     for (long i = r0; i < r1; i++) {
         T *restrict hr = h + i * ld;
-        for (long j = c0; j < c1; j++) hr[j] += b[j];
+        for (long j = c0; j < c1; j++) hr[j] = VG_FN(vg_flush)(hr[j] + b[j], tiny);
     }
+    vg_fp_leave(flush, fp);
 }
 
 /* ---------------- optimisers: one fused update over a block of the flat buffer ----------------
@@ -589,7 +621,8 @@ VG_CLONES void VG_FN(vg_norm_affine)(int by_row, long rows, long cols, const T *
 VG_CLONES void VG_FN(vg_bn_backward)(long rows, long cols, const T *restrict h,
                                      const T *restrict mean, const T *restrict invstd,
                                      const T *restrict gamma, T *restrict d,
-                                     const T *restrict dbeta, T *restrict dgamma, int training)
+                                     const T *restrict dbeta, T *restrict dgamma, int training,
+                                     T tiny)
 {
     for (long j = 0; j < cols; j++) dgamma[j] = (T)0;
     for (long i = 0; i < rows; i++) {
@@ -604,10 +637,12 @@ VG_CLONES void VG_FN(vg_bn_backward)(long rows, long cols, const T *restrict h,
         if (training) {
             for (long j = 0; j < cols; j++) {
                 T xh = (hr[j] - mean[j]) * invstd[j];
-                dr[j] = gamma[j] * invstd[j] * (dr[j] - dbeta[j] * inv_n - xh * (dgamma[j] * inv_n));
+                dr[j] = VG_FN(vg_flush)(gamma[j] * invstd[j] * (dr[j] - dbeta[j] * inv_n
+                                                                - xh * (dgamma[j] * inv_n)), tiny);
             }
         } else {
-            for (long j = 0; j < cols; j++) dr[j] = gamma[j] * invstd[j] * dr[j];
+            for (long j = 0; j < cols; j++)
+                dr[j] = VG_FN(vg_flush)(gamma[j] * invstd[j] * dr[j], tiny);
         }
     }
 }
@@ -616,7 +651,7 @@ VG_CLONES void VG_FN(vg_bn_backward)(long rows, long cols, const T *restrict h,
 VG_CLONES void VG_FN(vg_ln_backward)(long rows, long cols, const T *restrict h,
                                      const T *restrict mean, const T *restrict invstd,
                                      const T *restrict gamma, T *restrict d,
-                                     T *restrict dgamma)
+                                     T *restrict dgamma, T tiny)
 {
     for (long j = 0; j < cols; j++) dgamma[j] = (T)0;
     const T inv_c = (T)1 / (T)cols;
@@ -637,7 +672,7 @@ VG_CLONES void VG_FN(vg_ln_backward)(long rows, long cols, const T *restrict h,
         for (long j = 0; j < cols; j++) {
             T xh = (hr[j] - mu) * is;
             dgamma[j] += dr[j] * xh;
-            dr[j] = is * (dr[j] * gamma[j] - r1 - xh * r2);
+            dr[j] = VG_FN(vg_flush)(is * (dr[j] * gamma[j] - r1 - xh * r2), tiny);
         }
     }
 }
@@ -646,7 +681,7 @@ VG_CLONES void VG_FN(vg_ln_backward)(long rows, long cols, const T *restrict h,
  * when p > 0); the mask comes from vg_dropout_keep(key, i * cols + j, p). */
 VG_CLONES void VG_FN(vg_res_drop_forward)(long rows, long cols, const T *restrict x, T alpha,
                                           const T *restrict a, T *restrict out, double p,
-                                          uint64_t key)
+                                          uint64_t key, T tiny)
 {
     const T scale = p > 0 ? (T)(1.0 / (1.0 - p)) : (T)1;
     for (long i = 0; i < rows; i++) {
@@ -656,7 +691,7 @@ VG_CLONES void VG_FN(vg_res_drop_forward)(long rows, long cols, const T *restric
         for (long j = 0; j < cols; j++) {
             T v = xr ? xr[j] + alpha * ar[j] : ar[j];
             if (p > 0) v = vg_dropout_keep(key, (uint64_t)(i * cols + j), p) ? v * scale : (T)0;
-            orow[j] = v;
+            orow[j] = VG_FN(vg_flush)(v, tiny);
         }
     }
 }
@@ -665,17 +700,18 @@ VG_CLONES void VG_FN(vg_res_drop_forward)(long rows, long cols, const T *restric
  * residual block, skip = g (the identity path's gradient) and g *= alpha. */
 VG_CLONES void VG_FN(vg_res_drop_backward)(long rows, long cols, T *restrict g,
                                            T *restrict skip, int residual, T alpha, double p,
-                                           uint64_t key)
+                                           uint64_t key, T tiny)
 {
     const T scale = p > 0 ? (T)(1.0 / (1.0 - p)) : (T)1;
     for (long i = 0; i < rows; i++) {
         T *restrict gr = g + i * cols;
         T *restrict sr = skip ? skip + i * cols : 0;
         for (long j = 0; j < cols; j++) {
-            T v = gr[j];
+            T v = VG_FN(vg_flush)(gr[j], tiny);
             if (p > 0) v = vg_dropout_keep(key, (uint64_t)(i * cols + j), p) ? v * scale : (T)0;
+            v = VG_FN(vg_flush)(v, tiny);
             if (sr) sr[j] = v;
-            gr[j] = residual ? alpha * v : v;
+            gr[j] = VG_FN(vg_flush)(residual ? alpha * v : v, tiny);
         }
     }
 }

@@ -58,9 +58,9 @@ def test_every_compiled_activation_id_runs_its_own_kernel():
 def test_require_names_what_only_one_side_has():
     _contract.require("things", ("a", "b"), ("b", "a"))          # order does not matter
     with pytest.raises(_contract.ContractError) as e:
-        _contract.require("measurement fields", ("a", "b"), ("a", "b", "n_underflow"))
+        _contract.require("measurement fields", ("a", "b"), ("a", "b", "n_overflow"))
     msg = str(e.value)
-    assert "measurement fields" in msg and "n_underflow" in msg and "vg_contract.h" in msg
+    assert "measurement fields" in msg and "n_overflow" in msg and "vg_contract.h" in msg
     with pytest.raises(_contract.ContractError, match="Python expects c"):
         _contract.require("things", ("a", "c"), ("a",))
     assert issubclass(_contract.ContractError, ImportError)
@@ -70,7 +70,7 @@ _MISMATCH = textwrap.dedent("""
     import importlib, sys
     import vgcore
     from vgcore import _engine
-    _engine.STATISTICS = _engine.STATISTICS + ("n_underflow",)   # a field added in C only
+    _engine.STATISTICS = _engine.STATISTICS + ("n_overflow",)   # a field added in C only
     _engine.N_STATS = _engine.N_STATS + 1
     from vgcore.core import _contract
     importlib.reload(_contract)
@@ -89,4 +89,4 @@ def test_a_statistic_added_in_c_only_fails_the_import_loudly(tmp_path):
                          timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ContractError"), out.stdout
-    assert "n_underflow" in out.stdout and "measurement fields" in out.stdout
+    assert "n_overflow" in out.stdout and "measurement fields" in out.stdout

@@ -465,3 +465,80 @@ def test_a_bad_optimizer_argument_is_refused_by_name(data):
     with pytest.raises(TypeError, match=r"optimizer: expected a vgcore.optim optimiser, a name "
                                         r"or None, got int"):
         diagnose(net, optimizer=3)
+
+
+# ------------------------------------------------------------------ underflow
+
+def _vanishing_float32(dtype="float32", flush=True):
+    """Issue #11's vanishing stack: 60 sigmoid layers of 96 under the standard init, one step."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((64, 96)).astype(dtype)
+    y = rng.integers(0, 10, 64)
+    net = vg.MLP([96] * 61 + [10], activation="sigmoid", seed=0, dtype=dtype,
+                 flush_subnormals=flush)
+    net.train_step(X, y)
+    return net
+
+
+def test_the_underflow_threshold_is_one_percent():
+    assert D.UNDERFLOW_WARNING == 0.01
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_an_error_lost_to_underflow_reads_as_vanished_below_float32s_range(flush):
+    net = _vanishing_float32(flush=flush)
+    flow = net.gradient_flow()
+    lost = [l + 1 for l in np.flatnonzero(flow.underflow_fraction[:-1] > 0.01)]
+    assert lost
+    for source in (net, flow):
+        f = diagnose(source)[0]
+        assert f.kind == "vanishing" and f.severity == "error"
+        assert "below float32's smallest normal (1.2e-38)" in f.message
+        assert "the gradient vanished below float32's range" in f.message
+        assert "float64 (dtype='float64') shows its size" in f.message
+        assert f.evidence["underflow_layers"] == lost
+        assert f.evidence["underflow_fraction"] == pytest.approx(
+            flow.underflow_fraction[np.asarray(lost) - 1].tolist())
+    assert "float64" in diagnose(net)[0].fix
+    if flush:      # exactly 0 below the layers that lost it
+        assert f"layers 1-{min(lost) - 1} receive an error of exactly 0" in diagnose(net)[0].message
+
+
+def test_in_float64_the_same_network_is_vanishing_without_underflow():
+    f = diagnose(_vanishing_float32("float64"))[0]
+    assert f.kind == "vanishing" and f.severity == "error"
+    assert "underflow" not in f.message and "underflow_layers" not in f.evidence
+
+
+def test_underflow_is_judged_against_the_threshold():
+    """A flow whose layer lost 1.5% of its entries is reported, 0.5% is not (the threshold is
+    documented as 1%); a healthy relu/He network loses none."""
+    flow = _vanishing_float32().gradient_flow()
+    L = flow.n_layers
+    for value, reported in ((0.015, True), (0.005, False)):
+        uf = np.zeros(L)
+        uf[30] = value
+        f = diagnose(dataclasses.replace(flow, underflow_fraction=uf))[0]
+        assert f.kind == "vanishing"
+        assert ("underflow_layers" in f.evidence) is reported
+        if reported:
+            assert f.evidence["underflow_layers"] == [31]
+    healthy = vg.MLP([96] * 61 + [10], activation="relu", init="he_normal", seed=0)
+    rng = np.random.default_rng(1)
+    healthy.train_step(rng.standard_normal((64, 96)).astype(np.float32),
+                       rng.integers(0, 10, 64))
+    assert not np.any(healthy.gradient_flow().underflow_fraction)
+    assert all("underflow" not in f.message for f in diagnose(healthy))
+
+
+def test_an_old_recording_without_underflow_fraction_is_still_diagnosed():
+    net = _vanishing_float32()
+    rec = Recorder()
+    rec.record(net)
+    obj = rec.to_json_object()
+    obj["version"] = 1
+    del obj["fields"]["underflow_fraction"]
+    old = Recorder.from_json_object(obj)
+    f = diagnose(old)[0]
+    assert f.kind == "vanishing" and "underflow_layers" not in f.evidence
+    assert "underflow_layers" in diagnose(rec)[0].evidence

@@ -52,6 +52,10 @@ def _expected(net, X, y):
         e["saturated_fraction"][l] = np.mean(np.abs(dphi) < thr) if l < L - 1 else 0
         e["zero_derivative_fraction"][l] = np.mean(dphi == 0) if l < L - 1 else 0
         e["dead_fraction"][l] = np.mean(np.all(dphi == 0, axis=0)) if l < L - 1 else 0
+        if l < L - 1:       # the error arriving from above (read flushed), lost in delta
+            g = buf.g[l + 1].astype(np.float64)
+            tiny = np.finfo(net.dtype).tiny
+            e["underflow_fraction"][l] = np.mean((g != 0) & (dphi != 0) & (np.abs(d) < tiny))
         per_sample = np.stack([B * np.outer(x[i], d[i]) for i in range(B)])
         noise = np.mean(np.sum((per_sample - dW) ** 2, axis=(1, 2)))
         e["gsnr"][l] = np.sum(dW ** 2) / noise
@@ -78,7 +82,8 @@ def test_every_measurement_matches_its_definition(act, dtype):
     rtol = 1e-9 if dtype == "float64" else 2e-4
     for name in FIELDS:
         got = getattr(flow, name)
-        if name in ("saturated_fraction", "zero_derivative_fraction", "dead_fraction"):
+        if name in ("saturated_fraction", "zero_derivative_fraction", "dead_fraction",
+                    "underflow_fraction"):
             # counts: float32 rounding can move an entry across the threshold
             tol = 0 if dtype == "float64" else 2 / (24 * 11)
             np.testing.assert_allclose(got, exp[name], atol=tol, err_msg=name)
@@ -91,6 +96,41 @@ def test_every_measurement_matches_its_definition(act, dtype):
     assert flow.delta_ratio == pytest.approx(exp["delta_norm"][0] / exp["delta_norm"][-1],
                                              rel=rtol)
     assert flow.nonfinite_forward_layer is None and flow.nonfinite_backward_layer is None
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_underflow_fraction_matches_its_definition_where_the_error_leaves_float32(flush):
+    """On a vanishing float32 network (30 sigmoid layers, weights scaled so that the error
+    crosses 1e-38 about layer 5 and is below 1e-44 at layer 1): the engine's fraction against
+    the definition on the reference's buffers (the error the layer receives, phi', delta) and
+    against the reference's own
+    ``underflow_fraction``.  Flushing off (IEEE everywhere) they agree to one entry per layer.
+    Flushing on, the engine's matrix products run under FTZ in the calling thread: a product
+    below the smallest normal is 0 before the sum, so more of the error arriving at the
+    crossing layers is already exactly 0 (lost in the layer above, not counted here); the same
+    layers show losses, no more than NumPy's count plus 5 points, and the others none."""
+    rng = np.random.default_rng(4)
+    net = vg.MLP([32] * 31 + [4], activation="sigmoid", seed=0, flush_subnormals=flush)
+    for w in net.weights:
+        w *= 0.3                                      # the error shrinks ~20x per layer
+    X = rng.standard_normal((40, 32)).astype(np.float32)
+    y = rng.integers(0, 4, 40)
+    _step(net, X, y)
+    got = net.gradient_flow().underflow_fraction
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exp = _expected(net, X, y)["underflow_fraction"]
+    ref = R.ReferenceMLP.from_network(net)
+    ref.forward(X)
+    ref.backward(R.cross_entropy(ref.post_activations[-1], y)[1])
+    np.testing.assert_allclose(ref.underflow_fraction(), exp, atol=1e-12)
+    assert exp.max() > 0.5 and exp[-1] == 0 and got[-1] == 0
+    assert np.all(exp[8:] == 0)                       # the error is normal from layer 9 up
+    if flush:
+        np.testing.assert_array_equal(got > 0, exp > 0)
+        assert np.all(got <= exp + 0.05)
+    else:
+        np.testing.assert_allclose(got, exp, atol=1 / (40 * 32) + 1e-12)
+        assert np.count_nonzero(got > 0.9) >= 4       # subnormal all the way down
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -335,7 +335,7 @@ def test_to_json_writes_strict_json_in_the_documented_format(recorded, tmp_path)
         raise AssertionError(f"non-strict JSON constant {name}")
 
     obj = json.loads(path.read_text(), parse_constant=no_constants)
-    assert obj["format"] == "vgcore.recorder" and obj["version"] == 1
+    assert obj["format"] == "vgcore.recorder" and obj["version"] == 2
     assert obj["sizes"] == list(SIZES)
     assert obj["activations"] == ["relu"] * 3 + ["identity"]
     assert obj["steps"] == recorded.steps.tolist()
@@ -391,7 +391,9 @@ def _edit(text, change):
     (lambda t: "\x00garbage", "corrupt or truncated JSON"),
     (lambda t: "[1, 2, 3]", "expected a JSON object"),
     (lambda t: t.replace('"vgcore.recorder"', '"something.else"'), "format"),
-    (lambda t: t.replace('"version":1', '"version":2'), "version"),
+    (lambda t: t.replace('"version":2', '"version":3'), "version"),
+    (lambda t: _edit(t, lambda o: o["fields"].pop("underflow_fraction")),
+     "missing field 'underflow_fraction'"),
     (lambda t: _edit(t, lambda o: o["fields"].update(grad_norm=[[1.0]])),
      r"fields\.grad_norm.*shape \(4, 4\), got \(1, 1\)"),
     (lambda t: _edit(t, lambda o: o["fields"].pop("gsnr")), "missing field 'gsnr'"),
@@ -404,6 +406,20 @@ def test_from_json_rejects_bad_files_naming_the_file(recorded, tmp_path, damage,
     with pytest.raises(ValueError, match=match) as e:
         Recorder.from_json(path)
     assert "bad.json" in str(e.value) and str(e.value).startswith("path:")
+
+
+def test_a_version_1_file_reads_with_underflow_fraction_not_measured(recorded, tmp_path):
+    """Version 1 had no underflow_fraction: such a file still reads, that field NaN, the
+    others exact."""
+    obj = recorded.to_json_object()
+    obj["version"] = 1
+    del obj["fields"]["underflow_fraction"]
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(obj))
+    back = Recorder.from_json(path)
+    assert back.history("underflow_fraction").shape == (len(recorded), recorded.n_layers)
+    assert np.all(np.isnan(back.history("underflow_fraction")))
+    np.testing.assert_array_equal(back.history("grad_norm"), recorded.history("grad_norm"))
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp_file(recorded, tmp_path,

@@ -9,6 +9,16 @@ needs SciPy (``scipy.special.erf``, NumPy has no erf).
 
 The layer options (batch / layer normalisation, residual blocks, dropout with a counter-based
 hash mask) are defined here too: see :class:`ReferenceMLP` and :func:`dropout_uniforms`.
+
+Flushing subnormals (``flush_subnormals``, as :class:`vgcore.MLP`'s, on by default) is defined
+here as the engine does it: every pre-activation, normalised pre-activation, activation, layer
+output and error the passes write, and every error arriving from the layer above, is set to 0
+where its magnitude is below the dtype's smallest normal (``np.finfo(dtype).tiny``: 1.18e-38 in
+float32, 2.2e-308 in float64).  The engine also runs its arithmetic with the FTZ and DAZ bits
+set, so a subnormal intermediate inside an activation (silu at -88 in float32) may differ from
+NumPy's by less than the smallest normal; the matrix products' results (dW, dX) are not
+flushed.  :meth:`ReferenceMLP.underflow_fraction` is the engine's
+``GradientFlow.underflow_fraction``, computed from the reference's buffers.
 """
 from __future__ import annotations
 
@@ -144,6 +154,8 @@ class _Buffers:
         self.d = [np.empty(shp[l], dtype) for l in range(L)]       # dL/dh
         self.scratch = [np.empty(shp[l], dtype) for l in range(L)]
         self.g = [np.empty((batch, sizes[l]), dtype) for l in range(L)]   # dL/d(input of l)
+        self.below = [np.empty(shp[l], bool) for l in range(L)]   # flushing's masks
+        self.above = [np.empty(shp[l], bool) for l in range(L)]
         self.z, self.xhat, self.mu, self.rstd, self.dz = [], [], [], [], []
         self.out, self.mask, self.t = [], [], []
         for l in range(L):
@@ -181,11 +193,16 @@ class ReferenceMLP:
     dropout_counter, l, i, j)``; ``dropout_counter`` counts the training-mode forward passes.
 
     Per layer the flat buffer holds W (row-major), b, then gamma and beta for normalised layers.
+
+    ``flush_subnormals`` (default True, as the engine): every value the passes write for a
+    layer (h, z, a, out, the errors) and the error arriving from the layer above is set to 0
+    where its magnitude is below ``np.finfo(dtype).tiny``; see the module docstring.
     """
 
     def __init__(self, sizes, activation="relu", init="standard", dtype="float32", seed=None,
                  sigma_w=None, sigma_b=None, *, norm=None, residual=None, residual_init=None,
-                 dropout=0.0, dropout_seed=0, norm_momentum=0.1, norm_eps=1e-5):
+                 dropout=0.0, dropout_seed=0, norm_momentum=0.1, norm_eps=1e-5,
+                 flush_subnormals=True):
         self.sizes = tuple(int(s) for s in sizes)
         self.dtype = as_dtype(dtype)
         n_hidden = len(self.sizes) - 2
@@ -201,6 +218,7 @@ class ReferenceMLP:
                              norm_eps=norm_eps)
         for k, v in opts.items():
             setattr(self, k, v)
+        self.flush_subnormals = bool(flush_subnormals)
         self._bind_params(np.zeros(param_layout(self.sizes, self.norms)[1], self.dtype))
         rng = np.random.default_rng(seed)
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -251,11 +269,14 @@ class ReferenceMLP:
         self._fwd_counter = None       # the dropout counter of the last forward (None: no mask)
 
     @classmethod
-    def from_network(cls, net):
+    def from_network(cls, net, *, flush_subnormals=None):
         """A reference network with the architecture, options, current parameters, running
         statistics, mode and dropout counter of ``net`` (an engine :class:`vgcore.MLP`, or
-        another ReferenceMLP).  Options the network does not have take their defaults."""
+        another ReferenceMLP).  Options the network does not have take their defaults;
+        ``flush_subnormals`` overrides the network's when given."""
         ref = cls.__new__(cls)
+        ref.flush_subnormals = bool(getattr(net, "flush_subnormals", True)
+                                    if flush_subnormals is None else flush_subnormals)
         ref.sizes, ref.dtype, ref.activations = tuple(net.sizes), net.dtype, net.activations
         ref.init, ref.sigma_w, ref.sigma_b = net.init, net.sigma_w, net.sigma_b
         L = len(ref.sizes) - 1
@@ -406,12 +427,15 @@ class ReferenceMLP:
             h = buf.h[l]
             np.matmul(x, self.weights[l], out=h)
             h += self.biases[l]
+            self._flush(h, l)
             if l == L - 1:
                 break
             if self.norms[l] is not None:
                 self._normalize(l, h, buf, update=advance)
+                self._flush(buf.z[l], l)
             a = activation_forward(self.activations[l], buf.z[l], out=buf.a[l],
                                    scratch=buf.scratch[l])
+            self._flush(a, l)
             out = buf.out[l]
             alpha, p = self.residuals[l], self.dropouts[l]
             if alpha is not None:
@@ -424,6 +448,8 @@ class ReferenceMLP:
                 mask = buf.mask[l]
                 np.multiply(keep, 1.0 / (1.0 - p), out=mask, casting="unsafe")
                 out *= mask
+            if out is not a:
+                self._flush(out, l)
             x = out
         if training and advance:
             self.dropout_counter += 1
@@ -439,12 +465,14 @@ class ReferenceMLP:
         for l in range(L - 1, -1, -1):
             skip = None
             if l < L - 1:
+                self._flush(buf.g[l + 1], l)       # the error arriving from above, read flushed
                 if (self.norms[l] is None and self.residuals[l] is None
                         and self.dropouts[l] == 0):
                     delta = buf.d[l]
                     activation_derivative(self.activations[l], buf.h[l], buf.a[l],
                                           out=buf.scratch[l], scratch=delta)
                     np.multiply(buf.g[l + 1], buf.scratch[l], out=delta)
+                    self._flush(delta, l)
                 else:
                     skip, delta = self._backward_layer(l, buf)
             x = self._x if l == 0 else buf.out[l - 1]
@@ -459,22 +487,22 @@ class ReferenceMLP:
     def _backward_layer(self, l, buf):
         """dL/dh of hidden layer l (into buf.d[l]) from dL/d(out_l) = buf.g[l+1], plus the
         gamma/beta gradients; returns (the skip gradient or None, dL/dh)."""
-        g = buf.g[l + 1]
-        if self.dropouts[l] > 0 and self._fwd_counter is not None:
-            np.multiply(g, buf.mask[l], out=buf.t[l])
-            g = buf.t[l]
+        g = self._effective_error(l, buf)
         skip = None
         alpha = self.residuals[l]
         if alpha is not None:
             skip = g
             g = np.multiply(g, alpha, out=buf.dz[l])
+            self._flush(g, l)
         dh, s = buf.d[l], buf.scratch[l]
         activation_derivative(self.activations[l], buf.z[l], buf.a[l], out=s, scratch=dh)
         norm = self.norms[l]
         if norm is None:
             np.multiply(g, s, out=dh)
+            self._flush(dh, l)
             return skip, dh
         dz = np.multiply(g, s, out=buf.dz[l])
+        self._flush(dz, l)
         xhat, rstd, gamma = buf.xhat[l], buf.rstd[l], self.gammas[l]
         np.sum(dz, axis=0, out=self.beta_grads[l])
         np.multiply(dz, xhat, out=s)
@@ -499,7 +527,55 @@ class ReferenceMLP:
             np.subtract(dxh, dh, out=dh)
             dh -= m1
             dh *= rstd
+        self._flush(dh, l)
         return skip, dh
+
+    def _effective_error(self, l, buf):
+        """dL/d(out_l) (buf.g[l+1], already read flushed) through layer l's dropout mask: the
+        error its residual scale and activation see (flushed)."""
+        g = buf.g[l + 1]
+        if self.dropouts[l] > 0 and self._fwd_counter is not None:
+            np.multiply(g, buf.mask[l], out=buf.t[l])
+            g = buf.t[l]
+            self._flush(g, l)
+        return g
+
+    def _flush(self, x, l):
+        """With flush_subnormals: x[|x| < tiny] = 0 in place, without allocating (NaN kept)."""
+        if not self.flush_subnormals:
+            return
+        tiny = np.finfo(self.dtype).tiny
+        below, above = self._buf.below[l], self._buf.above[l]
+        np.less(x, tiny, out=below)
+        np.greater(x, -tiny, out=above)
+        below &= above
+        np.copyto(x, 0, where=below)
+
+    def underflow_fraction(self):
+        """Per layer, the fraction of the last backward pass's error entries lost to
+        underflow: ``delta = g * phi'(z)`` below the smallest normal in magnitude (0 included)
+        although ``g`` (the error arriving from above, after dropout and the residual scale,
+        as the activation reads it) and ``phi'(z)`` were not 0 (0 for the output layer).  The
+        definition of ``GradientFlow.underflow_fraction``; recomputed from the buffers (the
+        pass itself does no extra work)."""
+        buf = self._buf
+        L = self.n_layers
+        out = np.zeros(L)
+        tiny = np.finfo(self.dtype).tiny
+        for l in range(L - 1):
+            g = buf.g[l + 1]
+            if self.dropouts[l] > 0 and self._fwd_counter is not None:
+                g = buf.t[l]
+            if self.residuals[l] is not None:
+                g = g * self.dtype.type(self.residuals[l])
+                if self.flush_subnormals:
+                    g[np.abs(g) < tiny] = 0
+            dphi = activation_derivative(self.activations[l], buf.z[l], buf.a[l])
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                d = g * dphi
+            lost = (g != 0) & (dphi != 0) & (np.abs(d) < tiny)
+            out[l] = np.count_nonzero(lost) / lost.size
+        return out
 
     def sgd_step(self, lr):
         """``params -= lr * grads`` over the flat buffer (one ufunc on a scratch buffer)."""

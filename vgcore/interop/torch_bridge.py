@@ -52,6 +52,11 @@ layers in different modes, parameters that are not finite.
 Dropout masks are vgcore's own (a counter-based hash of ``dropout_seed``), not PyTorch's
 random draws: a converted network in training mode with dropout computes the same function in
 distribution, not sample by sample.
+
+Subnormals: a vgcore network flushes them by default (``flush_subnormals``, see
+:class:`vgcore.MLP`); PyTorch keeps them unless ``torch.set_flush_denormal(True)`` (a
+process-wide setting, so :func:`to_torch` cannot carry the option).  The two agree except on
+values below the smallest normal (1.18e-38 in float32), which vgcore writes as 0.
 """
 from __future__ import annotations
 
@@ -73,7 +78,8 @@ def __getattr__(name):
 
 
 # ------------------------------------------------------------------------------ from_torch
-def from_torch(module, *, dtype=None, init="standard", measure=True, dropout_seed=0):
+def from_torch(module, *, dtype=None, init="standard", measure=True, dropout_seed=0,
+               flush_subnormals=True):
     """A :class:`vgcore.MLP` computing the same function as a PyTorch ``nn.Sequential``.
 
     Parameters
@@ -94,6 +100,9 @@ def from_torch(module, *, dtype=None, init="standard", measure=True, dropout_see
         As :class:`vgcore.MLP` (default True: measure the gradient flow in every pass).
     dropout_seed : int
         The seed of vgcore's dropout masks.
+    flush_subnormals : bool
+        As :class:`vgcore.MLP` (default True).  PyTorch's CPU default is to keep subnormals
+        (``torch.set_flush_denormal(False)``); pass False to compute exactly as IEEE does.
 
     Returns
     -------
@@ -125,7 +134,7 @@ def from_torch(module, *, dtype=None, init="standard", measure=True, dropout_see
                     ("batch" if type(lay.norm) is nn.BatchNorm1d else "layer") for lay in hidden],
               residual=[lay.residual for lay in hidden],
               dropout=[0.0 if lay.dropout is None else float(lay.dropout.p) for lay in hidden],
-              dropout_seed=dropout_seed,
+              dropout_seed=dropout_seed, flush_subnormals=flush_subnormals,
               norm_momentum=shared.get("momentum", (NORM_DEFAULTS["momentum"],))[0],
               norm_eps=shared.get("eps", (NORM_DEFAULTS["eps"],))[0])
     for l, lay in enumerate(layers):

@@ -28,7 +28,12 @@ vanishing
     (``delta_norm[0] / delta_norm[L-2]``, the product of the per-layer gains) is below
     :data:`VANISHING_WARNING` (error below :data:`VANISHING_ERROR`).  The second catches
     networks whose forward signal shrinks as fast as the error (tanh with the standard init):
-    their weight gradients are level but tiny everywhere.
+    their weight gradients are level but tiny everywhere.  When a hidden layer lost more than
+    :data:`UNDERFLOW_WARNING` of its error entries to underflow
+    (:attr:`vgcore.flow.GradientFlow.underflow_fraction`), the finding says so: the error fell
+    below the dtype's smallest normal (float32: 1.2e-38) at those layers, the layers below
+    receive exactly 0, and float64 shows its size.  It stays a vanishing error: a gradient
+    that vanished below the range has vanished.
 exploding
     either ratio above :data:`EXPLODING_WARNING` (error above :data:`EXPLODING_ERROR`).  The
     compounded gain catches a linear stack with weights too large, whose ``grad_ratio`` stays
@@ -75,6 +80,7 @@ from vgcore.measure.recorder import Recorder
 __all__ = ["Finding", "diagnose", "format_findings", "SEVERITIES", "KINDS", "SATURATING",
            "VANISHING_WARNING", "VANISHING_ERROR", "EXPLODING_WARNING", "EXPLODING_ERROR",
            "SATURATION_WARNING", "SATURATION_ERROR", "DEAD_WARNING", "DEAD_ERROR",
+           "UNDERFLOW_WARNING",
            "TREND_FACTOR", "TREND_FRACTION", "RECENT_RECORDS", "ADAPTIVE_OPTIMIZERS"]
 
 KINDS = ("nonfinite", "vanishing", "exploding", "saturation", "dead_units", "no_gradient",
@@ -113,6 +119,13 @@ inputs become correlated with depth and a unit tends to be on for all or off for
 Above one half, more units are dead than even fully correlated inputs would switch off."""
 DEAD_ERROR = 0.9
 """Nearly the whole layer passes no gradient."""
+UNDERFLOW_WARNING = 0.01
+"""Fraction of a hidden layer's error entries lost to underflow (the error arriving from above
+and phi' were not 0, the product is below the smallest normal) above which a vanishing finding
+says the gradient left the dtype's range.  A healthy network loses none (60 relu layers with He
+init: 0 in every layer); issue #11's 60 x 96 sigmoid stack under the standard init loses 2-21%
+of the entries in each of the few layers where its float32 error crosses 1e-38.  One percent is
+no rounding accident."""
 RECENT_RECORDS = 5
 """A Recorder's findings use the median of this many latest records (one batch is noisy)."""
 SHRINKING_SIGNAL = 1e-2
@@ -321,6 +334,9 @@ def _rule_vanishing(s, findings):
                          f"are saturated")
         if f.kind == "dead_units":
             parts.append(f"{_ranges(f.evidence['layers'])} have many dead units")
+    underflow = _underflow_text(s)
+    if underflow:
+        parts.append(underflow[0])
     if "sigmoid" in hidden:
         parts.append("sigmoid's slope is at most 0.25, so every sigmoid layer scales the "
                      "gradient down")
@@ -343,8 +359,39 @@ def _rule_vanishing(s, findings):
         evidence["first_layer_grad_rms"] = _first_grad_rms(s)
     if where:
         evidence.update(where)
+    if underflow:
+        evidence.update(underflow[1])
+        fix += underflow[2]
     return [Finding("vanishing", severity, "vanishing: " + "; ".join(parts), _py_dict(evidence),
                     fix)]
+
+
+def _underflow_text(s):
+    """(message part, evidence, fix addition) when hidden layers lost more than
+    UNDERFLOW_WARNING of their error entries to underflow, else None."""
+    uf = s.f.get("underflow_fraction")
+    if uf is None or s.L < 2:
+        return None
+    hidden = np.asarray(uf[:s.L - 1], np.float64)
+    layers = [l + 1 for l in np.flatnonzero(np.isfinite(hidden) & (hidden > UNDERFLOW_WARNING))]
+    if not layers:
+        return None
+    fr = hidden[[l - 1 for l in layers]]
+    f64 = s.net is not None and np.dtype(getattr(s.net, "dtype", np.float32)) == np.float64
+    dtype, tiny = ("float64", "2.2e-308") if f64 else ("float32", "1.2e-38")
+    text = (f"in {_ranges(layers)} the error fell below {dtype}'s smallest normal ({tiny}) "
+            f"and was lost to underflow ({_share(fr)} of the entries{_upto(fr, layers)})")
+    below = min(layers) - 1
+    if below >= 1:
+        text += (f", so layer{'s 1-' + str(below) if below > 1 else ' 1'} "
+                 f"receive{'' if below > 1 else 's'} an error of exactly 0")
+    text += f": the gradient vanished below {dtype}'s range"
+    if not f64:
+        text += "; float64 (dtype='float64') shows its size"
+    evidence = {"underflow_layers": layers, "underflow_fraction": _py(fr)}
+    fix = ("" if f64 else "; to see how small the gradient really is, run the same network "
+           "in float64 (dtype='float64', or MLP.from_torch(module, dtype='float64'))")
+    return text, evidence, fix
 
 
 def _rule_exploding(s, findings):

@@ -33,6 +33,10 @@ saturated_fraction         fraction of the B n_l entries with                   
                            |phi'(h)| < saturation_threshold(phi) (see below)
 zero_derivative_fraction   fraction of entries with phi'(h) == 0 (inactive units)         fraction
 dead_fraction              fraction of units with phi'(h) == 0 for every sample           fraction
+underflow_fraction         fraction of entries whose delta_l is 0 or below the smallest   fraction
+                           normal (float32 1.18e-38, float64 2.2e-308) although the
+                           error arriving from above, dL/da_l, and phi'(h) were not 0:
+                           lost to underflow, not to a zero derivative (see below)
 gain                       delta_norm[l] / delta_norm[l+1] (NaN for the output layer):    ratio
                            how much the error shrinks (< 1) or grows (> 1) through layer l+1
 gsnr                       gradient signal-to-noise ratio of W_l: ||mean_i g_i||^2 /      ratio
@@ -49,6 +53,20 @@ their ``saturated_fraction`` is 0 by definition, and an exactly zero derivative 
 hard_tanh beyond +-1) makes the entry *inactive* (``zero_derivative_fraction``; a healthy relu
 layer has about half its entries inactive).  A unit inactive on every sample of the batch is
 *dead* (``dead_fraction``).
+
+Underflow: ``underflow_fraction`` counts the entries of layer ``l`` where ``g = dL/da_l`` (the
+error arriving from layer ``l+1``) and ``phi'(h)`` are both not 0, yet ``delta = g * phi'(h)``
+is below the dtype's smallest normal in magnitude (0 included): the error was there and the
+floating-point range lost it.  With ``flush_subnormals`` on (the default, see
+:class:`vgcore.MLP`) ``g`` is read flushed, so an error that already arrived below the
+smallest normal counts as 0 (it was lost in the layer above's matrix product, which under FTZ
+also drops the products below the smallest normal before summing them), and the lost entries
+are exactly 0; with it off they may be subnormal.  The reference computes the same statistic
+(:meth:`vgcore.reference.ReferenceMLP.underflow_fraction`) with NumPy's IEEE products.  In a vanishing network the fraction
+is large at the layers where the error leaves the range and 0 below them (nothing arrives any
+more): ``delta_rms`` reads 0 there, and float64 shows the size the error really has.  The
+output layer's is 0 (its error is the loss gradient).  For a normalised layer it is taken at
+the activation (dL/dz), before the normalisation's backward.
 
 Per-sample: ``per_sample_grad_norm`` (shape ``(n_layers, B)``): ``||dL_i/dW_l||`` for each
 sample's own loss ``L_i`` (the batch loss is their mean); for a dense layer it is exactly
@@ -102,16 +120,16 @@ def saturation_threshold(activation) -> float:
 # src/vg_contract.h; their indices and count come from the compiled module, and importing this
 # module fails if the two sides do not list the same fields.
 STAT_FIELDS = ("sum_h2", "sum_a", "sum_a2", "sum_d2", "n_sat", "n_zero", "n_dead", "w2", "dw2",
-               "b2", "db2", "uw2")
+               "b2", "db2", "uw2", "n_underflow")
 _contract.require("measurement fields", STAT_FIELDS, _contract.STATISTICS)
 (_SUM_H2, _SUM_A, _SUM_A2, _SUM_D2, _N_SAT, _N_ZERO, _N_DEAD, _W2, _DW2, _B2, _DB2,
- _UW2) = (_contract.STAT[name] for name in STAT_FIELDS)
+ _UW2, _N_UNDERFLOW) = (_contract.STAT[name] for name in STAT_FIELDS)
 N_STATS = _contract.N_STATS
 
 FIELDS = ("delta_rms", "delta_norm", "grad_norm", "bias_grad_norm", "weight_norm",
           "bias_norm", "grad_to_weight", "update_to_weight", "preact_rms", "act_mean",
           "act_std", "saturated_fraction", "zero_derivative_fraction", "dead_fraction", "gain",
-          "gsnr")
+          "gsnr", "underflow_fraction")
 
 
 @dataclass(frozen=True)
@@ -137,6 +155,7 @@ class GradientFlow:
     dead_fraction: np.ndarray
     gain: np.ndarray
     gsnr: np.ndarray
+    underflow_fraction: np.ndarray
     per_sample_grad_norm: np.ndarray
     dead_unit_mask: np.ndarray = field(repr=False)
     grad_ratio: float
@@ -194,6 +213,7 @@ class GradientFlow:
                 dead_fraction=st[:, _N_DEAD] / widths,
                 gain=gain,
                 gsnr=gsnr,
+                underflow_fraction=st[:, _N_UNDERFLOW] / entries,
                 per_sample_grad_norm=np.sqrt(ps2),
             )
             grad_ratio = float(grad_norm[0] / grad_norm[-1])

@@ -53,7 +53,7 @@ dead on every sample of every batch passed during the epoch, and appends them to
 JSON
 ----
 :meth:`Recorder.to_json` writes, and :meth:`Recorder.from_json` reads, a strict-JSON object
-(format ``vgcore.recorder``, version 1; NaN and Inf as ``null``) described in
+(format ``vgcore.recorder``, version 2; NaN and Inf as ``null``) described in
 :mod:`vgcore.measure.recorder_io`; :meth:`Recorder.to_json_object` and
 :meth:`Recorder.from_json_object` give and take the object itself.
 """
@@ -527,7 +527,7 @@ class Recorder:
         _atomic_write_text(_check_path(path), _json.csv_writer(self.to_dict()))
 
     def to_json_object(self) -> dict:
-        """The recorder as its JSON object (format ``vgcore.recorder``, version 1; see
+        """The recorder as its JSON object (format ``vgcore.recorder``, version 2; see
         :mod:`vgcore.measure.recorder_io`): plain lists and numbers, NaN and Inf as None."""
         n = self._n
         return _json.encode(

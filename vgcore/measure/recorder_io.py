@@ -2,11 +2,11 @@
 writes and :meth:`~vgcore.Recorder.from_json` reads, also embedded in sweep histories and in
 ``vgcore compare``'s measurements.json), the tidy columns and the CSV file.
 
-JSON format (version 1)
+JSON format (version 2)
 -----------------------
 A strict-JSON object (NaN and Inf are written as ``null`` and read back as NaN)::
 
-    {"format": "vgcore.recorder", "version": 1,
+    {"format": "vgcore.recorder", "version": 2,
      "sizes": [n_in, ..., n_out] or null (no record yet),
      "activations": [one name per layer, the output layer's "identity" last],
      "init": {"name": ..., "sigma_w": ..., "sigma_b": ...} or null (recorded from flows),
@@ -19,7 +19,9 @@ A strict-JSON object (NaN and Inf are written as ``null`` and read back as NaN):
      "epoch_dead_fraction": [[fraction per hidden layer] per epoch],
      "epoch_steps": [[first step, last step] per epoch]}
 
-:meth:`Recorder.from_json` reads it back into a recorder that can go on recording.
+:meth:`Recorder.from_json` reads it back into a recorder that can go on recording.  Version 2
+added the field ``underflow_fraction``; a version 1 object is still read, with that field NaN
+(not measured) in every record.
 
 :func:`encode` builds the object from a recorder's state, :func:`decode` checks an object
 completely and returns its content as arrays, :func:`read` reads a file; the Recorder turns
@@ -37,7 +39,10 @@ __all__ = ["JSON_FORMAT", "JSON_VERSION", "encode", "decode", "read", "json_matr
            "tidy_columns", "csv_writer"]
 
 JSON_FORMAT = "vgcore.recorder"
-JSON_VERSION = 1
+JSON_VERSION = 2
+READ_VERSIONS = (1, 2)
+"""The versions :func:`decode` reads (a field a version lacks reads as NaN)."""
+_ADDED_IN = {"underflow_fraction": 2}
 
 _REQUIRED = ("sizes", "activations", "init", "schedule", "every", "max_records", "stride",
              "next_step", "offers_seen", "steps", "offers", "fields", "scalars",
@@ -119,8 +124,10 @@ def decode(obj, source, field_names, float_scalars, int_scalars) -> dict:
         raise bad(f"expected a JSON object, got a JSON {type(obj).__name__}")
     if obj.get("format") != JSON_FORMAT:
         raise bad(f"expected \"format\": {JSON_FORMAT!r}, got {obj.get('format')!r}")
-    if obj.get("version") != JSON_VERSION:
-        raise bad(f"expected \"version\": {JSON_VERSION}, got {obj.get('version')!r}")
+    version = obj.get("version")
+    if isinstance(version, bool) or version not in READ_VERSIONS:
+        raise bad(f"expected \"version\": {' or '.join(map(str, READ_VERSIONS))}, got "
+                  f"{version!r}")
     missing = [k for k in _REQUIRED if k not in obj]
     if missing:
         raise bad(f"missing key(s) {', '.join(missing)}")
@@ -193,6 +200,9 @@ def decode(obj, source, field_names, float_scalars, int_scalars) -> dict:
     if not isinstance(fields, dict) or not isinstance(scalars, dict):
         raise bad("expected \"fields\" and \"scalars\" to be objects")
     for name in field_names:
+        if name not in fields and version < _ADDED_IN.get(name, 1):
+            out["fields"][name] = np.full((n, L), np.nan)
+            continue
         if name not in fields:
             raise bad(f"missing field {name!r} in \"fields\"")
         out["fields"][name] = matrix(fields[name], f"fields.{name}", (n, L))

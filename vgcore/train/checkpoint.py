@@ -34,6 +34,7 @@ file:
                      "residuals": [null or the scale alpha per layer],
                      "dropouts": [p per layer], "residual_init": null | "zero",
                      "dropout_seed": int, "norm_momentum": float, "norm_eps": float,
+                     "flush_subnormals": bool (absent in older files: true),
                      "training": bool, "dropout_counter": int},
          "optimizer": null or {"type": "SGD" | "Adam" | ..., "lr": float or null (a schedule),
                                "lr_schedule": repr of the schedule or null,
@@ -264,8 +265,8 @@ def load(path) -> Checkpoint:
     -------
     Checkpoint
         ``(net, optimizer_state, history, extra)`` plus the file's ``metadata``; the network
-        is built with the saved sizes, activations, initialiser settings, dtype and
-        ``measure``, and its parameters are bit-identical to the saved ones.
+        is built with the saved sizes, activations, initialiser settings, dtype, ``measure``
+        and ``flush_subnormals``, and its parameters are bit-identical to the saved ones.
 
     Raises
     ------
@@ -299,7 +300,8 @@ def load_into(path, net, optimizer=None) -> Checkpoint:
     path : str or os.PathLike
     net : vgcore.MLP
         Must have the saved architecture: the same sizes, activations (with their parameters)
-        and dtype.  The initialiser settings need not match.
+        and dtype.  The initialiser settings need not match; its ``measure`` and
+        ``flush_subnormals`` are kept.
     optimizer : vgcore.optim.Optimizer, optional
         An optimiser of ``net`` of the saved type: its state buffers, step count and (when the
         saved one was a number) learning rate are restored, so training continues exactly as

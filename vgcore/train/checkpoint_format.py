@@ -77,6 +77,7 @@ def describe_net(net) -> dict:
         "dropout_seed": int(net.dropout_seed),
         "norm_momentum": float(net.norm_momentum),
         "norm_eps": float(net.norm_eps),
+        "flush_subnormals": bool(net.flush_subnormals),
         "training": bool(net.training),
         "dropout_counter": int(net.dropout_counter),
     }
@@ -177,7 +178,8 @@ def _check_content(data):
                     isinstance(v, list) and all(x is None or isinstance(x, (int, float))
                                                 for x in v) for v in hist.values()):
                 raise TypeError("'history' must be an object of lists of numbers")
-        for k, kinds in (("dropout_counter", int), ("dropout_seed", int), ("training", bool)):
+        for k, kinds in (("dropout_counter", int), ("dropout_seed", int), ("training", bool),
+                         ("flush_subnormals", bool)):
             if k in netm and not isinstance(netm[k], kinds):
                 raise TypeError(f"'network.{k}' must be {kinds.__name__}")
     except (KeyError, TypeError, ValueError) as e:
@@ -238,7 +240,8 @@ def build_net(meta):
                residual=(m.get("residuals") or [None] * (n_hidden + 1))[hidden_only],
                dropout=(m.get("dropouts") or [0.0] * (n_hidden + 1))[hidden_only],
                residual_init=m.get("residual_init"), dropout_seed=m.get("dropout_seed", 0),
-               norm_momentum=m.get("norm_momentum", 0.1), norm_eps=m.get("norm_eps", 1e-5))
+               norm_momentum=m.get("norm_momentum", 0.1), norm_eps=m.get("norm_eps", 1e-5),
+               flush_subnormals=m.get("flush_subnormals", True))
 
 
 def history_from(meta):
