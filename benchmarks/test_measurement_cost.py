@@ -2,7 +2,13 @@
 cross-entropy, backward, SGD) with ``net.measure`` on and off, side by side per configuration.
 The issue's bound is on <= 1.05 x off (goal 1.02) on deep-narrow and medium; the numbers for
 README come from ``python benchmarks/measurement_cost.py``, which interleaves the two in one
-process."""
+process.
+
+And the cost of reading the measurements at every step (issue #11, "reading is cheap": <= 2%
+of a deep-narrow step): the measured step alone, followed by ``net.gradient_flow()``, and
+followed by a Recorder's capture (``rec.record(net)``, a row every step), each on its own
+identical network.  ``extra_info`` holds each one's median from one interleaved pool and its
+ratio to the step alone."""
 import numpy as np
 import pytest
 
@@ -10,6 +16,9 @@ import _bench_common as bc
 import vgcore as vg
 
 CONFIGS = ["deep-narrow", "deep-narrow-2", "medium"]
+READS = ("step", "gradient_flow", "recorder")
+READ_CONFIGS = ["deep-narrow"]
+POOL_ROUNDS = 15
 
 
 def make_step(cfg, measure):
@@ -21,6 +30,39 @@ def make_step(cfg, measure):
     def step():
         return net.train_step(X, y, bc.LOSS, opt)
     return net, step
+
+
+def make_reading(cfg, read):
+    """The measured train step followed by one way of reading its measurements: ``"step"``
+    (none), ``"gradient_flow"`` (``net.gradient_flow()``) or ``"recorder"`` (``rec.record(net)``
+    with a row at every step).  Returns ``(net, recorder or None, step)``."""
+    if read not in READS:
+        raise ValueError(f"read: expected one of {READS}, got {read!r}")
+    net, train = make_step(cfg, True)
+    rec = vg.Recorder("every") if read == "recorder" else None
+
+    if read == "step":
+        step = train
+    elif read == "gradient_flow":
+        def step():
+            loss = train()
+            net.gradient_flow()
+            return loss
+    else:
+        def step():
+            loss = train()
+            rec.record(net)
+            return loss
+    return net, rec, step
+
+
+def reading_pool(cfg, rounds=POOL_ROUNDS, sample_s=0.025):
+    """{read: time_interleaved result} of the three ways, on identical networks, interleaved."""
+    fns = {read: make_reading(cfg, read)[2] for read in READS}
+    return bc.time_interleaved(fns, rounds, sample_s, 0.2, lead_in_s=0.05)
+
+
+_POOLS: dict = {}
 
 
 @pytest.mark.parametrize("measure", [False, True], ids=["off", "on"])
@@ -41,3 +83,26 @@ def test_train_step_with_measurements(benchmark, config, measure):
     else:
         with pytest.raises(RuntimeError, match="measure"):
             net.gradient_flow()
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("config", READ_CONFIGS)
+def test_reading_the_measurements_every_step(benchmark, config, read):
+    cfg = bc.CONFIGS[config]
+    net, rec, step = make_reading(cfg, read)
+    if benchmark.enabled:
+        bc.lead_in(step)
+    benchmark.group = f"reading-{config}"
+    benchmark.extra_info.update(config=config, read=read, cpu=bc.cpu_model())
+    loss = benchmark(step)
+    bc.assert_sane_loss(loss, f"{config}/{read}")
+    if rec is not None:
+        assert len(rec) >= 1 and np.isfinite(rec.history("grad_norm")).all()
+    if benchmark.enabled:
+        if config not in _POOLS:
+            _POOLS[config] = reading_pool(cfg)
+        pool = _POOLS[config]
+        benchmark.extra_info["interleaved_ms"] = round(pool[read]["median"] * 1e3, 4)
+        benchmark.extra_info["interleaved_rounds"] = POOL_ROUNDS
+        benchmark.extra_info["over_step"] = round(pool[read]["median"]
+                                                  / pool["step"]["median"], 4)

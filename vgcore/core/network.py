@@ -122,6 +122,7 @@ class MLP:
                 raise ValueError(f"activation: expected one activation per hidden layer "
                                  f"({n_hidden}), got {len(hidden)}")
         self.activations = tuple(hidden) + (Activation("identity"),)
+        self._activation_names = tuple(a.name for a in self.activations)
         self.init, self.sigma_w, self.sigma_b = check_init(init, sigma_w, sigma_b)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an integer or None, got {type(seed).__name__}")
@@ -204,7 +205,6 @@ class MLP:
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
         self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
         self._acc = np.zeros(3 * max(self.sizes[1:]), self.dtype)
-        self._dout = None           # the dout of the last backward pass (per-sample norms)
         self._stepped = False       # an optimiser step measured the norms since the backward
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
@@ -355,6 +355,7 @@ class MLP:
             self._workspaces.move_to_end(batch)
         if ws is not self._ws:
             self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX)
+            self._engine.bind_sample_norms(ws.in_norm2, ws.delta_norm2, ws.ps_mean_sq)
             if self._extras:
                 self._engine.bind_extras(ws.Z, ws.OUT, ws.NS, ws.ns_stride)
             self._ws = ws
@@ -450,7 +451,6 @@ class MLP:
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
             self._engine.backward(self._input, dout, bool(input_grad))
             self._stepped = False
-            self._dout = dout
             self._flow_batch = ws.batch if self._measure else None
             return ws.dX_view if input_grad else None
         finally:
@@ -460,7 +460,9 @@ class MLP:
         """The gradient-flow measurements of the last forward and backward pass.
 
         Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
-        passes, so this call only derives them from a few sums per layer.
+        passes, so this call only copies a few sums per layer (and per sample): the flow is a
+        snapshot that later steps do not change, and each field is derived from those sums
+        when it is first read.
 
         Raises
         ------
@@ -474,18 +476,16 @@ class MLP:
             raise RuntimeError("gradient_flow: no measured step yet; call forward(X) and then "
                                "backward(dout) (or train_step) first")
         ws = self._ws
-        in_norm2 = np.empty((self.n_layers, ws.batch))
-        delta_norm2 = np.empty((self.n_layers, ws.batch))
         self._acquire("gradient_flow")
         try:
             if not self._stepped:
                 self._engine.param_norms()     # no step yet: W and dW as the backward left them
-            self._engine.per_sample_norms(self._input, self._dout, in_norm2, delta_norm2)
+            return GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
+                                             self._stats, ws.in_norm2, ws.delta_norm2,
+                                             ws.ps_mean_sq, self._unit_zero, self._cum_width,
+                                             self._stepped)
         finally:
             self._release()
-        return GradientFlow.from_buffers(self.sizes, self.activations, ws.batch, self._stats,
-                                         in_norm2, delta_norm2, self._unit_zero,
-                                         self._cum_width, self._stepped)
 
     # ---------------------------------------------------------------- updates (optimisers)
     def _update_measured(self) -> bool:
@@ -600,6 +600,8 @@ class MLP:
             workspace = 0 if ws is None else ws.nbytes
         measurement = sum(a.nbytes for a in (self._stats, self._scratch_stats, self._sat_thr,
                                               self._cum_width, self._unit_zero, self._acc))
+        measurement += sum(w.measurement_nbytes for w in self._workspaces.values()
+                           if batch is None or w.batch == batch)
         out = dict(parameters=self.params.nbytes, gradients=self.grads.nbytes,
                    workspace=workspace, measurement=measurement,
                    normalisation=self._run_mean.nbytes + self._run_var.nbytes)
