@@ -82,12 +82,15 @@ def test_results_are_identical_across_thread_counts_with_small_matrix_products(s
 
 
 def test_elementwise_work_split_over_threads_gives_the_one_thread_values():
-    """8192 x 64 tanh entries: above the size at which the activation is split over threads
-    (in the unmeasured pass), with passive waiting between the parallel regions."""
+    """8192 x 64 tanh entries: above the size at which the activation is split over vgcore's
+    threads (in the unmeasured pass), with passive waiting between the parallel regions.  BLAS
+    stays on one thread (its products round differently on two)."""
+    from threadpoolctl import threadpool_limits
     X = np.random.default_rng(1).standard_normal((8192, 8)).astype(np.float32)
     outs = []
     for threads in (1, 2):
-        with num_threads(threads):
+        with num_threads(threads), threadpool_limits(1, user_api="blas"):
+            assert vg.get_num_threads() == threads
             net = vg.MLP([8, 64, 10], activation="tanh", seed=0, measure=False)
             outs.append([net.forward(X).copy() for _ in range(2)])
     np.testing.assert_array_equal(outs[0], outs[1])
