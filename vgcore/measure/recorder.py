@@ -294,6 +294,9 @@ class Recorder:
             return
         self._n_staged = 0
         rows = self._stage_row[:k]
+        r0 = int(rows[0])
+        if rows[-1] - r0 == k - 1:          # staged in order since the last thinning: a slice
+            rows = slice(r0, r0 + k)        # type: ignore[assignment]
         args = (self._stage_st[:k], self._stage_msq[:k], self._widths,
                 self._stage_batch[:k, None], self._stage_stepped[:k, None])
         for j, name in enumerate(FIELDS):
