@@ -8,7 +8,8 @@ And the cost of reading the measurements at every step (issue #11, "reading is c
 of a deep-narrow step): the measured step alone, followed by ``net.gradient_flow()``, and
 followed by a Recorder's capture (``rec.record(net)``, a row every step), each on its own
 identical network.  ``extra_info`` holds each one's median from one interleaved pool and its
-ratio to the step alone."""
+ratio to the step alone, and (``read_cpu_us``, ``read_over_step_cpu``) the read timed on its
+own on the thread's CPU clock, which other processes on the cores disturb far less."""
 import numpy as np
 import pytest
 
@@ -62,6 +63,40 @@ def reading_pool(cfg, rounds=POOL_ROUNDS, sample_s=0.025):
     return bc.time_interleaved(fns, rounds, sample_s, 0.2, lead_in_s=0.05)
 
 
+def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=50):
+    """The reads timed on their own, each right after its step, on the calling thread's CPU
+    clock (``time.thread_time``): robust to other processes taking the cores, and the whole
+    cost when the step runs on one thread (deep-narrow: its products are too small for a
+    second BLAS thread, its elementwise work too small for OpenMP).  Returns
+    ``{"step", "gradient_flow", "recorder"}`` medians over rounds of seconds per call."""
+    import statistics
+    import time
+    net, train = make_step(cfg, True)
+    rec = vg.Recorder("every")
+    reads = {"gradient_flow": net.gradient_flow, "recorder": lambda: rec.record(net)}
+    clock = time.thread_time
+    for _ in range(steps):
+        train()
+        net.gradient_flow()
+        rec.record(net)
+    out = {k: [] for k in ("step",) + tuple(reads)}
+    for _ in range(rounds):
+        acc = dict.fromkeys(out, 0.0)
+        for _ in range(steps):
+            for name, read in reads.items():
+                t0 = clock()
+                train()
+                t1 = clock()
+                read()
+                t2 = clock()
+                acc["step"] += t1 - t0
+                acc[name] += t2 - t1
+        out["step"].append(acc["step"] / (steps * len(reads)))
+        for name in reads:
+            out[name].append(acc[name] / steps)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 _POOLS: dict = {}
 
 
@@ -106,3 +141,9 @@ def test_reading_the_measurements_every_step(benchmark, config, read):
         benchmark.extra_info["interleaved_rounds"] = POOL_ROUNDS
         benchmark.extra_info["over_step"] = round(pool[read]["median"]
                                                   / pool["step"]["median"], 4)
+        if read != "step":
+            if ("cpu", config) not in _POOLS:
+                _POOLS["cpu", config] = reading_cpu_cost(cfg)
+            cpu = _POOLS["cpu", config]
+            benchmark.extra_info["read_cpu_us"] = round(cpu[read] * 1e6, 2)
+            benchmark.extra_info["read_over_step_cpu"] = round(cpu[read] / cpu["step"], 5)
