@@ -177,7 +177,8 @@ def test_the_documented_bands_are_the_code_s_thresholds():
     assert (D.SATURATION_WARNING, D.SATURATION_ERROR) == (0.3, 0.8)
     assert (D.DEAD_WARNING, D.DEAD_ERROR) == (0.5, 0.9)
     assert (D.TREND_FACTOR, D.TREND_FRACTION, D.RECENT_RECORDS) == (1e2, 0.25, 5)
-    assert D.SATURATING == ("sigmoid", "tanh", "softsign", "hard_tanh")
+    assert set(D.SATURATING) == {"sigmoid", "tanh", "softsign", "softplus", "elu", "selu",
+                                 "gelu", "silu"}
 
 
 # Literal values on both sides of every documented band edge (1e-4 | 1e-2 | ... | 1e2 | 1e4)

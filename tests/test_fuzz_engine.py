@@ -33,6 +33,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 import vgcore as vg
 from vgcore import _engine
 from vgcore.core import reference as R
+from vgcore.core.activations import max_derivative
 from vgcore.core._validation import check_float_matrix
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -238,10 +239,12 @@ def _identity_net(width, act, dtype, measure):
        measure=st.booleans())
 def test_compiled_activations_over_the_whole_float_range(data, act, dtype, measure):
     """phi(x) and phi'(x) of the C kernels (polynomial exp, branch-free loops, vectorised
-    with remainders) against the NumPy reference, for any finite x whose phi(x) is finite."""
+    with remainders) against the NumPy reference, for any finite x whose phi(x) is finite, and
+    for x in the range where the activations bend and saturate (|x| <= 40), which the whole
+    float range almost never samples."""
     # half the float max: selu (x 1.05) and the identity stay representable
-    X = accepted(data.draw(float_arrays(dtype, max_rows=6, max_cols=37,
-                                        bound=float(np.finfo(dtype).max) / 2)))
+    bound = data.draw(st.sampled_from([float(np.finfo(dtype).max) / 2, 40.0]))
+    X = accepted(data.draw(float_arrays(dtype, max_rows=6, max_cols=37, bound=bound)))
     net = _identity_net(X.shape[1], act, dtype, measure)
     with np.errstate(all="ignore"):
         out = net.forward(X).copy()
@@ -252,7 +255,13 @@ def test_compiled_activations_over_the_whole_float_range(data, act, dtype, measu
     rtol = 1e-5 if dtype == np.float32 else 1e-13
     tiny = float(np.finfo(dtype).tiny) * 64
     np.testing.assert_allclose(out, want, rtol=rtol, atol=tiny, err_msg=f"{act.name} forward")
-    np.testing.assert_allclose(d, want_d, rtol=rtol, atol=rtol * 1e-3,
+    # Most derivatives are written in terms of y = phi(x) (tanh: 1 - y^2), so a relative error
+    # of a few ulp in y, the engine's or NumPy's (whose float64 tanh/expm1 differ by CPU: SVML
+    # on AVX-512), becomes an absolute error of a few ulp of max|phi'| where the derivative is
+    # small: that, and no less, is the absolute tolerance.
+    eps = float(np.finfo(dtype).eps)
+    atol_d = 16 * eps * max(1.0, float(max_derivative(act)))
+    np.testing.assert_allclose(d, want_d, rtol=rtol, atol=atol_d,
                                err_msg=f"{act.name} derivative")
 
 

@@ -245,7 +245,12 @@ class ActivationSpec(NamedTuple):
     family : {"sigmoid", "tanh", "relu", "selu", "linear"}
         Whose initialisation and remedies :func:`vgcore.diagnose` recommends.
     saturating : bool
-        Flat tails: checked for saturation (the others for dead units).
+        Whether its derivative decays smoothly towards zero, on both sides (sigmoid, tanh,
+        softsign) or on the negative side (softplus, elu, selu, gelu, silu): such entries are
+        checked for saturation (:data:`vgcore.flow.SATURATING`).  The piecewise-linear
+        activations (identity, relu, leaky_relu, hard_tanh) never saturate: their derivative
+        takes fixed values, and an exactly zero one makes the entry *inactive* (checked for
+        dead units).
     second_moment : callable(param) -> float, or None
         For a positively homogeneous activation (``phi(c h) = c phi(h)``, c > 0),
         ``E[phi(z)^2] = E[phi'(z)^2]`` for a standard normal z; None otherwise.
@@ -295,17 +300,17 @@ ACTIVATIONS = {s.name: s for s in (
           max_derivative=_max_one_or_param, family="relu",
           second_moment=lambda p: 0.5 * (1.0 + p * p)),
     _spec("elu", _elu, _d_elu, param="alpha", default=1.0, max_derivative=_max_one_or_param,
-          family="relu"),
+          family="relu", saturating=True),
     _spec("selu", _selu, _d_selu, max_derivative=SELU_SCALE * SELU_ALPHA,   # h -> 0 from below
-          family="selu"),
-    _spec("gelu", _gelu, _d_gelu, max_derivative=_GELU_MAX_SLOPE, family="relu"),
-    _spec("softplus", _softplus, _d_softplus, max_derivative=1.0, family="relu"),
+          family="selu", saturating=True),
+    _spec("gelu", _gelu, _d_gelu, max_derivative=_GELU_MAX_SLOPE, family="relu", saturating=True),
+    _spec("softplus", _softplus, _d_softplus, max_derivative=1.0, family="relu", saturating=True),
     _spec("softsign", _softsign, _d_softsign, max_derivative=1.0, family="tanh",
           saturating=True),
-    _spec("silu", _silu, _d_silu, max_derivative=1.0998393201288669,   # at h = 2.3993572805
-          family="relu"),          # (where 2 + h (1 - 2 sigmoid(h)) = 0; 30-digit root)
-    _spec("hard_tanh", _hard_tanh, _d_hard_tanh, max_derivative=1.0, family="tanh",
+    # silu's slope peaks at h = 2.3993572805 (where 2 + h (1 - 2 sigmoid(h)) = 0; 30-digit root)
+    _spec("silu", _silu, _d_silu, max_derivative=1.0998393201288669, family="relu",
           saturating=True),
+    _spec("hard_tanh", _hard_tanh, _d_hard_tanh, max_derivative=1.0, family="tanh"),
 )}
 """Every activation by name: its :class:`ActivationSpec`."""
 

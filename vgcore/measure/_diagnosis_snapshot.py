@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vgcore.core.activations import ACTIVATIONS
-from vgcore.measure._diagnosis_words import _nanmedian, _num, _pct, _py, _ranges, _steps_text
+from vgcore.measure._diagnosis_words import (_family, _join, _nanmedian, _num, _pct, _py, _ranges,
+                                             _steps_text, _uses)
 from vgcore.measure.findings import Finding
-from vgcore.measure.flow import FIELDS
+from vgcore.measure.flow import FIELDS, SATURATING as _SATURATING
 
 TREND_FACTOR = 1e2
 """A Recorder trend: ``grad_ratio`` or ``delta_ratio`` moved by two orders of magnitude between
@@ -18,7 +18,6 @@ the first and the last records."""
 TREND_FRACTION = 0.25
 """A Recorder trend: a layer's saturated or dead fraction rose by a quarter of the layer."""
 
-_SATURATING = tuple(name for name, spec in ACTIVATIONS.items() if spec.saturating)
 
 
 @dataclass
@@ -32,6 +31,7 @@ class _Snap:
     nf_bwd: int | None
     init: dict | None
     net: object = None
+    optimizer: dict | None = None       # _optimizer_info
     where: str = ""                     # e.g. " (median of the last 5 records, steps 10-14)"
     dead: np.ndarray | None = None      # per-layer dead fraction used by the dead rule
     dead_where: str = "on every sample of the batch"
@@ -75,7 +75,7 @@ def _snap_from_recorder(rec, recent, init, net):
     return s
 
 
-def _trends(rec, recent, findings):
+def _trends(rec, recent, findings, snap):
     n = len(rec)
     if n < 2:
         return findings
@@ -121,9 +121,12 @@ def _trends(rec, recent, findings):
             by_kind[kind] = new
         else:
             if kind == "vanishing":
-                fix = ("watch the first layers: if it keeps falling, use a variance-preserving "
-                       "initialisation for the activation, batch normalisation, residual "
-                       "connections or an adaptive optimiser (Adam)")
+                adaptive = (snap.optimizer or {}).get("adaptive")
+                fix = ("watch the first layers: if it keeps falling, use " + _join([
+                    "a variance-preserving initialisation for the activation",
+                    "" if _uses(snap, "norm") else "batch normalisation",
+                    "" if _uses(snap, "residual") else "residual connections",
+                    "" if adaptive else "an adaptive optimiser (Adam)"]))
             else:
                 fix = ("lower the learning rate, clip gradients by their global norm, add "
                        "batch normalisation")
@@ -160,12 +163,17 @@ def _trends(rec, recent, findings):
             by_kind[kind] = new
         else:
             if sat_act:
-                fix = ("a smaller learning rate, batch normalisation before the activation, "
-                       "or relu-family activations with He init")
+                fam = _family(acts[top - 1])
+                fix = "a smaller learning rate" + (
+                    "" if _uses(snap, "norm") else ", batch normalisation before the "
+                    "activation") + (", or relu-family activations with He init"
+                                     if fam in ("sigmoid", "tanh") else "")
                 cause = "units are being pushed into saturation during training"
             else:
                 fix = ("a lower learning rate (large updates knock units into the dead zone), "
-                       "leaky_relu, gradient clipping")
+                       + ("glorot init, tanh" if acts[top - 1] == "hard_tanh" else "leaky_relu")
+                       + ("" if (snap.optimizer or {}).get("clip_norm")
+                          else ", gradient clipping"))
                 cause = "units are dying during training, typically from a learning rate " \
                         "that is too high"
             new = Finding(kind, "warning", f"{kind} (trend): {text}; {cause}", ev, fix)

@@ -11,6 +11,9 @@ import numpy as np
 from vgcore.core._ui import plain_json
 from vgcore.core.activations import ACTIVATIONS
 
+ADAPTIVE_OPTIMIZERS = ("rmsprop", "adagrad", "adam", "adamw")
+"""Optimisers that divide each parameter's step by the running size of its gradient."""
+
 
 def _num(x) -> str:
     """A short number: 0.74, 12.6, 3.5e-17, 5e5."""
@@ -152,28 +155,124 @@ def _init_verdict(init, family):
     return "ok"
 
 
-def _vanishing_fix(family, verdict):
-    deep = ("batch normalisation or residual connections keep deep stacks trainable; an "
-            "adaptive optimiser such as Adam rescales small gradients of the first layers "
-            "(it cannot revive gradients far below its eps, e.g. 1e-17 through 20 sigmoid "
-            "layers)")
+def _optimizer_info(optimizer):
+    """``{"name", "label", "adaptive", "eps", "clip_norm"}`` of an optimiser object or name, or
+    None."""
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, str):
+        key = optimizer.strip().lower()
+        labels = {"sgd": "SGD", "momentum": "SGD with momentum", "nesterov": "SGD with Nesterov "
+                  "momentum", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adam": "Adam",
+                  "adamw": "AdamW"}
+        if key not in labels:
+            raise ValueError(f"optimizer: expected a vgcore.optim optimiser or one of "
+                             f"{', '.join(labels)}, got {optimizer!r}")
+        return {"name": key, "label": labels[key], "adaptive": key in ADAPTIVE_OPTIMIZERS,
+                "eps": None, "clip_norm": None}
+    from vgcore.train.optim import Optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: expected a vgcore.optim optimiser, a name or None, got "
+                        f"{type(optimizer).__name__}")
+    key = type(optimizer).__name__.lower()
+    label = type(optimizer).__name__
+    if key == "sgd" and getattr(optimizer, "momentum", 0):
+        label = f"SGD with {'Nesterov ' if optimizer.nesterov else ''}momentum " \
+                f"{_num(optimizer.momentum)}"
+    return {"name": key, "label": label, "adaptive": key in ADAPTIVE_OPTIMIZERS,
+            "eps": getattr(optimizer, "eps", None), "clip_norm": optimizer.clip_norm}
+
+
+def _uses(s, what):
+    """Whether the network uses ``what`` ("batch", "layer", "norm", "residual"): True, False,
+    or None when the network is not known."""
+    if s.net is None:
+        return None
+    if what == "residual":
+        return any(r is not None for r in s.net.residuals)
+    if what == "norm":
+        return any(n is not None for n in s.net.norms)
+    return what in s.net.norms
+
+
+def _first_grad_rms(s):
+    """The RMS of layer 1's weight-gradient entries: what an optimiser's update sees."""
+    g = float(s.f["grad_norm"][0])
+    return g / math.sqrt(s.sizes[0] * s.sizes[1]) if math.isfinite(g) else math.nan
+
+
+def _adam_clause(s):
+    """What an adaptive optimiser does (or would do) for this network's first layer, from the
+    measured size of its gradient: (short, long)."""
+    rms = _first_grad_rms(s)
+    opt = s.optimizer
+    eps = (opt or {}).get("eps") or 1e-8
+    size = f"layer 1's gradient entries are about {_num(rms)} RMS" if math.isfinite(rms) \
+        else ""
+    tiny = math.isfinite(rms) and rms < 1e-2 * eps
+    if opt is not None and opt["adaptive"]:
+        if tiny:
+            return (f"{opt['label']}, in use, cannot lift layer 1's gradient entries of "
+                    f"about {_num(rms)} RMS, far below its eps={_num(eps)}",
+                    f"{opt['label']} is already in use and cannot help here: it divides each "
+                    f"step by sqrt(v) + eps, and {size}, far below eps={_num(eps)}, so its "
+                    f"steps in the first layers are about lr * g / eps, next to nothing")
+        return ("", f"{opt['label']} is already in use and rescales the first layers' small "
+                    f"gradients ({size}, above its eps={_num(eps)}); the error signal itself "
+                    f"still fades, so the first layers learn from a weak, noisy signal")
+    if tiny:
+        return ("", f"an adaptive optimiser such as Adam would not help: {size}, far below "
+                    f"its eps (1e-8)")
+    return ("Adam", "an adaptive optimiser such as Adam rescales each weight's step by the "
+                    "running size of its gradient, which lifts the first layers' small "
+                    "gradients" + (f" ({size})" if size else ""))
+
+
+def _vanishing_fix(s, family, verdict, hidden):
+    """(fix, short "try ..." clause) for this network: what it does not use yet."""
+    act = "/".join(hidden)
+    depth = s.L - 1
+    short, long = [], []
     if family == "sigmoid":
-        return ("replace sigmoid in the hidden layers by relu or leaky_relu with He init "
-                "(init='he_normal'), or tanh with Glorot or orthogonal init; " + deep,
-                "try relu with he init, tanh with glorot/orthogonal init, batch norm or "
-                "residual connections")
-    if verdict == "ok":
-        return ("the initialisation already preserves variance, so depth itself is the "
-                "problem: " + deep + "; or use fewer layers",
-                "try batch norm, residual connections or Adam")
-    short = {"tanh": "try glorot/orthogonal init, batch norm, or relu with he init",
-             "relu": "try he init, batch norm or residual connections",
-             "selu": "try lecun_normal init, or residual connections",
-             "linear": "try orthogonal or lecun init"}[family]
-    long = f"use a variance-preserving initialisation: {_RECOMMENDED_LONG[family]}; "
-    if family == "tanh":
-        long += "or switch to relu with He init; "
-    return long + deep, short
+        short.append("relu with he init, tanh with glorot/orthogonal init")
+        long.append("replace sigmoid in the hidden layers by relu or leaky_relu with He init "
+                    "(init='he_normal'), or tanh with Glorot or orthogonal init")
+    elif verdict in ("small", "large"):
+        short.append({"tanh": "glorot/orthogonal init", "relu": "he init",
+                      "selu": "lecun_normal init", "linear": "orthogonal or lecun init"}[family])
+        long.append(f"use a variance-preserving initialisation: {_RECOMMENDED_LONG[family]}")
+        if family == "tanh":
+            short.append("relu with he init")
+            long.append("or switch to relu with He init")
+    elif verdict == "ok":
+        long.append(f"the initialisation ({_init_text(s.init)}) already preserves variance "
+                    f"for {act}, so the depth itself ({depth} layers) is the problem")
+    if not _uses(s, "norm"):
+        short.append("batch norm")
+        long.append("batch normalisation (norm='batch') rescales every layer's "
+                    "pre-activations, so the error no longer compounds layer after layer")
+    if not _uses(s, "residual"):
+        short.append("residual connections")
+        long.append("residual connections (residual='auto') give the error a path around "
+                    "every block")
+    adam_short, adam_long = _adam_clause(s)
+    long.append(adam_long)
+    if adam_short == "Adam":
+        short.append("Adam")
+    if verdict == "ok" or not short:
+        short.append(f"fewer than {depth} layers")
+        long.append(f"or use fewer than {depth} layers")
+    text = "try " + _join(short)
+    if adam_short and adam_short != "Adam":
+        text += f" ({adam_short})"
+    return "; ".join(long), text
+
+
+def _join(items):
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
 
 
 def _decay_text(s, sign):
@@ -200,11 +299,25 @@ def _decay_text(s, sign):
 
 
 def _network_text(s, hidden):
-    """", in 20 tanh hidden layers with init='standard'" (init only when known)."""
+    """", in 20 tanh hidden layers with init='standard', trained with Adam" (init, layer
+    options and optimiser only when known)."""
     if not hidden:
         return ""
     text = f", in {s.L - 1} {'/'.join(hidden)} hidden layer{'s' if s.L > 2 else ''}"
-    return text + (f" with {_init_text(s.init)}" if s.init else "")
+    extras = []
+    if s.init:
+        extras.append(_init_text(s.init))
+    if s.net is not None:
+        norms = sorted({n for n in s.net.norms if n})
+        if norms:
+            extras.append(" and ".join(norms) + " norm")
+        if _uses(s, "residual"):
+            extras.append("residual blocks")
+    if extras:
+        text += " with " + ", ".join(extras)
+    if s.optimizer:
+        text += f", trained with {s.optimizer['label']}"
+    return text
 
 
 def _nanmedian(a, axis=None):

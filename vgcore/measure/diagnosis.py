@@ -13,6 +13,11 @@ most 0.25, so every sigmoid layer scales the gradient down; ... try relu with he
 fractions, and trends over the run).  It returns a list of :class:`Finding`, most severe first;
 when nothing is wrong, a single ``"healthy"`` finding.
 
+The messages and fixes speak of the network at hand: its depth, activation and initialiser,
+and, when the network and the optimiser are given (``net=``, ``optimizer=``), they never
+suggest what it already uses (batch norm to a batch-normalised network, Adam to an Adam run)
+and say, with the measured numbers, why what it uses does not suffice.
+
 Rules (layers are 1-based; ``L`` is the output layer)
 ----------------------------------------------------
 nonfinite (error)
@@ -29,12 +34,15 @@ exploding
     compounded gain catches a linear stack with weights too large, whose ``grad_ratio`` stays
     near 1 (forward and backward grow alike) while the error grows layer after layer.
 saturation
-    a hidden layer with a saturating activation (:data:`SATURATING`) has more than
-    :data:`SATURATION_WARNING` of its entries saturated (error above :data:`SATURATION_ERROR`).
+    a hidden layer with an activation that saturates (:data:`SATURATING`: its derivative decays
+    smoothly) has more than :data:`SATURATION_WARNING` of its entries saturated (error above
+    :data:`SATURATION_ERROR`).  Saturated is :attr:`vgcore.flow.GradientFlow.saturated_fraction`,
+    the one definition of :mod:`vgcore.flow`.
 dead_units
-    a hidden layer with another activation has more than :data:`DEAD_WARNING` of its units with
-    zero derivative on every sample (error above :data:`DEAD_ERROR`, or a layer completely
-    dead, which blocks all gradient below it).
+    a hidden layer with a piecewise-linear activation (relu, leaky_relu, hard_tanh, identity),
+    whose zero derivatives are inactive rather than saturated, has more than
+    :data:`DEAD_WARNING` of its units with zero derivative on every sample (error above
+    :data:`DEAD_ERROR`, or a layer completely dead, which blocks all gradient below it).
 no_gradient (info)
     the loss gradient itself is zero: nothing to diagnose.
 healthy (info)
@@ -51,22 +59,23 @@ import math
 
 import numpy as np
 
-from vgcore.core.activations import ACTIVATIONS
 from vgcore.measure._diagnosis_snapshot import (TREND_FACTOR, TREND_FRACTION, _snap_from_flow,
                                                 _snap_from_recorder, _trends)
-from vgcore.measure._diagnosis_words import (_RECOMMENDED, _RECOMMENDED_LONG, _decay_text,
+from vgcore.measure._diagnosis_words import (ADAPTIVE_OPTIMIZERS, _RECOMMENDED, _RECOMMENDED_LONG,
+                                             _decay_text, _first_grad_rms, _join, _optimizer_info,
+                                             _uses,
                                              _family, _init_text, _init_verdict, _network_text,
                                              _num, _pct, _py, _py_dict, _ranges, _share, _upto,
                                              _vanishing_fix)
 from vgcore.measure.findings import SEVERITIES, Finding, format_findings
-from vgcore.measure.flow import SATURATION_THRESHOLD, GradientFlow
+from vgcore.measure.flow import SATURATING, SATURATION_THRESHOLD, GradientFlow
 from vgcore.core.network import MLP
 from vgcore.measure.recorder import Recorder
 
 __all__ = ["Finding", "diagnose", "format_findings", "SEVERITIES", "KINDS", "SATURATING",
            "VANISHING_WARNING", "VANISHING_ERROR", "EXPLODING_WARNING", "EXPLODING_ERROR",
            "SATURATION_WARNING", "SATURATION_ERROR", "DEAD_WARNING", "DEAD_ERROR",
-           "TREND_FACTOR", "TREND_FRACTION", "RECENT_RECORDS"]
+           "TREND_FACTOR", "TREND_FRACTION", "RECENT_RECORDS", "ADAPTIVE_OPTIMIZERS"]
 
 KINDS = ("nonfinite", "vanishing", "exploding", "saturation", "dead_units", "no_gradient",
          "healthy")
@@ -110,9 +119,9 @@ SHRINKING_SIGNAL = 1e-2
 """Mentioned in a vanishing finding when the activations' standard deviation in the last hidden
 layer is below this fraction of the first's: the forward signal is dying as well."""
 
-SATURATING = tuple(name for name, spec in ACTIVATIONS.items() if spec.saturating)
-"""Activations with flat tails (their spec's ``saturating``), checked for saturation; the
-others are checked for dead units (units whose derivative is exactly zero on every sample)."""
+# SATURATING (from vgcore.flow, read off the activation spec): the activations checked for
+# saturation; the others (piecewise linear) are checked for dead units (units whose derivative is
+# exactly zero on every sample).
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _KIND_RANK = {k: i for i, k in enumerate(KINDS)}
@@ -194,12 +203,25 @@ def _rule_saturation(s):
     verdict = _init_verdict(s.init, family)
     if verdict == "large":
         msg += f"; {_init_text(s.init)} is larger than the variance-preserving scale for {act}"
-    msg += f"; try {rec} init, standardised inputs, batch norm, or relu with he init"
-    fix = (f"keep pre-activations in the non-saturated range: a variance-preserving "
-           f"initialisation ({_RECOMMENDED_LONG[family]}; for init='normal', sigma_w near 1), "
-           f"inputs standardised to zero mean and unit variance, batch normalisation before "
-           f"the activation; or relu/leaky_relu with He init, which do not saturate for "
-           f"positive inputs")
+    short, long = [], []
+    if verdict != "ok":
+        short.append(f"{rec} init")
+        long.append(f"a variance-preserving initialisation ({_RECOMMENDED_LONG[family]}; for "
+                    f"init='normal', sigma_w near 1)")
+    short.append("standardised inputs")
+    long.append("inputs standardised to zero mean and unit variance")
+    if not _uses(s, "norm"):
+        short.append("batch norm")
+        long.append("batch normalisation before the activation")
+    if family in ("sigmoid", "tanh"):
+        short.append("relu with he init")
+        long.append("or relu/leaky_relu with He init, which do not saturate for positive "
+                    "inputs")
+    msg += "; try " + _join(short)
+    fix = "keep pre-activations in the non-saturated range: " + ", ".join(long)
+    if verdict == "ok":
+        fix += (f" (the initialisation, {_init_text(s.init)}, is already variance-preserving "
+                f"for {act}: the inputs' scale or the training pushes the units out)")
     evidence = {"layers": layers, "saturated_fraction": _py(fr), "activation": act,
                 "mean_saturated_fraction": float(fr.mean())}
     if blocked:
@@ -225,9 +247,25 @@ def _rule_dead(s):
                 f"entry, so no gradient reaches layers 1-{max(blocked)}")
     evidence = {"layers": layers, "dead_fraction": _py(fr), "activation": act,
                 "measured_over": s.dead_source}
-    fix = ("use leaky_relu (or elu/selu), which keep a gradient for negative inputs; He init "
-           "(init='he_normal'); a lower learning rate (large updates push units into the dead "
-           "zone); zero or slightly positive bias initialisation; batch normalisation")
+    clipped = "hard_tanh" in act
+    he = bool(s.init) and str(s.init.get("name", "")).startswith("he_")
+    norm = "" if _uses(s, "norm") else "; batch normalisation"
+    if clipped:
+        msg += "; hard_tanh passes no gradient where |h| > 1"
+        glorot = _init_verdict(s.init, "tanh") != "ok"
+        fix = ("keep pre-activations within +-1: "
+               + ("Glorot init (init='glorot_normal'), " if glorot else "")
+               + "inputs standardised to zero mean and unit variance, a lower learning rate"
+               + norm + "; or tanh, whose gradient fades beyond +-1 instead of stopping")
+        short = ["glorot init" if glorot else "", "standardised inputs",
+                 "batch norm" if norm else "", "tanh"]
+    else:
+        fix = ("use leaky_relu (or elu/selu), which keep a gradient for negative inputs; "
+               + ("" if he else "He init (init='he_normal'); ")
+               + "a lower learning rate (large updates push units into the dead zone); zero or "
+               "slightly positive bias initialisation" + norm)
+        short = ["leaky_relu", "" if he else "he init", "a lower learning rate",
+                 "zero/positive bias init"]
     if s.net is not None:
         neg = [(l, float(np.mean(s.net.biases[l - 1]))) for l in layers
                if np.mean(s.net.biases[l - 1]) < -1.0]
@@ -239,11 +277,10 @@ def _rule_dead(s):
             evidence["mean_bias"] = [b for _, b in neg]
             fix = (f"reset the biases of {_ranges(l for l, _ in neg)} to zero (or small positive "
                    f"values); " + fix)
-    msg += "; try leaky_relu, he init, a lower learning rate or zero/positive bias init"
+    msg += "; try " + _join(short)
     if blocked:
         evidence["blocked_layers"] = blocked
     return [Finding("dead_units", severity, msg, evidence, fix)]
-
 
 def _flow_ratios(s):
     """(grad_ratio, compounded hidden-layer gain), NaN where not measurable."""
@@ -291,12 +328,19 @@ def _rule_vanishing(s, findings):
     if verdict == "small":
         parts.append(f"this init is below the variance-preserving scale for "
                      f"{'/'.join(hidden)} ({_RECOMMENDED[family]} init)")
-    fix, short = _vanishing_fix(family, verdict)
+    if np.isfinite(gr) and gr >= VANISHING_WARNING:
+        parts.append(f"the weight-gradient ratio ({_num(gr)}) looks level only because "
+                     f"||dL/dW_l|| ~ ||x_l|| ||delta_l||: the first layers' larger inputs make "
+                     f"up for their vanishing error signal")
+    fix, short = _vanishing_fix(s, family, verdict, hidden)
     parts.append(short)
     evidence = {"grad_ratio": s.grad_ratio, "hidden_delta_ratio": hr,
                 "delta_ratio": s.delta_ratio, "activation": "/".join(hidden)}
     if s.init:
         evidence["init"] = s.init["name"]
+    if s.optimizer:
+        evidence["optimizer"] = s.optimizer["name"]
+        evidence["first_layer_grad_rms"] = _first_grad_rms(s)
     if where:
         evidence.update(where)
     return [Finding("vanishing", severity, "vanishing: " + "; ".join(parts), _py_dict(evidence),
@@ -334,11 +378,18 @@ def _rule_exploding(s, findings):
         parts.append(f"this init is above the variance-preserving scale for "
                      f"{'/'.join(hidden)} ({_RECOMMENDED[family]} init)")
     rec = _RECOMMENDED.get(family, "variance-preserving")
-    parts.append(f"try {rec} init (smaller weights), gradient clipping, a lower learning rate "
-                 f"or batch norm")
-    fix = (f"shrink the initial weights to the variance-preserving scale "
-           f"({_RECOMMENDED_LONG[family]}); clip gradients by their global norm; lower the "
-           f"learning rate; add batch normalisation")
+    clip = (s.optimizer or {}).get("clip_norm")
+    short = [f"{rec} init (smaller weights)" if verdict != "ok" else "",
+             "" if clip else "gradient clipping", "a lower learning rate",
+             "" if _uses(s, "norm") else "batch norm"]
+    parts.append("try " + _join(short))
+    fix = "; ".join(x for x in (
+        f"shrink the initial weights to the variance-preserving scale "
+        f"({_RECOMMENDED_LONG[family]})" if verdict != "ok" else "",
+        f"clip gradients harder (clip_norm is {_num(clip)} now)" if clip else
+        "clip gradients by their global norm",
+        "lower the learning rate",
+        "" if _uses(s, "norm") else "add batch normalisation") if x)
     evidence = {"grad_ratio": s.grad_ratio, "hidden_delta_ratio": hr,
                 "delta_ratio": s.delta_ratio, "max_grad_norm": float(np.nanmax(
                     s.f["grad_norm"])) if np.isfinite(s.f["grad_norm"]).any() else math.nan,
@@ -373,7 +424,7 @@ def _rules(s):
 
 
 # ------------------------------------------------------------------------ public API
-def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
+def diagnose(source, *, net=None, optimizer=None, recent=RECENT_RECORDS) -> list:
     """Diagnose the gradient flow of a network, a step's measurements or a recorded run.
 
     Parameters
@@ -387,6 +438,11 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
         The network the measurements come from, when ``source`` is a GradientFlow or a
         Recorder: gives the initialiser's name and scale, the biases and the parameters'
         finiteness.  It must have the same layer sizes.
+    optimizer : vgcore.optim optimiser or str, optional
+        The optimiser that trains the network (or its name: "sgd", "momentum", "nesterov",
+        "rmsprop", "adagrad", "adam", "adamw").  Only the wording uses it: the fixes then
+        never suggest what is already in use (Adam to an Adam run, clipping when it clips)
+        and say, with the measured gradient size, why it does not suffice.
     recent : int, >= 1
         How many latest records of a Recorder the findings are based on (default
         :data:`RECENT_RECORDS`).
@@ -400,9 +456,10 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
     Raises
     ------
     TypeError
-        ``source`` or ``net`` of the wrong type.
+        ``source``, ``net`` or ``optimizer`` of the wrong type.
     ValueError
-        ``net`` with other sizes than ``source``, an empty Recorder, or a bad ``recent``.
+        ``net`` with other sizes than ``source``, an empty Recorder, an unknown optimiser
+        name, or a bad ``recent``.
     RuntimeError
         An MLP without a measured step (from :meth:`~vgcore.MLP.gradient_flow`).
     """
@@ -412,6 +469,7 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
         raise ValueError(f"recent: expected an integer >= 1, got {recent}")
     if net is not None and not isinstance(net, MLP):
         raise TypeError(f"net: expected a vgcore.MLP or None, got {type(net).__name__}")
+    opt_info = _optimizer_info(optimizer)
     if isinstance(source, MLP):
         if net is not None and net is not source:
             raise ValueError("net: expected None (or the same network) when source is an MLP, "
@@ -439,10 +497,12 @@ def diagnose(source, *, net=None, recent=RECENT_RECORDS) -> list:
 
     if isinstance(source, Recorder):
         snap = _snap_from_recorder(source, int(recent), init, net)
+        snap.optimizer = opt_info
         findings = _rules(snap)
-        findings = _trends(source, int(recent), findings)
+        findings = _trends(source, int(recent), findings, snap)
     else:
         snap = _snap_from_flow(source, init, net)
+        snap.optimizer = opt_info
         findings = _rules(snap)
 
     if not findings:

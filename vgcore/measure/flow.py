@@ -76,7 +76,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vgcore.core import _contract
-from vgcore.core.activations import max_derivative, resolve_activation
+from vgcore.core.activations import ACTIVATIONS, max_derivative, resolve_activation
 
 __all__ = ["GradientFlow", "RawSums", "SATURATION_THRESHOLD", "SATURATING",
            "saturation_threshold", "FIELDS", "derive"]
@@ -85,8 +85,8 @@ SATURATION_THRESHOLD = 0.05
 """A unit of a :data:`SATURATING` activation counts as saturated on a sample when
 |phi'(h)| < 0.05 * max |phi'| (tanh: |h| > 2.3, sigmoid: |h| > 4.4, elu: h < -3)."""
 
-SATURATING = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu", "gelu", "silu")
-"""The activations whose derivative decays smoothly towards zero (on both sides, or on the
+SATURATING = tuple(name for name, spec in ACTIVATIONS.items() if spec.saturating)
+"""The activations (read off each activation spec's ``saturating``) whose derivative decays smoothly towards zero (on both sides, or on the
 negative side): the ones that can saturate.  The others (identity, relu, leaky_relu,
 hard_tanh) are piecewise linear: their zero derivatives are counted as inactive, not
 saturated."""
