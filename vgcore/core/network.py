@@ -204,6 +204,7 @@ class MLP:
                                    np.float64)
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
         self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
+        self._unit_zero_taken = False   # a GradientFlow owns it (see gradient_flow)
         self._acc = np.zeros(3 * max(self.sizes[1:]), self.dtype)
         self._stepped = False       # an optimiser step measured the norms since the backward
         self._flow_batch = None     # batch size of the last measured backward, or None
@@ -449,6 +450,8 @@ class MLP:
                 dout = dout.copy()  # e.g. backward(net.backward(d)): the pass overwrites it
             if self._extras:     # the masks and statistics of the forward pass
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
+            if self._measure:
+                self._renew_taken_buffers(ws)
             self._engine.backward(self._input, dout, bool(input_grad))
             self._stepped = False
             self._flow_batch = ws.batch if self._measure else None
@@ -456,13 +459,24 @@ class MLP:
         finally:
             self._release()
 
+    def _renew_taken_buffers(self, ws) -> None:
+        """New per-sample and per-unit measurement arrays for the arrays a GradientFlow took."""
+        if ws.sample_norms_taken:
+            ws.renew_sample_norms()
+            self._engine.bind_sample_norms(ws.in_norm2, ws.delta_norm2, ws.ps_mean_sq)
+        if self._unit_zero_taken:
+            self._unit_zero = np.zeros_like(self._unit_zero)
+            self._engine.set_measurement(True, self._stats, self._sat_thr, self._unit_zero,
+                                         self._acc)
+            self._unit_zero_taken = False
+
     def gradient_flow(self) -> GradientFlow:
         """The gradient-flow measurements of the last forward and backward pass.
 
         Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
-        passes, so this call only copies a few sums per layer (and per sample): the flow is a
-        snapshot that later steps do not change, and each field is derived from those sums
-        when it is first read.
+        passes, so this call only copies a few sums per layer and takes over the per-sample
+        and per-unit arrays (the next pass writes new ones): the flow is a snapshot that later
+        steps do not change, and each field is derived from those sums when first read.
 
         Raises
         ------
@@ -480,10 +494,15 @@ class MLP:
         try:
             if not self._stepped:
                 self._engine.param_norms()     # no step yet: W and dW as the backward left them
-            return GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
+            flow = GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
                                              self._stats, ws.in_norm2, ws.delta_norm2,
                                              ws.ps_mean_sq, self._unit_zero, self._cum_width,
-                                             self._stepped)
+                                             self._stepped, owned=True)
+            # the flow owns those per-sample and per-unit arrays now: the next measured
+            # backward pass writes into new ones (no copy, and the flow stays as it is)
+            ws.sample_norms_taken = True
+            self._unit_zero_taken = True
+            return flow
         finally:
             self._release()
 

@@ -5,8 +5,9 @@ in the loops that already touch the data (see ``src/vg_kernels_impl.h``): turnin
 a few percent of a step, not a second pass; the per-sample norms (one sum per row of each
 layer's input and delta) are taken in the measured backward pass, while those rows are in cache.
 :meth:`vgcore.MLP.gradient_flow` returns them for the last step as a :class:`GradientFlow`: a
-snapshot of those sums (a copy, so later steps do not change it) whose fields are derived when
-first read, so taking it at every step costs little more than the copy.
+snapshot of those sums (the per-layer ones copied, the per-sample and per-unit arrays handed
+over to it, the network writing new ones from then on: later steps do not change it) whose
+fields are derived when first read, so taking it at every step costs a few microseconds.
 
 Notation: layer ``l`` (1-based in messages, 0-based as an array index) computes
 ``h_l = x_l W_l + b_l`` and ``a_l = phi(h_l)``; ``B`` is the batch size and ``n_l`` the layer's
@@ -226,8 +227,9 @@ class _Snapshot(NamedTuple):
 class GradientFlow:
     """One step's per-layer measurements (see the module docstring for every definition).
 
-    A flow from :meth:`vgcore.MLP.gradient_flow` is a snapshot: the few sums per layer (and
-    per sample) the step left are copied when it is taken, so later steps never change it.
+    A flow from :meth:`vgcore.MLP.gradient_flow` is a snapshot: the few sums per layer the
+    step left are copied when it is taken and its per-sample and per-unit arrays are its own
+    (the network writes new ones), so later steps never change it.
     Each field is derived from them the first time it is read (NumPy over all layers at once)
     and kept; nothing is built per layer until asked (``print(flow)``, ``dead_units``).
     """
@@ -278,9 +280,12 @@ class GradientFlow:
 
     @classmethod
     def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, ps_mean_sq,
-                     unit_zero, cum_width, stepped):
-        """A snapshot of the raw sums the compiled passes wrote (copied: the next pass
-        overwrites the buffers); every field is derived from it when first read.
+                     unit_zero, cum_width, stepped, *, owned=False):
+        """A snapshot of the raw sums the compiled passes wrote; every field is derived from it
+        when first read.  ``stats`` and ``ps_mean_sq`` (a few numbers per layer) are copied;
+        ``in_norm2``, ``delta_norm2`` and ``unit_zero`` too unless ``owned``: then the flow
+        keeps them, and the caller must write new arrays from then on (what
+        :meth:`vgcore.MLP.gradient_flow` does: no copy per step).
 
         ``sizes`` and ``activations`` (names) are tuples; ``stats`` the measurement rows,
         ``in_norm2`` and ``delta_norm2`` the per-sample squared row norms ``(n_layers,
@@ -291,8 +296,10 @@ class GradientFlow:
         raw = RawSums(stats.copy(), ps_mean_sq.copy(), int(batch), bool(stepped))
         for a in (raw.stats, raw.ps_mean_sq):
             a.flags.writeable = False
-        snap = _Snapshot(raw, _widths(sizes), in_norm2.copy(), delta_norm2.copy(),
-                         unit_zero[:cum_width[L - 1]].copy())
+        unit_zero = unit_zero[:cum_width[L - 1]]
+        if not owned:
+            in_norm2, delta_norm2, unit_zero = in_norm2.copy(), delta_norm2.copy(), unit_zero.copy()
+        snap = _Snapshot(raw, _widths(sizes), in_norm2, delta_norm2, unit_zero)
         flow = object.__new__(cls)
         d = flow.__dict__
         d["sizes"] = sizes
