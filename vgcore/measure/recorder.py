@@ -29,7 +29,8 @@ Storage for ``max_records`` rows is allocated at the first record (``np.empty``:
 system commits the pages as rows are written), about ``8 * max_records * (16 * n_layers + 6)``
 bytes, plus up to 256 rows of raw sums (``8 * 256 * 14 * n_layers`` bytes): a row is stored as
 the few sums per layer the network measured (:attr:`GradientFlow.raw`) and derived, many rows at
-once, when the history is read or the staging rows are full.  It never grows.  When a row is due and the storage is full, the history is *thinned*:
+once, when the history is read or the staging rows are full.  It never grows.  When a row is
+due and the storage is full, the history is *thinned*:
 
 1. the records at positions 0, 2, 4, ... are kept (every other record, the first one always),
    the others dropped, so ``ceil(max_records / 2)`` rows remain, still in step order;
@@ -296,7 +297,7 @@ class Recorder:
         rows = self._stage_row[:k]
         r0 = int(rows[0])
         if rows[-1] - r0 == k - 1:          # staged in order since the last thinning: a slice
-            rows = slice(r0, r0 + k)        # type: ignore[assignment]
+            rows = slice(r0, r0 + k)
         args = (self._stage_st[:k], self._stage_msq[:k], self._widths,
                 self._stage_batch[:k, None], self._stage_stepped[:k, None])
         for j, name in enumerate(FIELDS):
