@@ -3,10 +3,19 @@
 against the same step with it off, timed side by side in interleaved rounds in one process.
 
     python benchmarks/measurement_cost.py [--rounds N] [--configs NAME ...] [--threads N]
+                                          [--reading-configs NAME ...]
 
 With measurements on, every step computes, per layer, the sums behind every field of
 vgcore.flow (delta, gradient, weight and update norms, pre-activation and activation
-statistics, saturated, zero-derivative and dead units) inside the compiled passes.
+statistics, saturated, zero-derivative and dead units, per-sample norms) inside the compiled
+passes.
+
+The second table is the cost of reading them at every step (issue #11: <= 2% of a deep-narrow
+step): the measured step alone, then followed by ``net.gradient_flow()``, then followed by a
+Recorder's capture (``rec.record(net)``, a row every step), each on an identical network,
+interleaved in one pool; then the reads timed on their own on the thread's CPU clock (the
+whole cost of a deep-narrow step, which runs on one thread), which other processes on the cores
+disturb far less than wall time.
 """
 from __future__ import annotations
 
@@ -19,9 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_common as bc  # noqa: E402
 import vgcore as vg  # noqa: E402
 from report import time_interleaved  # noqa: E402
-from test_measurement_cost import make_step  # noqa: E402
+from test_measurement_cost import make_step, reading_cpu_cost, reading_pool  # noqa: E402
 
 BOUND = 1.05
+READ_BOUND = 1.02
 
 
 def main(argv=None):
@@ -31,6 +41,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--configs", nargs="+", choices=list(bc.CONFIGS),
                     default=["deep-narrow", "deep-narrow-2", "medium"])
+    ap.add_argument("--reading-configs", nargs="*", choices=list(bc.CONFIGS),
+                    default=["deep-narrow"], help="configurations of the reading table "
+                    "(default deep-narrow; none to skip it)")
     args = ap.parse_args(argv)
     if args.threads:
         vg.set_num_threads(args.threads)
@@ -45,6 +58,25 @@ def main(argv=None):
         a, b = t["off"]["median"], t["on"]["median"]
         print(f"| {name} | {cfg.shape} | {cfg.batch} | {cfg.activation} | {a * 1e3:.3f} | "
               f"{b * 1e3:.3f} | {b / a:.3f} |", flush=True)
+    if args.reading_configs:
+        print("\n| config | step ms | + gradient_flow() ms | ratio | + recorder ms | ratio |")
+        print("|---|---:|---:|---:|---:|---:|")
+    for name in args.reading_configs:
+        t = reading_pool(bc.CONFIGS[name], args.rounds, args.sample_ms / 1e3)
+        a, f, r = (t[k]["median"] for k in ("step", "gradient_flow", "recorder"))
+        print(f"| {name} | {a * 1e3:.3f} | {f * 1e3:.3f} | {f / a:.3f} | {r * 1e3:.3f} | "
+              f"{r / a:.3f} |", flush=True)
+    if args.reading_configs:
+        print("\nThe reads alone, each right after its step, on the thread's CPU clock (medians "
+              "of per-round means):\n")
+        print("| config | step CPU ms | gradient_flow() us | / step | recorder capture us | "
+              "/ step |")
+        print("|---|---:|---:|---:|---:|---:|")
+    for name in args.reading_configs:
+        c = reading_cpu_cost(bc.CONFIGS[name], args.rounds)
+        a, f, r = c["step"], c["gradient_flow"], c["recorder"]
+        print(f"| {name} | {a * 1e3:.3f} | {f * 1e6:.1f} | {f / a:.4f} | {r * 1e6:.1f} | "
+              f"{r / a:.4f} |", flush=True)
     print(f"\n{bc.blas_summary()}")
 
 

@@ -2,7 +2,14 @@
 cross-entropy, backward, SGD) with ``net.measure`` on and off, side by side per configuration.
 The issue's bound is on <= 1.05 x off (goal 1.02) on deep-narrow and medium; the numbers for
 README come from ``python benchmarks/measurement_cost.py``, which interleaves the two in one
-process."""
+process.
+
+And the cost of reading the measurements at every step (issue #11, "reading is cheap": <= 2%
+of a deep-narrow step): the measured step alone, followed by ``net.gradient_flow()``, and
+followed by a Recorder's capture (``rec.record(net)``, a row every step), each on its own
+identical network.  ``extra_info`` holds each one's median from one interleaved pool and its
+ratio to the step alone, and (``read_cpu_us``, ``read_over_step_cpu``) the read timed on its
+own on the thread's CPU clock, which other processes on the cores disturb far less."""
 import numpy as np
 import pytest
 
@@ -10,6 +17,9 @@ import _bench_common as bc
 import vgcore as vg
 
 CONFIGS = ["deep-narrow", "deep-narrow-2", "medium"]
+READS = ("step", "gradient_flow", "recorder")
+READ_CONFIGS = ["deep-narrow"]
+POOL_ROUNDS = 15
 
 
 def make_step(cfg, measure):
@@ -21,6 +31,73 @@ def make_step(cfg, measure):
     def step():
         return net.train_step(X, y, bc.LOSS, opt)
     return net, step
+
+
+def make_reading(cfg, read):
+    """The measured train step followed by one way of reading its measurements: ``"step"``
+    (none), ``"gradient_flow"`` (``net.gradient_flow()``) or ``"recorder"`` (``rec.record(net)``
+    with a row at every step).  Returns ``(net, recorder or None, step)``."""
+    if read not in READS:
+        raise ValueError(f"read: expected one of {READS}, got {read!r}")
+    net, train = make_step(cfg, True)
+    rec = vg.Recorder("every") if read == "recorder" else None
+
+    if read == "step":
+        step = train
+    elif read == "gradient_flow":
+        def step():
+            loss = train()
+            net.gradient_flow()
+            return loss
+    else:
+        def step():
+            loss = train()
+            rec.record(net)
+            return loss
+    return net, rec, step
+
+
+def reading_pool(cfg, rounds=POOL_ROUNDS, sample_s=0.025):
+    """{read: time_interleaved result} of the three ways, on identical networks, interleaved."""
+    fns = {read: make_reading(cfg, read)[2] for read in READS}
+    return bc.time_interleaved(fns, rounds, sample_s, 0.2, lead_in_s=0.05)
+
+
+def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=50):
+    """The reads timed on their own, each right after its step, on the calling thread's CPU
+    clock (``time.thread_time``): robust to other processes taking the cores, and the whole
+    cost when the step runs on one thread (deep-narrow: its products are too small for a
+    second BLAS thread, its elementwise work too small for OpenMP).  Returns
+    ``{"step", "gradient_flow", "recorder"}`` medians over rounds of seconds per call."""
+    import statistics
+    import time
+    net, train = make_step(cfg, True)
+    rec = vg.Recorder("every")
+    reads = {"gradient_flow": net.gradient_flow, "recorder": lambda: rec.record(net)}
+    clock = time.thread_time
+    for _ in range(steps):
+        train()
+        net.gradient_flow()
+        rec.record(net)
+    out = {k: [] for k in ("step",) + tuple(reads)}
+    for _ in range(rounds):
+        acc = dict.fromkeys(out, 0.0)
+        for _ in range(steps):
+            for name, read in reads.items():
+                t0 = clock()
+                train()
+                t1 = clock()
+                read()
+                t2 = clock()
+                acc["step"] += t1 - t0
+                acc[name] += t2 - t1
+        out["step"].append(acc["step"] / (steps * len(reads)))
+        for name in reads:
+            out[name].append(acc[name] / steps)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+_POOLS: dict = {}
 
 
 @pytest.mark.parametrize("measure", [False, True], ids=["off", "on"])
@@ -41,3 +118,32 @@ def test_train_step_with_measurements(benchmark, config, measure):
     else:
         with pytest.raises(RuntimeError, match="measure"):
             net.gradient_flow()
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("config", READ_CONFIGS)
+def test_reading_the_measurements_every_step(benchmark, config, read):
+    cfg = bc.CONFIGS[config]
+    net, rec, step = make_reading(cfg, read)
+    if benchmark.enabled:
+        bc.lead_in(step)
+    benchmark.group = f"reading-{config}"
+    benchmark.extra_info.update(config=config, read=read, cpu=bc.cpu_model())
+    loss = benchmark(step)
+    bc.assert_sane_loss(loss, f"{config}/{read}")
+    if rec is not None:
+        assert len(rec) >= 1 and np.isfinite(rec.history("grad_norm")).all()
+    if benchmark.enabled:
+        if config not in _POOLS:
+            _POOLS[config] = reading_pool(cfg)
+        pool = _POOLS[config]
+        benchmark.extra_info["interleaved_ms"] = round(pool[read]["median"] * 1e3, 4)
+        benchmark.extra_info["interleaved_rounds"] = POOL_ROUNDS
+        benchmark.extra_info["over_step"] = round(pool[read]["median"]
+                                                  / pool["step"]["median"], 4)
+        if read != "step":
+            if ("cpu", config) not in _POOLS:
+                _POOLS["cpu", config] = reading_cpu_cost(cfg)
+            cpu = _POOLS["cpu", config]
+            benchmark.extra_info["read_cpu_us"] = round(cpu[read] * 1e6, 2)
+            benchmark.extra_info["read_over_step_cpu"] = round(cpu[read] / cpu["step"], 5)

@@ -352,6 +352,9 @@ cdef struct NetDesc:
     const double *sat_thr       # per layer: |phi'| below this counts as saturated
     void *unit_zero             # per unit (all layers, flat): rows with phi' == 0
     void *acc                   # scratch: 3 x the widest layer, for column sums
+    double *in_norm2            # per layer and sample (n_layers x batch): ||x_{l,i}||^2 and
+    double *delta_norm2         # ||delta_{l,i}||^2, taken in the measured backward pass
+    double *ps_mean_sq          # per layer: mean_i (B ||x_{l,i}|| ||delta_{l,i}||)^2
     # flushing subnormals (vg_kernels.h): FTZ/DAZ during the calls, and the kernels that write
     # matrix products' operands write values below tiny (the dtype's smallest normal) as 0
     bint flush
@@ -538,6 +541,10 @@ cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_
         if n.timing != NULL:
             t0 = vg_now()
         delta_and_bias_grad(n, l, dout, nthreads)
+        if n.measure:
+            sample_norms(n, l, X if l == 0 else layer_out(n, l - 1, <floating *>n.H,
+                                                          <floating *>n.A),
+                         layer_delta(n, l, dout))
         if n.timing != NULL:
             t1 = vg_now()
         weight_grad(n, l, X, dout)
@@ -632,15 +639,24 @@ cdef void net_opt_update(const NetDesc *n, int kind, floating *P, floating *G, f
                 vg_opt_update_f64(kind, 2 * nb, P + off, G + off, S1 + off, S2 + off, hp, out)
 
 
-cdef void net_row_norms(const NetDesc *n, floating *X, floating *dout, double *in_norm2,
-                        double *delta_norm2) noexcept nogil:
-    cdef int l
+cdef inline void sample_norms(const NetDesc *n, int l, floating *x,
+                              floating *delta) noexcept nogil:
+    """The per-sample measurements of layer l, in the measured backward pass while x and delta
+    are in cache: the squared row norms of its input and of its delta, and the mean over the
+    batch of the per-sample gradients' squared norms (B ||x_i|| ||delta_i||)^2."""
+    if n.in_norm2 == NULL:
+        return
     cdef long b = n.batch
-    for l in range(n.n_layers):
-        row_norms2(b, n.sizes[l],
-                   X if l == 0 else layer_out(n, l - 1, <floating *>n.H, <floating *>n.A),
-                   in_norm2 + l * b)
-        row_norms2(b, n.sizes[l + 1], layer_delta(n, l, dout), delta_norm2 + l * b)
+    cdef long i
+    cdef double *xn = n.in_norm2 + l * b
+    cdef double *dn = n.delta_norm2 + l * b
+    cdef double bb = <double>(b * b)
+    cdef double s = 0
+    row_norms2(b, n.sizes[l], x, xn)
+    row_norms2(b, n.sizes[l + 1], delta, dn)
+    for i in range(b):
+        s += bb * xn[i] * dn[i]
+    n.ps_mean_sq[l] = s / <double>b
 
 
 # ------------------------------------------------------------------------------------------
@@ -814,9 +830,11 @@ cdef void net_backward_general(const NetDesc *n, floating *X, floating *dout, bi
             if nk:
                 norm_backward(n, l, nk, batch, fout, H + off, delta)
                 colsum(batch, fout, delta, G + n.b_off[l], 1)
+        x = X if l == 0 else layer_out(n, l - 1, H, A)
+        if n.measure:
+            sample_norms(n, l, x, delta)
         if n.timing != NULL:
             t1 = vg_now()
-        x = X if l == 0 else layer_out(n, l - 1, H, A)
         linear_grad_w(x, delta, G + n.w_off[l], batch, fin, fout)
         if dst != NULL:
             # a residual block's identity path already put its gradient in dst: accumulate
@@ -878,6 +896,7 @@ cdef class Engine:
     cdef object _layers        # the normalisation / residual / dropout settings
     cdef object _ws_extra      # the general passes' workspace
     cdef object _timing        # the profiling array, when set
+    cdef object _sn            # the per-sample measurement arrays of the bound batch size
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
@@ -904,6 +923,10 @@ cdef class Engine:
         self._ws_extra = None
         self._timing = None
         self.desc.timing = NULL
+        self._sn = None
+        self.desc.in_norm2 = NULL
+        self.desc.delta_norm2 = NULL
+        self.desc.ps_mean_sq = NULL
         self.desc.flush = False
         self.desc.tiny = 0
 
@@ -1004,19 +1027,23 @@ cdef class Engine:
         self._timing = timing
         self.desc.timing = NULL if timing is None else <double *>cnp.PyArray_DATA(timing)
 
-    def per_sample_norms(self, cnp.ndarray X, cnp.ndarray dout, cnp.ndarray in_norm2,
-                         cnp.ndarray delta_norm2):
-        """Squared row norms of every layer's input and delta, from the buffers the last
-        forward and backward passes left (float64 arrays of shape (n_layers, batch))."""
-        cdef void *x = cnp.PyArray_DATA(X)
-        cdef void *g = cnp.PyArray_DATA(dout)
-        cdef double *xin = <double *>cnp.PyArray_DATA(in_norm2)
-        cdef double *dn = <double *>cnp.PyArray_DATA(delta_norm2)
-        with nogil:
-            if self.is_f32:
-                net_row_norms(&self.desc, <float *>x, <float *>g, xin, dn)
-            else:
-                net_row_norms(&self.desc, <double *>x, <double *>g, xin, dn)
+    def bind_sample_norms(self, cnp.ndarray in_norm2, cnp.ndarray delta_norm2,
+                          cnp.ndarray ps_mean_sq):
+        """Where the measured backward pass writes the per-sample measurements of the bound
+        batch size: float64 arrays of shapes (n_layers, batch) twice and (n_layers,)."""
+        cdef tuple per_sample = (self.desc.n_layers, self.desc.batch)
+        if (in_norm2.dtype != np.float64 or delta_norm2.dtype != np.float64
+                or ps_mean_sq.dtype != np.float64 or not in_norm2.flags.c_contiguous
+                or not delta_norm2.flags.c_contiguous or not ps_mean_sq.flags.c_contiguous
+                or (<object>in_norm2).shape != per_sample
+                or (<object>delta_norm2).shape != per_sample
+                or (<object>ps_mean_sq).shape != (self.desc.n_layers,)):
+            raise ValueError(f"bind_sample_norms: expected contiguous float64 arrays of shapes "
+                             f"{per_sample} (twice) and ({self.desc.n_layers},)")
+        self._sn = (in_norm2, delta_norm2, ps_mean_sq)
+        self.desc.in_norm2 = <double *>cnp.PyArray_DATA(in_norm2)
+        self.desc.delta_norm2 = <double *>cnp.PyArray_DATA(delta_norm2)
+        self.desc.ps_mean_sq = <double *>cnp.PyArray_DATA(ps_mean_sq)
 
     def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX):
         """Point the engine at a workspace for ``batch`` rows (arrays from ``MLP``)."""
@@ -1026,6 +1053,10 @@ cdef class Engine:
         self.desc.A = cnp.PyArray_DATA(A)
         self.desc.D = cnp.PyArray_DATA(D)
         self.desc.dX = cnp.PyArray_DATA(dX)
+        self._sn = None             # sized for the previous batch: bind_sample_norms again
+        self.desc.in_norm2 = NULL
+        self.desc.delta_norm2 = NULL
+        self.desc.ps_mean_sq = NULL
 
     def forward(self, cnp.ndarray X):
         """Run every layer on X (batch x sizes[0], the bound batch size); no allocation."""

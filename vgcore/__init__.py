@@ -11,6 +11,10 @@ measure and fix vanishing and exploding gradients.
 """
 import sys as _sys
 
+from vgcore import _omp_wait
+
+_omp_wait.load_engine()     # first: OpenMP's idle threads wait passively unless the user chose
+
 from vgcore.core import activations, init, losses, network, reference
 from vgcore.core._threads import blas_info, get_num_threads, openmp_enabled, set_num_threads
 from vgcore.core.activations import ACTIVATIONS, Activation

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import threadpoolctl
 
-from vgcore import _engine
+from vgcore import _engine, _omp_wait
 from vgcore.core._validation import check_positive_int
 
 __all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
-           "limited_threads"]
+           "limited_threads", "wait_policy"]
 
 _controller = None
 MAX_THREADS = 4096
@@ -44,6 +44,14 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads vgcore's compiled kernels use."""
     return _engine.get_engine_threads()
+
+
+def wait_policy() -> dict:
+    """How OpenMP's idle threads wait: ``{"policy": "passive" | "active" | "default",
+    "set_by": "vgcore" | "user" | "another library"}``.  vgcore loads OpenMP with passive
+    waiting unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set, or OpenMP was already
+    loaded by another library (see :mod:`vgcore._omp_wait`)."""
+    return dict(_omp_wait.STATE)
 
 
 def blas_info() -> list[dict]:

@@ -13,7 +13,7 @@ class Workspace:
     (flat, layer after layer), dL/dX, and read-only views handed to the user."""
 
     __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad", "Z", "OUT", "NS",
-                 "ns_stride")
+                 "ns_stride", "in_norm2", "delta_norm2", "ps_mean_sq", "sample_norms_taken")
 
     def __init__(self, batch, sizes, dtype, extras=False):
         total = batch * int(sum(sizes[1:]))
@@ -29,6 +29,12 @@ class Workspace:
         dx.flags.writeable = False
         self.dX_view = dx
         self.loss_grad = np.zeros((batch, sizes[-1]), dtype)
+        # the measured backward pass's per-sample measurements (see vgcore.measure.flow)
+        L = len(sizes) - 1
+        self.in_norm2 = np.zeros((L, batch), np.float64)
+        self.delta_norm2 = np.zeros((L, batch), np.float64)
+        self.ps_mean_sq = np.zeros(L, np.float64)
+        self.sample_norms_taken = False     # a GradientFlow owns them: renew before writing
         if extras:      # normalised pre-activations, block outputs, saved statistics
             self.Z = np.zeros(total, dtype)
             self.OUT = np.zeros(total, dtype)
@@ -40,6 +46,17 @@ class Workspace:
         """Bytes of every buffer this workspace owns."""
         return sum(getattr(self, k).nbytes for k in ("H", "A", "D", "dX", "loss_grad", "Z", "OUT",
                                                      "NS") if hasattr(self, k))
+
+    def renew_sample_norms(self) -> None:
+        """New per-sample arrays (the old ones belong to a GradientFlow now)."""
+        self.in_norm2 = np.zeros_like(self.in_norm2)
+        self.delta_norm2 = np.zeros_like(self.delta_norm2)
+        self.sample_norms_taken = False
+
+    @property
+    def measurement_nbytes(self):
+        """Bytes of the per-sample measurement buffers (not counted in :attr:`nbytes`)."""
+        return self.in_norm2.nbytes + self.delta_norm2.nbytes + self.ps_mean_sq.nbytes
 
     def aliases(self, a, backward=False) -> bool:
         """Whether the array ``a`` may overlap a buffer a pass is about to write: H, A, Z and

@@ -97,7 +97,9 @@ class MLP:
     :meth:`forward` and :meth:`backward` each make one call into compiled code, whatever the
     depth.  Buffers for activations are allocated the first time a batch size is seen and
     reused afterwards (the last few batch sizes are kept), so a training step at a known batch
-    size allocates nothing.  The arrays returned by ``forward`` and ``backward`` are read-only
+    size allocates nothing (after :meth:`gradient_flow`, the next measured backward allocates
+    the per-sample and per-unit arrays the flow took over).  The arrays returned by
+    ``forward`` and ``backward`` are read-only
     views of those buffers: they are overwritten by the next pass, so copy them to keep them.
     """
 
@@ -135,6 +137,7 @@ class MLP:
                 raise ValueError(f"activation: expected one activation per hidden layer "
                                  f"({n_hidden}), got {len(hidden)}")
         self.activations = tuple(hidden) + (Activation("identity"),)
+        self._activation_names = tuple(a.name for a in self.activations)
         self.init, self.sigma_w, self.sigma_b = check_init(init, sigma_w, sigma_b)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"seed: expected an integer or None, got {type(seed).__name__}")
@@ -216,8 +219,8 @@ class MLP:
                                    np.float64)
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
         self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
+        self._unit_zero_taken = False   # a GradientFlow owns it (see gradient_flow)
         self._acc = np.zeros(3 * max(self.sizes[1:]), self.dtype)
-        self._dout = None           # the dout of the last backward pass (per-sample norms)
         self._stepped = False       # an optimiser step measured the norms since the backward
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
@@ -383,6 +386,7 @@ class MLP:
             self._workspaces.move_to_end(batch)
         if ws is not self._ws:
             self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX)
+            self._engine.bind_sample_norms(ws.in_norm2, ws.delta_norm2, ws.ps_mean_sq)
             if self._extras:
                 self._engine.bind_extras(ws.Z, ws.OUT, ws.NS, ws.ns_stride)
             self._ws = ws
@@ -476,19 +480,33 @@ class MLP:
                 dout = dout.copy()  # e.g. backward(net.backward(d)): the pass overwrites it
             if self._extras:     # the masks and statistics of the forward pass
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
+            if self._measure:
+                self._renew_taken_buffers(ws)
             self._engine.backward(self._input, dout, bool(input_grad))
             self._stepped = False
-            self._dout = dout
             self._flow_batch = ws.batch if self._measure else None
             return ws.dX_view if input_grad else None
         finally:
             self._release()
 
+    def _renew_taken_buffers(self, ws) -> None:
+        """New per-sample and per-unit measurement arrays for the arrays a GradientFlow took."""
+        if ws.sample_norms_taken:
+            ws.renew_sample_norms()
+            self._engine.bind_sample_norms(ws.in_norm2, ws.delta_norm2, ws.ps_mean_sq)
+        if self._unit_zero_taken:
+            self._unit_zero = np.zeros_like(self._unit_zero)
+            self._engine.set_measurement(True, self._stats, self._sat_thr, self._unit_zero,
+                                         self._acc)
+            self._unit_zero_taken = False
+
     def gradient_flow(self) -> GradientFlow:
         """The gradient-flow measurements of the last forward and backward pass.
 
         Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
-        passes, so this call only derives them from a few sums per layer.
+        passes, so this call only copies a few sums per layer and takes over the per-sample
+        and per-unit arrays (the next pass writes new ones): the flow is a snapshot that later
+        steps do not change, and each field is derived from those sums when first read.
 
         Raises
         ------
@@ -502,18 +520,21 @@ class MLP:
             raise RuntimeError("gradient_flow: no measured step yet; call forward(X) and then "
                                "backward(dout) (or train_step) first")
         ws = self._ws
-        in_norm2 = np.empty((self.n_layers, ws.batch))
-        delta_norm2 = np.empty((self.n_layers, ws.batch))
         self._acquire("gradient_flow")
         try:
             if not self._stepped:
                 self._engine.param_norms()     # no step yet: W and dW as the backward left them
-            self._engine.per_sample_norms(self._input, self._dout, in_norm2, delta_norm2)
+            flow = GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
+                                             self._stats, ws.in_norm2, ws.delta_norm2,
+                                             ws.ps_mean_sq, self._unit_zero, self._cum_width,
+                                             self._stepped, owned=True)
+            # the flow owns those per-sample and per-unit arrays now: the next measured
+            # backward pass writes into new ones (no copy, and the flow stays as it is)
+            ws.sample_norms_taken = True
+            self._unit_zero_taken = True
+            return flow
         finally:
             self._release()
-        return GradientFlow.from_buffers(self.sizes, self.activations, ws.batch, self._stats,
-                                         in_norm2, delta_norm2, self._unit_zero,
-                                         self._cum_width, self._stepped)
 
     # ---------------------------------------------------------------- updates (optimisers)
     def _update_measured(self) -> bool:
@@ -628,6 +649,8 @@ class MLP:
             workspace = 0 if ws is None else ws.nbytes
         measurement = sum(a.nbytes for a in (self._stats, self._scratch_stats, self._sat_thr,
                                               self._cum_width, self._unit_zero, self._acc))
+        measurement += sum(w.measurement_nbytes for w in self._workspaces.values()
+                           if batch is None or w.batch == batch)
         out = dict(parameters=self.params.nbytes, gradients=self.grads.nbytes,
                    workspace=workspace, measurement=measurement,
                    normalisation=self._run_mean.nbytes + self._run_var.nbytes)

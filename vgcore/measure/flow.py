@@ -2,9 +2,12 @@
 
 The per-layer numbers are reductions computed inside the compiled forward and backward passes,
 in the loops that already touch the data (see ``src/vg_kernels_impl.h``): turning them on costs
-a few percent of a step, not a second pass.  :meth:`vgcore.MLP.gradient_flow` returns them for
-the last step as a :class:`GradientFlow`; the per-sample norms, which need one sum per row, are
-taken then, in one compiled pass over the activations and deltas the step left in memory.
+a few percent of a step, not a second pass; the per-sample norms (one sum per row of each
+layer's input and delta) are taken in the measured backward pass, while those rows are in cache.
+:meth:`vgcore.MLP.gradient_flow` returns them for the last step as a :class:`GradientFlow`: a
+snapshot of those sums (the per-layer ones copied, the per-sample and per-unit arrays handed
+over to it, the network writing new ones from then on: later steps do not change it) whose
+fields are derived when first read, so taking it at every step costs a few microseconds.
 
 Notation: layer ``l`` (1-based in messages, 0-based as an array index) computes
 ``h_l = x_l W_l + b_l`` and ``a_l = phi(h_l)``; ``B`` is the batch size and ``n_l`` the layer's
@@ -87,14 +90,15 @@ dtype (|h| > 1.8e19 in float32) count as non-finite too: the sums that detect th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from vgcore.core import _contract
 from vgcore.core.activations import ACTIVATIONS, max_derivative, resolve_activation
 
-__all__ = ["GradientFlow", "SATURATION_THRESHOLD", "SATURATING", "saturation_threshold",
-           "FIELDS"]
+__all__ = ["GradientFlow", "RawSums", "SATURATION_THRESHOLD", "SATURATING",
+           "saturation_threshold", "FIELDS", "derive"]
 
 SATURATION_THRESHOLD = 0.05
 """A unit of a :data:`SATURATING` activation counts as saturated on a sample when
@@ -130,11 +134,125 @@ FIELDS = ("delta_rms", "delta_norm", "grad_norm", "bias_grad_norm", "weight_norm
           "bias_norm", "grad_to_weight", "update_to_weight", "preact_rms", "act_mean",
           "act_std", "saturated_fraction", "zero_derivative_fraction", "dead_fraction", "gain",
           "gsnr", "underflow_fraction")
+_LAZY = frozenset(FIELDS + ("per_sample_grad_norm", "dead_unit_mask", "grad_ratio",
+                            "delta_ratio", "nonfinite_forward_layer",
+                            "nonfinite_backward_layer"))
+_WIDTHS: dict = {}
+
+
+def _widths(sizes) -> np.ndarray:
+    """The layers' widths as a read-only float64 array, one per network shape."""
+    w = _WIDTHS.get(sizes)
+    if w is None:
+        w = np.asarray(sizes[1:], np.float64)
+        w.flags.writeable = False
+        if len(_WIDTHS) < 64:
+            _WIDTHS[sizes] = w
+    return w
+
+
+class RawSums(NamedTuple):
+    """The sums one step's measurements derive from (read-only arrays of a snapshot)."""
+
+    stats: np.ndarray           # (n_layers, N_STATS): the compiled measurement rows
+    ps_mean_sq: np.ndarray      # (n_layers,): mean_i ||g_i||^2, g_i the per-sample gradient
+    batch: int
+    stepped: bool               # an optimiser step measured the update after the backward
+
+
+def derive(name, stats, ps_mean_sq, widths, batch, stepped):
+    """One field of :data:`FIELDS` (or ``grad_ratio``, ``delta_ratio``,
+    ``nonfinite_forward_layer``, ``nonfinite_backward_layer`` as arrays) from raw sums,
+    vectorised over any leading axes: ``stats`` ``(..., n_layers, N_STATS)``, ``ps_mean_sq``
+    ``(..., n_layers)``, ``widths`` the layers' widths (float64, ``(n_layers,)``), ``batch`` and
+    ``stepped`` scalars or arrays of shape ``(..., 1)``.  The non-finite layers come out
+    1-based, 0 for none.  The one definition :class:`GradientFlow` and
+    :class:`vgcore.Recorder` share."""
+    st = stats
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if name in ("delta_norm", "gain", "delta_ratio"):
+            delta_norm = np.sqrt(st[..., _SUM_D2])
+            if name == "delta_norm":
+                return delta_norm
+            if name == "delta_ratio":
+                return delta_norm[..., 0] / delta_norm[..., -1]
+            gain = np.full(delta_norm.shape, np.nan)
+            gain[..., :-1] = delta_norm[..., :-1] / delta_norm[..., 1:]
+            return gain
+        if name == "grad_norm":
+            return np.sqrt(st[..., _DW2])
+        if name == "grad_ratio":
+            grad_norm = np.sqrt(st[..., _DW2])
+            return grad_norm[..., 0] / grad_norm[..., -1]
+        if name == "weight_norm":
+            return np.sqrt(st[..., _W2])
+        if name == "bias_grad_norm":
+            return np.sqrt(st[..., _DB2])
+        if name == "bias_norm":
+            return np.sqrt(st[..., _B2])
+        if name == "grad_to_weight":
+            return np.sqrt(st[..., _DW2]) / np.sqrt(st[..., _W2])
+        if name == "update_to_weight":
+            if np.ndim(stepped) == 0:
+                if not stepped:
+                    return np.full(st.shape[:-1], np.nan)
+                return np.sqrt(st[..., _UW2]) / np.sqrt(st[..., _W2])
+            return np.where(stepped, np.sqrt(st[..., _UW2]) / np.sqrt(st[..., _W2]), np.nan)
+        if name == "gsnr":
+            signal = st[..., _DW2]
+            return signal / np.maximum(ps_mean_sq - signal, 0.0)
+        if name == "dead_fraction":
+            return st[..., _N_DEAD] / widths
+        if name in ("nonfinite_forward_layer", "nonfinite_backward_layer"):
+            L = st.shape[-2]
+            if name == "nonfinite_forward_layer":
+                bad = ~np.isfinite(st[..., _SUM_H2])
+                return np.where(bad.any(axis=-1), np.argmax(bad, axis=-1) + 1, 0)
+            bad = ~(np.isfinite(st[..., _SUM_D2]) & np.isfinite(st[..., _DW2])
+                    & np.isfinite(st[..., _DB2]))
+            return np.where(bad.any(axis=-1), L - np.argmax(bad[..., ::-1], axis=-1), 0)
+        entries = batch * widths
+        if name == "delta_rms":
+            return np.sqrt(st[..., _SUM_D2] / entries)
+        if name == "preact_rms":
+            return np.sqrt(st[..., _SUM_H2] / entries)
+        if name == "act_mean":
+            return st[..., _SUM_A] / entries
+        if name == "act_std":
+            act_mean = st[..., _SUM_A] / entries
+            return np.sqrt(np.maximum(st[..., _SUM_A2] / entries - act_mean ** 2, 0.0))
+        if name == "saturated_fraction":
+            return st[..., _N_SAT] / entries
+        if name == "zero_derivative_fraction":
+            return st[..., _N_ZERO] / entries
+        if name == "underflow_fraction":
+            return st[..., _N_UNDERFLOW] / entries
+    raise ValueError(f"name: expected one of {', '.join(FIELDS + _SCALARS)}, got {name!r}")
+
+
+_SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_backward_layer")
+
+
+class _Snapshot(NamedTuple):
+    """What a measured step left, copied when the flow was taken (see from_buffers)."""
+
+    raw: RawSums
+    widths: np.ndarray
+    in_norm2: np.ndarray
+    delta_norm2: np.ndarray
+    unit_zero: np.ndarray
 
 
 @dataclass(frozen=True)
 class GradientFlow:
-    """One step's per-layer measurements (see the module docstring for every definition)."""
+    """One step's per-layer measurements (see the module docstring for every definition).
+
+    A flow from :meth:`vgcore.MLP.gradient_flow` is a snapshot: the few sums per layer the
+    step left are copied when it is taken and its per-sample and per-unit arrays are its own
+    (the network writes new ones), so later steps never change it.
+    Each field is derived from them the first time it is read (NumPy over all layers at once)
+    and kept; nothing is built per layer until asked (``print(flow)``, ``dead_units``).
+    """
 
     sizes: tuple
     activations: tuple
@@ -174,60 +292,62 @@ class GradientFlow:
         ends = np.cumsum(self.sizes[1:-1])
         return np.split(self.dead_unit_mask, ends[:-1])
 
+    @property
+    def raw(self) -> RawSums | None:
+        """The per-layer sums this flow derives from (:class:`RawSums`), or None for a flow
+        built from its fields.  :class:`vgcore.Recorder` stores these and derives later."""
+        snap = self.__dict__.get("_snapshot")
+        return None if snap is None else snap.raw
+
     @classmethod
-    def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, unit_zero,
-                     cum_width, stepped):
-        """Derive the measurements from the raw sums the compiled passes wrote; ``stepped``
-        says whether an optimiser step (which measured the update) followed the backward."""
+    def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, ps_mean_sq,
+                     unit_zero, cum_width, stepped, *, owned=False):
+        """A snapshot of the raw sums the compiled passes wrote; every field is derived from it
+        when first read.  ``stats`` and ``ps_mean_sq`` (a few numbers per layer) are copied;
+        ``in_norm2``, ``delta_norm2`` and ``unit_zero`` too unless ``owned``: then the flow
+        keeps them, and the caller must write new arrays from then on (what
+        :meth:`vgcore.MLP.gradient_flow` does: no copy per step).
+
+        ``sizes`` and ``activations`` (names) are tuples; ``stats`` the measurement rows,
+        ``in_norm2`` and ``delta_norm2`` the per-sample squared row norms ``(n_layers,
+        batch)``, ``ps_mean_sq`` their per-layer mean of ``B^2 in_norm2 delta_norm2``,
+        ``unit_zero`` the per-unit zero-derivative counts; ``stepped`` says whether an
+        optimiser step (which measured the update) followed the backward."""
         L = len(sizes) - 1
-        widths = np.asarray(sizes[1:], np.float64)
-        entries = batch * widths
-        st = stats
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            delta_norm = np.sqrt(st[:, _SUM_D2])
-            grad_norm = np.sqrt(st[:, _DW2])
-            weight_norm = np.sqrt(st[:, _W2])
-            act_mean = st[:, _SUM_A] / entries
-            gain = np.full(L, np.nan)
-            gain[:-1] = delta_norm[:-1] / delta_norm[1:]
-            # per-sample gradients g_i = B x_i^T delta_i: ||g_i|| = B ||x_i|| ||delta_i||
-            ps2 = (batch * batch) * in_norm2 * delta_norm2
-            mean_sq = ps2.mean(axis=1)
-            signal = st[:, _DW2]
-            gsnr = signal / np.maximum(mean_sq - signal, 0.0)
-            fields = dict(
-                delta_rms=np.sqrt(st[:, _SUM_D2] / entries),
-                delta_norm=delta_norm,
-                grad_norm=grad_norm,
-                bias_grad_norm=np.sqrt(st[:, _DB2]),
-                weight_norm=weight_norm,
-                bias_norm=np.sqrt(st[:, _B2]),
-                grad_to_weight=grad_norm / weight_norm,
-                update_to_weight=(np.sqrt(st[:, _UW2]) / weight_norm if stepped
-                                  else np.full(L, np.nan)),
-                preact_rms=np.sqrt(st[:, _SUM_H2] / entries),
-                act_mean=act_mean,
-                act_std=np.sqrt(np.maximum(st[:, _SUM_A2] / entries - act_mean ** 2, 0.0)),
-                saturated_fraction=st[:, _N_SAT] / entries,
-                zero_derivative_fraction=st[:, _N_ZERO] / entries,
-                dead_fraction=st[:, _N_DEAD] / widths,
-                gain=gain,
-                gsnr=gsnr,
-                underflow_fraction=st[:, _N_UNDERFLOW] / entries,
-                per_sample_grad_norm=np.sqrt(ps2),
-            )
-            grad_ratio = float(grad_norm[0] / grad_norm[-1])
-            delta_ratio = float(delta_norm[0] / delta_norm[-1])
-        dead_unit_mask = unit_zero[:cum_width[L - 1]] == batch
-        bad_fwd = ~np.isfinite(st[:, _SUM_H2])
-        bad_bwd = ~(np.isfinite(st[:, _SUM_D2]) & np.isfinite(st[:, _DW2])
-                    & np.isfinite(st[:, _DB2]))
-        nf_fwd = int(np.argmax(bad_fwd)) + 1 if bad_fwd.any() else None
-        nf_bwd = int(L - np.argmax(bad_bwd[::-1])) if bad_bwd.any() else None
-        return cls(sizes=tuple(sizes), activations=tuple(a.name for a in activations),
-                   batch=int(batch), dead_unit_mask=dead_unit_mask, grad_ratio=grad_ratio,
-                   delta_ratio=delta_ratio, nonfinite_forward_layer=nf_fwd,
-                   nonfinite_backward_layer=nf_bwd, **fields)
+        raw = RawSums(stats.copy(), ps_mean_sq.copy(), int(batch), bool(stepped))
+        for a in (raw.stats, raw.ps_mean_sq):
+            a.flags.writeable = False
+        unit_zero = unit_zero[:cum_width[L - 1]]
+        if not owned:
+            in_norm2, delta_norm2, unit_zero = in_norm2.copy(), delta_norm2.copy(), unit_zero.copy()
+        snap = _Snapshot(raw, _widths(sizes), in_norm2, delta_norm2, unit_zero)
+        flow = object.__new__(cls)
+        d = flow.__dict__
+        d["sizes"] = sizes
+        d["activations"] = activations
+        d["batch"] = raw.batch
+        d["_snapshot"] = snap
+        return flow
+
+    def __getattr__(self, name):
+        # reached only for a field not derived yet (a snapshot's): derive it and keep it
+        snap = self.__dict__.get("_snapshot")
+        if snap is None or name not in _LAZY:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raw = snap.raw
+        if name == "per_sample_grad_norm":
+            value = np.sqrt((raw.batch * raw.batch) * snap.in_norm2 * snap.delta_norm2)
+        elif name == "dead_unit_mask":
+            value = snap.unit_zero == raw.batch
+        else:
+            value = derive(name, raw.stats, raw.ps_mean_sq, snap.widths, raw.batch,
+                           raw.stepped)
+            if name in ("grad_ratio", "delta_ratio"):
+                value = float(value)
+            elif name in ("nonfinite_forward_layer", "nonfinite_backward_layer"):
+                value = int(value) or None
+        object.__setattr__(self, name, value)
+        return value
 
     def as_dict(self) -> dict:
         """Per-layer columns (``layer`` 1..L, ``width``, ``activation`` and every field of

@@ -27,7 +27,10 @@ Memory bound and thinning
 -------------------------
 Storage for ``max_records`` rows is allocated at the first record (``np.empty``: the operating
 system commits the pages as rows are written), about ``8 * max_records * (16 * n_layers + 6)``
-bytes; it never grows.  When a row is due and the storage is full, the history is *thinned*:
+bytes, plus up to 256 rows of raw sums (``8 * 256 * 14 * n_layers`` bytes): a row is stored as
+the few sums per layer the network measured (:attr:`GradientFlow.raw`) and derived, many rows at
+once, when the history is read or the staging rows are full.  It never grows.  When a row is
+due and the storage is full, the history is *thinned*:
 
 1. the records at positions 0, 2, 4, ... are kept (every other record, the first one always),
    the others dropped, so ``ceil(max_records / 2)`` rows remain, still in step order;
@@ -66,7 +69,7 @@ import numpy as np
 
 from vgcore.core._files import atomic_write
 from vgcore.measure import recorder_io as _json
-from vgcore.measure.flow import FIELDS, GradientFlow
+from vgcore.measure.flow import FIELDS, GradientFlow, derive
 from vgcore.measure.record_schedule import check_int, check_steps, is_log_step, log_schedule
 from vgcore.measure.recorder_io import JSON_FORMAT, JSON_VERSION
 
@@ -78,6 +81,7 @@ float64; the non-finite layers are int64, the 1-based layer where a NaN or Inf f
 0 when there was none."""
 
 _FLOAT_SCALARS = SCALARS[:2]
+_STAGE_ROWS = 256            # rows kept as raw sums before they are derived together
 _INT_SCALARS = SCALARS[2:]
 
 
@@ -151,9 +155,17 @@ class Recorder:
         self._activations = None
         self._init = None
         # storage, allocated at the first record
-        self._fields = None          # (len(FIELDS), max_records, n_layers) float64
-        self._fscal = None           # (2, max_records) float64: grad_ratio, delta_ratio
-        self._iscal = None           # (2, max_records) int64: non-finite layers (0 = none)
+        self._dfields = None         # (len(FIELDS), max_records, n_layers) float64
+        self._dfscal = None          # (2, max_records) float64: grad_ratio, delta_ratio
+        self._discal = None          # (2, max_records) int64: non-finite layers (0 = none)
+        # rows captured as raw sums, derived into the arrays above by _flush
+        self._stage_st = None        # (S, n_layers, N_STATS) float64
+        self._stage_msq = None       # (S, n_layers) float64
+        self._stage_batch = None     # (S,) int64
+        self._stage_stepped = None   # (S,) bool
+        self._stage_row = None       # (S,) int64: the row each one becomes
+        self._n_staged = 0
+        self._widths = None
         self._step = None            # (max_records,) int64
         self._offer = None           # (max_records,) int64: index among due steps offered
         # epochs
@@ -249,11 +261,67 @@ class Recorder:
     def _allocate(self):
         L = len(self._sizes) - 1
         m = self._max
-        self._fields = np.empty((len(FIELDS), m, L), np.float64)
-        self._fscal = np.empty((len(_FLOAT_SCALARS), m), np.float64)
-        self._iscal = np.empty((len(_INT_SCALARS), m), np.int64)
+        self._dfields = np.empty((len(FIELDS), m, L), np.float64)
+        self._dfscal = np.empty((len(_FLOAT_SCALARS), m), np.float64)
+        self._discal = np.empty((len(_INT_SCALARS), m), np.int64)
         self._step = np.empty(m, np.int64)
         self._offer = np.empty(m, np.int64)
+        self._widths = np.asarray(self._sizes[1:], np.float64)
+
+    def _stage(self, raw, i):
+        """Keep row ``i`` as raw sums (a copy of a few numbers per layer); derived by _flush."""
+        if self._stage_st is None:
+            S, L = min(self._max, _STAGE_ROWS), len(self._sizes) - 1
+            self._stage_st = np.empty((S,) + raw.stats.shape, np.float64)
+            self._stage_msq = np.empty((S, L), np.float64)
+            self._stage_batch = np.empty(S, np.int64)
+            self._stage_stepped = np.empty(S, bool)
+            self._stage_row = np.empty(S, np.int64)
+        k = self._n_staged
+        if k == self._stage_row.shape[0]:
+            self._flush()
+            k = 0
+        self._stage_st[k] = raw.stats
+        self._stage_msq[k] = raw.ps_mean_sq
+        self._stage_batch[k] = raw.batch
+        self._stage_stepped[k] = raw.stepped
+        self._stage_row[k] = i
+        self._n_staged = k + 1
+
+    def _flush(self):
+        """Derive the staged rows, all at once (vgcore.flow.derive over rows and layers)."""
+        k = self._n_staged
+        if k == 0:
+            return
+        self._n_staged = 0
+        rows = self._stage_row[:k]
+        r0 = int(rows[0])
+        if rows[-1] - r0 == k - 1:          # staged in order since the last thinning: a slice
+            rows = slice(r0, r0 + k)
+        args = (self._stage_st[:k], self._stage_msq[:k], self._widths,
+                self._stage_batch[:k, None], self._stage_stepped[:k, None])
+        for j, name in enumerate(FIELDS):
+            self._dfields[j, rows] = derive(name, *args)
+        for j, name in enumerate(_FLOAT_SCALARS):
+            self._dfscal[j, rows] = derive(name, *args)
+        for j, name in enumerate(_INT_SCALARS):
+            self._discal[j, rows] = derive(name, *args)
+
+    # the derived rows, staged ones included (reading them derives what is staged)
+    @property
+    def _fields(self):
+        self._flush()
+        return self._dfields
+
+    @property
+    def _fscal(self):
+        self._flush()
+        return self._dfscal
+
+    @property
+    def _iscal(self):
+        self._flush()
+        return self._discal
 
     def _thin(self):
         """Keep the records at positions 0, 2, 4, ...; double the stride."""
@@ -305,17 +373,21 @@ class Recorder:
             self._offers_seen += 1
         if not row_due:
             return False
-        if self._fields is None:
+        if self._dfields is None:
             self._allocate()
         if self._n == self._max:
             self._thin()
         i = self._n
-        for k, name in enumerate(FIELDS):
-            self._fields[k, i] = getattr(flow, name)
-        self._fscal[0, i] = flow.grad_ratio
-        self._fscal[1, i] = flow.delta_ratio
-        self._iscal[0, i] = flow.nonfinite_forward_layer or 0
-        self._iscal[1, i] = flow.nonfinite_backward_layer or 0
+        raw = flow.raw
+        if raw is not None:
+            self._stage(raw, i)
+        else:                           # a flow built from its fields
+            for k, name in enumerate(FIELDS):
+                self._dfields[k, i] = getattr(flow, name)
+            self._dfscal[0, i] = flow.grad_ratio
+            self._dfscal[1, i] = flow.delta_ratio
+            self._discal[0, i] = flow.nonfinite_forward_layer or 0
+            self._discal[1, i] = flow.nonfinite_backward_layer or 0
         self._step[i] = step
         self._offer[i] = offer
         self._n = i + 1
@@ -339,12 +411,12 @@ class Recorder:
         self._epoch_first = self._epoch_last = None
 
     def _and_dead_units(self, flow, step):
+        # one flat mask over every hidden unit, split per layer at the end of the epoch
         if self._epoch_mask is None:
-            self._epoch_mask = [np.array(m, dtype=bool) for m in flow.dead_units]
+            self._epoch_mask = np.array(flow.dead_unit_mask, dtype=bool)
             self._epoch_first = step
         else:
-            for acc, m in zip(self._epoch_mask, flow.dead_units):
-                acc &= m
+            self._epoch_mask &= flow.dead_unit_mask
         self._epoch_last = step
 
     def end_epoch(self) -> np.ndarray:
@@ -366,8 +438,9 @@ class Recorder:
         if self._epoch_mask is None:
             raise RuntimeError("end_epoch: record(net) was not called since start_epoch(); "
                                "there are no measurements for this epoch")
-        fr = np.asarray([m.mean() if m.size else np.nan for m in self._epoch_mask],
-                        np.float64)
+        ends = np.cumsum(self._sizes[1:-1])
+        fr = np.asarray([m.mean() if m.size else np.nan
+                         for m in np.split(self._epoch_mask, ends[:-1])], np.float64)
         self._epoch_fracs.append(fr)
         self._epoch_steps.append((int(self._epoch_first), int(self._epoch_last)))
         self._epoch_open = False

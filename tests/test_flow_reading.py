@@ -1,0 +1,156 @@
+"""Reading the measurements is cheap and safe: net.gradient_flow() is a snapshot (later steps do
+not change it) whose fields are derived when first read, and a Recorder stores raw sums and
+derives its rows later, to exactly the values the flow gives."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import vgcore as vg
+from vgcore.measure.flow import FIELDS
+
+SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_backward_layer")
+EVERYTHING = FIELDS + ("per_sample_grad_norm", "dead_unit_mask") + SCALARS
+OPTIONS = {"plain": {}, "options": dict(norm="layer", residual=0.5, dropout=0.1)}
+
+
+def _net(dtype="float32", **options):
+    return vg.MLP([7, 11, 11, 11, 4], activation="tanh", init="glorot_normal", dtype=dtype,
+                  seed=3, sigma_b=0.2, **options)
+
+
+def _data(seed, batch, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, 7)).astype(dtype), rng.integers(0, 4, batch)
+
+
+def _read_all(flow):
+    return {name: np.array(getattr(flow, name), dtype=object if name.startswith("nonfinite")
+                           else None) for name in EVERYTHING}
+
+
+def _assert_same(a, b):
+    for name in EVERYTHING:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.mark.parametrize("kind", list(OPTIONS))
+def test_a_flow_taken_at_one_step_does_not_change_when_later_steps_run(kind):
+    twin_a, twin_b = _net(**OPTIONS[kind]), _net(**OPTIONS[kind])
+    opt_a, opt_b = vg.optim.SGD(twin_a, lr=0.1), vg.optim.SGD(twin_b, lr=0.1)
+    X, y = _data(0, 16)
+    twin_a.train_step(X, y, "cross_entropy", opt_a)
+    twin_b.train_step(X, y, "cross_entropy", opt_b)
+    kept = twin_a.gradient_flow()                       # nothing read yet
+    expected = _read_all(twin_b.gradient_flow())        # read at once
+    for seed, batch in ((1, 16), (2, 9), (3, 16)):      # same batch and another one
+        twin_a.train_step(*_data(seed, batch), "cross_entropy", opt_a)
+        assert twin_a.gradient_flow().grad_norm.shape == (4,)
+    assert not np.array_equal(twin_a.gradient_flow().grad_norm, expected["grad_norm"])
+    _assert_same(_read_all(kept), expected)
+    assert kept.batch == 16 and kept.per_sample_grad_norm.shape == (4, 16)
+
+
+def test_fields_are_derived_when_first_read_and_kept():
+    net = _net()
+    net.train_step(*_data(0, 12))
+    flow = net.gradient_flow()
+    assert not set(EVERYTHING) & set(vars(flow))       # nothing derived yet
+    g = flow.grad_norm
+    assert "grad_norm" in vars(flow) and flow.grad_norm is g
+    assert not {"gsnr", "per_sample_grad_norm", "dead_unit_mask"} & set(vars(flow))
+    assert flow.per_sample_grad_norm.shape == (4, 12)
+    assert "per_sample_grad_norm" in vars(flow) and "gsnr" not in vars(flow)
+    with pytest.raises(AttributeError, match="no_such_field"):
+        _ = flow.no_such_field
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        flow.grad_norm = g
+    # a copy of the dataclass with one field replaced derives every other field
+    other = dataclasses.replace(flow, grad_ratio=1.5)
+    assert other.grad_ratio == 1.5 and other.raw is None
+    np.testing.assert_array_equal(other.gsnr, flow.gsnr)
+
+
+def test_gsnr_is_the_per_sample_definition_on_both_passes():
+    """gsnr = ||mean_i g_i||^2 / mean_i ||g_i - mean g||^2 = G / (mean_i ||g_i||^2 - G): the
+    per-layer mean the backward pass takes agrees with the per-sample norms it keeps."""
+    for options in OPTIONS.values():
+        net = _net("float64", **options)
+        net.train_step(*_data(4, 20, "float64"))
+        flow = net.gradient_flow()
+        signal = flow.grad_norm ** 2
+        mean_sq = np.mean(flow.per_sample_grad_norm ** 2, axis=1)
+        np.testing.assert_allclose(flow.gsnr, signal / (mean_sq - signal), rtol=1e-9)
+        assert np.all(np.isfinite(flow.gsnr)) and np.all(flow.gsnr > 0)
+
+
+def test_per_sample_measurements_follow_the_batch_size_of_the_pass():
+    """Back at a batch size seen before, the per-sample sums are those of that pass (each
+    batch size has its own buffers), equal to a fresh network's."""
+    net, fresh = _net("float64"), _net("float64")
+    X5, y5 = _data(5, 5, "float64")
+    net.train_step(X5, y5)
+    assert net.gradient_flow().per_sample_grad_norm.shape == (4, 5)
+    net.train_step(*_data(6, 7, "float64"))
+    assert net.gradient_flow().per_sample_grad_norm.shape == (4, 7)
+    net.measure = False
+    net.train_step(*_data(7, 3, "float64"))
+    net.measure = True
+    net.train_step(X5, y5)
+    fresh.train_step(X5, y5)
+    _assert_same(_read_all(net.gradient_flow()), _read_all(fresh.gradient_flow()))
+
+
+def test_recording_a_flow_reads_none_of_its_fields():
+    net = _net()
+    net.train_step(*_data(0, 12))
+    flow = net.gradient_flow()
+    rec = vg.Recorder()
+    assert rec.record(flow)
+    assert not set(EVERYTHING) & set(vars(flow))
+    for name in FIELDS:
+        np.testing.assert_array_equal(rec.history(name)[0], getattr(flow, name), err_msg=name)
+
+
+@pytest.mark.parametrize("max_records", [5, 300])
+def test_recorded_rows_are_exactly_the_flows_fields(max_records):
+    """Rows kept as raw sums and derived many at once (through thinning, mixed batch sizes,
+    steps with and without an optimiser, and flows built from their fields) equal what each
+    step's gradient_flow() gives."""
+    net = _net()
+    opt = vg.optim.SGD(net, lr=0.05)
+    rec = vg.Recorder("every", max_records=max_records)
+    seen = {}
+    for step in range(300):
+        X, y = _data(step, 12 if step % 3 else 8)
+        net.train_step(X, y, "cross_entropy", opt if step % 4 else None)
+        flow = net.gradient_flow()
+        if step % 50 == 7:                  # a flow built from its fields
+            flow = dataclasses.replace(flow, grad_ratio=float(step))
+        seen[step] = _read_all(flow)
+        rec.record(flow if step % 2 else net, step)
+    steps = rec.steps
+    assert 0 < len(steps) <= max_records and steps[-1] >= 299 - rec.stride
+    for name in FIELDS + SCALARS:
+        got = rec.history(name)
+        want = np.asarray([seen[s][name] for s in steps])
+        if name.startswith("nonfinite"):
+            want = np.asarray([w or 0 for w in want], np.int64)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert any(np.isnan(seen[s]["update_to_weight"]).all() for s in steps) or max_records < 10
+
+
+def test_epoch_dead_units_from_snapshots_are_anded_over_steps():
+    net = vg.MLP([4, 6, 6, 2], activation="relu", init="he_normal", dtype="float64", seed=0)
+    net.biases[0][:3] = -10.0               # units 1-3 of layer 1 dead on every sample
+    rec = vg.Recorder("every", every=1000)
+    rec.start_epoch()
+    masks = []
+    for step in range(3):
+        net.train_step(_data(step, 5, "float64")[0][:, :4].copy(), np.arange(5) % 2)
+        masks.append(net.gradient_flow().dead_unit_mask)
+        rec.record(net, step)
+    fr = rec.end_epoch()
+    both = masks[0] & masks[1] & masks[2]
+    assert both[:3].all()
+    np.testing.assert_array_equal(fr, [both[:6].mean(), both[6:].mean()])
