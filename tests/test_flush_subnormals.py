@@ -378,3 +378,23 @@ def test_on_a_healthy_network_flushing_changes_no_bit(act, dtype):
                    sigma_b=0.1, flush_subnormals=flush) for flush in (True, False)]
     for x, z in zip(*(_results(net, X, y, 1) for net in nets)):
         np.testing.assert_array_equal(x, z)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_subnormal_input_counts_as_zero_with_flushing_and_as_itself_without(dtype):
+    """relu'(x) at a subnormal x > 0: 0 with flushing (the pre-activation is written as 0, as
+    the reference defines it), 1 in IEEE arithmetic."""
+    sub = float(np.finfo(dtype).smallest_subnormal)
+    X = np.array([[sub, 1.0]], dtype)
+    for flush, want in ((True, 0.0), (False, 1.0)):
+        net = vg.MLP([2, 2, 2], activation="relu", dtype=dtype, seed=0, flush_subnormals=flush)
+        for w in net.weights:
+            w[...] = np.eye(2)
+        for b in net.biases:
+            b[...] = 0
+        ref = vg.reference.ReferenceMLP.from_network(net)
+        out = net.forward(X)
+        d = net.backward(np.ones_like(X))
+        assert out[0, 0] == (0.0 if flush else sub) and out[0, 1] == 1.0
+        assert d[0, 0] == want and d[0, 1] == 1.0
+        np.testing.assert_array_equal(ref.forward(X), out)

@@ -225,8 +225,9 @@ ACTIVATIONS = [vg.Activation(n) for n in vg.ACTIVATIONS] + [
     vg.Activation("leaky_relu", slope=0.3), vg.Activation("elu", alpha=0.25)]
 
 
-def _identity_net(width, act, dtype, measure):
-    net = vg.MLP([width, width, width], activation=act, dtype=dtype, seed=0, measure=measure)
+def _identity_net(width, act, dtype, measure, flush=True):
+    net = vg.MLP([width, width, width], activation=act, dtype=dtype, seed=0, measure=measure,
+                 flush_subnormals=flush)
     for w in net.weights:
         w[...] = np.eye(width)
     for b in net.biases:
@@ -236,8 +237,8 @@ def _identity_net(width, act, dtype, measure):
 
 @FUZZ
 @given(data=st.data(), act=st.sampled_from(ACTIVATIONS), dtype=st.sampled_from(DTYPES),
-       measure=st.booleans())
-def test_compiled_activations_over_the_whole_float_range(data, act, dtype, measure):
+       measure=st.booleans(), flush=st.booleans())
+def test_compiled_activations_over_the_whole_float_range(data, act, dtype, measure, flush):
     """phi(x) and phi'(x) of the C kernels (polynomial exp, branch-free loops, vectorised
     with remainders) against the NumPy reference, for any finite x whose phi(x) is finite, and
     for x in the range where the activations bend and saturate (|x| <= 40), which the whole
@@ -245,12 +246,15 @@ def test_compiled_activations_over_the_whole_float_range(data, act, dtype, measu
     # half the float max: selu (x 1.05) and the identity stay representable
     bound = data.draw(st.sampled_from([float(np.finfo(dtype).max) / 2, 40.0]))
     X = accepted(data.draw(float_arrays(dtype, max_rows=6, max_cols=37, bound=bound)))
-    net = _identity_net(X.shape[1], act, dtype, measure)
+    net = _identity_net(X.shape[1], act, dtype, measure, flush)
+    X64 = X.astype(np.float64)
+    if flush:       # the pre-activation h = X I is written flushed: a subnormal x counts as 0
+        X64[np.abs(X64) < float(np.finfo(dtype).tiny)] = 0.0
     with np.errstate(all="ignore"):
         out = net.forward(X).copy()
         d = net.backward(np.ones_like(X)).copy()
-        want = R.activation_forward(act, X.astype(np.float64))
-        want_d = R.activation_derivative(act, X.astype(np.float64), want)
+        want = R.activation_forward(act, X64)
+        want_d = R.activation_derivative(act, X64, want)
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(d)), f"{act}: non-finite result"
     rtol = 1e-5 if dtype == np.float32 else 1e-13
     tiny = float(np.finfo(dtype).tiny) * 64
@@ -258,7 +262,7 @@ def test_compiled_activations_over_the_whole_float_range(data, act, dtype, measu
     # Where phi is ill-conditioned (gelu's tail: d log phi / d log x ~ x^2), rounding x / sqrt 2
     # to the dtype moves phi by phi'(x) times a few ulp of x; no kernel in that dtype does
     # better, and a kernel that cancels (1 + erf(x / sqrt 2) for x < 0) does far worse.
-    conditioned = 4 * eps * np.abs(X.astype(np.float64) * want_d)
+    conditioned = 4 * eps * np.abs(X64 * want_d)
     np.testing.assert_array_less(np.abs(out - want), rtol * np.abs(want) + tiny + conditioned
                                  + np.finfo(np.float64).tiny,
                                  err_msg=f"{act.name} forward: {out} against {want}")
