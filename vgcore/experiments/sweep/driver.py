@@ -85,7 +85,7 @@ def _clock(seconds):
 def _check_data_files(sweep, folder):
     """Refuse to add runs on a data file to a folder whose results were made from a different
     version of the same file (same path, another SHA-256): the two would sit in one table."""
-    now = {c["data"]: c["data_sha256"] for c in sweep._configs if c.get("data") is not None}
+    now = {c["data"]: c["data_sha256"] for c in sweep.configs if c.get("data") is not None}
     for rec in folder.records.values():
         cfg = rec["config"]
         path, sha = cfg.get("data"), cfg.get("data_sha256")
