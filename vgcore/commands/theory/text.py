@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-
-from vgcore.commands._common import (shown_rows)
+from vgcore.commands._common import shown_rows
 
 
 def _f(x, spec=".4g", width=10):
