@@ -200,7 +200,8 @@ _OUTSIDE = re.compile(
 
 def test_no_module_touches_the_underscore_names_of_a_network_optimizer_or_the_engine():
     """Only network.py reaches into an MLP (and its compiled Engine), only recorder.py into a
-    Recorder; optimisers, the trainer, checkpoints, curvature, the commands and the
+    Recorder (their mixins, core/_updates.py, recorder_epochs.py, recorder_io.RecorderExports,
+    use only ``self``); optimisers, the trainer, checkpoints, curvature, the commands and the
     experiments use the public surface."""
     root = pathlib.Path(vg.__file__).parent
     offenders = []

@@ -121,6 +121,53 @@ def test_a_split_module_s_names_keep_their_old_import_path(old, new, names):
     assert sys.modules["vgcore.theory.critical"] is sys.modules["vgcore.measure.theory.critical"]
 
 
+@pytest.mark.parametrize("module, names", [
+    ("vgcore.interop.files", ["DataFile", "load", "from_arrays", "sha256_of", "FORMATS",
+                              "experiment_data"]),
+    ("vgcore.measure.recorder", ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT",
+                                 "JSON_VERSION"]),
+    ("vgcore.recorder", ["Recorder", "SCALARS"]),
+    ("vgcore.core.network", ["MLP", "Dense"]),
+    ("vgcore.commands.theory", ["HELP", "EXAMPLES", "register", "run", "BATCHES",
+                                "SPECTRUM_INPUTS"]),
+])
+def test_the_names_of_split_files_keep_their_import_path(module, names):
+    """interop/files.py, measure/recorder.py, core/network.py and commands/theory.py were split
+    (issue #12): what they exported is still there, the methods moved into mixins are still
+    the classes' own."""
+    import importlib
+    m = importlib.import_module(module)
+    for name in names:
+        assert getattr(m, name, None) is not None, f"{module}.{name}"
+    for cls, methods in ((vg.MLP, ("sgd_step", "apply_update", "train_step", "nonfinite",
+                                   "memory_usage", "norm_buffers")),
+                         (vg.Recorder, ("start_epoch", "end_epoch", "epoch_dead_fraction",
+                                        "epoch_steps", "to_arrays", "to_dict", "to_csv",
+                                        "to_json_object", "to_json", "from_json"))):
+        for name in methods:
+            assert hasattr(cls, name), f"{cls.__name__}.{name}"
+
+
+MAX_LINES = 600
+
+
+def test_no_source_file_is_over_600_lines():
+    """CONTRIBUTING.md: no file over about 600 lines (the C kernels, one table, excepted):
+    every .py under vgcore/, and src/_engine.pyx with the .pxi sections it includes."""
+    import glob
+    paths = glob.glob(os.path.join(ROOT, "vgcore", "**", "*.py"), recursive=True)
+    paths += glob.glob(os.path.join(ROOT, "src", "*.pyx"))
+    paths += glob.glob(os.path.join(ROOT, "src", "*.pxi"))
+    assert len(paths) > 50 and any(p.endswith("_engine.pyx") for p in paths)
+    long = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            n = sum(1 for _ in f)
+        if n > MAX_LINES:
+            long[os.path.relpath(path, ROOT)] = n
+    assert long == {}, f"over {MAX_LINES} lines (split by job, see CONTRIBUTING.md): {long}"
+
+
 def test_every_file_contributing_md_names_exists():
     """The module map and the recipes name real files (a split or a rename must update them)."""
     import glob

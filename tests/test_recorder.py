@@ -432,7 +432,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp_file(recorded, tmp_p
         f.write('{"format": "vgcore.rec')
         raise OSError("disk full")
 
-    monkeypatch.setattr("vgcore.recorder.json.dump", broken_dump)
+    monkeypatch.setattr("vgcore.measure.recorder_io.json.dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
         recorded.to_json(path)
     assert path.read_bytes() == before

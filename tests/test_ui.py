@@ -128,3 +128,10 @@ def test_no_vgcore_module_imports_pyplot_or_switches_the_backend():
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
                  if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_short_number_writes_what_findings_and_compare_summaries_show():
+    from vgcore.core._ui import short_number
+    assert [short_number(x) for x in (0.7412, 12.61, 3.5e-17, 5e5, 0.0, -2.25e-4, 9999.0)] == \
+        ["0.741", "12.6", "3.5e-17", "5e5", "0", "-2.2e-4", "1e+04"]
+    assert short_number(float("nan")) == "nan" and short_number(float("-inf")) == "-inf"

@@ -1,6 +1,6 @@
 """What the trainer, the experiments and the commands share to talk to the user: terminal
-detection, a status line rewritten in place, plain-JSON conversion, the thread-limit context
-manager and the one matplotlib loader.
+detection, a status line rewritten in place, plain-JSON conversion, short numbers in text, the
+thread-limit context manager and the one matplotlib loader.
 
 Nothing here draws a network or computes a number; every module that shows progress, writes
 JSON or plots goes through these, so a terminal is detected one way, NaN becomes ``null`` one
@@ -17,8 +17,8 @@ import numpy as np
 
 from vgcore.core._threads import limited_threads
 
-__all__ = ["is_terminal", "StatusLine", "import_tqdm", "plain_json", "limited_threads",
-           "load_matplotlib", "new_figure", "save_png", "MATPLOTLIB_MISSING"]
+__all__ = ["is_terminal", "StatusLine", "import_tqdm", "plain_json", "short_number",
+           "limited_threads", "load_matplotlib", "new_figure", "save_png", "MATPLOTLIB_MISSING"]
 
 MATPLOTLIB_MISSING = "matplotlib is not installed (pip install matplotlib)"
 
@@ -116,6 +116,21 @@ def import_tqdm():
     except Exception:       # noqa: BLE001 -- not installed, or broken: callers fall back
         return None
     return tqdm
+
+
+# ------------------------------------------------------------------------------ numbers
+def short_number(x) -> str:
+    """A short number, as findings and summaries write it: 0.74, 12.6, 3.5e-17, 5e5."""
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    mant, exp = f"{x:.1e}".split("e")
+    mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}e{int(exp)}"
 
 
 # ------------------------------------------------------------------------------ JSON

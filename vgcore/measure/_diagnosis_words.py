@@ -1,6 +1,6 @@
-"""The words of a diagnosis: numbers, percentages and layer ranges as the findings write
-them, and the remedies of each activation family (the recommended initialisers and what a
-network's initialiser scale says)."""
+"""The words of a diagnosis: numbers (``_num``: :func:`vgcore.core._ui.short_number`),
+percentages and layer ranges as the findings write them, and the remedies of each activation
+family (the recommended initialisers and what a network's initialiser scale says)."""
 from __future__ import annotations
 
 import math
@@ -9,24 +9,11 @@ import warnings
 import numpy as np
 
 from vgcore.core._ui import plain_json
+from vgcore.core._ui import short_number as _num
 from vgcore.core.activations import ACTIVATIONS
 
 ADAPTIVE_OPTIMIZERS = ("rmsprop", "adagrad", "adam", "adamw")
 """Optimisers that divide each parameter's step by the running size of its gradient."""
-
-
-def _num(x) -> str:
-    """A short number: 0.74, 12.6, 3.5e-17, 5e5."""
-    x = float(x)
-    if not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    if 1e-3 <= abs(x) < 1e4:
-        return f"{x:.3g}"
-    mant, exp = f"{x:.1e}".split("e")
-    mant = mant.rstrip("0").rstrip(".")
-    return f"{mant}e{int(exp)}"
 
 
 def _pct(x) -> str:

@@ -62,42 +62,21 @@ JSON
 """
 from __future__ import annotations
 
-import json
-import os
 
 import numpy as np
 
-from vgcore.core._files import atomic_write
 from vgcore.measure import recorder_io as _json
 from vgcore.measure.flow import FIELDS, GradientFlow, derive
 from vgcore.measure.record_schedule import check_int, check_steps, is_log_step, log_schedule
-from vgcore.measure.recorder_io import JSON_FORMAT, JSON_VERSION
+from vgcore.measure.recorder_epochs import RecorderEpochs
+from vgcore.measure.recorder_io import (_FLOAT_SCALARS, _INT_SCALARS, JSON_FORMAT, JSON_VERSION,
+                                        SCALARS, RecorderExports, _check_path)
 
 __all__ = ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT", "JSON_VERSION"]
 
-SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_backward_layer")
-"""Per-step scalars kept beside the per-layer fields.  ``grad_ratio`` and ``delta_ratio`` are
-float64; the non-finite layers are int64, the 1-based layer where a NaN or Inf first appeared,
-0 when there was none."""
-
-_FLOAT_SCALARS = SCALARS[:2]
 _STAGE_ROWS = 256            # rows kept as raw sums before they are derived together
-_INT_SCALARS = SCALARS[2:]
 
-
-def _check_path(path, name="path"):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a file path (str or os.PathLike), got "
-                        f"{type(path).__name__}")
-    return os.fspath(path)
-
-
-def _atomic_write_text(path: str, write) -> None:
-    """A text file written atomically (see :func:`vgcore.core._files.atomic_write`)."""
-    atomic_write(path, "x", write, encoding="utf-8", newline="")
-
-
-class Recorder:
+class Recorder(RecorderEpochs, RecorderExports):
     """The per-layer gradient-flow history of a training run, on a schedule, in bounded memory.
 
     Parameters
@@ -395,72 +374,6 @@ class Recorder:
             self.tensorboard.add_flow(flow, step, None if isinstance(net, GradientFlow) else net)
         return True
 
-    # ---------------------------------------------------------------- epochs
-    def start_epoch(self) -> None:
-        """Open an epoch: from now on every :meth:`record` call ANDs the dead-unit masks.
-
-        Raises
-        ------
-        RuntimeError
-            When an epoch is already open.
-        """
-        if self._epoch_open:
-            raise RuntimeError("start_epoch: an epoch is already open; call end_epoch() first")
-        self._epoch_open = True
-        self._epoch_mask = None
-        self._epoch_first = self._epoch_last = None
-
-    def _and_dead_units(self, flow, step):
-        # one flat mask over every hidden unit, split per layer at the end of the epoch
-        if self._epoch_mask is None:
-            self._epoch_mask = np.array(flow.dead_unit_mask, dtype=bool)
-            self._epoch_first = step
-        else:
-            self._epoch_mask &= flow.dead_unit_mask
-        self._epoch_last = step
-
-    def end_epoch(self) -> np.ndarray:
-        """Close the epoch; store and return the fraction of units dead throughout it.
-
-        Returns
-        -------
-        ndarray of shape (n_layers - 1,)
-            Per hidden layer, the fraction of units with ``phi'(h) == 0`` on every sample of
-            every batch passed to :meth:`record` since :meth:`start_epoch`.
-
-        Raises
-        ------
-        RuntimeError
-            When no epoch is open, or :meth:`record` was not called during it.
-        """
-        if not self._epoch_open:
-            raise RuntimeError("end_epoch: no epoch is open; call start_epoch() first")
-        if self._epoch_mask is None:
-            raise RuntimeError("end_epoch: record(net) was not called since start_epoch(); "
-                               "there are no measurements for this epoch")
-        ends = np.cumsum(self._sizes[1:-1])
-        fr = np.asarray([m.mean() if m.size else np.nan
-                         for m in np.split(self._epoch_mask, ends[:-1])], np.float64)
-        self._epoch_fracs.append(fr)
-        self._epoch_steps.append((int(self._epoch_first), int(self._epoch_last)))
-        self._epoch_open = False
-        self._epoch_mask = None
-        return fr.copy()
-
-    @property
-    def epoch_dead_fraction(self) -> np.ndarray:
-        """Per epoch (rows) and hidden layer (columns), the fraction of units dead on every
-        sample of the epoch; shape ``(epochs, n_layers - 1)``."""
-        width = 0 if self._sizes is None else len(self._sizes) - 2
-        if not self._epoch_fracs:
-            return np.empty((0, width), np.float64)
-        return np.vstack(self._epoch_fracs)
-
-    @property
-    def epoch_steps(self) -> np.ndarray:
-        """The first and last step passed to :meth:`record` in each epoch, ``(epochs, 2)``."""
-        return np.asarray(self._epoch_steps, np.int64).reshape(-1, 2)
-
     # ---------------------------------------------------------------- read access
     def __len__(self) -> int:
         return self._n
@@ -553,83 +466,7 @@ class Recorder:
                 f"max_records={self._max}, records={self._n}{span}, stride={self._stride}, "
                 f"epochs={len(self._epoch_fracs)})")
 
-    # ---------------------------------------------------------------- exports
-    def to_arrays(self) -> dict:
-        """The history as arrays (copies).
-
-        Returns
-        -------
-        dict
-            ``"step"``: int64 ``(n,)``; every name of :data:`vgcore.flow.FIELDS`: float64
-            ``(n, n_layers)`` (row ``i`` is the record at ``step[i]``, column ``l`` layer
-            ``l + 1``); ``"grad_ratio"``, ``"delta_ratio"``: float64 ``(n,)``;
-            ``"nonfinite_forward_layer"``, ``"nonfinite_backward_layer"``: int64 ``(n,)``,
-            0 for none.
-        """
-        out = {"step": self.history("step")}
-        for name in FIELDS + SCALARS:
-            out[name] = self.history(name)
-        return out
-
-    def to_dict(self) -> dict:
-        """The history in long (tidy) form: one entry per (record, layer).
-
-        Returns
-        -------
-        dict of equal-length columns
-            ``step``, ``layer`` (1-based), ``width``, ``activation`` (list of str), every name
-            of :data:`vgcore.flow.FIELDS`, and the per-step :data:`SCALARS` repeated on each
-            layer of their step.  ``pandas.DataFrame(rec.to_dict())`` makes the table;
-            pandas is not needed otherwise.
-        """
-        return _json.tidy_columns(self.history("step"), self._sizes, self._activations,
-                                  {name: self.history(name) for name in FIELDS},
-                                  {name: self.history(name) for name in SCALARS})
-
-    def to_csv(self, path) -> None:
-        """Write :meth:`to_dict` as CSV: a header row, then one row per (record, layer).
-
-        Floats are written with ``repr`` (exact round trip; ``nan``, ``inf``).  The file is
-        written to a temporary file in the same folder and moved into place with
-        ``os.replace``, so ``path`` never holds a partial file.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-        """
-        _atomic_write_text(_check_path(path), _json.csv_writer(self.to_dict()))
-
-    def to_json_object(self) -> dict:
-        """The recorder as its JSON object (format ``vgcore.recorder``, version 2; see
-        :mod:`vgcore.measure.recorder_io`): plain lists and numbers, NaN and Inf as None."""
-        n = self._n
-        return _json.encode(
-            sizes=self._sizes, activations=self._activations, init=self.init,
-            schedule=(list(self.schedule) if self._schedule == "steps" else self._schedule),
-            every=self._every, max_records=self._max, stride=self._stride,
-            next_step=self._next_step, offers_seen=self._offers_seen,
-            steps=self.history("step"),
-            offers=np.empty(0, np.int64) if self._offer is None else self._offer[:n],
-            fields={name: self.history(name) for name in FIELDS},
-            float_scalars={name: self.history(name) for name in _FLOAT_SCALARS},
-            int_scalars={name: self.history(name) for name in _INT_SCALARS},
-            epoch_fracs=self._epoch_fracs, epoch_steps=self._epoch_steps)
-
-    def to_json(self, path) -> None:
-        """Write the recorder as a strict-JSON file (:meth:`to_json_object`).
-
-        NaN and Inf are written as ``null`` (and read back as NaN).  Written atomically, like
-        :meth:`to_csv`.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-        """
-        path = _check_path(path)
-        obj = self.to_json_object()
-        _atomic_write_text(path, lambda f: json.dump(obj, f, allow_nan=False,
-                                                     separators=(",", ":")))
-
+    # ---------------------------------------------------------------- reading (to_*: recorder_io)
     @classmethod
     def from_json(cls, path) -> "Recorder":
         """Read a file written by :meth:`to_json`.

@@ -31,18 +31,43 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["JSON_FORMAT", "JSON_VERSION", "encode", "decode", "read", "json_matrix",
-           "tidy_columns", "csv_writer"]
+from vgcore.core._files import atomic_write
+from vgcore.measure.flow import FIELDS
+
+__all__ = ["JSON_FORMAT", "JSON_VERSION", "SCALARS", "encode", "decode", "read", "json_matrix",
+           "tidy_columns", "csv_writer", "RecorderExports"]
 
 JSON_FORMAT = "vgcore.recorder"
 JSON_VERSION = 2
 READ_VERSIONS = (1, 2)
 """The versions :func:`decode` reads (a field a version lacks reads as NaN)."""
 _ADDED_IN = {"underflow_fraction": 2}
+
+SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_backward_layer")
+"""Per-step scalars kept beside the per-layer fields.  ``grad_ratio`` and ``delta_ratio`` are
+float64; the non-finite layers are int64, the 1-based layer where a NaN or Inf first appeared,
+0 when there was none."""
+
+_FLOAT_SCALARS = SCALARS[:2]
+_INT_SCALARS = SCALARS[2:]
+
+
+def _check_path(path, name="path"):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}")
+    return os.fspath(path)
+
+
+def _atomic_write_text(path: str, write) -> None:
+    """A text file written atomically (see :func:`vgcore.core._files.atomic_write`)."""
+    atomic_write(path, "x", write, encoding="utf-8", newline="")
+
 
 _REQUIRED = ("sizes", "activations", "init", "schedule", "every", "max_records", "stride",
              "next_step", "offers_seen", "steps", "offers", "fields", "scalars",
@@ -263,3 +288,107 @@ def csv_writer(columns):
         w.writerow(names)
         w.writerows(zip(*data))
     return write
+
+
+# ---------------------------------------------------------------------------- the exports
+class RecorderExports:
+    """``Recorder``'s exports: ``to_arrays``, ``to_dict``, ``to_csv``, ``to_json_object``,
+    ``to_json`` (a mixin of :class:`~vgcore.measure.recorder.Recorder` only, whose methods
+    they are; reading, ``from_json``, stays with the class)."""
+
+    # set in Recorder.__init__ (declared here for mypy)
+    _sizes: Any
+    _activations: Any
+    _schedule: Any
+    _every: Any
+    _max: Any
+    _stride: Any
+    _next_step: Any
+    _offers_seen: Any
+    _n: Any
+    _offer: Any
+    _epoch_fracs: Any
+    _epoch_steps: Any
+
+    if TYPE_CHECKING:
+        def history(self, name, start=None, stop=None) -> np.ndarray: ...
+        @property
+        def init(self) -> Any: ...
+        @property
+        def schedule(self) -> Any: ...
+
+    def to_arrays(self) -> dict:
+        """The history as arrays (copies).
+
+        Returns
+        -------
+        dict
+            ``"step"``: int64 ``(n,)``; every name of :data:`vgcore.flow.FIELDS`: float64
+            ``(n, n_layers)`` (row ``i`` is the record at ``step[i]``, column ``l`` layer
+            ``l + 1``); ``"grad_ratio"``, ``"delta_ratio"``: float64 ``(n,)``;
+            ``"nonfinite_forward_layer"``, ``"nonfinite_backward_layer"``: int64 ``(n,)``,
+            0 for none.
+        """
+        out = {"step": self.history("step")}
+        for name in FIELDS + SCALARS:
+            out[name] = self.history(name)
+        return out
+
+    def to_dict(self) -> dict:
+        """The history in long (tidy) form: one entry per (record, layer).
+
+        Returns
+        -------
+        dict of equal-length columns
+            ``step``, ``layer`` (1-based), ``width``, ``activation`` (list of str), every name
+            of :data:`vgcore.flow.FIELDS`, and the per-step :data:`SCALARS` repeated on each
+            layer of their step.  ``pandas.DataFrame(rec.to_dict())`` makes the table;
+            pandas is not needed otherwise.
+        """
+        return tidy_columns(self.history("step"), self._sizes, self._activations,
+                                  {name: self.history(name) for name in FIELDS},
+                                  {name: self.history(name) for name in SCALARS})
+
+    def to_csv(self, path) -> None:
+        """Write :meth:`to_dict` as CSV: a header row, then one row per (record, layer).
+
+        Floats are written with ``repr`` (exact round trip; ``nan``, ``inf``).  The file is
+        written to a temporary file in the same folder and moved into place with
+        ``os.replace``, so ``path`` never holds a partial file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        _atomic_write_text(_check_path(path), csv_writer(self.to_dict()))
+
+    def to_json_object(self) -> dict:
+        """The recorder as its JSON object (format ``vgcore.recorder``, version 2; see
+        :mod:`vgcore.measure.recorder_io`): plain lists and numbers, NaN and Inf as None."""
+        n = self._n
+        return encode(
+            sizes=self._sizes, activations=self._activations, init=self.init,
+            schedule=(list(self.schedule) if self._schedule == "steps" else self._schedule),
+            every=self._every, max_records=self._max, stride=self._stride,
+            next_step=self._next_step, offers_seen=self._offers_seen,
+            steps=self.history("step"),
+            offers=np.empty(0, np.int64) if self._offer is None else self._offer[:n],
+            fields={name: self.history(name) for name in FIELDS},
+            float_scalars={name: self.history(name) for name in _FLOAT_SCALARS},
+            int_scalars={name: self.history(name) for name in _INT_SCALARS},
+            epoch_fracs=self._epoch_fracs, epoch_steps=self._epoch_steps)
+
+    def to_json(self, path) -> None:
+        """Write the recorder as a strict-JSON file (:meth:`to_json_object`).
+
+        NaN and Inf are written as ``null`` (and read back as NaN).  Written atomically, like
+        :meth:`to_csv`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        path = _check_path(path)
+        obj = self.to_json_object()
+        _atomic_write_text(path, lambda f: json.dump(obj, f, allow_nan=False,
+                                                     separators=(",", ":")))

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 
 import vgcore as vg
+from vgcore.core._ui import short_number
 from vgcore.measure import diagnosis as D
 from vgcore.measure.flow import SATURATING
 
@@ -170,7 +171,7 @@ def _verdict(row, chance):
 
 # ------------------------------------------------------------------------------ the page's words
 def _num(v):
-    return "-" if v is None or not math.isfinite(v) else D._num(v)
+    return "-" if v is None or not math.isfinite(v) else short_number(v)
 
 
 def rests_on(finding) -> str:

@@ -1,0 +1,208 @@
+# Included by _engine.pyx (one compiled module, its directives and cimports): the Engine class,
+# one network's compiled description and its pass and update methods.
+
+cdef class Engine:
+    """A network's compiled description: raw pointers into buffers owned by the Python layer.
+
+    The Python ``MLP`` creates one, keeps every array it points into alive (they are also
+    stored here), binds a workspace for the current batch size, and then calls
+    ``forward``/``backward`` once per pass whatever the depth.
+    """
+    cdef NetDesc desc
+    cdef bint is_f32
+    cdef object _keep          # the arrays the descriptor points into
+    cdef object _ws            # the bound workspace arrays
+    cdef object _meas          # the measurement buffers
+    cdef object _layers        # the normalisation / residual / dropout settings
+    cdef object _ws_extra      # the general passes' workspace
+    cdef object _timing        # the profiling array, when set
+    cdef object _sn            # the per-sample measurement arrays of the bound batch size
+
+    def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
+                  cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
+                  cnp.ndarray grads):
+        cum_width = np.concatenate(([0], np.cumsum(sizes[1:-1]))).astype(np.int64)
+        self._keep = (sizes, kinds, act_params, w_off, b_off, params, grads, cum_width)
+        self.desc.cum_width = <const int64_t *>cnp.PyArray_DATA(cum_width)
+        self.desc.n_layers = <int>(sizes.shape[0] - 1)
+        self.desc.sizes = <const int64_t *>cnp.PyArray_DATA(sizes)
+        self.desc.kinds = <const int *>cnp.PyArray_DATA(kinds)
+        self.desc.act_params = <const double *>cnp.PyArray_DATA(act_params)
+        self.desc.w_off = <const int64_t *>cnp.PyArray_DATA(w_off)
+        self.desc.b_off = <const int64_t *>cnp.PyArray_DATA(b_off)
+        self.desc.params = cnp.PyArray_DATA(params)
+        self.desc.grads = cnp.PyArray_DATA(grads)
+        self.is_f32 = params.dtype.itemsize == 4
+        self.desc.batch = 0
+        self.desc.measure = False
+        self.desc.extras = False
+        self.desc.training = True
+        self._ws = None
+        self._meas = None
+        self._layers = None
+        self._ws_extra = None
+        self._timing = None
+        self.desc.timing = NULL
+        self._sn = None
+        self.desc.in_norm2 = NULL
+        self.desc.delta_norm2 = NULL
+        self.desc.ps_mean_sq = NULL
+        self.desc.flush = False
+        self.desc.tiny = 0
+
+    def set_flush(self, bint on):
+        """Flush subnormals (FTZ/DAZ during every pass and step, and values below the dtype's
+        smallest normal written as 0 by the kernels that feed the matrix products) or not."""
+        self.desc.flush = on
+        self.desc.tiny = (FLT_MIN if self.is_f32 else DBL_MIN) if on else 0.0
+
+    def set_layers(self, cnp.ndarray norm, cnp.ndarray res_scale, cnp.ndarray drop_p,
+                   cnp.ndarray g_off, cnp.ndarray be_off, cnp.ndarray run_mean,
+                   cnp.ndarray run_var, double eps, double momentum, uint64_t seed,
+                   cnp.ndarray zeros):
+        """Normalisation, residual and dropout settings of every layer (arrays from MLP)."""
+        self._layers = (norm, res_scale, drop_p, g_off, be_off, run_mean, run_var, zeros)
+        self.desc.norm = <const int *>cnp.PyArray_DATA(norm)
+        self.desc.res_scale = <const double *>cnp.PyArray_DATA(res_scale)
+        self.desc.drop_p = <const double *>cnp.PyArray_DATA(drop_p)
+        self.desc.g_off = <const int64_t *>cnp.PyArray_DATA(g_off)
+        self.desc.be_off = <const int64_t *>cnp.PyArray_DATA(be_off)
+        self.desc.run_mean = <double *>cnp.PyArray_DATA(run_mean)
+        self.desc.run_var = <double *>cnp.PyArray_DATA(run_var)
+        self.desc.zeros = cnp.PyArray_DATA(zeros)
+        self.desc.norm_eps = eps
+        self.desc.norm_momentum = momentum
+        self.desc.drop_seed = seed
+        self.desc.extras = True
+        self.desc.training = True
+
+    def set_mode(self, bint training, uint64_t counter):
+        """Training or evaluation mode, and the dropout counter of the next pass."""
+        self.desc.training = training
+        self.desc.drop_counter = counter
+
+    def bind_extras(self, cnp.ndarray Z, cnp.ndarray OUT, cnp.ndarray NS, long ns_stride):
+        """The general passes' workspace for the bound batch size."""
+        self._ws_extra = (Z, OUT, NS)
+        self.desc.Z = cnp.PyArray_DATA(Z)
+        self.desc.OUT = cnp.PyArray_DATA(OUT)
+        self.desc.NS = cnp.PyArray_DATA(NS)
+        self.desc.ns_stride = ns_stride
+
+    def set_measurement(self, bint on, cnp.ndarray stats=None, cnp.ndarray sat_thr=None,
+                        cnp.ndarray unit_zero=None, cnp.ndarray acc=None):
+        """Switch the measurements on (with the per-network buffers they fill) or off."""
+        if on:
+            self._meas = (stats, sat_thr, unit_zero, acc)
+            self.desc.stats = <double *>cnp.PyArray_DATA(stats)
+            self.desc.sat_thr = <const double *>cnp.PyArray_DATA(sat_thr)
+            self.desc.unit_zero = cnp.PyArray_DATA(unit_zero)
+            self.desc.acc = cnp.PyArray_DATA(acc)
+        self.desc.measure = on
+
+    def param_norms(self):
+        """||W||^2, ||dW||^2, ||b||^2, ||db||^2 of every layer into the measurement array."""
+        with nogil:
+            if self.is_f32:
+                net_param_norms(&self.desc, <float *>self.desc.params, <float *>self.desc.grads)
+            else:
+                net_param_norms(&self.desc, <double *>self.desc.params,
+                                <double *>self.desc.grads)
+
+    def sgd_measured(self, double lr):
+        """params -= lr * grads, measuring parameter, gradient and update norms per layer."""
+        cdef unsigned fp
+        with nogil:
+            fp = vg_fp_enter(self.desc.flush)
+            if self.is_f32:
+                net_sgd_measured(&self.desc, <float *>self.desc.params,
+                                 <float *>self.desc.grads, <float>lr)
+            else:
+                net_sgd_measured(&self.desc, <double *>self.desc.params,
+                                 <double *>self.desc.grads, lr)
+            vg_fp_leave(self.desc.flush, fp)
+
+    def opt_update(self, int kind, cnp.ndarray state1, cnp.ndarray state2, cnp.ndarray hp,
+                   cnp.ndarray stats):
+        """One optimiser step over the flat buffers: kind and the slots of hp as OPTIMIZERS and
+        HYPERPARAMETERS name them (src/vg_contract.h); state1/state2 are like params
+        (momentum, squares); per-layer norms into stats."""
+        cdef void *s1 = cnp.PyArray_DATA(state1)
+        cdef void *s2 = cnp.PyArray_DATA(state2)
+        cdef const double *h = <const double *>cnp.PyArray_DATA(hp)
+        cdef double *st = <double *>cnp.PyArray_DATA(stats)
+        cdef unsigned fp
+        with nogil:
+            fp = vg_fp_enter(self.desc.flush)
+            if self.is_f32:
+                net_opt_update(&self.desc, kind, <float *>self.desc.params,
+                               <float *>self.desc.grads, <float *>s1, <float *>s2, h, st)
+            else:
+                net_opt_update(&self.desc, kind, <double *>self.desc.params,
+                               <double *>self.desc.grads, <double *>s1, <double *>s2, h, st)
+            vg_fp_leave(self.desc.flush, fp)
+
+    def set_timing(self, cnp.ndarray timing=None):
+        """Accumulate per-layer seconds into timing (float64, 4 per layer), or stop (None)."""
+        self._timing = timing
+        self.desc.timing = NULL if timing is None else <double *>cnp.PyArray_DATA(timing)
+
+    def bind_sample_norms(self, cnp.ndarray in_norm2, cnp.ndarray delta_norm2,
+                          cnp.ndarray ps_mean_sq):
+        """Where the measured backward pass writes the per-sample measurements of the bound
+        batch size: float64 arrays of shapes (n_layers, batch) twice and (n_layers,)."""
+        cdef tuple per_sample = (self.desc.n_layers, self.desc.batch)
+        if (in_norm2.dtype != np.float64 or delta_norm2.dtype != np.float64
+                or ps_mean_sq.dtype != np.float64 or not in_norm2.flags.c_contiguous
+                or not delta_norm2.flags.c_contiguous or not ps_mean_sq.flags.c_contiguous
+                or (<object>in_norm2).shape != per_sample
+                or (<object>delta_norm2).shape != per_sample
+                or (<object>ps_mean_sq).shape != (self.desc.n_layers,)):
+            raise ValueError(f"bind_sample_norms: expected contiguous float64 arrays of shapes "
+                             f"{per_sample} (twice) and ({self.desc.n_layers},)")
+        self._sn = (in_norm2, delta_norm2, ps_mean_sq)
+        self.desc.in_norm2 = <double *>cnp.PyArray_DATA(in_norm2)
+        self.desc.delta_norm2 = <double *>cnp.PyArray_DATA(delta_norm2)
+        self.desc.ps_mean_sq = <double *>cnp.PyArray_DATA(ps_mean_sq)
+
+    def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX):
+        """Point the engine at a workspace for ``batch`` rows (arrays from ``MLP``)."""
+        self._ws = (H, A, D, dX)
+        self.desc.batch = batch
+        self.desc.H = cnp.PyArray_DATA(H)
+        self.desc.A = cnp.PyArray_DATA(A)
+        self.desc.D = cnp.PyArray_DATA(D)
+        self.desc.dX = cnp.PyArray_DATA(dX)
+        self._sn = None             # sized for the previous batch: bind_sample_norms again
+        self.desc.in_norm2 = NULL
+        self.desc.delta_norm2 = NULL
+        self.desc.ps_mean_sq = NULL
+
+    def forward(self, cnp.ndarray X):
+        """Run every layer on X (batch x sizes[0], the bound batch size); no allocation."""
+        cdef void *x = cnp.PyArray_DATA(X)
+        cdef int nt = _n_threads
+        cdef unsigned fp
+        with nogil:
+            fp = vg_fp_enter(self.desc.flush)     # the caller's MXCSR, put back below
+            self.desc.fp_caller = fp
+            if self.is_f32:
+                net_forward(&self.desc, <float *>x, nt)
+            else:
+                net_forward(&self.desc, <double *>x, nt)
+            vg_fp_leave(self.desc.flush, fp)
+
+    def backward(self, cnp.ndarray X, cnp.ndarray dout, bint want_dx):
+        """Backpropagate dout (batch x sizes[-1]); fills the gradient buffer (and dX)."""
+        cdef void *x = cnp.PyArray_DATA(X)
+        cdef void *g = cnp.PyArray_DATA(dout)
+        cdef int nt = _n_threads
+        cdef unsigned fp
+        with nogil:
+            fp = vg_fp_enter(self.desc.flush)
+            self.desc.fp_caller = fp
+            if self.is_f32:
+                net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
+            else:
+                net_backward(&self.desc, <double *>x, <double *>g, want_dx, nt)
+            vg_fp_leave(self.desc.flush, fp)

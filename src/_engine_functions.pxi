@@ -1,0 +1,212 @@
+# Included by _engine.pyx (one compiled module, its directives and cimports): the module's
+# standalone functions: losses, checks, the SGD update, MXCSR, the contract's name tables.
+
+# ------------------------------------------------------------------------------------------
+# Losses, checks and the SGD update (arrays validated by the caller)
+# ------------------------------------------------------------------------------------------
+
+def softmax_cross_entropy(cnp.ndarray logits, cnp.ndarray labels, cnp.ndarray grad):
+    """Mean softmax cross-entropy; writes dL/dlogits into grad. labels: int64."""
+    cdef long n = logits.shape[0], c = logits.shape[1]
+    cdef void *z = cnp.PyArray_DATA(logits)
+    cdef const int64_t *y = <const int64_t *>cnp.PyArray_DATA(labels)
+    cdef void *g = cnp.PyArray_DATA(grad)
+    cdef double loss
+    cdef bint f32 = logits.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            loss = vg_softmax_xent_f32(n, c, <float *>z, y, <float *>g)
+        else:
+            loss = vg_softmax_xent_f64(n, c, <double *>z, y, <double *>g)
+    return loss
+
+
+def mean_squared_error(cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad):
+    """Mean over all elements of (pred - target)^2; writes dL/dpred into grad."""
+    cdef long n = pred.shape[0], m = pred.shape[1]
+    cdef void *p = cnp.PyArray_DATA(pred)
+    cdef void *t = cnp.PyArray_DATA(target)
+    cdef void *g = cnp.PyArray_DATA(grad)
+    cdef double loss
+    cdef bint f32 = pred.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            loss = vg_mse_f32(n, m, <float *>p, <float *>t, <float *>g)
+        else:
+            loss = vg_mse_f64(n, m, <double *>p, <double *>t, <double *>g)
+    return loss
+
+
+def binary_cross_entropy_logits(cnp.ndarray logits, cnp.ndarray target, cnp.ndarray grad):
+    """Mean over all elements of the logistic loss; writes dL/dlogits into grad."""
+    cdef long n = logits.shape[0], m = logits.shape[1]
+    cdef void *z = cnp.PyArray_DATA(logits)
+    cdef void *t = cnp.PyArray_DATA(target)
+    cdef void *g = cnp.PyArray_DATA(grad)
+    cdef double loss
+    cdef bint f32 = logits.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            loss = vg_bce_logits_f32(n, m, <float *>z, <float *>t, <float *>g)
+        else:
+            loss = vg_bce_logits_f64(n, m, <double *>z, <double *>t, <double *>g)
+    return loss
+
+
+def first_bad_label(cnp.ndarray labels, long n_classes):
+    """Index of the first entry of the int64 array outside [0, n_classes), or -1."""
+    cdef long n = labels.size
+    cdef const int64_t *y = <const int64_t *>cnp.PyArray_DATA(labels)
+    cdef long bad
+    with nogil:
+        bad = vg_first_bad_label(n, y, n_classes)
+    return bad
+
+
+def norm2(cnp.ndarray x):
+    """Squared Euclidean norm of a contiguous float32/float64 array, in double."""
+    cdef long n = x.size
+    cdef void *p = cnp.PyArray_DATA(x)
+    cdef double r
+    cdef bint f32 = x.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            r = vg_norm2_f32(n, <float *>p)
+        else:
+            r = vg_norm2_f64(n, <double *>p)
+    return r
+
+
+def all_finite(cnp.ndarray x):
+    """True when every element of the contiguous float32/float64 array x is finite."""
+    cdef long n = x.size
+    cdef void *p = cnp.PyArray_DATA(x)
+    cdef int ok
+    cdef bint f32 = x.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            ok = vg_all_finite_f32(n, <float *>p)
+        else:
+            ok = vg_all_finite_f64(n, <double *>p)
+    return bool(ok)
+
+
+def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr, bint flush=False):
+    """params -= lr * grads over the whole flat buffer, in one pass; with ``flush``, under FTZ
+    and DAZ in every thread that runs it (the caller's MXCSR restored after)."""
+    cdef long n = params.size
+    cdef void *p = cnp.PyArray_DATA(params)
+    cdef void *g = cnp.PyArray_DATA(grads)
+    cdef int nt = _n_threads
+    cdef int nblk = 1
+    cdef long t
+    cdef bint f32 = params.dtype.itemsize == 4
+    if nt > 1 and n >= PAR_MIN_CHEAP * 4:
+        nblk = nt
+    with nogil:
+        if nblk == 1:
+            if f32:
+                vg_sgd_f32(0, n, <float>lr, <float *>p, <const float *>g, flush)
+            else:
+                vg_sgd_f64(0, n, lr, <double *>p, <const double *>g, flush)
+        else:
+            for t in prange(nblk, num_threads=nblk, schedule='static'):
+                if f32:
+                    vg_sgd_f32(n * t // nblk, n * (t + 1) // nblk, <float>lr, <float *>p,
+                               <const float *>g, flush)
+                else:
+                    vg_sgd_f64(n * t // nblk, n * (t + 1) // nblk, lr, <double *>p,
+                               <const double *>g, flush)
+
+
+# ------------------------------------------------------------------------------------------
+# The floating-point control register (MXCSR), for the tests of flush_subnormals
+# ------------------------------------------------------------------------------------------
+
+HAVE_MXCSR = bool(VG_HAVE_MXCSR)
+"""Whether this build reads and sets MXCSR (x86); elsewhere the helpers below return 0."""
+MXCSR_FTZ_DAZ = int(VG_MXCSR_FTZ_DAZ)
+"""The FTZ (bit 15) and DAZ (bit 6) bits flushing sets: 0x8040 (0 without MXCSR)."""
+
+
+def _get_mxcsr():
+    """The calling thread's MXCSR (0 without MXCSR)."""
+    return int(vg_get_mxcsr())
+
+
+def _set_mxcsr(unsigned value):
+    """Set the calling thread's MXCSR (tests: an unusual caller state that calls must keep)."""
+    vg_set_mxcsr(value)
+
+
+def _mxcsr_in_parallel(bint flush, int nthreads):
+    """The MXCSR each of ``nthreads`` OpenMP threads sees inside a parallel region, entered
+    the way the kernels enter it (vg_fp_enter(flush) ... vg_fp_leave), and after it: a list of
+    (inside, after) per thread, in thread order."""
+    cdef int nt = max(1, nthreads)
+    out = np.zeros((nt, 2), np.uint32)
+    cdef unsigned[:, :] o = out
+    cdef int t
+    cdef unsigned fp
+    with nogil:
+        for t in prange(nt, num_threads=nt, schedule='static'):
+            fp = vg_fp_enter(flush)
+            o[t, 0] = vg_get_mxcsr()
+            vg_fp_leave(flush, fp)
+            o[t, 1] = vg_get_mxcsr()
+    return [(int(a), int(b)) for a, b in out]
+
+
+
+# ------------------------------------------------------------------------------------------
+# The contract with the Python layer (src/vg_contract.h): the names of the shared ids, in id
+# order.  vgcore/core/_contract.py reads them and checks them against the Python side when
+# vgcore is imported.
+# ------------------------------------------------------------------------------------------
+
+cdef extern from "vg_kernels.h":
+    int VG_N_ACTIVATIONS, VG_N_OPTIMIZERS, VG_N_HYPER, VG_N_NORMS
+    const char **vg_activation_names
+    const char **vg_stat_names
+    const char **vg_optimizer_names
+    const char **vg_hyper_names
+    const char **vg_norm_names
+
+
+cdef tuple _names(const char **table, int n, str what):
+    out = []
+    for i in range(n):
+        if table[i] == NULL:
+            raise ImportError(f"vgcore._engine: {what} {i} has no name in src/vg_contract.h; "
+                              f"name it there (and rebuild)")
+        out.append(table[i].decode("ascii"))
+    return tuple(out)
+
+
+ACTIVATIONS = _names(vg_activation_names, VG_N_ACTIVATIONS, "activation id")
+"""Activation names by kernel id."""
+STATISTICS = _names(vg_stat_names, VG_N_STATS, "measurement field")
+"""The fields of a layer's measurement row, by index (``N_STATS`` doubles per layer)."""
+OPTIMIZERS = _names(vg_optimizer_names, VG_N_OPTIMIZERS, "optimiser kind")
+"""The compiled optimiser updates by kind."""
+HYPERPARAMETERS = _names(vg_hyper_names, VG_N_HYPER, "hyper-parameter slot")
+"""The slots of an update's hyper-parameter vector (``N_HYPERPARAMETERS`` doubles)."""
+NORMS = _names(vg_norm_names, VG_N_NORMS, "normalisation kind")
+"""Normalisation kinds by id."""
+N_STATS = VG_N_STATS
+N_HYPERPARAMETERS = VG_N_HYPER
+
+
+def set_engine_threads(int n):
+    """The thread count of the elementwise kernels (OpenMP); at least 1."""
+    _set_engine_threads(n)
+
+
+def get_engine_threads():
+    """The thread count of the elementwise kernels."""
+    return _get_engine_threads()
+
+
+def omp_max_threads():
+    """The OpenMP runtime's default thread count (honours OMP_NUM_THREADS)."""
+    return _omp_max_threads()

@@ -1,0 +1,335 @@
+# Included by _engine.pyx (one compiled module, its directives and cimports): the network
+# description (NetDesc) and the plain passes: forward, backward, the measured norms and updates.
+
+# ------------------------------------------------------------------------------------------
+# The whole network
+# ------------------------------------------------------------------------------------------
+
+cdef struct NetDesc:
+    # architecture
+    int n_layers
+    const int64_t *sizes        # n_layers + 1 widths
+    const int *kinds            # activation id per layer (the output layer is identity)
+    const double *act_params    # slope / alpha per layer
+    const int64_t *w_off        # offset of W_l in the flat parameter buffer
+    const int64_t *b_off        # offset of b_l in the flat parameter buffer
+    const int64_t *cum_width    # sizes[1] + ... + sizes[l]: layer l's block starts at batch * this
+    void *params
+    void *grads
+    # workspace for one batch size
+    long batch
+    void *H                     # pre-activations, all layers, flat
+    void *A                     # activations (identity layers use H instead)
+    void *D                     # backpropagated errors dL/dh of the hidden layers
+    void *dX                    # dL/dX
+    # measurements (when measure is set): see vgcore/flow.py for what each field means
+    bint measure
+    double *stats               # n_layers x VG_N_STATS
+    const double *sat_thr       # per layer: |phi'| below this counts as saturated
+    void *unit_zero             # per unit (all layers, flat): rows with phi' == 0
+    void *acc                   # scratch: 3 x the widest layer, for column sums
+    double *in_norm2            # per layer and sample (n_layers x batch): ||x_{l,i}||^2 and
+    double *delta_norm2         # ||delta_{l,i}||^2, taken in the measured backward pass
+    double *ps_mean_sq          # per layer: mean_i (B ||x_{l,i}|| ||delta_{l,i}||)^2
+    # flushing subnormals (vg_kernels.h): FTZ/DAZ during the calls, and the kernels that write
+    # matrix products' operands write values below tiny (the dtype's smallest normal) as 0
+    bint flush
+    double tiny                 # FLT_MIN / DBL_MIN when flush is set, else 0
+    unsigned fp_caller          # the calling thread's MXCSR before this call set FTZ/DAZ
+    # normalisation, residual blocks and dropout (hidden layers; see vgcore/network.py)
+    bint extras                 # any of them: the passes take the general path
+    const int *norm             # 0 none, 1 batch norm, 2 layer norm
+    const double *res_scale     # residual scale alpha (0: no residual)
+    const double *drop_p        # dropout probability (0: none)
+    const int64_t *g_off        # gamma and beta offsets in the parameter buffer (-1: none)
+    const int64_t *be_off
+    double *run_mean            # batch-norm running averages, per unit (flat, like unit_zero)
+    double *run_var
+    double norm_eps
+    double norm_momentum
+    bint training
+    uint64_t drop_seed
+    uint64_t drop_counter       # training forward passes so far (the dropout masks' counter)
+    void *Z                     # normalised pre-activations (like H)
+    void *OUT                   # block outputs after the residual sum and dropout (like H)
+    void *NS                    # per layer: mean | invstd, 2 * ns_stride entries
+    long ns_stride
+    void *zeros                 # the widest layer's worth of zeros (a null bias)
+    # profiling: when set, seconds per layer are added to timing[4 l + k], k = forward GEMM,
+    # forward elementwise (bias, normalisation, activation, measurements, residual, dropout),
+    # backward elementwise, backward GEMMs
+    double *timing
+
+
+cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
+    """Offset of layer l's block (batch x sizes[l+1]) in the H, A and D workspaces."""
+    return n.cum_width[l] * n.batch
+
+
+cdef inline floating *layer_out(const NetDesc *n, int l, floating *H, floating *A) noexcept nogil:
+    """Layer l's output: its block output (residual sum, dropout), else its activation; an
+    identity layer's activation is its pre-activation (normalised or not)."""
+    cdef long off = ws_offset(n, l)
+    if n.extras:
+        if n.res_scale[l] != 0 or (n.training and n.drop_p[l] > 0):
+            return <floating *>n.OUT + off
+        if n.kinds[l] == VG_IDENTITY:
+            return (<floating *>n.Z if n.norm[l] else H) + off
+        return A + off
+    if n.kinds[l] == VG_IDENTITY:
+        return H + off
+    return A + off
+
+
+cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogil:
+    if n.extras:
+        net_forward_general(n, X, nthreads)
+        return
+    cdef floating *P = <floating *>n.params
+    cdef floating *H = <floating *>n.H
+    cdef floating *A = <floating *>n.A
+    cdef floating *x = X
+    cdef floating *h
+    cdef long off = 0
+    cdef int l, fin, fout
+    cdef int batch = <int>n.batch
+    cdef double t0 = 0, t1 = 0
+    cdef unsigned fp
+    for l in range(n.n_layers):
+        fin = <int>n.sizes[l]
+        fout = <int>n.sizes[l + 1]
+        h = H + off
+        if n.timing != NULL:
+            t0 = vg_now()
+        linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
+        if n.timing != NULL:
+            t1 = vg_now()
+        if n.measure:
+            act_forward_stats(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l],
+                              A + off, n.stats + l * VG_N_STATS, <floating *>n.acc, n.tiny)
+        else:
+            fp = vg_fp_pause(n.flush, n.fp_caller)      # may run threads: see vg_fp_pause
+            act_forward(n.kinds[l], n.act_params[l], batch, fout, h, P + n.b_off[l], A + off,
+                        nthreads, n.tiny)
+            vg_fp_resume(n.flush, fp)
+        if n.timing != NULL:
+            n.timing[4 * l] += t1 - t0
+            n.timing[4 * l + 1] += vg_now() - t1
+        x = h if n.kinds[l] == VG_IDENTITY else A + off
+        off += batch * fout
+
+
+cdef inline void row_norms2(long rows, long cols, floating *x, double *out) noexcept nogil:
+    if floating is float:
+        vg_row_norms2_f32(rows, cols, x, out)
+    else:
+        vg_row_norms2_f64(rows, cols, x, out)
+
+
+cdef inline void act_forward_stats(int kind, double param, long rows, long cols, floating *h,
+                                   floating *b, floating *a, double *st,
+                                   floating *acc, double tiny) noexcept nogil:
+    if kind == VG_IDENTITY:
+        if floating is float:
+            vg_add_bias_stats_f32(rows, cols, h, b, st, acc, acc + cols, <float>tiny)
+        else:
+            vg_add_bias_stats_f64(rows, cols, h, b, st, acc, acc + cols, tiny)
+    elif floating is float:
+        vg_act_forward_stats_f32(kind, <float>param, rows, cols, h, b, a, st, acc, acc + cols,
+                                 acc + 2 * cols, <float>tiny)
+    else:
+        vg_act_forward_stats_f64(kind, param, rows, cols, h, b, a, st, acc, acc + cols,
+                                 acc + 2 * cols, tiny)
+
+
+cdef inline floating *layer_delta(const NetDesc *n, int l, floating *dout) noexcept nogil:
+    """dL/dh of layer l: the incoming gradient for the (linear) output layer, else D_l."""
+    if l == n.n_layers - 1:
+        return dout
+    return <floating *>n.D + ws_offset(n, l)
+
+
+cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
+                                     int nthreads) noexcept nogil:
+    """Turn D_l (= dL/da_l) into delta_l = dL/dh_l in place and write db_l."""
+    cdef floating *G = <floating *>n.grads
+    cdef long off = ws_offset(n, l)
+    cdef int batch = <int>n.batch
+    cdef int fout = <int>n.sizes[l + 1]
+    cdef double *st = n.stats + l * VG_N_STATS
+    cdef floating *acc = <floating *>n.acc
+    cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
+    cdef unsigned fp
+    if not n.measure:
+        fp = vg_fp_pause(n.flush, n.fp_caller)          # may run threads: see vg_fp_pause
+        if l == n.n_layers - 1:
+            colsum(batch, fout, dout, G + n.b_off[l], nthreads)
+        else:
+            act_backward(n.kinds[l], n.act_params[l], batch, fout, <floating *>n.H + off,
+                         <floating *>n.A + off, <floating *>n.D + off, G + n.b_off[l],
+                         nthreads, n.tiny)
+        vg_fp_resume(n.flush, fp)
+    elif l == n.n_layers - 1:
+        if floating is float:
+            vg_colsum_stats_f32(batch, fout, dout, G + n.b_off[l], st, acc)
+        else:
+            vg_colsum_stats_f64(batch, fout, dout, G + n.b_off[l], st, acc)
+    elif floating is float:
+        vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
+                                  batch, fout, <float *>n.H + off, <float *>n.A + off,
+                                  <float *>n.D + off, G + n.b_off[l], st, zc, acc,
+                                  acc + fout, acc + 2 * fout, <float>n.tiny)
+    else:
+        vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], batch, fout,
+                                  <double *>n.H + off, <double *>n.A + off,
+                                  <double *>n.D + off, G + n.b_off[l], st, zc, acc,
+                                  acc + fout, acc + 2 * fout, n.tiny)
+
+
+cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dout) noexcept nogil:
+    """dW_l = x_l^T delta_l, x_l the layer's input."""
+    cdef floating *x = X if l == 0 else layer_out(n, l - 1, <floating *>n.H, <floating *>n.A)
+    linear_grad_w(x, layer_delta(n, l, dout), <floating *>n.grads + n.w_off[l], <int>n.batch,
+                  <int>n.sizes[l], <int>n.sizes[l + 1])
+
+
+cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_dx) noexcept nogil:
+    """dL/d(input of layer l) = delta_l W_l^T, into D_{l-1} (or dX for the first layer)."""
+    cdef floating *dst
+    if l > 0:
+        dst = <floating *>n.D + ws_offset(n, l - 1)
+    elif want_dx:
+        dst = <floating *>n.dX
+    else:
+        return
+    linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
+                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1])
+
+
+cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,
+                       int nthreads) noexcept nogil:
+    cdef int l
+    if n.extras:
+        net_backward_general(n, X, dout, want_dx, nthreads)
+        return
+    cdef double t0 = 0, t1 = 0
+    for l in range(n.n_layers - 1, -1, -1):
+        if n.timing != NULL:
+            t0 = vg_now()
+        delta_and_bias_grad(n, l, dout, nthreads)
+        if n.measure:
+            sample_norms(n, l, X if l == 0 else layer_out(n, l - 1, <floating *>n.H,
+                                                          <floating *>n.A),
+                         layer_delta(n, l, dout))
+        if n.timing != NULL:
+            t1 = vg_now()
+        weight_grad(n, l, X, dout)
+        input_grad(n, l, dout, want_dx)
+        if n.timing != NULL:
+            n.timing[4 * l + 2] += t1 - t0
+            n.timing[4 * l + 3] += vg_now() - t1
+
+
+cdef inline void param_norms(const NetDesc *n, int l, floating *P, floating *G) noexcept nogil:
+    """||W_l||^2, ||dW_l||^2, ||b_l||^2, ||db_l||^2 into the layer's measurement row."""
+    cdef double *st = n.stats + l * VG_N_STATS
+    cdef long nw = n.sizes[l] * n.sizes[l + 1]
+    cdef long nb = n.sizes[l + 1]
+    if floating is float:
+        vg_norms2_f32(nw, P + n.w_off[l], G + n.w_off[l], st + VG_ST_W2, st + VG_ST_DW2)
+        vg_norms2_f32(nb, P + n.b_off[l], G + n.b_off[l], st + VG_ST_B2, st + VG_ST_DB2)
+    else:
+        vg_norms2_f64(nw, P + n.w_off[l], G + n.w_off[l], st + VG_ST_W2, st + VG_ST_DW2)
+        vg_norms2_f64(nb, P + n.b_off[l], G + n.b_off[l], st + VG_ST_B2, st + VG_ST_DB2)
+
+
+cdef void net_param_norms(const NetDesc *n, floating *P, floating *G) noexcept nogil:
+    cdef int l
+    for l in range(n.n_layers):
+        param_norms(n, l, P, G)
+
+
+cdef void net_sgd_measured(const NetDesc *n, floating *P, floating *G, floating lr) noexcept nogil:
+    """The SGD step, layer by layer, measuring the norms of W, dW, b, db and of the update in
+    the same pass (W and b before the step)."""
+    cdef int l
+    cdef double out[3]
+    cdef double *st
+    cdef long nw, nb
+    for l in range(n.n_layers):
+        st = n.stats + l * VG_N_STATS
+        nw = n.sizes[l] * n.sizes[l + 1]
+        nb = n.sizes[l + 1]
+        if floating is float:
+            vg_sgd_norms_f32(nw, lr, P + n.w_off[l], G + n.w_off[l], out)
+        else:
+            vg_sgd_norms_f64(nw, lr, P + n.w_off[l], G + n.w_off[l], out)
+        st[VG_ST_W2] = out[0]
+        st[VG_ST_DW2] = out[1]
+        st[VG_ST_UW2] = out[2]
+        if floating is float:
+            vg_sgd_norms_f32(nb, lr, P + n.b_off[l], G + n.b_off[l], out)
+        else:
+            vg_sgd_norms_f64(nb, lr, P + n.b_off[l], G + n.b_off[l], out)
+        st[VG_ST_B2] = out[0]
+        st[VG_ST_DB2] = out[1]
+        if n.extras and n.g_off[l] >= 0:         # gamma and beta, contiguous
+            if floating is float:
+                vg_sgd_norms_f32(2 * nb, lr, P + n.g_off[l], G + n.g_off[l], out)
+            else:
+                vg_sgd_norms_f64(2 * nb, lr, P + n.g_off[l], G + n.g_off[l], out)
+
+
+cdef void net_opt_update(const NetDesc *n, int kind, floating *P, floating *G, floating *S1,
+                         floating *S2, const double *hp, double *stats) noexcept nogil:
+    """One optimiser step over every layer's W and b; per-layer norms into stats (n_layers x
+    VG_N_STATS): W before, dW, the update of W, b before, db."""
+    cdef int l
+    cdef double out[3]
+    cdef double *st
+    cdef long off, nw, nb
+    for l in range(n.n_layers):
+        st = stats + l * VG_N_STATS
+        nw = n.sizes[l] * n.sizes[l + 1]
+        nb = n.sizes[l + 1]
+        off = n.w_off[l]
+        if floating is float:
+            vg_opt_update_f32(kind, nw, P + off, G + off, S1 + off, S2 + off, hp, out)
+        else:
+            vg_opt_update_f64(kind, nw, P + off, G + off, S1 + off, S2 + off, hp, out)
+        st[VG_ST_W2] = out[0]
+        st[VG_ST_DW2] = out[1]
+        st[VG_ST_UW2] = out[2]
+        off = n.b_off[l]
+        if floating is float:
+            vg_opt_update_f32(kind, nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+        else:
+            vg_opt_update_f64(kind, nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+        st[VG_ST_B2] = out[0]
+        st[VG_ST_DB2] = out[1]
+        if n.extras and n.g_off[l] >= 0:         # gamma and beta, contiguous
+            off = n.g_off[l]
+            if floating is float:
+                vg_opt_update_f32(kind, 2 * nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+            else:
+                vg_opt_update_f64(kind, 2 * nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+
+
+cdef inline void sample_norms(const NetDesc *n, int l, floating *x,
+                              floating *delta) noexcept nogil:
+    """The per-sample measurements of layer l, in the measured backward pass while x and delta
+    are in cache: the squared row norms of its input and of its delta, and the mean over the
+    batch of the per-sample gradients' squared norms (B ||x_i|| ||delta_i||)^2."""
+    if n.in_norm2 == NULL:
+        return
+    cdef long b = n.batch
+    cdef long i
+    cdef double *xn = n.in_norm2 + l * b
+    cdef double *dn = n.delta_norm2 + l * b
+    cdef double bb = <double>(b * b)
+    cdef double s = 0
+    row_norms2(b, n.sizes[l], x, xn)
+    row_norms2(b, n.sizes[l + 1], delta, dn)
+    for i in range(b):
+        s += bb * xn[i] * dn[i]
+    n.ps_mean_sq[l] = s / <double>b
