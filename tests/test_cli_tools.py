@@ -332,3 +332,34 @@ def test_bad_argument_subprocess_no_traceback():
     assert p.returncode == 2
     assert p.stdout == "" and p.stderr.count("\n") == 1
     assert "--depth" in p.stderr and "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------------------ demo
+
+DEMO = ("demo", "--depth", 6, "--width", 8, "--steps", 3, "--batch", 16)
+
+
+def test_demo_json_has_every_number_of_the_table(capsys):
+    res, err = run_json(capsys, *DEMO)
+    assert err == ""
+    assert res["settings"]["depth"] == 6 and res["settings"]["threads"] == vg.get_num_threads()
+    runs = {(r["activation"], r["init"]): r for r in res["runs"]}
+    assert set(runs) == {("sigmoid", "standard"), ("tanh", "standard"),
+                         ("tanh", "orthogonal"), ("relu", "he_normal")}
+    for r in runs.values():
+        assert len(r["first_grad_norm"]) == len(r["last_grad_norm"]) == 7
+        assert all(g > 0 and math.isfinite(g) for g in r["first_grad_norm"])
+        assert 0 <= r["accuracy"] <= 1 and r["seconds"] >= 0
+    # the point of the demo: sigmoid's first layer gets far less than relu/He's
+    sig, relu = runs["sigmoid", "standard"], runs["relu", "he_normal"]
+    ratio = lambda r: r["first_grad_norm"][0] / r["first_grad_norm"][-1]    # noqa: E731
+    assert ratio(sig) < 0.1 * ratio(relu)
+
+
+def test_demo_quiet_prints_only_the_tables(capsys):
+    rc, out, err = run_cli(capsys, *DEMO, "--quiet")
+    assert rc == 0 and err == ""
+    assert out.startswith("gradient norm ||dL/dW_l|| per layer at the first step")
+    assert "vgcore demo:" not in out and "Chance accuracy" not in out
+    rc, loud, _ = run_cli(capsys, *DEMO)
+    assert loud.startswith("vgcore demo: 6 hidden layers of 8") and "Chance accuracy" in loud
