@@ -144,3 +144,29 @@ def test_no_prediction_at_all_skips_the_theory_plot_with_the_reasons(tmp_path):
     result = report.make_plots(series, tmp_path)
     assert "theory_vs_measured.png" in result.skipped
     assert result.reason == "the theory predicts no configuration here (why not)"
+
+
+def test_a_configuration_keeps_its_colour_line_and_marker_in_every_plot(tmp_path, drawn):
+    """A plot that leaves configurations out (relu has no saturated panel, one without a
+    prediction has no theory curve) must not shift the others' styles."""
+    theory = figures.TheoryCurve(np.logspace(-3, 0, 6), np.logspace(-3.1, 0, 6))
+    other = figures.TheoryCurve(np.logspace(-2, 0, 6), np.logspace(-2.1, 0, 6))
+    series = [_series("relu", 0.0, saturating=False), _series("tanh", 0.1, theory=theory),
+              _series("sigmoid", 0.3, theory=other)]
+    series[1].grad_norm[...] *= 3                    # not the same curves
+    series[2].grad_norm[...] *= 9
+    report.make_plots(series, tmp_path)
+
+    def styles(name, label=lambda lab: lab):
+        out = {}
+        for ax in drawn[name].axes:
+            for ln in ax.get_lines():
+                out.setdefault(label(ln.get_label()), (ln.get_color(), ln.get_marker()))
+        return out
+    grad = styles("gradient_norms.png")
+    sat = styles("saturation_dead.png")
+    assert sat["tanh"] == grad["tanh"] and sat["sigmoid"] == grad["sigmoid"]
+    assert sat["relu"] == grad["relu"]                          # the dead-units panel
+    assert len({grad[n] for n in ("relu", "tanh", "sigmoid")}) == 3
+    theory = styles("theory_vs_measured.png", lambda lab: lab.split(",")[0])
+    assert theory["tanh"][0] == grad["tanh"][0] and theory["sigmoid"][0] == grad["sigmoid"][0]

@@ -211,12 +211,20 @@ def _notes(names, same, where=""):
     return out
 
 
-def _draw_curves(ax, x, curves, names, log, lw=1.5):
-    """Every curve with its own style; returns the coincidences (see :func:`coinciding`)."""
+def _keys(series, chosen):
+    """The style of each of ``chosen`` (a subset of ``series``): its position in ``series``, so
+    a configuration keeps its colour, line and marker in every plot of the report."""
+    where = {id(s): i for i, s in enumerate(series)}
+    return [where[id(s)] for s in chosen]
+
+
+def _draw_curves(ax, x, curves, names, log, lw=1.5, keys=None):
+    """Every curve with its own style (``keys``: the style index of each, default its
+    position); returns the coincidences (see :func:`coinciding`)."""
     same = coinciding(curves, log)
     n = len(curves)
     for i, (y, _name) in enumerate(zip(curves, names)):
-        c, ls, m = _style(i)
+        c, ls, m = _style(i if keys is None else keys[i])
         xi = x[i] if isinstance(x, list) else x
         ax.plot(xi, _positive(y) if log else y, ls=ls, color=c, lw=lw, marker=m, ms=5,
                 markevery=_markevery(len(xi), i, n), label=_label(names, i, same),
@@ -270,7 +278,7 @@ def plot_gradient_norms(mpl, series, path):
     for ax, strip, (row, title) in zip(axes, strips, rows):
         curves = [s.grad_norm[row] for s in drawn]
         x = np.arange(1, curves[0].size + 1) if curves else np.arange(1)
-        same = _draw_curves(ax, x, curves, names, log=True)
+        same = _draw_curves(ax, x, curves, names, log=True, keys=_keys(series, drawn))
         notes += _notes(names, same, f" ({title})")
         ax.set_yscale("log")
         ax.set_ylabel("||dL/dW|| (log scale)")
@@ -355,7 +363,8 @@ def plot_saturation_dead(mpl, series, path):
               for n, cv in zip(names, curves)]
     fig, axes, strips = _stack(mpl, [(3.3, labels[0]), (3.3, labels[1])])
     notes = []
-    for ax, strip, (sat, _name, title, word), cs, ns in zip(axes, strips, panels, curves, names):
+    for ax, strip, (sat, _name, title, word), cs, ns, ch in zip(axes, strips, panels, curves,
+                                                              names, chosen):
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         ax.set_xlabel("hidden layer (1 = input side)")
@@ -368,7 +377,7 @@ def plot_saturation_dead(mpl, series, path):
         finite = np.concatenate([c[np.isfinite(c)] for c in cs])
         top = float(finite.max()) if finite.size else 0.0
         x = np.arange(1, cs[0].size + 1)
-        same = _draw_curves(ax, x, cs, ns, log=False)
+        same = _draw_curves(ax, x, cs, ns, log=False, keys=_keys(series, ch))
         notes += _notes(ns, same, f" ({word})")
         _percent_axis(ax, max(top * 1.12, 0.01))
         if top == 0.0:
@@ -447,7 +456,7 @@ def plot_theory(mpl, series, path):
     fig, (ax,), (strip,) = _stack(mpl, [(4.4, labels)], extra=extra)
     for k, (s, _names) in enumerate(groups):
         th = s.theory
-        colour, _, marker = _style(k)
+        colour, _, marker = _style(_keys(series, [s])[0])
         x = np.arange(1, len(th.measured) + 1)
         if th.band is not None:
             ax.fill_between(x, _positive(th.band[0]), _positive(th.band[1]), color=colour,
