@@ -204,13 +204,40 @@ def _get_engine_threads():
 # GEMM, row-major, through column-major BLAS
 # ------------------------------------------------------------------------------------------
 
+cdef extern from "vg_blas_threads.h" nogil:
+    double VG_BLAS_ONE_MAX_DEFAULT
+    double vg_blas_one_max
+    const char *vg_blas_symbol
+    int vg_blas_bind(const void *blas_fn) noexcept
+    void vg_blas_before(double mnk) noexcept
+    void vg_blas_release() noexcept
+    int vg_blas_holders() noexcept
+
+cdef bint _blas_bound = vg_blas_bind(<const void *>sgemm)
+
+
+def blas_one_thread_info():
+    """How small products are kept in one BLAS thread (see vg_blas_threads.h): ``bound`` (the
+    BLAS's thread count could be reached), ``symbol``, ``max_mnk`` (float32 multiply-adds;
+    float64 products count twice; 0 = never), ``holders`` (passes holding it at 1 now)."""
+    return {"bound": bool(_blas_bound), "symbol": vg_blas_symbol.decode() if _blas_bound else None,
+            "max_mnk": float(vg_blas_one_max), "default_max_mnk": float(VG_BLAS_ONE_MAX_DEFAULT),
+            "holders": int(vg_blas_holders())}
+
+
+def set_blas_one_max(double max_mnk):
+    global vg_blas_one_max
+    vg_blas_one_max = max_mnk
+
 cdef inline void gemm(char ta, char tb, int m, int n, int k, floating *a, int lda,
                       floating *b, int ldb, floating beta, floating *c, int ldc) noexcept nogil:
     """Column-major C(m x n) = op(A) op(B) + beta C, as BLAS sees it."""
     cdef floating one = 1
     if floating is float:
+        vg_blas_before(<double>m * n * k)
         sgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc)
     else:
+        vg_blas_before(2.0 * m * n * k)
         dgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc)
 
 

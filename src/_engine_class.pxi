@@ -190,6 +190,7 @@ cdef class Engine:
                 net_forward(&self.desc, <float *>x, nt)
             else:
                 net_forward(&self.desc, <double *>x, nt)
+            vg_blas_release()
             vg_fp_leave(self.desc.flush, fp)
 
     def backward(self, cnp.ndarray X, cnp.ndarray dout, bint want_dx):
@@ -205,4 +206,5 @@ cdef class Engine:
                 net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
             else:
                 net_backward(&self.desc, <double *>x, <double *>g, want_dx, nt)
+            vg_blas_release()
             vg_fp_leave(self.desc.flush, fp)

@@ -7,7 +7,7 @@ from vgcore import _engine, _omp_wait
 from vgcore.core._validation import check_positive_int
 
 __all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
-           "limited_threads", "wait_policy"]
+           "limited_threads", "wait_policy", "small_products", "set_small_product_limit"]
 
 _controller = None
 MAX_THREADS = 4096
@@ -32,7 +32,8 @@ def set_num_threads(n: int) -> None:
     The BLAS limit goes through threadpoolctl and applies to every BLAS library loaded in the
     process (NumPy's too).  The default, before any call, is the OpenMP runtime's: the number of
     cores, or ``OMP_NUM_THREADS`` when set.  Results agree across thread counts (bias
-    gradients and elementwise kernels are bit-identical; BLAS may round differently).
+    gradients and elementwise kernels are bit-identical; BLAS may round differently).  Small
+    matrix products run in one BLAS thread whatever ``n`` is: see :func:`small_products`.
     """
     n = check_positive_int(n, "n")
     if n > MAX_THREADS:
@@ -52,6 +53,38 @@ def wait_policy() -> dict:
     waiting unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set, or OpenMP was already
     loaded by another library (see :mod:`vgcore._omp_wait`)."""
     return dict(_omp_wait.STATE)
+
+
+def small_products() -> dict:
+    """How vgcore keeps small matrix products in one BLAS thread.
+
+    OpenBLAS splits a product over its threads once m*n*k passes 262,144 multiply-adds; for
+    the products of narrow layers that costs more than it saves (1.15-1.4x slower on 2 cores),
+    and OpenBLAS's threads do not flush subnormals, so where gradients vanish they take a
+    microcode assist per tiny value (2x slower on Intel).  While a compiled pass multiplies
+    matrices of at most ``max_mnk`` multiply-adds (float64 products count twice), the BLAS runs
+    them in the calling thread; larger ones get the BLAS's thread count back, and the count is
+    as it was when the pass returns.  Returns ``{"bound": bool, "symbol": str | None,
+    "max_mnk": int, "default_max_mnk": int}``; ``bound`` is False when the BLAS behind SciPy is
+    not an OpenBLAS whose thread count vgcore can reach (then the BLAS decides alone).
+    """
+    info = _engine.blas_one_thread_info()
+    return {"bound": info["bound"], "symbol": info["symbol"], "max_mnk": int(info["max_mnk"]),
+            "default_max_mnk": int(info["default_max_mnk"])}
+
+
+def set_small_product_limit(max_mnk: int | None) -> None:
+    """Products of at most ``max_mnk`` multiply-adds (m*n*k; float64 products count twice)
+    run in one BLAS thread during vgcore's passes; ``0`` turns this off (the BLAS decides, as
+    for NumPy), ``None`` restores the default (4,194,304, the crossover measured on 2 cores).
+    Process-wide.  Results do not change, only which thread computes them."""
+    if max_mnk is None:
+        max_mnk = _engine.blas_one_thread_info()["default_max_mnk"]
+    elif isinstance(max_mnk, bool) or not isinstance(max_mnk, (int, float)) or \
+            not (max_mnk >= 0) or max_mnk == float("inf"):
+        raise ValueError(f"max_mnk: expected a finite number of multiply-adds >= 0 or None, "
+                         f"got {max_mnk!r}")
+    _engine.set_blas_one_max(float(max_mnk))
 
 
 def blas_info() -> list[dict]:

@@ -1,0 +1,152 @@
+/*
+ * vg_blas_threads.h -- small matrix products run in one BLAS thread.
+ *
+ * OpenBLAS splits a product over its own thread pool once m*n*k passes 262,144.  For the
+ * products of narrow layers (a 96-wide layer at batch 64 is 589,824) the split costs more than
+ * it saves: measured on 2 cores, a 20-layer relu stack of width 96..192 at batch 32..128 runs
+ * 1.15-1.4x slower with 2 BLAS threads than with 1.  Worse, OpenBLAS's threads are not
+ * vgcore's: their MXCSR has no FTZ/DAZ, so a product whose results fall below the smallest
+ * normal takes a microcode assist per value there (the 60-layer sigmoid stack of width 96 ran
+ * 2.1x slower with 2 BLAS threads than with 1, against 1.3x for the same shapes under relu).
+ *
+ * So while a compiled pass multiplies matrices with at most `vg_blas_one_max` multiply-adds
+ * (m*n*k), the BLAS runs them in one thread, the calling thread, which has vgcore's FTZ/DAZ.
+ * Larger products get the BLAS's thread count back.  The count is process-wide in OpenBLAS,
+ * so it is changed under a mutex with a count of the passes that asked for one thread: the
+ * first sets it to 1 and remembers what it was, the last puts that back.  A thread that
+ * switches goes back before its pass returns (vg_blas_release), so code outside vgcore finds
+ * the count it set.  Another thread's product started meanwhile runs in one thread: slower,
+ * never different (OpenBLAS splits the output, not the sums, so results do not depend on the
+ * thread count).
+ *
+ * Reaching the count needs OpenBLAS's openblas_set_num_threads in the library that SciPy's
+ * cython_blas calls.  vg_blas_bind finds it from the address of that sgemm wrapper; with
+ * another BLAS (or no dladdr) nothing is bound and products run as the BLAS decides.
+ */
+#ifndef VG_BLAS_THREADS_H
+#define VG_BLAS_THREADS_H
+
+#if defined(__linux__) || defined(__APPLE__)
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <pthread.h>
+#define VG_HAVE_BLAS_BIND 1
+#else
+#define VG_HAVE_BLAS_BIND 0
+#endif
+
+#include <string.h>
+
+/* The default limit for float32 products, in multiply-adds (m*n*k); float64 products count
+ * twice.  Measured crossover on 2 cores (Intel Xeon, OpenBLAS 0.3.30 SkylakeX): 1 thread is
+ * faster up to about 4 million, 2 threads from about 8 million. */
+#define VG_BLAS_ONE_MAX_DEFAULT 4194304.0
+
+typedef void (*vg_blas_set_fn)(int);
+typedef int (*vg_blas_get_fn)(void);
+
+static vg_blas_set_fn vg_blas_set = NULL;
+static vg_blas_get_fn vg_blas_get = NULL;
+static const char *vg_blas_symbol = "";
+static double vg_blas_one_max = VG_BLAS_ONE_MAX_DEFAULT;
+
+#if VG_HAVE_BLAS_BIND
+static pthread_mutex_t vg_blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int vg_blas_depth = 0;           /* passes that hold the count at 1 */
+static int vg_blas_saved = 1;           /* the count before the first of them */
+static __thread int vg_blas_one = 0;    /* this thread's pass holds it */
+
+/* Find openblas_set_num_threads / openblas_get_num_threads (SciPy's wheels prefix them with
+ * scipy_) among the libraries the library holding `blas_fn` depends on.  Returns 1 when both
+ * were found. */
+static int vg_blas_bind(const void *blas_fn)
+{
+    static const char *const names[][2] = {
+        {"scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"},
+        {"openblas_set_num_threads", "openblas_get_num_threads"},
+        {"scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"},
+        {"openblas_set_num_threads64_", "openblas_get_num_threads64_"},
+    };
+    Dl_info info;
+    void *h;
+    if (blas_fn == NULL || !dladdr(blas_fn, &info) || info.dli_fname == NULL)
+        return 0;
+    h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);   /* kept open: it stays loaded */
+    if (h == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        void *s = dlsym(h, names[i][0]);
+        void *g = dlsym(h, names[i][1]);
+        if (s != NULL && g != NULL) {
+            memcpy(&vg_blas_set, &s, sizeof(s));
+            memcpy(&vg_blas_get, &g, sizeof(g));
+            vg_blas_symbol = names[i][0];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void vg_blas_hold_one(void)
+{
+    pthread_mutex_lock(&vg_blas_mu);
+    if (vg_blas_depth++ == 0) {
+        vg_blas_saved = vg_blas_get();
+        if (vg_blas_saved != 1)
+            vg_blas_set(1);
+    }
+    pthread_mutex_unlock(&vg_blas_mu);
+}
+
+static void vg_blas_drop_one(void)
+{
+    pthread_mutex_lock(&vg_blas_mu);
+    if (--vg_blas_depth == 0 && vg_blas_saved != 1)
+        vg_blas_set(vg_blas_saved);
+    pthread_mutex_unlock(&vg_blas_mu);
+}
+
+/* Before a product of `mnk` multiply-adds (float64 counted twice by the caller). */
+static inline void vg_blas_before(double mnk)
+{
+    int one;
+    if (vg_blas_set == NULL)
+        return;
+    one = mnk <= vg_blas_one_max;
+    if (one != vg_blas_one) {
+        if (one)
+            vg_blas_hold_one();
+        else
+            vg_blas_drop_one();
+        vg_blas_one = one;
+    }
+}
+
+/* At the end of a pass: give the count back if this thread held it. */
+static inline void vg_blas_release(void)
+{
+    if (vg_blas_one) {
+        vg_blas_drop_one();
+        vg_blas_one = 0;
+    }
+}
+
+/* Passes that hold the count at 1 right now (for tests). */
+static int vg_blas_holders(void)
+{
+    int d;
+    pthread_mutex_lock(&vg_blas_mu);
+    d = vg_blas_depth;
+    pthread_mutex_unlock(&vg_blas_mu);
+    return d;
+}
+#else
+static int vg_blas_bind(const void *blas_fn) { (void)blas_fn; return 0; }
+static inline void vg_blas_before(double mnk) { (void)mnk; }
+static inline void vg_blas_release(void) {}
+static int vg_blas_holders(void) { return 0; }
+#endif
+
+#endif /* VG_BLAS_THREADS_H */

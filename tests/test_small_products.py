@@ -1,0 +1,175 @@
+"""Small matrix products run in one BLAS thread during vgcore's passes (vg_blas_threads.h):
+the BLAS's thread count is 1 while a pass multiplies small matrices, is what it was after every
+pass (also with several networks in several threads), and results do not change."""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+import scipy
+import threadpoolctl
+
+import vgcore as vg
+from vgcore import _engine
+from _vgtest import num_threads
+
+DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+
+
+def _scipy_blas():
+    """threadpoolctl's entry for the OpenBLAS that ships with SciPy, or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    for info in threadpoolctl.threadpool_info():
+        if info["internal_api"] == "openblas" and info["filepath"].startswith(root) and \
+                "scipy" in os.path.basename(info["filepath"]) and \
+                "64_" not in os.path.basename(info["filepath"]):
+            return info
+    return None
+
+
+def _blas_threads():
+    return sorted((i["filepath"], i["num_threads"]) for i in vg.blas_info())
+
+
+def _mixed_net(dtype, seed=0):
+    # 256 x 256 at batch 128 is 8.4 million multiply-adds (many BLAS threads); 24 x 24 is small
+    return vg.MLP([256, 256, 256, 24, 24, 24, 10], activation="tanh", init="glorot_uniform",
+                  dtype=dtype, seed=seed)
+
+
+def _steps(net, n, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((128, 256)).astype(net.dtype)
+    y = rng.integers(0, 10, 128)
+    opt = vg.optim.SGD(net, lr=0.05)
+    for _ in range(n):
+        net.train_step(X, y, "cross_entropy", opt)
+        net.forward(X)
+    return X, y
+
+
+def test_scipys_openblas_is_reached():
+    info = vg.small_products()
+    if _scipy_blas() is None:
+        pytest.skip("SciPy's BLAS is not its bundled OpenBLAS here")
+    assert info["bound"] is True
+    assert "set_num_threads" in info["symbol"]
+    assert info["max_mnk"] == info["default_max_mnk"] == 4194304
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blas_thread_count_is_as_before_after_every_pass(dtype, threads):
+    with num_threads(threads):
+        before = _blas_threads()
+        net = _mixed_net(dtype)
+        _steps(net, 5)
+        assert _blas_threads() == before
+        assert _engine.blas_one_thread_info()["holders"] == 0
+
+
+def test_a_limit_the_user_set_with_threadpoolctl_is_kept():
+    net = _mixed_net(np.float32)
+    with num_threads(2):
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            _steps(net, 3)
+            assert all(i["num_threads"] == 1 for i in vg.blas_info())
+        assert all(i["num_threads"] == 2 for i in vg.blas_info())
+
+
+def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs():
+    if not vg.small_products()["bound"]:
+        pytest.skip("the BLAS's thread count cannot be reached here")
+    scipy_blas = _scipy_blas()
+    net = vg.MLP([32] * 400 + [10], activation="tanh", init="glorot_uniform", seed=0)
+    X = np.random.default_rng(0).standard_normal((256, 32), dtype=np.float32)
+    seen = []
+    done = threading.Event()
+    ctl = threadpoolctl.ThreadpoolController().select(filepath=scipy_blas["filepath"]) \
+        if scipy_blas else None
+
+    def watch():
+        while not done.is_set():
+            held = _engine.blas_one_thread_info()["holders"]
+            count = ctl.info()[0]["num_threads"] if ctl is not None else None
+            seen.append((held, count))
+
+    with num_threads(2):
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            for _ in range(300):
+                net.forward(X)
+                if len(seen) > 50 and any(h == 1 for h, _ in seen):
+                    break
+        finally:
+            done.set()
+            watcher.join(timeout=30)
+        held = [(h, c) for h, c in seen if h == 1]
+        assert held, "no pass was seen holding the BLAS at one thread"
+        # while held, SciPy's OpenBLAS runs one thread; the count comes back after the pass
+        assert any(c == 1 for _, c in held)
+        assert all(i["num_threads"] == 2 for i in vg.blas_info())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_results_do_not_depend_on_the_limit(dtype, threads):
+    grads = []
+    with num_threads(threads):
+        for limit in (0, None, 1e12):
+            vg.set_small_product_limit(limit)
+            try:
+                net = _mixed_net(dtype, seed=3)
+                _steps(net, 3)
+                grads.append((net.params.copy(), net.grads.copy()))
+            finally:
+                vg.set_small_product_limit(None)
+    for p, g in grads[1:]:
+        np.testing.assert_array_equal(p, grads[0][0])
+        np.testing.assert_array_equal(g, grads[0][1])
+
+
+def test_networks_in_several_threads_give_the_count_back():
+    errors = []
+    barrier = threading.Barrier(3)
+
+    def work(seed, dtype):
+        try:
+            barrier.wait(timeout=60)
+            _steps(_mixed_net(dtype, seed), 6, seed)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    with num_threads(2):
+        before = _blas_threads()
+        workers = [threading.Thread(target=work, args=(k, (np.float32, np.float64)[k % 2]))
+                   for k in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=120)
+        assert not any(w.is_alive() for w in workers)
+        assert not errors
+        assert _blas_threads() == before
+        assert _engine.blas_one_thread_info()["holders"] == 0
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "big", True, [1]])
+def test_a_bad_limit_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match="max_mnk: expected a finite number"):
+        vg.set_small_product_limit(bad)
+    assert vg.small_products()["max_mnk"] == vg.small_products()["default_max_mnk"]
+
+
+def test_setting_the_limit_takes_effect_and_none_restores_it():
+    try:
+        vg.set_small_product_limit(0)
+        assert vg.small_products()["max_mnk"] == 0
+        vg.set_small_product_limit(1000)
+        assert vg.small_products()["max_mnk"] == 1000
+    finally:
+        vg.set_small_product_limit(None)
+    assert vg.small_products()["max_mnk"] == 4194304
