@@ -4,7 +4,7 @@
     python benchmarks/contention.py [--configs NAME ...] [--systems NAME ...] [--threads N]
                                     [--blocks N] [--steps N] [--block-seconds S]
                                     [--neighbour-threads N] [--neighbour-size N]
-                                    [--markdown] [--json FILE]
+                                    [--vgcore-blas policy|plain] [--markdown] [--json FILE]
 
 The script starts the neighbour itself: a separate Python process multiplying two
 --neighbour-size square float32 matrices in a loop with NumPy, its OpenBLAS on
@@ -196,6 +196,13 @@ def measure(args, neighbour):
     return rows
 
 
+def _policy_line(choice, policy):
+    if choice == "plain" or not policy["bound"]:
+        return "as the BLAS decides" + ("" if policy["bound"] else " (policy not bound)")
+    return (f"products <= {policy['max_mnk']:,} multiply-adds in one thread"
+            + (", larger ones adapting to the load" if policy["adapt"] else ""))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", nargs="+", choices=list(bc.CONFIGS),
@@ -218,6 +225,10 @@ def main(argv=None):
                     help="seconds the neighbour runs before a loaded block (default 0.2)")
     ap.add_argument("--neighbour-threads", type=int, default=2)
     ap.add_argument("--neighbour-size", type=int, default=512)
+    ap.add_argument("--vgcore-blas", choices=["policy", "plain"], default="policy",
+                    help="policy (default): vgcore runs the BLAS's threads as it ships "
+                         "(vg.blas_policy); plain: every product as the BLAS decides, as "
+                         "before that policy (vg.set_blas_policy(max_mnk=0, adapt=False))")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="write every number to FILE ('-': stdout)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -233,8 +244,11 @@ def main(argv=None):
     if "torch" in args.systems:
         bc.get_torch()
     before = bc.vg.get_num_threads()
+    policy = bc.vg.blas_policy()
     old = signal.signal(signal.SIGTERM, _sigterm)
     try:
+        if args.vgcore_blas == "plain":
+            bc.vg.set_blas_policy(max_mnk=0, adapt=False)
         if args.threads is not None:
             bc.set_threads(args.threads)
         with Neighbour(args.neighbour_threads, args.neighbour_size) as nb:
@@ -245,8 +259,10 @@ def main(argv=None):
     finally:
         signal.signal(signal.SIGTERM, old)
         bc.set_threads(before)
+        bc.vg.set_blas_policy(max_mnk=policy["max_mnk"], adapt=policy["adapt"])
 
     meta.update(threads_line=threads_line, blocks=args.blocks, steps=args.steps,
+                vgcore_blas=_policy_line(args.vgcore_blas, policy),
                 neighbour=f"a separate process: NumPy {args.neighbour_size}x"
                           f"{args.neighbour_size} float32 matmuls in a loop, OpenBLAS on "
                           f"{args.neighbour_threads} threads")
@@ -255,7 +271,8 @@ def main(argv=None):
         md = args.markdown
         print(f"Step time (ms) quiet and beside {meta['neighbour']}; {args.blocks} quiet/loaded "
               f"block pairs of up to {args.steps} steps (or {args.block_seconds:g} s) per "
-              f"system, interleaved.  Threads: {meta['threads_line']}.\n")
+              f"system, interleaved.  Threads: {meta['threads_line']}; vgcore's BLAS "
+              f"threads: {meta['vgcore_blas']}.\n")
         if md:
             print("| config | system | quiet median | loaded p50 | loaded p90 | loaded p99 "
                   "| p90 / quiet median |")

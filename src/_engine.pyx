@@ -205,8 +205,18 @@ def _get_engine_threads():
 # ------------------------------------------------------------------------------------------
 
 cdef extern from "vg_blas_threads.h" nogil:
+    ctypedef struct vg_blas_choice:
+        double ewma[2]
+        double probe[2]
+        long passes
+        int best
+    int VG_BLAS_PROBE_EVERY
     double VG_BLAS_ONE_MAX_DEFAULT
     double vg_blas_one_max
+    int vg_blas_adapt
+    void vg_blas_choice_init(vg_blas_choice *c) noexcept
+    int vg_blas_pass_begin(const vg_blas_choice *c) noexcept
+    void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds) noexcept
     const char *vg_blas_symbol
     int vg_blas_bind(const void *blas_fn) noexcept
     void vg_blas_before(double mnk) noexcept
@@ -217,17 +227,31 @@ cdef bint _blas_bound = vg_blas_bind(<const void *>sgemm)
 
 
 def blas_one_thread_info():
-    """How small products are kept in one BLAS thread (see vg_blas_threads.h): ``bound`` (the
-    BLAS's thread count could be reached), ``symbol``, ``max_mnk`` (float32 multiply-adds;
-    float64 products count twice; 0 = never), ``holders`` (passes holding it at 1 now)."""
+    """How vgcore runs the BLAS's threads (see vg_blas_threads.h): ``bound`` (the BLAS's
+    thread count could be reached), ``symbol``, ``max_mnk`` (products of at most this many
+    float32 multiply-adds run in one thread; float64 counts twice; 0 = none), ``adapt`` (larger
+    products run in one thread when that has been faster), ``probe_every``, ``holders``
+    (passes holding the count at 1 now)."""
     return {"bound": bool(_blas_bound), "symbol": vg_blas_symbol.decode() if _blas_bound else None,
             "max_mnk": float(vg_blas_one_max), "default_max_mnk": float(VG_BLAS_ONE_MAX_DEFAULT),
+            "adapt": bool(vg_blas_adapt), "probe_every": int(VG_BLAS_PROBE_EVERY),
             "holders": int(vg_blas_holders())}
+
+
+cdef dict _choice_dict(const vg_blas_choice *c):
+    return {"passes": int(c.passes), "one_thread": bool(c.best),
+            "seconds_per_mnk": tuple(None if c.ewma[i] < 0 else float(c.ewma[i])
+                                     for i in range(2))}
 
 
 def set_blas_one_max(double max_mnk):
     global vg_blas_one_max
     vg_blas_one_max = max_mnk
+
+
+def set_blas_adapt(bint on):
+    global vg_blas_adapt
+    vg_blas_adapt = on
 
 cdef inline void gemm(char ta, char tb, int m, int n, int k, floating *a, int lda,
                       floating *b, int ldb, floating beta, floating *c, int ldc) noexcept nogil:

@@ -17,6 +17,8 @@ cdef class Engine:
     cdef object _ws_extra      # the general passes' workspace
     cdef object _timing        # the profiling array, when set
     cdef object _sn            # the per-sample measurement arrays of the bound batch size
+    cdef vg_blas_choice blas_fwd   # which BLAS thread count has been faster, per direction
+    cdef vg_blas_choice blas_bwd
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
@@ -49,6 +51,8 @@ cdef class Engine:
         self.desc.ps_mean_sq = NULL
         self.desc.flush = False
         self.desc.tiny = 0
+        vg_blas_choice_init(&self.blas_fwd)
+        vg_blas_choice_init(&self.blas_bwd)
 
     def set_flush(self, bint on):
         """Flush subnormals (FTZ/DAZ during every pass and step, and values below the dtype's
@@ -183,14 +187,18 @@ cdef class Engine:
         cdef void *x = cnp.PyArray_DATA(X)
         cdef int nt = _n_threads
         cdef unsigned fp
+        cdef int mode
+        cdef double t0
         with nogil:
             fp = vg_fp_enter(self.desc.flush)     # the caller's MXCSR, put back below
             self.desc.fp_caller = fp
+            mode = vg_blas_pass_begin(&self.blas_fwd)
+            t0 = vg_now()
             if self.is_f32:
                 net_forward(&self.desc, <float *>x, nt)
             else:
                 net_forward(&self.desc, <double *>x, nt)
-            vg_blas_release()
+            vg_blas_pass_end(&self.blas_fwd, mode, vg_now() - t0)
             vg_fp_leave(self.desc.flush, fp)
 
     def backward(self, cnp.ndarray X, cnp.ndarray dout, bint want_dx):
@@ -199,12 +207,23 @@ cdef class Engine:
         cdef void *g = cnp.PyArray_DATA(dout)
         cdef int nt = _n_threads
         cdef unsigned fp
+        cdef int mode
+        cdef double t0
         with nogil:
             fp = vg_fp_enter(self.desc.flush)
             self.desc.fp_caller = fp
+            mode = vg_blas_pass_begin(&self.blas_bwd)
+            t0 = vg_now()
             if self.is_f32:
                 net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
             else:
                 net_backward(&self.desc, <double *>x, <double *>g, want_dx, nt)
-            vg_blas_release()
+            vg_blas_pass_end(&self.blas_bwd, mode, vg_now() - t0)
             vg_fp_leave(self.desc.flush, fp)
+
+    def blas_choice(self):
+        """Per pass direction: the passes that had products above the small-product limit,
+        whether one BLAS thread has been the faster mode for them, and the moving averages of
+        seconds per multiply-add in either mode (None: not measured yet)."""
+        return {"forward": _choice_dict(&self.blas_fwd),
+                "backward": _choice_dict(&self.blas_bwd)}

@@ -19,6 +19,17 @@
  * never different (OpenBLAS splits the output, not the sums, so results do not depend on the
  * thread count).
  *
+ * Larger products also run in one thread when that has been faster for this network lately
+ * (vg_blas_pass_begin / vg_blas_pass_end): on a shared machine a neighbour that takes a core
+ * leaves one of OpenBLAS's threads waiting for the scheduler at the end of every product, and
+ * a 2-thread step then takes 20x its quiet time at the 90th percentile, while one thread only
+ * loses the second core.  Each network keeps, per pass direction, its time per multiply-add
+ * in either mode (a moving average over the passes of the mode it runs, the mean of the last
+ * two probes for the other), runs the faster one and tries the other every 32nd pass (every
+ * 128th while the other was 1.5x slower or more: a probe costs that much), so it follows the
+ * load both ways within 64 to 256 passes.  Results do not depend
+ * on the mode.
+ *
  * Reaching the count needs OpenBLAS's openblas_set_num_threads in the library that SciPy's
  * cython_blas calls.  vg_blas_bind finds it from the address of that sgemm wrapper; with
  * another BLAS (or no dladdr) nothing is bound and products run as the BLAS decides.
@@ -47,16 +58,43 @@
 typedef void (*vg_blas_set_fn)(int);
 typedef int (*vg_blas_get_fn)(void);
 
+/* A network's choice for one pass direction: moving averages of seconds per multiply-add
+ * with the BLAS's own thread count (ewma[0]) and with one thread (ewma[1]); < 0 = not yet
+ * measured. */
+typedef struct {
+    double ewma[2];
+    double probe[2];    /* the mode's last sample taken as a probe, < 0 = none */
+    long passes;        /* passes that had a product above the limit */
+    int best;           /* 1: one thread has been faster */
+} vg_blas_choice;
+
+#define VG_BLAS_PROBE_EVERY 32
+#define VG_BLAS_PROBE_RARE 128      /* when the other mode was 1.5x slower or more */
+#define VG_BLAS_EWMA 0.25
+
+static inline void vg_blas_choice_init(vg_blas_choice *c)
+{
+    c->ewma[0] = -1.0;
+    c->ewma[1] = -1.0;
+    c->probe[0] = -1.0;
+    c->probe[1] = -1.0;
+    c->passes = 0;
+    c->best = 0;
+}
+
 static vg_blas_set_fn vg_blas_set = NULL;
 static vg_blas_get_fn vg_blas_get = NULL;
 static const char *vg_blas_symbol = "";
 static double vg_blas_one_max = VG_BLAS_ONE_MAX_DEFAULT;
+static int vg_blas_adapt = 1;           /* choose the mode of larger products by their speed */
 
 #if VG_HAVE_BLAS_BIND
 static pthread_mutex_t vg_blas_mu = PTHREAD_MUTEX_INITIALIZER;
 static int vg_blas_depth = 0;           /* passes that hold the count at 1 */
 static int vg_blas_saved = 1;           /* the count before the first of them */
 static __thread int vg_blas_one = 0;    /* this thread's pass holds it */
+static __thread int vg_blas_force = 0;  /* this pass runs every product in one thread */
+static __thread double vg_blas_large = 0;   /* multiply-adds of this pass above the limit */
 
 /* Find openblas_set_num_threads / openblas_get_num_threads (SciPy's wheels prefix them with
  * scipy_) among the libraries the library holding `blas_fn` depends on.  Returns 1 when both
@@ -115,6 +153,10 @@ static inline void vg_blas_before(double mnk)
     if (vg_blas_set == NULL)
         return;
     one = mnk <= vg_blas_one_max;
+    if (!one) {
+        vg_blas_large += mnk;
+        one = vg_blas_force;
+    }
     if (one != vg_blas_one) {
         if (one)
             vg_blas_hold_one();
@@ -131,6 +173,56 @@ static inline void vg_blas_release(void)
         vg_blas_drop_one();
         vg_blas_one = 0;
     }
+    vg_blas_force = 0;
+    vg_blas_large = 0;
+}
+
+/* Before a pass: the mode its products above the limit run in (1: one thread), the faster
+ * one so far, the other one first while it is unmeasured and then every 32nd (128th) pass. */
+static inline int vg_blas_pass_begin(const vg_blas_choice *c)
+{
+    int mode;
+    vg_blas_large = 0;
+    if (!vg_blas_adapt || vg_blas_set == NULL) {
+        vg_blas_force = 0;
+        return 0;
+    }
+    mode = c->best;
+    if (c->ewma[1 - mode] < 0) {
+        mode = 1 - mode;
+    } else {
+        long every = c->ewma[1 - mode] < 1.5 * c->ewma[mode] ? VG_BLAS_PROBE_EVERY
+                                                              : VG_BLAS_PROBE_RARE;
+        if (c->passes % every == every - 1)
+            mode = 1 - mode;
+    }
+    vg_blas_force = mode;
+    return mode;
+}
+
+/* After a pass that took `seconds` in `mode`: learn from it if it had products above the
+ * limit (otherwise the mode made no difference), then give the count back. */
+static inline void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds)
+{
+    double large = vg_blas_large;
+    vg_blas_release();
+    if (!vg_blas_adapt || large <= 0)
+        return;
+    seconds /= large;
+    if (mode == c->best || c->ewma[mode] < 0) {
+        /* the mode that runs: a moving average over consecutive passes */
+        c->ewma[mode] = c->ewma[mode] < 0 ? seconds
+                        : (1 - VG_BLAS_EWMA) * c->ewma[mode] + VG_BLAS_EWMA * seconds;
+    } else {
+        /* a probe, 32 passes after the last one: the mean of the last two probes, so that the
+         * estimate follows a change of load within two probes and one lucky pass does not
+         * decide alone */
+        c->ewma[mode] = c->probe[mode] < 0 ? seconds : 0.5 * (c->probe[mode] + seconds);
+        c->probe[mode] = seconds;
+    }
+    if (c->ewma[0] >= 0 && c->ewma[1] >= 0)
+        c->best = c->ewma[1] < c->ewma[0];
+    c->passes++;
 }
 
 /* Passes that hold the count at 1 right now (for tests). */
@@ -146,6 +238,11 @@ static int vg_blas_holders(void)
 static int vg_blas_bind(const void *blas_fn) { (void)blas_fn; return 0; }
 static inline void vg_blas_before(double mnk) { (void)mnk; }
 static inline void vg_blas_release(void) {}
+static inline int vg_blas_pass_begin(const vg_blas_choice *c) { (void)c; return 0; }
+static inline void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds)
+{
+    (void)c; (void)mode; (void)seconds;
+}
 static int vg_blas_holders(void) { return 0; }
 #endif
 

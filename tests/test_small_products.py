@@ -1,6 +1,7 @@
-"""Small matrix products run in one BLAS thread during vgcore's passes (vg_blas_threads.h):
-the BLAS's thread count is 1 while a pass multiplies small matrices, is what it was after every
-pass (also with several networks in several threads), and results do not change."""
+"""How vgcore runs the BLAS's threads (vg_blas_threads.h, vg.blas_policy): small products in
+one thread, larger ones in one thread when that has been faster.  The BLAS's thread count is 1
+while a pass multiplies small matrices, is what it was after every pass (also with several
+networks in several threads), and results do not change."""
 from __future__ import annotations
 
 import os
@@ -51,12 +52,13 @@ def _steps(net, n, seed=1):
 
 
 def test_scipys_openblas_is_reached():
-    info = vg.small_products()
+    info = vg.blas_policy()
     if _scipy_blas() is None:
         pytest.skip("SciPy's BLAS is not its bundled OpenBLAS here")
     assert info["bound"] is True
     assert "set_num_threads" in info["symbol"]
     assert info["max_mnk"] == info["default_max_mnk"] == 4194304
+    assert info["adapt"] is True and info["probe_every"] == 32
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -80,7 +82,7 @@ def test_a_limit_the_user_set_with_threadpoolctl_is_kept():
 
 
 def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs():
-    if not vg.small_products()["bound"]:
+    if not vg.blas_policy()["bound"]:
         pytest.skip("the BLAS's thread count cannot be reached here")
     scipy_blas = _scipy_blas()
     net = vg.MLP([32] * 400 + [10], activation="tanh", init="glorot_uniform", seed=0)
@@ -116,17 +118,17 @@ def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_results_do_not_depend_on_the_limit(dtype, threads):
+def test_results_do_not_depend_on_the_policy(dtype, threads):
     grads = []
     with num_threads(threads):
-        for limit in (0, None, 1e12):
-            vg.set_small_product_limit(limit)
+        for limit, adapt in ((0, False), (None, False), (1e12, False), (0, True), (None, True)):
+            vg.set_blas_policy(max_mnk=limit, adapt=adapt)
             try:
                 net = _mixed_net(dtype, seed=3)
-                _steps(net, 3)
+                _steps(net, 40)     # with adapt, both modes run (the other every 32nd pass)
                 grads.append((net.params.copy(), net.grads.copy()))
             finally:
-                vg.set_small_product_limit(None)
+                vg.set_blas_policy(max_mnk=None, adapt=True)
     for p, g in grads[1:]:
         np.testing.assert_array_equal(p, grads[0][0])
         np.testing.assert_array_equal(g, grads[0][1])
@@ -160,16 +162,62 @@ def test_networks_in_several_threads_give_the_count_back():
 @pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "big", True, [1]])
 def test_a_bad_limit_is_refused_naming_it(bad):
     with pytest.raises(ValueError, match="max_mnk: expected a finite number"):
-        vg.set_small_product_limit(bad)
-    assert vg.small_products()["max_mnk"] == vg.small_products()["default_max_mnk"]
+        vg.set_blas_policy(max_mnk=bad)
+    assert vg.blas_policy()["max_mnk"] == vg.blas_policy()["default_max_mnk"]
 
 
-def test_setting_the_limit_takes_effect_and_none_restores_it():
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_a_bad_adapt_is_refused_naming_it(bad):
+    with pytest.raises(TypeError, match="adapt: expected True or False"):
+        vg.set_blas_policy(adapt=bad)
+    assert vg.blas_policy()["adapt"] is True
+
+
+def test_setting_the_policy_takes_effect_and_none_restores_the_limit():
     try:
-        vg.set_small_product_limit(0)
-        assert vg.small_products()["max_mnk"] == 0
-        vg.set_small_product_limit(1000)
-        assert vg.small_products()["max_mnk"] == 1000
+        vg.set_blas_policy(max_mnk=0)
+        assert vg.blas_policy()["max_mnk"] == 0
+        vg.set_blas_policy(max_mnk=1000, adapt=False)
+        assert vg.blas_policy()["max_mnk"] == 1000 and vg.blas_policy()["adapt"] is False
+        vg.set_blas_policy()                    # nothing given: nothing changes
+        assert vg.blas_policy()["max_mnk"] == 1000 and vg.blas_policy()["adapt"] is False
     finally:
-        vg.set_small_product_limit(None)
-    assert vg.small_products()["max_mnk"] == 4194304
+        vg.set_blas_policy(max_mnk=None, adapt=True)
+    assert vg.blas_policy()["max_mnk"] == 4194304 and vg.blas_policy()["adapt"] is True
+
+
+# ------------------------------------------------------------------ adapting to the load
+
+def test_a_network_measures_both_modes_and_tries_the_other_every_32nd_pass():
+    if not vg.blas_policy()["bound"]:
+        pytest.skip("the BLAS's thread count cannot be reached here")
+    net = _mixed_net(np.float32)
+    fresh = net.blas_choice()
+    assert fresh["forward"] == {"passes": 0, "one_thread": False,
+                                "seconds_per_mnk": (None, None)}
+    with num_threads(2):
+        _steps(net, 40)                         # 80 forward passes, 40 backward
+    choice = net.blas_choice()
+    assert choice["forward"]["passes"] == 80 and choice["backward"]["passes"] == 40
+    for d in ("forward", "backward"):
+        many, one = choice[d]["seconds_per_mnk"]
+        assert many > 0 and one > 0
+        assert choice[d]["one_thread"] == (one < many)
+
+
+def test_a_network_of_small_products_has_nothing_to_choose():
+    net = vg.MLP([32] * 6 + [10], seed=0)
+    X = np.zeros((64, 32), np.float32)
+    for _ in range(5):
+        net.forward(X)
+    assert net.blas_choice()["forward"]["passes"] == 0
+
+
+def test_without_adapt_nothing_is_measured():
+    try:
+        vg.set_blas_policy(adapt=False)
+        net = _mixed_net(np.float32)
+        _steps(net, 3)
+        assert net.blas_choice()["forward"]["passes"] == 0
+    finally:
+        vg.set_blas_policy(adapt=True)

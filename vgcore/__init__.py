@@ -16,8 +16,8 @@ from vgcore import _omp_wait
 _omp_wait.load_engine()     # first: OpenMP's idle threads wait passively unless the user chose
 
 from vgcore.core import activations, init, losses, network, reference
-from vgcore.core._threads import (blas_info, get_num_threads, openmp_enabled, set_num_threads,
-                                  set_small_product_limit, small_products)
+from vgcore.core._threads import (blas_info, blas_policy, get_num_threads, openmp_enabled,
+                                  set_blas_policy, set_num_threads)
 from vgcore.core.activations import ACTIVATIONS, Activation
 from vgcore.core.errors import NonFiniteError
 from vgcore.core.init import INITIALISERS
@@ -45,7 +45,7 @@ __all__ = [
     "MLP", "Dense", "Activation", "ACTIVATIONS", "INITIALISERS", "fit", "evaluate", "History",
     "NonFiniteError",
     "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads",
-    "openmp_enabled", "blas_info", "small_products", "set_small_product_limit", "activations",
+    "openmp_enabled", "blas_info", "blas_policy", "set_blas_policy", "activations",
     "init", "losses", "reference", "flow", "curvature", "diagnosis", "recorder", "theory",
     "checkpoint", "datasets", "optim",
     "schedules", "trainer", "sweep", "interop", "TensorBoard",

@@ -7,7 +7,7 @@ from vgcore import _engine, _omp_wait
 from vgcore.core._validation import check_positive_int
 
 __all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "blas_info",
-           "limited_threads", "wait_policy", "small_products", "set_small_product_limit"]
+           "limited_threads", "wait_policy", "blas_policy", "set_blas_policy"]
 
 _controller = None
 MAX_THREADS = 4096
@@ -33,7 +33,8 @@ def set_num_threads(n: int) -> None:
     process (NumPy's too).  The default, before any call, is the OpenMP runtime's: the number of
     cores, or ``OMP_NUM_THREADS`` when set.  Results agree across thread counts (bias
     gradients and elementwise kernels are bit-identical; BLAS may round differently).  Small
-    matrix products run in one BLAS thread whatever ``n`` is: see :func:`small_products`.
+    matrix products run in one BLAS thread whatever ``n`` is, and larger ones when that has
+    been faster: see :func:`blas_policy`.
     """
     n = check_positive_int(n, "n")
     if n > MAX_THREADS:
@@ -55,36 +56,60 @@ def wait_policy() -> dict:
     return dict(_omp_wait.STATE)
 
 
-def small_products() -> dict:
-    """How vgcore keeps small matrix products in one BLAS thread.
+def blas_policy() -> dict:
+    """How vgcore runs the BLAS's threads during its passes.
 
-    OpenBLAS splits a product over its threads once m*n*k passes 262,144 multiply-adds; for
+    OpenBLAS splits a product over its threads once m*n*k passes 262,144 multiply-adds.  For
     the products of narrow layers that costs more than it saves (1.15-1.4x slower on 2 cores),
     and OpenBLAS's threads do not flush subnormals, so where gradients vanish they take a
-    microcode assist per tiny value (2x slower on Intel).  While a compiled pass multiplies
-    matrices of at most ``max_mnk`` multiply-adds (float64 products count twice), the BLAS runs
-    them in the calling thread; larger ones get the BLAS's thread count back, and the count is
-    as it was when the pass returns.  Returns ``{"bound": bool, "symbol": str | None,
-    "max_mnk": int, "default_max_mnk": int}``; ``bound`` is False when the BLAS behind SciPy is
-    not an OpenBLAS whose thread count vgcore can reach (then the BLAS decides alone).
+    microcode assist per tiny value (2x slower on Intel).  So:
+
+    - products of at most ``max_mnk`` multiply-adds (float64 products count twice) run in the
+      calling thread, which flushes subnormals;
+    - with ``adapt``, larger products also run in one thread when that has been faster for the
+      network lately: each network keeps, per pass direction, a moving average of its time per
+      multiply-add in either mode, runs the faster and tries the other every
+      ``probe_every``-th pass (every 128th while the other was 1.5x slower or more).  On a
+      quiet machine that keeps both cores on large products; when another process takes a
+      core, a 2-thread product waits at its end for the thread the scheduler gave away (20x
+      slower at the 90th percentile), and one thread wins.
+
+    The BLAS's thread count is as it was when each pass returns.  Results do not depend on any
+    of this (OpenBLAS splits a product's output over its threads, not its sums: the tests check
+    bit for bit).  ``bound`` is False when the BLAS behind SciPy is not an OpenBLAS whose
+    thread count vgcore can reach; then the BLAS decides alone.  Returns ``{"bound", "symbol",
+    "max_mnk", "default_max_mnk", "adapt", "probe_every"}``.
     """
     info = _engine.blas_one_thread_info()
     return {"bound": info["bound"], "symbol": info["symbol"], "max_mnk": int(info["max_mnk"]),
-            "default_max_mnk": int(info["default_max_mnk"])}
+            "default_max_mnk": int(info["default_max_mnk"]), "adapt": info["adapt"],
+            "probe_every": info["probe_every"]}
 
 
-def set_small_product_limit(max_mnk: int | None) -> None:
-    """Products of at most ``max_mnk`` multiply-adds (m*n*k; float64 products count twice)
-    run in one BLAS thread during vgcore's passes; ``0`` turns this off (the BLAS decides, as
-    for NumPy), ``None`` restores the default (4,194,304, the crossover measured on 2 cores).
-    Process-wide.  Results do not change, only which thread computes them."""
-    if max_mnk is None:
-        max_mnk = _engine.blas_one_thread_info()["default_max_mnk"]
-    elif isinstance(max_mnk, bool) or not isinstance(max_mnk, (int, float)) or \
-            not (max_mnk >= 0) or max_mnk == float("inf"):
-        raise ValueError(f"max_mnk: expected a finite number of multiply-adds >= 0 or None, "
-                         f"got {max_mnk!r}")
-    _engine.set_blas_one_max(float(max_mnk))
+_UNCHANGED = object()
+
+
+def set_blas_policy(max_mnk=_UNCHANGED, adapt=_UNCHANGED) -> None:
+    """Change how vgcore runs the BLAS's threads (see :func:`blas_policy`); process-wide.
+
+    ``max_mnk``: products of at most this many multiply-adds (m*n*k; float64 counts twice) run
+    in one thread; ``0`` runs every product as the BLAS decides, ``None`` restores the default
+    (4,194,304: the crossover measured on 2 cores).  ``adapt``: True or False.  Results do not
+    change, only which threads compute them.
+    """
+    if max_mnk is not _UNCHANGED:
+        if max_mnk is None:
+            max_mnk = _engine.blas_one_thread_info()["default_max_mnk"]
+        elif isinstance(max_mnk, bool) or not isinstance(max_mnk, (int, float)) or \
+                not (0 <= max_mnk < float("inf")):
+            raise ValueError(f"max_mnk: expected a finite number of multiply-adds >= 0 or None, "
+                             f"got {max_mnk!r}")
+    if adapt is not _UNCHANGED and not isinstance(adapt, bool):
+        raise TypeError(f"adapt: expected True or False, got {adapt!r}")
+    if max_mnk is not _UNCHANGED:
+        _engine.set_blas_one_max(float(max_mnk))
+    if isinstance(adapt, bool):
+        _engine.set_blas_adapt(adapt)
 
 
 def blas_info() -> list[dict]:

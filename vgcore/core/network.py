@@ -330,6 +330,14 @@ class MLP(UpdateSurface):
         self._flush = bool(on)
         self._engine.set_flush(self._flush)
 
+    def blas_choice(self) -> dict:
+        """How this network's passes have run their matrix products above the small-product
+        limit (see :func:`vgcore.blas_policy`): per direction (``"forward"``, ``"backward"``)
+        the passes that had such products, whether one BLAS thread has been the faster mode,
+        and the moving averages of seconds per multiply-add with the BLAS's thread count and
+        with one thread (None until measured)."""
+        return self._engine.blas_choice()
+
     @property
     def n_layers(self) -> int:
         """Number of weight layers (hidden layers + the output layer)."""
