@@ -1,5 +1,6 @@
 /*
- * vg_blas_threads.h -- small matrix products run in one BLAS thread.
+ * vg_blas_threads.h -- how vgcore's passes run the BLAS's threads: small products in one
+ * thread, larger ones in one thread when that has been faster (a busy machine).
  *
  * OpenBLAS splits a product over its own thread pool once m*n*k passes 262,144.  For the
  * products of narrow layers (a 96-wide layer at batch 64 is 589,824) the split costs more than
@@ -27,8 +28,7 @@
  * in either mode (a moving average over the passes of the mode it runs, the mean of the last
  * two probes for the other), runs the faster one and tries the other every 32nd pass (every
  * 128th while the other was 1.5x slower or more: a probe costs that much), so it follows the
- * load both ways within 64 to 256 passes.  Results do not depend
- * on the mode.
+ * load both ways within 64 to 256 passes.  Results do not depend on the mode.
  *
  * Reaching the count needs OpenBLAS's openblas_set_num_threads in the library that SciPy's
  * cython_blas calls.  vg_blas_bind finds it from the address of that sgemm wrapper; with
