@@ -265,21 +265,95 @@ cdef inline void gemm(char ta, char tb, int m, int n, int k, floating *a, int ld
         dgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc)
 
 
+cdef extern from "vg_gemm.h" nogil:
+    int VG_GEMM_NONE
+    int VG_GEMM_AVX2
+    int VG_GEMM_AVX512
+    int vg_gemm_isa
+    int vg_gemm_best_isa() noexcept
+    double VG_GEMM_MAX_MNK
+    void vg_gemm_f32(long M, long N, long K, const float *A, long rs, long cs, const float *B,
+                     long ldb, float *C, long ldc) noexcept
+    void vg_gemm_f64(long M, long N, long K, const double *A, long rs, long cs,
+                     const double *B, long ldb, double *C, long ldc) noexcept
+    void vg_transpose_F32(long rows, long cols, const float *src, float *dst) noexcept
+    void vg_transpose_F64(long rows, long cols, const double *src, double *dst) noexcept
+
+vg_gemm_isa = vg_gemm_best_isa()
+cdef int _gemm_best = vg_gemm_isa
+
+
+cdef inline bint own_gemm(long m, long n, long k, bint f32) noexcept nogil:
+    """Whether vgcore's own kernel computes an (m x k) (k x n) product: those of narrow
+    layers, at most VG_GEMM_MAX_MNK multiply-adds (float64 counts twice) with at least 16
+    output columns (8 in float64); larger ones go to BLAS, whose blocking and threads win."""
+    if vg_gemm_isa == VG_GEMM_NONE:
+        return False
+    if f32:
+        return n >= 16 and <double>m * n * k <= VG_GEMM_MAX_MNK
+    return n >= 8 and 2.0 * m * n * k <= VG_GEMM_MAX_MNK
+
+
+cdef inline void own_gemm_run(long m, long n, long k, floating *a, long rs, long cs,
+                              floating *b, long ldb, floating *c, long ldc) noexcept nogil:
+    if floating is float:
+        vg_gemm_f32(m, n, k, a, rs, cs, b, ldb, c, ldc)
+    else:
+        vg_gemm_f64(m, n, k, a, rs, cs, b, ldb, c, ldc)
+
+
+def gemm_kernel_info():
+    """vgcore's own product for narrow layers (vg_gemm.h): ``isa`` in use and ``best`` the CPU
+    supports ("avx512", "avx2" or "none": BLAS computes every product), ``max_mnk``."""
+    names = {VG_GEMM_NONE: "none", VG_GEMM_AVX2: "avx2", VG_GEMM_AVX512: "avx512"}
+    return {"isa": names[vg_gemm_isa], "best": names[_gemm_best],
+            "max_mnk": int(VG_GEMM_MAX_MNK)}
+
+
+def set_gemm_isa(str name):
+    """Use vgcore's own product with this instruction set ("avx512", "avx2"), or not at all
+    ("none"); "best" for what the CPU supports.  Refuses what the CPU lacks."""
+    global vg_gemm_isa
+    codes = {"none": VG_GEMM_NONE, "avx2": VG_GEMM_AVX2, "avx512": VG_GEMM_AVX512,
+             "best": _gemm_best}
+    if name not in codes:
+        raise ValueError(f"isa: expected one of {sorted(codes)}, got {name!r}")
+    if codes[name] > _gemm_best:
+        raise ValueError(f"isa: this CPU does not support {name!r} (best: "
+                         f"{gemm_kernel_info()['best']!r})")
+    vg_gemm_isa = codes[name]
+
+
 cdef inline void linear_forward(floating *x, floating *w, floating *h, int batch, int fin,
                                 int fout) noexcept nogil:
     # h (batch x fout) = x (batch x fin) @ w (fin x fout); col-major: h^T = w^T x^T
+    if own_gemm(batch, fout, fin, floating is float):
+        own_gemm_run(batch, fout, fin, x, fin, 1, w, fout, h, fout)
+        return
     gemm(c'N', c'N', fout, batch, fin, w, fout, x, fin, <floating>0, h, fout)
 
 
 cdef inline void linear_grad_w(floating *x, floating *delta, floating *dw, int batch, int fin,
                                int fout) noexcept nogil:
     # dw (fin x fout) = x^T (fin x batch) @ delta (batch x fout); col-major: dw^T = delta^T x
+    if own_gemm(fin, fout, batch, floating is float):
+        own_gemm_run(fin, fout, batch, x, 1, fin, delta, fout, dw, fout)
+        return
     gemm(c'N', c'T', fout, fin, batch, delta, fout, x, fin, <floating>0, dw, fout)
 
 
 cdef inline void linear_grad_x(floating *delta, floating *w, floating *dx, int batch, int fin,
-                               int fout) noexcept nogil:
-    # dx (batch x fin) = delta (batch x fout) @ w^T; col-major: dx^T = w delta^T
+                               int fout, floating *wt) noexcept nogil:
+    # dx (batch x fin) = delta (batch x fout) @ w^T; col-major: dx^T = w delta^T.
+    # vgcore's kernel wants w^T row-major: wt (fout x fin, room for the widest layer) takes a
+    # transposed copy (a 64 x 64 copy costs 0.4 us; BLAS's transposed path 1.6 us more).
+    if wt != NULL and own_gemm(batch, fin, fout, floating is float):
+        if floating is float:
+            vg_transpose_F32(fin, fout, w, wt)
+        else:
+            vg_transpose_F64(fin, fout, w, wt)
+        own_gemm_run(batch, fin, fout, delta, fout, 1, wt, fin, dx, fin)
+        return
     gemm(c'T', c'N', fin, batch, fout, w, fout, delta, fout, <floating>0, dx, fin)
 
 

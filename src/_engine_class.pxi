@@ -24,7 +24,9 @@ cdef class Engine:
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
                   cnp.ndarray grads):
         cum_width = np.concatenate(([0], np.cumsum(sizes[1:-1]))).astype(np.int64)
-        self._keep = (sizes, kinds, act_params, w_off, b_off, params, grads, cum_width)
+        wt = np.empty(int(np.max(sizes[:-1] * sizes[1:])), dtype=params.dtype)
+        self._keep = (sizes, kinds, act_params, w_off, b_off, params, grads, cum_width, wt)
+        self.desc.wt = cnp.PyArray_DATA(wt)
         self.desc.cum_width = <const int64_t *>cnp.PyArray_DATA(cum_width)
         self.desc.n_layers = <int>(sizes.shape[0] - 1)
         self.desc.sizes = <const int64_t *>cnp.PyArray_DATA(sizes)

@@ -210,3 +210,63 @@ def get_engine_threads():
 def omp_max_threads():
     """The OpenMP runtime's default thread count (honours OMP_NUM_THREADS)."""
     return _omp_max_threads()
+
+
+# ------------------------------------------------------------------------------------------
+# vgcore's own matrix product (vg_gemm.h), reachable for tests
+# ------------------------------------------------------------------------------------------
+
+def gemm_own(cnp.ndarray A, cnp.ndarray B, cnp.ndarray C):
+    """C = A @ B through vgcore's own kernel (the instruction set of set_gemm_isa) whatever
+    the size.  A: C- or F-contiguous (a transposed view is F-contiguous); B and C:
+    C-contiguous; one float dtype for all three."""
+    if vg_gemm_isa == VG_GEMM_NONE:
+        raise RuntimeError("gemm_own: vgcore's own product is off (set_gemm_isa('none') or "
+                           "a CPU without AVX2)")
+    if A.ndim != 2 or B.ndim != 2 or C.ndim != 2:
+        raise ValueError("gemm_own: A, B and C must be matrices")
+    if A.dtype != B.dtype or A.dtype != C.dtype or A.dtype not in (np.float32, np.float64):
+        raise TypeError(f"gemm_own: expected one of float32 or float64 for A, B and C, got "
+                        f"{A.dtype}, {B.dtype}, {C.dtype}")
+    cdef long M = A.shape[0], K = A.shape[1], N = B.shape[1]
+    if B.shape[0] != K or C.shape[0] != M or C.shape[1] != N:
+        raise ValueError(f"gemm_own: shapes ({M}, {K}) @ ({B.shape[0]}, {N}) -> "
+                         f"({C.shape[0]}, {C.shape[1]}) do not match")
+    if not (B.flags.c_contiguous and C.flags.c_contiguous and C.flags.writeable):
+        raise ValueError("gemm_own: B and C must be C-contiguous, C writeable")
+    cdef long rs, cs
+    if A.flags.c_contiguous:
+        rs, cs = K, 1
+    elif A.flags.f_contiguous:
+        rs, cs = 1, M
+    else:
+        raise ValueError("gemm_own: A must be C- or F-contiguous")
+    cdef void *a = cnp.PyArray_DATA(A)
+    cdef void *b = cnp.PyArray_DATA(B)
+    cdef void *c = cnp.PyArray_DATA(C)
+    cdef bint f32 = A.dtype == np.float32
+    with nogil:
+        if f32:
+            vg_gemm_f32(M, N, K, <float *>a, rs, cs, <float *>b, N, <float *>c, N)
+        else:
+            vg_gemm_f64(M, N, K, <double *>a, rs, cs, <double *>b, N, <double *>c, N)
+
+
+def transpose_own(cnp.ndarray A, cnp.ndarray out):
+    """out = A.T through the transposition the backward pass uses (both C-contiguous)."""
+    if A.dtype != out.dtype or A.dtype not in (np.float32, np.float64) or A.ndim != 2 or \
+            out.ndim != 2 or out.shape[0] != A.shape[1] or out.shape[1] != A.shape[0] or \
+            not (A.flags.c_contiguous and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("transpose_own: expected C-contiguous matrices of one float dtype, "
+                         "out of shape A.shape[::-1]")
+    if vg_gemm_isa == VG_GEMM_NONE:
+        raise RuntimeError("transpose_own: needs AVX2 (vgcore's own product is off)")
+    cdef long r = A.shape[0], c = A.shape[1]
+    cdef void *a = cnp.PyArray_DATA(A)
+    cdef void *o = cnp.PyArray_DATA(out)
+    cdef bint f32 = A.dtype == np.float32
+    with nogil:
+        if f32:
+            vg_transpose_F32(r, c, <float *>a, <float *>o)
+        else:
+            vg_transpose_F64(r, c, <double *>a, <double *>o)

@@ -16,6 +16,7 @@ cdef struct NetDesc:
     const int64_t *cum_width    # sizes[1] + ... + sizes[l]: layer l's block starts at batch * this
     void *params
     void *grads
+    void *wt                    # scratch: a transposed weight matrix, the largest layer's size
     # workspace for one batch size
     long batch
     void *H                     # pre-activations, all layers, flat
@@ -203,7 +204,7 @@ cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_d
     else:
         return
     linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
-                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1])
+                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1], <floating *>n.wt)
 
 
 cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,

@@ -1,0 +1,84 @@
+/*
+ * vg_gemm_impl.h -- one instance of the narrow-layer matrix product (see vg_gemm.h), included
+ * once per (instruction set, type).  The includer defines:
+ *   T, VT (vector type), VW (lanes), MRMAX (rows of the largest register tile), GK(name),
+ *   ATTR (the target attribute), MASK (mask type), MASK_N(n) (first n lanes), and the
+ *   operations VZERO(), VLOAD(p), VLOADM(p, m), VSTORE(p, v), VSTOREM(p, v, m), VBCAST(p),
+ *   VFMA(a, b, c) = a * b + c rounded once.
+ */
+
+/* C[MR x (NV * VW)] = A[MR x K] B[K x NV*VW] for one register tile.  A(r, p) = A[r rs + p cs];
+ * B row-major (ldb); the tile's last vector is masked by m when MASKED.  MR, NV and MASKED are
+ * constants at every call, so the loops unroll and the accumulators live in registers. */
+static inline __attribute__((always_inline)) ATTR
+void GK(tile)(const int MR, const int NV, const int MASKED, long K, const T *restrict A,
+              long rs, long cs, const T *restrict B, long ldb, T *restrict C, long ldc, MASK m)
+{
+    VT acc[MRMAX][2];
+    for (int r = 0; r < MR; r++) {
+        acc[r][0] = VZERO();
+        acc[r][1] = VZERO();
+    }
+    for (long p = 0; p < K; p++) {
+        const T *b = B + p * ldb;
+        const T *a = A + p * cs;
+        VT b0, b1 = VZERO();
+        if (NV == 1) {
+            b0 = MASKED ? VLOADM(b, m) : VLOAD(b);
+        } else {
+            b0 = VLOAD(b);
+            b1 = MASKED ? VLOADM(b + VW, m) : VLOAD(b + VW);
+        }
+        for (int r = 0; r < MR; r++) {
+            VT ar = VBCAST(a + r * rs);
+            acc[r][0] = VFMA(ar, b0, acc[r][0]);
+            if (NV == 2)
+                acc[r][1] = VFMA(ar, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        T *c = C + r * ldc;
+        if (NV == 1) {
+            if (MASKED) VSTOREM(c, acc[r][0], m); else VSTORE(c, acc[r][0]);
+        } else {
+            VSTORE(c, acc[r][0]);
+            if (MASKED) VSTOREM(c + VW, acc[r][1], m); else VSTORE(c + VW, acc[r][1]);
+        }
+    }
+}
+
+/* Every row of one column panel (NV vectors wide), in tiles of MRMAX, 4, 2 and 1 rows. */
+static inline __attribute__((always_inline)) ATTR
+void GK(panel)(const int NV, const int MASKED, long M, long K, const T *restrict A, long rs,
+               long cs, const T *restrict B, long ldb, T *restrict C, long ldc, MASK m)
+{
+    long i = 0;
+    for (; i + MRMAX <= M; i += MRMAX)
+        GK(tile)(MRMAX, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+    for (; i + 4 <= M; i += 4)
+        GK(tile)(4, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+    for (; i + 2 <= M; i += 2)
+        GK(tile)(2, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+    for (; i < M; i++)
+        GK(tile)(1, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+}
+
+/* C (M x N, row-major, ldc) = A B, A(i, p) = A[i rs + p cs], B (K x N, row-major, ldb).
+ * Column panels of two vectors outermost, so that a panel of B (K x 2 VW) stays in the L1
+ * cache while every row tile passes over it. */
+static ATTR __attribute__((noinline))
+void GK(gemm)(long M, long N, long K, const T *restrict A, long rs, long cs,
+              const T *restrict B, long ldb, T *restrict C, long ldc)
+{
+    long j = 0, rem;
+    MASK full = MASK_N(VW);
+    for (; j + 2 * VW <= N; j += 2 * VW)
+        GK(panel)(2, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full);
+    rem = N - j;
+    if (rem > VW)
+        GK(panel)(2, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem - VW));
+    else if (rem == VW)
+        GK(panel)(1, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full);
+    else if (rem > 0)
+        GK(panel)(1, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem));
+}

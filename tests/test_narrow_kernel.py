@@ -1,0 +1,221 @@
+"""vgcore's own matrix product for narrow layers (src/vg_gemm.h): the kernel against NumPy on
+every edge of its register tiles, AVX-512 and AVX2 bit for bit, and whole networks under each
+instruction set (and under BLAS alone) against the reference and finite differences."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import vgcore as vg
+from vgcore import _engine
+from vgcore.core import reference as R
+from _vgtest import (ACTIVATION_NAMES, LOSS_NAMES, compare_passes, engine_pass, make_target,
+                     num_threads, reference_pass)
+
+BEST = _engine.gemm_kernel_info()["best"]
+ISAS = {"none": [], "avx2": ["avx2"], "avx512": ["avx2", "avx512"]}[BEST]
+needs_kernel = pytest.mark.skipif(not ISAS, reason="this CPU has neither AVX2 nor AVX-512: "
+                                  "BLAS computes every product")
+
+
+@pytest.fixture
+def isa_restored():
+    yield
+    _engine.set_gemm_isa("best")
+
+
+def _own(A, B, isa):
+    _engine.set_gemm_isa(isa)
+    C = np.full((A.shape[0], B.shape[1]), np.nan, dtype=A.dtype)
+    _engine.gemm_own(A, B, C)
+    return C
+
+
+# rows: the tiles of 8 / 6, 4, 2, 1 and their sums; columns: masked edges of both vectors
+ROWS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 64]
+COLS = [1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 63, 64, 100]
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed_a", [False, True], ids=["A", "A.T"])
+def test_the_kernel_matches_numpy_on_every_tile_edge(dtype, transposed_a, isa_restored):
+    rng = np.random.default_rng(0)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for isa in ISAS:
+        for M, N, K in itertools.product(ROWS, COLS, [0, 1, 5, 64]):
+            if transposed_a:
+                A = np.ascontiguousarray(rng.standard_normal((K, M)).astype(dtype)).T
+            else:
+                A = rng.standard_normal((M, K)).astype(dtype)
+            B = rng.standard_normal((K, N)).astype(dtype)
+            want = A.astype(np.float64) @ B.astype(np.float64)
+            got = _own(A, B, isa)
+            scale = np.sqrt(max(K, 1))
+            assert np.all(np.abs(got - want) <= tol * scale * (1 + np.abs(want))), \
+                f"{isa} {dtype.__name__} M={M} N={N} K={K}: off by " \
+                f"{np.max(np.abs(got - want))}"
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernel_writes_nothing_outside_its_output(dtype, isa_restored):
+    # C is a block of a larger buffer: the masked edges must not touch its neighbours
+    rng = np.random.default_rng(1)
+    for isa in ISAS:
+        for N in (5, 17, 33):
+            A = rng.standard_normal((9, 7)).astype(dtype)
+            B = rng.standard_normal((7, N)).astype(dtype)
+            buf = np.full(9 * N + 64, 7.0, dtype=dtype)
+            C = buf[:9 * N].reshape(9, N)
+            _engine.set_gemm_isa(isa)
+            _engine.gemm_own(A, B, C)
+            assert np.all(buf[9 * N:] == 7.0), f"{isa}: wrote past the output"
+            np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(len(ISAS) < 2, reason="needs both AVX-512 and AVX2")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avx512_and_avx2_agree_bit_for_bit(dtype, isa_restored):
+    rng = np.random.default_rng(2)
+    for M, N, K in [(64, 64, 64), (13, 33, 17), (7, 100, 3), (128, 96, 96)]:
+        A = rng.standard_normal((M, K)).astype(dtype)
+        B = rng.standard_normal((K, N)).astype(dtype)
+        assert np.array_equal(_own(A, B, "avx512"), _own(A, B, "avx2"))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_transposition_is_exact(dtype, isa_restored):
+    rng = np.random.default_rng(3)
+    for r, c in [(1, 1), (3, 5), (8, 8), (9, 17), (64, 64), (33, 7), (100, 256)]:
+        A = rng.standard_normal((r, c)).astype(dtype)
+        out = np.empty((c, r), dtype=dtype)
+        _engine.transpose_own(A, out)
+        assert np.array_equal(out, A.T)
+
+
+def test_a_bad_instruction_set_is_refused_naming_it(isa_restored):
+    with pytest.raises(ValueError, match="isa: expected one of"):
+        _engine.set_gemm_isa("sse9")
+    if BEST != "avx512":
+        with pytest.raises(ValueError, match="does not support 'avx512'"):
+            _engine.set_gemm_isa("avx512")
+    _engine.set_gemm_isa("none")
+    assert _engine.gemm_kernel_info()["isa"] == "none"
+    _engine.set_gemm_isa("best")
+    assert _engine.gemm_kernel_info()["isa"] == BEST
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_narrow_layer_runs_through_the_kernel(dtype, isa_restored):
+    # a one-layer identity network: its forward output is the kernel's product plus the bias,
+    # bit for bit, and BLAS's differs (otherwise this test could not tell them apart)
+    rng = np.random.default_rng(4)
+    net = vg.MLP([40, 48], activation="identity", dtype=dtype, seed=1, sigma_b=0.5)
+    X = rng.standard_normal((24, 40)).astype(dtype)
+    W, b = net.weights[0], net.biases[0]
+    C = np.empty((24, 48), dtype=dtype)
+    _engine.gemm_own(X, np.ascontiguousarray(W), C)
+    got = net.forward(X).copy()
+    assert np.array_equal(got, C + b)
+    _engine.set_gemm_isa("none")
+    blas = net.forward(X).copy()
+    np.testing.assert_allclose(blas, got, rtol=1e-5 if dtype == "float32" else 1e-12,
+                               atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+# Widths that every product of the layer sends to the kernel (at least 16 output columns in
+# float32, 8 in float64), with edges of the register tiles in every dimension.
+SIZES = [19, 33, 16, 24]
+BATCH = 13
+
+
+@pytest.mark.parametrize("isa", ["none"] + ISAS)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_engine_matches_the_reference_under_each_instruction_set(activation, loss, dtype,
+                                                                threads, isa, isa_restored):
+    _engine.set_gemm_isa(isa)
+    net = vg.MLP(SIZES, activation=activation, init="glorot_normal", dtype=dtype, seed=3,
+                 sigma_b=0.2)
+    ref = R.ReferenceMLP.from_network(net)
+    rng = np.random.default_rng(5)
+    X = (1.5 * rng.standard_normal((BATCH, SIZES[0]))).astype(dtype)
+    target = make_target(loss, BATCH, SIZES[-1], np.dtype(dtype), rng)
+    with num_threads(threads):
+        eng = engine_pass(net, X, loss, target)
+    compare_passes(eng, reference_pass(ref, X, loss, target), np.dtype(dtype),
+                   f"{activation} {loss} {dtype} {threads} threads {isa}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "softplus", "silu"])
+def test_the_kernels_gradients_match_central_differences(activation, loss, isa, isa_restored):
+    _engine.set_gemm_isa(isa)
+    rng = np.random.default_rng(6)
+    sizes = [9, 17, 12, 8]
+    net = vg.MLP(sizes, activation=activation, init="glorot_normal", dtype="float64", seed=7,
+                 sigma_b=0.5)
+    X = rng.standard_normal((11, sizes[0]))
+    target = make_target(loss, 11, sizes[-1], np.float64, rng)
+
+    def f():
+        return vg.losses.get(loss)(net.forward(X), target)[0]
+
+    _, dout = vg.losses.get(loss)(net.forward(X), target)
+    dX = net.backward(dout).copy()
+    grads = net.grads.copy()
+    h = 1e-4
+    for i in rng.choice(net.n_params, size=40, replace=False):
+        old = net.params[i]
+        vals = []
+        for s in (2 * h, h, -h, -2 * h):
+            net.params[i] = old + s
+            vals.append(f())
+        net.params[i] = old
+        fd = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+        assert abs(fd - grads[i]) <= 1e-6 * max(abs(fd), abs(grads[i]),
+                                                1e-3 * np.max(np.abs(grads))), (i, fd, grads[i])
+    X0 = X.copy()
+    for flat in rng.choice(X.size, size=8, replace=False):
+        idx = np.unravel_index(flat, X.shape)
+        vals = []
+        for s in (2 * h, h, -h, -2 * h):
+            X[...] = X0
+            X[idx] += s
+            vals.append(f())
+        X[...] = X0
+        fd = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+        assert abs(fd - dX[idx]) <= 1e-6 * max(abs(fd), abs(dX[idx]),
+                                               1e-3 * np.max(np.abs(dX))), (idx, fd, dX[idx])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_is_bit_identical_across_runs_and_thread_counts(dtype, isa_restored):
+    # the kernel runs in the calling thread: the same steps give the same bits at 1 and 2
+    # threads (flushing off, so that nothing but the thread count differs)
+    def run(threads):
+        net = vg.MLP([32, 64, 64, 48, 10], activation="tanh", dtype=dtype, seed=2,
+                     flush_subnormals=False)
+        opt = vg.optim.SGD(net, lr=0.05)
+        rng = np.random.default_rng(8)
+        X = rng.standard_normal((40, 32)).astype(dtype)
+        y = rng.integers(0, 10, 40)
+        with num_threads(threads):
+            for _ in range(5):
+                net.train_step(X, y, "cross_entropy", opt)
+        return net.params.copy(), net.gradient_flow()
+
+    p1, f1 = run(1)
+    p1b, _ = run(1)
+    p2, f2 = run(2)
+    assert np.array_equal(p1, p1b)
+    assert np.array_equal(p1, p2)
