@@ -50,6 +50,8 @@ cdef extern from "vg_kernels.h" nogil:
     int VG_NORM_BATCH, VG_NORM_LAYER
     int VG_N_STATS
     int VG_ST_W2, VG_ST_DW2, VG_ST_B2, VG_ST_DB2, VG_ST_UW2
+    int VG_ST_SUM_H2, VG_ST_SUM_A, VG_ST_SUM_A2, VG_ST_SUM_D2, VG_ST_N_SAT, VG_ST_N_ZERO
+    int VG_ST_N_DEAD, VG_ST_N_UNDERFLOW
     void vg_opt_update_f32(int kind, long n, float *p, const float *g, float *s1, float *s2,
                            const double *hp, double *out) noexcept
     void vg_opt_update_f64(int kind, long n, double *p, const double *g, double *s1,
@@ -324,30 +326,32 @@ def set_gemm_isa(str name):
     vg_gemm_isa = codes[name]
 
 
+# `own`: every product through vgcore's kernel (a batch chunk's pass, which must not call BLAS
+# from a worker thread); otherwise the kernel takes those own_gemm accepts.
 cdef inline void linear_forward(floating *x, floating *w, floating *h, int batch, int fin,
-                                int fout) noexcept nogil:
+                                int fout, bint own) noexcept nogil:
     # h (batch x fout) = x (batch x fin) @ w (fin x fout); col-major: h^T = w^T x^T
-    if own_gemm(batch, fout, fin, floating is float):
+    if own or own_gemm(batch, fout, fin, floating is float):
         own_gemm_run(batch, fout, fin, x, fin, 1, w, fout, h, fout)
         return
     gemm(c'N', c'N', fout, batch, fin, w, fout, x, fin, <floating>0, h, fout)
 
 
 cdef inline void linear_grad_w(floating *x, floating *delta, floating *dw, int batch, int fin,
-                               int fout) noexcept nogil:
+                               int fout, bint own) noexcept nogil:
     # dw (fin x fout) = x^T (fin x batch) @ delta (batch x fout); col-major: dw^T = delta^T x
-    if own_gemm(fin, fout, batch, floating is float):
+    if own or own_gemm(fin, fout, batch, floating is float):
         own_gemm_run(fin, fout, batch, x, 1, fin, delta, fout, dw, fout)
         return
     gemm(c'N', c'T', fout, fin, batch, delta, fout, x, fin, <floating>0, dw, fout)
 
 
 cdef inline void linear_grad_x(floating *delta, floating *w, floating *dx, int batch, int fin,
-                               int fout, floating *wt) noexcept nogil:
+                               int fout, floating *wt, bint own) noexcept nogil:
     # dx (batch x fin) = delta (batch x fout) @ w^T; col-major: dx^T = w delta^T.
     # vgcore's kernel wants w^T row-major: wt (fout x fin, room for the widest layer) takes a
     # transposed copy (a 64 x 64 copy costs 0.4 us; BLAS's transposed path 1.6 us more).
-    if wt != NULL and own_gemm(batch, fin, fout, floating is float):
+    if wt != NULL and (own or own_gemm(batch, fin, fout, floating is float)):
         if floating is float:
             vg_transpose_F32(fin, fout, w, wt)
         else:
@@ -455,6 +459,7 @@ cdef inline void colsum_block(long rows, long cols, long c0, long c1, floating *
 # ------------------------------------------------------------------------------------------
 
 include "_engine_net.pxi"           # NetDesc; the plain passes, measured norms and updates
+include "_engine_chunks.pxi"        # narrow networks' passes in batch chunks, one per thread
 include "_engine_general.pxi"       # batch and layer norm, residual blocks, dropout
 include "_engine_class.pxi"         # Engine: one network's description and its calls
 include "_engine_functions.pxi"     # losses, checks, SGD, MXCSR, the contract's name tables

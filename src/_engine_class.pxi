@@ -19,6 +19,8 @@ cdef class Engine:
     cdef object _sn            # the per-sample measurement arrays of the bound batch size
     cdef vg_blas_choice blas_fwd   # which BLAS thread count has been faster, per direction
     cdef vg_blas_choice blas_bwd
+    cdef Chunks chunks             # the batch chunks' private buffers (_engine_chunks.pxi)
+    cdef object _chunk_keep        # their arrays, allocated at the first chunked pass
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
@@ -55,6 +57,34 @@ cdef class Engine:
         self.desc.tiny = 0
         vg_blas_choice_init(&self.blas_fwd)
         vg_blas_choice_init(&self.blas_bwd)
+        self._chunk_keep = None
+
+    cdef bint _chunked(self):
+        """Whether the next pass runs in batch chunks; allocates their buffers the first time."""
+        if not chunked(&self.desc, self.is_f32):
+            return False
+        if self._chunk_keep is None:
+            sizes, grads, wt = self._keep[0], self._keep[6], self._keep[8]
+            k = VG_CHUNKS - 1
+            dt = grads.dtype
+            g = np.zeros(k * grads.size, dt)
+            st = np.zeros(k * self.desc.n_layers * VG_N_STATS, np.float64)
+            zc = np.zeros(k * int(np.sum(sizes[1:])), dt)
+            acc = np.zeros(k * 3 * int(np.max(sizes[1:])), dt)
+            w = np.zeros(k * wt.size, dt)
+            ps = np.zeros(k * self.desc.n_layers, np.float64)
+            self._chunk_keep = (g, st, zc, acc, w, ps)
+            self.chunks.ps = <double *>cnp.PyArray_DATA(ps)
+            self.chunks.grads = cnp.PyArray_DATA(g)
+            self.chunks.n_params = grads.size
+            self.chunks.stats = <double *>cnp.PyArray_DATA(st)
+            self.chunks.zc = cnp.PyArray_DATA(zc)
+            self.chunks.n_units = int(np.sum(sizes[1:]))
+            self.chunks.acc = cnp.PyArray_DATA(acc)
+            self.chunks.acc_len = 3 * int(np.max(sizes[1:]))
+            self.chunks.wt = cnp.PyArray_DATA(w)
+            self.chunks.wt_len = wt.size
+        return True
 
     def set_flush(self, bint on):
         """Flush subnormals (FTZ/DAZ during every pass and step, and values below the dtype's
@@ -175,6 +205,9 @@ cdef class Engine:
         """Point the engine at a workspace for ``batch`` rows (arrays from ``MLP``)."""
         self._ws = (H, A, D, dX)
         self.desc.batch = batch
+        self.desc.ws_batch = batch
+        self.desc.row0 = 0
+        self.desc.own_all = False
         self.desc.H = cnp.PyArray_DATA(H)
         self.desc.A = cnp.PyArray_DATA(A)
         self.desc.D = cnp.PyArray_DATA(D)
@@ -191,12 +224,17 @@ cdef class Engine:
         cdef unsigned fp
         cdef int mode
         cdef double t0
+        cdef bint ch = self._chunked()
         with nogil:
             fp = vg_fp_enter(self.desc.flush)     # the caller's MXCSR, put back below
             self.desc.fp_caller = fp
             mode = vg_blas_pass_begin(&self.blas_fwd)
             t0 = vg_now()
-            if self.is_f32:
+            if ch and self.is_f32:
+                net_forward_chunked(&self.desc, &self.chunks, <float *>x, nt)
+            elif ch:
+                net_forward_chunked(&self.desc, &self.chunks, <double *>x, nt)
+            elif self.is_f32:
                 net_forward(&self.desc, <float *>x, nt)
             else:
                 net_forward(&self.desc, <double *>x, nt)
@@ -211,12 +249,19 @@ cdef class Engine:
         cdef unsigned fp
         cdef int mode
         cdef double t0
+        cdef bint ch = self._chunked()
         with nogil:
             fp = vg_fp_enter(self.desc.flush)
             self.desc.fp_caller = fp
             mode = vg_blas_pass_begin(&self.blas_bwd)
             t0 = vg_now()
-            if self.is_f32:
+            if ch and self.is_f32:
+                net_backward_chunked(&self.desc, &self.chunks, <float *>x, <float *>g, want_dx,
+                                     nt)
+            elif ch:
+                net_backward_chunked(&self.desc, &self.chunks, <double *>x, <double *>g,
+                                     want_dx, nt)
+            elif self.is_f32:
                 net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
             else:
                 net_backward(&self.desc, <double *>x, <double *>g, want_dx, nt)

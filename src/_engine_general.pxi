@@ -40,7 +40,7 @@ cdef void net_forward_general(const NetDesc *n, floating *X, int nthreads) noexc
         h = H + off
         if n.timing != NULL:
             t0 = vg_now()
-        linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
+        linear_forward(x, P + n.w_off[l], h, batch, fin, fout, False)
         if n.timing != NULL:
             t1 = vg_now()
         nk = n.norm[l]
@@ -177,7 +177,7 @@ cdef void net_backward_general(const NetDesc *n, floating *X, floating *dout, bi
             sample_norms(n, l, x, delta)
         if n.timing != NULL:
             t1 = vg_now()
-        linear_grad_w(x, delta, G + n.w_off[l], batch, fin, fout)
+        linear_grad_w(x, delta, G + n.w_off[l], batch, fin, fout, False)
         if dst != NULL:
             # a residual block's identity path already put its gradient in dst: accumulate
             gemm(c'T', c'N', fin, batch, fout, P + n.w_off[l], fout, delta, fout,

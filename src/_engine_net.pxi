@@ -18,7 +18,10 @@ cdef struct NetDesc:
     void *grads
     void *wt                    # scratch: a transposed weight matrix, the largest layer's size
     # workspace for one batch size
-    long batch
+    long batch                  # rows this pass computes
+    long ws_batch               # rows of the bound workspace (the layers' blocks are ws_batch x width)
+    long row0                   # first of them this pass computes (a batch chunk: see Chunks)
+    bint own_all                # every product through vgcore's own kernel (batch chunks)
     void *H                     # pre-activations, all layers, flat
     void *A                     # activations (identity layers use H instead)
     void *D                     # backpropagated errors dL/dh of the hidden layers
@@ -63,8 +66,9 @@ cdef struct NetDesc:
 
 
 cdef inline long ws_offset(const NetDesc *n, int l) noexcept nogil:
-    """Offset of layer l's block (batch x sizes[l+1]) in the H, A and D workspaces."""
-    return n.cum_width[l] * n.batch
+    """Offset of layer l's block (ws_batch x sizes[l+1]) in the H, A and D workspaces, at the
+    pass's first row."""
+    return n.cum_width[l] * n.ws_batch + n.row0 * n.sizes[l + 1]
 
 
 cdef inline floating *layer_out(const NetDesc *n, int l, floating *H, floating *A) noexcept nogil:
@@ -91,7 +95,7 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
     cdef floating *A = <floating *>n.A
     cdef floating *x = X
     cdef floating *h
-    cdef long off = 0
+    cdef long off
     cdef int l, fin, fout
     cdef int batch = <int>n.batch
     cdef double t0 = 0, t1 = 0
@@ -99,10 +103,11 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
     for l in range(n.n_layers):
         fin = <int>n.sizes[l]
         fout = <int>n.sizes[l + 1]
+        off = ws_offset(n, l)
         h = H + off
         if n.timing != NULL:
             t0 = vg_now()
-        linear_forward(x, P + n.w_off[l], h, batch, fin, fout)
+        linear_forward(x, P + n.w_off[l], h, batch, fin, fout, n.own_all)
         if n.timing != NULL:
             t1 = vg_now()
         if n.measure:
@@ -117,7 +122,6 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
             n.timing[4 * l] += t1 - t0
             n.timing[4 * l + 1] += vg_now() - t1
         x = h if n.kinds[l] == VG_IDENTITY else A + off
-        off += batch * fout
 
 
 cdef inline void row_norms2(long rows, long cols, floating *x, double *out) noexcept nogil:
@@ -191,7 +195,7 @@ cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dou
     """dW_l = x_l^T delta_l, x_l the layer's input."""
     cdef floating *x = X if l == 0 else layer_out(n, l - 1, <floating *>n.H, <floating *>n.A)
     linear_grad_w(x, layer_delta(n, l, dout), <floating *>n.grads + n.w_off[l], <int>n.batch,
-                  <int>n.sizes[l], <int>n.sizes[l + 1])
+                  <int>n.sizes[l], <int>n.sizes[l + 1], n.own_all)
 
 
 cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_dx) noexcept nogil:
@@ -204,7 +208,8 @@ cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_d
     else:
         return
     linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
-                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1], <floating *>n.wt)
+                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1], <floating *>n.wt,
+                  n.own_all)
 
 
 cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,
@@ -323,14 +328,15 @@ cdef inline void sample_norms(const NetDesc *n, int l, floating *x,
     batch of the per-sample gradients' squared norms (B ||x_i|| ||delta_i||)^2."""
     if n.in_norm2 == NULL:
         return
-    cdef long b = n.batch
+    cdef long rows = n.batch
+    cdef long b = n.ws_batch            # the whole batch (a chunk computes rows of it)
     cdef long i
-    cdef double *xn = n.in_norm2 + l * b
-    cdef double *dn = n.delta_norm2 + l * b
+    cdef double *xn = n.in_norm2 + l * b + n.row0
+    cdef double *dn = n.delta_norm2 + l * b + n.row0
     cdef double bb = <double>(b * b)
     cdef double s = 0
-    row_norms2(b, n.sizes[l], x, xn)
-    row_norms2(b, n.sizes[l + 1], delta, dn)
-    for i in range(b):
+    row_norms2(rows, n.sizes[l], x, xn)
+    row_norms2(rows, n.sizes[l + 1], delta, dn)
+    for i in range(rows):
         s += bb * xn[i] * dn[i]
-    n.ps_mean_sq[l] = s / <double>b
+    n.ps_mean_sq[l] = s / <double>b     # a chunk's share: the chunks' shares are added

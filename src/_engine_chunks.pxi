@@ -1,0 +1,183 @@
+# Included by _engine.pyx (one compiled module, its directives and cimports): the plain passes
+# of a narrow network split into batch chunks, one per thread, each running every layer.
+#
+# A narrow layer's products take microseconds: splitting each of them over two threads would
+# cost a wake-up and a barrier per product (hundreds a step), and a thread the scheduler takes
+# away would stall every one of them.  Instead the batch is cut into VG_CHUNKS row blocks and
+# each runs the whole forward (or backward) pass through all layers on its own, through
+# vgcore's own kernel (no BLAS call from a worker thread).  Chunks are handed out dynamically,
+# one parallel region per pass.  Each chunk after the first has its own gradient buffer,
+# measurement row, per-unit zero counts, column-sum scratch and transposed-weight scratch; they
+# are added to the first chunk's (the network's own) in chunk order when the pass ends.
+#
+# The number of chunks does not depend on the thread count: one thread runs both chunks one
+# after the other, so results are bit-identical across thread counts.  They differ from the
+# unchunked pass only in the order of the sums over the batch (dW, db and the measurements are
+# the sum of two half-batch sums), within the tolerances the tests hold against the reference.
+
+DEF VG_CHUNKS = 2
+# at least this many rows in each chunk; smaller batches run unchunked
+DEF VG_CHUNK_MIN_ROWS = 8
+
+cdef bint _batch_chunks = True
+
+
+def set_batch_chunks(bint on):
+    """Split narrow networks' passes into batch chunks (the default) or not (for comparison)."""
+    global _batch_chunks
+    _batch_chunks = on
+
+
+def batch_chunks_info():
+    return {"on": bool(_batch_chunks), "chunks": VG_CHUNKS, "min_rows": VG_CHUNK_MIN_ROWS}
+
+
+cdef struct Chunks:
+    # the private buffers of chunks 1 .. VG_CHUNKS - 1, each one after the other
+    void *grads                 # n_params each
+    long n_params
+    double *stats               # n_layers x VG_N_STATS each
+    double *ps                  # n_layers each (like ps_mean_sq: the chunk's share)
+    void *zc                    # n_units each (like unit_zero)
+    long n_units
+    void *acc                   # acc_len each (like acc)
+    long acc_len
+    void *wt                    # wt_len each (like wt)
+    long wt_len
+
+
+cdef bint chunked(const NetDesc *n, bint f32) noexcept nogil:
+    """Whether this pass runs in batch chunks: a plain network (no normalisation, residual or
+    dropout), no profiling, vgcore's kernel available, enough rows, and every product of a
+    chunk small enough for the kernel."""
+    cdef long rows = (n.batch + VG_CHUNKS - 1) // VG_CHUNKS
+    cdef int l
+    if (not _batch_chunks or n.extras or n.timing != NULL or vg_gemm_isa == VG_GEMM_NONE or n.batch < VG_CHUNKS * VG_CHUNK_MIN_ROWS):
+        return False
+    for l in range(n.n_layers):
+        if <double>rows * n.sizes[l] * n.sizes[l + 1] * (1 if f32 else 2) > VG_GEMM_MAX_MNK:
+            return False
+    return True
+
+
+cdef inline floating *chunk_private(void *base, long count, int c,
+                                    floating *dtype_of) noexcept nogil:
+    """Chunk c's slice of a private buffer (`dtype_of` only selects the element type)."""
+    return <floating *>base + (c - 1) * count
+
+
+cdef void chunk_bufs(const NetDesc *n, const Chunks *ch, int c, NetDesc *d,
+                     floating *dtype_of) noexcept nogil:
+    """Chunk c's description: rows [r0, r1) of the batch, its own buffers after the first
+    (`dtype_of` only selects the element type)."""
+    cdef long r0 = n.batch * c // VG_CHUNKS
+    cdef long r1 = n.batch * (c + 1) // VG_CHUNKS
+    d[0] = n[0]
+    d.batch = r1 - r0
+    d.row0 = r0
+    d.own_all = True
+    d.timing = NULL
+    if c > 0:
+        d.ps_mean_sq = ch.ps + (c - 1) * n.n_layers
+        d.grads = chunk_private(ch.grads, ch.n_params, c, dtype_of)
+        d.stats = ch.stats + (c - 1) * n.n_layers * VG_N_STATS
+        d.unit_zero = chunk_private(ch.zc, ch.n_units, c, dtype_of)
+        d.acc = chunk_private(ch.acc, ch.acc_len, c, dtype_of)
+        d.wt = chunk_private(ch.wt, ch.wt_len, c, dtype_of)
+
+
+cdef void forward_chunk(const NetDesc *n, const Chunks *ch, floating *X, int c) noexcept nogil:
+    cdef NetDesc d
+    chunk_bufs(n, ch, c, &d, X)
+    cdef unsigned fp = vg_fp_enter(n.flush)
+    net_forward(&d, X + d.row0 * n.sizes[0], 1)
+    vg_fp_leave(n.flush, fp)
+
+
+cdef void backward_chunk(const NetDesc *n, const Chunks *ch, floating *X, floating *dout,
+                         bint want_dx, int c) noexcept nogil:
+    cdef NetDesc d
+    chunk_bufs(n, ch, c, &d, X)
+    if want_dx:
+        d.dX = <floating *>n.dX + d.row0 * n.sizes[0]
+    cdef unsigned fp = vg_fp_enter(n.flush)
+    net_backward(&d, X + d.row0 * n.sizes[0], dout + d.row0 * n.sizes[n.n_layers], want_dx, 1)
+    vg_fp_leave(n.flush, fp)
+
+
+cdef void net_forward_chunked(const NetDesc *n, const Chunks *ch, floating *X,
+                              int nthreads) noexcept nogil:
+    cdef int c, l, k
+    cdef double *st
+    cdef double *sc
+    cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)     # see vg_fp_pause
+    if nthreads > 1:
+        for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1,
+                        num_threads=min(nthreads, VG_CHUNKS)):
+            forward_chunk(n, ch, X, c)
+    else:
+        for c in range(VG_CHUNKS):
+            forward_chunk(n, ch, X, c)
+    vg_fp_resume(n.flush, fp)
+    if not n.measure:
+        return
+    for l in range(n.n_layers):
+        st = n.stats + l * VG_N_STATS
+        for k in range(1, VG_CHUNKS):
+            sc = ch.stats + ((k - 1) * n.n_layers + l) * VG_N_STATS
+            st[VG_ST_SUM_H2] += sc[VG_ST_SUM_H2]
+            st[VG_ST_SUM_A] += sc[VG_ST_SUM_A]
+            st[VG_ST_SUM_A2] += sc[VG_ST_SUM_A2]
+
+
+cdef void add_into(long count, floating *dst, const floating *src) noexcept nogil:
+    cdef long i
+    for i in range(count):
+        dst[i] = dst[i] + src[i]
+
+
+cdef void net_backward_chunked(const NetDesc *n, const Chunks *ch, floating *X, floating *dout,
+                               bint want_dx, int nthreads) noexcept nogil:
+    cdef int c, l, k
+    cdef long j, u, w, dead, half
+    cdef double *st
+    cdef double *sc
+    cdef floating *zc
+    cdef floating all_rows = <floating>n.batch
+    cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)
+    if nthreads > 1:
+        for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1,
+                        num_threads=min(nthreads, VG_CHUNKS)):
+            backward_chunk(n, ch, X, dout, want_dx, c)
+    else:
+        for c in range(VG_CHUNKS):
+            backward_chunk(n, ch, X, dout, want_dx, c)
+    vg_fp_resume(n.flush, fp)
+    # the gradients: the first chunk's buffer is the network's own; add the others in order
+    for k in range(1, VG_CHUNKS):
+        add_into(ch.n_params, <floating *>n.grads, chunk_private(ch.grads, ch.n_params, k, X))
+    if not n.measure:
+        return
+    for l in range(n.n_layers):
+        st = n.stats + l * VG_N_STATS
+        for k in range(1, VG_CHUNKS):
+            if n.in_norm2 != NULL:
+                n.ps_mean_sq[l] += ch.ps[(k - 1) * n.n_layers + l]
+            sc = ch.stats + ((k - 1) * n.n_layers + l) * VG_N_STATS
+            st[VG_ST_SUM_D2] += sc[VG_ST_SUM_D2]
+            st[VG_ST_N_SAT] += sc[VG_ST_N_SAT]
+            st[VG_ST_N_ZERO] += sc[VG_ST_N_ZERO]
+            st[VG_ST_N_UNDERFLOW] += sc[VG_ST_N_UNDERFLOW]
+        if l == n.n_layers - 1:
+            continue                    # the linear output layer: no zero counts, no dead units
+        # per-unit zero counts add up; a unit is dead when its count is the whole batch
+        u = n.cum_width[l]
+        w = n.sizes[l + 1]
+        zc = <floating *>n.unit_zero + u
+        for k in range(1, VG_CHUNKS):
+            add_into(w, zc, chunk_private(ch.zc, ch.n_units, k, X) + u)
+        dead = 0
+        for j in range(w):
+            if zc[j] == all_rows:
+                dead += 1
+        st[VG_ST_N_DEAD] = <double>dead

@@ -1,0 +1,205 @@
+"""Narrow networks' passes in batch chunks (src/_engine_chunks.pxi): each chunk runs every layer
+on its rows with its own gradient and measurement buffers, added up when the pass ends.
+
+What must hold: the chunked pass is the sum of the two half-batch passes (bit for bit where the
+same kernels run), agrees with the reference and with finite differences, measures the same
+gradient flow (a unit is dead only if it is inactive on every row of *both* chunks), and gives
+the same bits at 1 and 2 threads and on every repetition."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vgcore as vg
+from vgcore import _engine
+from vgcore.core import reference as R
+from _vgtest import (ACTIVATION_NAMES, LOSS_NAMES, compare_passes, engine_pass, make_target,
+                     num_threads, reference_pass)
+
+pytestmark = pytest.mark.skipif(_engine.gemm_kernel_info()["best"] == "none",
+                                reason="batch chunks run on vgcore's own kernel (AVX2 or "
+                                       "AVX-512)")
+
+
+@pytest.fixture
+def chunks_restored():
+    yield
+    _engine.set_batch_chunks(True)
+
+
+def _pass(net, X, dout, chunks, threads=1):
+    _engine.set_batch_chunks(chunks)
+    with num_threads(threads):
+        out = net.forward(X).copy()
+        dX = net.backward(dout).copy()
+    flow = net.gradient_flow() if net.measure else None
+    return out, dX, net.grads.copy(), flow
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_chunked_pass_is_the_sum_of_its_two_halves(dtype, chunks_restored):
+    # every layer at least 16 wide, so the half-batch passes also run on vgcore's kernel
+    sizes = [24, 40, 33, 16]
+    net = vg.MLP(sizes, activation="tanh", dtype=dtype, seed=1, sigma_b=0.3,
+                 flush_subnormals=False)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((40, sizes[0])).astype(dtype)
+    dout = rng.standard_normal((40, sizes[-1])).astype(dtype) / 40
+    out, dX, grads, _ = _pass(net, X, dout, chunks=True)
+    halves = [_pass(net, X[s], dout[s], chunks=False) for s in (slice(0, 20), slice(20, 40))]
+    assert np.array_equal(out, np.concatenate([h[0] for h in halves]))
+    assert np.array_equal(dX, np.concatenate([h[1] for h in halves]))
+    assert np.array_equal(grads, halves[0][2] + halves[1][2])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_chunked_passes_match_the_reference(activation, loss, dtype, threads, chunks_restored):
+    # an odd batch: the chunks have 16 and 17 rows; a 10-wide output layer (BLAS would take it
+    # unchunked; in a chunk, vgcore's kernel does)
+    sizes = [19, 33, 24, 10]
+    batch = 33
+    net = vg.MLP(sizes, activation=activation, init="glorot_normal", dtype=dtype, seed=3,
+                 sigma_b=0.2)
+    ref = R.ReferenceMLP.from_network(net)
+    rng = np.random.default_rng(5)
+    X = (1.5 * rng.standard_normal((batch, sizes[0]))).astype(dtype)
+    target = make_target(loss, batch, sizes[-1], np.dtype(dtype), rng)
+    _engine.set_batch_chunks(True)
+    with num_threads(threads):
+        eng = engine_pass(net, X, loss, target)
+    compare_passes(eng, reference_pass(ref, X, loss, target), np.dtype(dtype),
+                   f"{activation} {loss} {dtype} {threads} threads, chunked")
+
+
+@pytest.mark.parametrize("measure", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chunked_results_are_bit_identical_across_thread_counts_and_runs(dtype, measure,
+                                                                        chunks_restored):
+    def train(threads):
+        net = vg.MLP([32] + [48] * 6 + [10], activation="sigmoid", dtype=dtype, seed=4,
+                     measure=measure, flush_subnormals=False)
+        opt = vg.optim.SGD(net, lr=0.1)
+        rng = np.random.default_rng(6)
+        X = rng.standard_normal((64, 32)).astype(dtype)
+        y = rng.integers(0, 10, 64)
+        with num_threads(threads):
+            losses = [net.train_step(X, y, "cross_entropy", opt) for _ in range(4)]
+        res = [np.array(losses), net.params.copy()]
+        if measure:
+            flow = net.gradient_flow()
+            res += [np.asarray(getattr(flow, f)) for f in vg.flow.FIELDS]
+            res.append(flow.per_sample_grad_norm)
+        return res
+
+    one = train(1)
+    for _ in range(3):
+        for a, b in zip(one, train(2)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chunked_measurements_agree_with_the_unchunked_pass(dtype, chunks_restored):
+    sizes = [20, 32, 32, 24, 10]
+    net = vg.MLP(sizes, activation="relu", init="he_normal", dtype=dtype, seed=7, sigma_b=0.1)
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((48, sizes[0])).astype(dtype)
+    dout = rng.standard_normal((48, sizes[-1])).astype(dtype) / 48
+    *_, a = _pass(net, X, dout, chunks=True)
+    *_, b = _pass(net, X, dout, chunks=False)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for field in vg.flow.FIELDS:
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=tol, atol=tol,
+                                   err_msg=field)
+    np.testing.assert_allclose(a.per_sample_grad_norm, b.per_sample_grad_norm, rtol=tol)
+    assert np.array_equal(a.dead_unit_mask, b.dead_unit_mask)
+
+
+def test_a_unit_inactive_on_one_chunks_rows_only_is_not_dead(chunks_restored):
+    # unit 0 of the first hidden layer is inactive on the first half of the batch (the first
+    # chunk) and active on the second; unit 1 is inactive everywhere: one dead unit, not two
+    sizes = [2, 16, 16, 4]
+    net = vg.MLP(sizes, activation="relu", dtype="float64", seed=9)
+    W, b = net.weights[0], net.biases[0]
+    W[:, :2] = 0.0
+    W[0, 0] = 1.0               # h_0 = x_0: negative on the first 16 rows, positive after
+    b[0] = 0.0
+    b[1] = -1.0                 # h_1 = -1 on every row
+    X = np.ones((32, 2))
+    X[:16, 0] = -1.0
+    dout = np.full((32, 4), 1.0 / 32)
+    h = X @ W + b                                   # the first layer's pre-activations
+    want = np.all(h <= 0, axis=0)
+    assert not want[0] and want[1]
+    for chunks in (True, False):
+        *_, flow = _pass(net, X, dout, chunks=chunks)
+        mask = flow.dead_units[0]
+        assert np.array_equal(mask, want), f"chunks={chunks}: {mask} != {want}"
+        assert flow.dead_fraction[0] == pytest.approx(want.mean())
+        assert flow.zero_derivative_fraction[0] == pytest.approx(np.mean(h <= 0))
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus", "gelu"])
+def test_chunked_gradients_match_central_differences(activation, loss, chunks_restored):
+    _engine.set_batch_chunks(True)
+    rng = np.random.default_rng(10)
+    sizes = [9, 17, 12, 8]
+    batch = 21
+    net = vg.MLP(sizes, activation=activation, init="glorot_normal", dtype="float64", seed=11,
+                 sigma_b=0.5)
+    X = rng.standard_normal((batch, sizes[0]))
+    target = make_target(loss, batch, sizes[-1], np.float64, rng)
+
+    def f(Xv):
+        return vg.losses.get(loss)(net.forward(Xv), target)[0]
+
+    _, dout = vg.losses.get(loss)(net.forward(X), target)
+    dX = net.backward(dout).copy()
+    grads = net.grads.copy()
+    h = 1e-4
+    stencil = ((2 * h, -1.0), (h, 8.0), (-h, -8.0), (-2 * h, 1.0))
+    gscale = np.max(np.abs(grads))
+    for i in rng.choice(net.n_params, size=40, replace=False):
+        old = net.params[i]
+        fd = 0.0
+        for s, w in stencil:
+            net.params[i] = old + s
+            fd += w * f(X)
+        net.params[i] = old
+        fd /= 12 * h
+        assert abs(fd - grads[i]) <= 1e-6 * max(abs(fd), abs(grads[i]), 1e-3 * gscale)
+    xscale = np.max(np.abs(dX))
+    for flat in rng.choice(X.size, size=8, replace=False):
+        idx = np.unravel_index(flat, X.shape)
+        fd = 0.0
+        for s, w in stencil:
+            Xs = X.copy()
+            Xs[idx] += s
+            fd += w * f(Xs)
+        fd /= 12 * h
+        assert abs(fd - dX[idx]) <= 1e-6 * max(abs(fd), abs(dX[idx]), 1e-3 * xscale)
+
+
+def test_what_is_not_chunked(chunks_restored):
+    info = _engine.batch_chunks_info()
+    assert info["chunks"] == 2
+    rng = np.random.default_rng(12)
+    # too few rows (fewer than 2 x min_rows): the unchunked pass, bit for bit
+    small = vg.MLP([20, 32, 16], activation="tanh", seed=1, flush_subnormals=False)
+    Xs = rng.standard_normal((2 * info["min_rows"] - 1, 20)).astype(np.float32)
+    ds = np.ones((Xs.shape[0], 16), np.float32)
+    a, b = _pass(small, Xs, ds, True), _pass(small, Xs, ds, False)
+    assert all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3]))
+    # enough rows: the chunked pass differs in the last bits of dW (two half-batch sums)
+    X = rng.standard_normal((64, 20)).astype(np.float32)
+    d = rng.standard_normal((64, 16)).astype(np.float32)
+    a, b = _pass(small, X, d, True), _pass(small, X, d, False)
+    assert not np.array_equal(a[2], b[2])
+    np.testing.assert_allclose(a[2], b[2], rtol=1e-5, atol=1e-6)
+    # batch norm couples the rows: never chunked, whatever the switch says
+    bn = vg.MLP([20, 32, 16], activation="tanh", norm="batch", seed=1)
+    a, b = _pass(bn, X, d, True), _pass(bn, X, d, False)
+    assert all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3]))
