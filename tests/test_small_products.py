@@ -98,6 +98,8 @@ def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs():
             count = ctl.info()[0]["num_threads"] if ctl is not None else None
             seen.append((held, count))
 
+    # BLAS computes every product (vgcore's own kernel would take these narrow ones)
+    _engine.set_gemm_isa("none")
     with num_threads(2):
         watcher = threading.Thread(target=watch)
         watcher.start()
@@ -109,6 +111,7 @@ def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs():
         finally:
             done.set()
             watcher.join(timeout=30)
+            _engine.set_gemm_isa("best")
         held = [(h, c) for h, c in seen if h == 1]
         assert held, "no pass was seen holding the BLAS at one thread"
         # while held, SciPy's OpenBLAS runs one thread; the count comes back after the pass
@@ -195,8 +198,12 @@ def test_a_network_measures_both_modes_and_tries_the_other_every_32nd_pass():
     fresh = net.blas_choice()
     assert fresh["forward"] == {"passes": 0, "one_thread": False,
                                 "seconds_per_mnk": (None, None)}
-    with num_threads(2):
-        _steps(net, 40)                         # 80 forward passes, 40 backward
+    _engine.set_batch_chunks(False)             # batch chunks would run it without BLAS
+    try:
+        with num_threads(2):
+            _steps(net, 40)                     # 80 forward passes, 40 backward
+    finally:
+        _engine.set_batch_chunks(True)
     choice = net.blas_choice()
     assert choice["forward"]["passes"] == 80 and choice["backward"]["passes"] == 40
     for d in ("forward", "backward"):
