@@ -12,7 +12,7 @@ SciPy ships (``scipy.linalg.cython_blas``), elementwise work through the C kerne
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -275,9 +275,9 @@ cdef extern from "vg_gemm.h" nogil:
     int vg_gemm_best_isa() noexcept
     double VG_GEMM_MAX_MNK
     void vg_gemm_f32(long M, long N, long K, const float *A, long rs, long cs, const float *B,
-                     long ldb, float *C, long ldc) noexcept
+                     long ldb, float *C, long ldc, int accum) noexcept
     void vg_gemm_f64(long M, long N, long K, const double *A, long rs, long cs,
-                     const double *B, long ldb, double *C, long ldc) noexcept
+                     const double *B, long ldb, double *C, long ldc, int accum) noexcept
     void vg_transpose_F32(long rows, long cols, const float *src, float *dst) noexcept
     void vg_transpose_F64(long rows, long cols, const double *src, double *dst) noexcept
 
@@ -297,11 +297,12 @@ cdef inline bint own_gemm(long m, long n, long k, bint f32) noexcept nogil:
 
 
 cdef inline void own_gemm_run(long m, long n, long k, floating *a, long rs, long cs,
-                              floating *b, long ldb, floating *c, long ldc) noexcept nogil:
+                              floating *b, long ldb, floating *c, long ldc,
+                              bint accum=False) noexcept nogil:
     if floating is float:
-        vg_gemm_f32(m, n, k, a, rs, cs, b, ldb, c, ldc)
+        vg_gemm_f32(m, n, k, a, rs, cs, b, ldb, c, ldc, accum)
     else:
-        vg_gemm_f64(m, n, k, a, rs, cs, b, ldb, c, ldc)
+        vg_gemm_f64(m, n, k, a, rs, cs, b, ldb, c, ldc, accum)
 
 
 def gemm_kernel_info():
@@ -338,10 +339,11 @@ cdef inline void linear_forward(floating *x, floating *w, floating *h, int batch
 
 
 cdef inline void linear_grad_w(floating *x, floating *delta, floating *dw, int batch, int fin,
-                               int fout, bint own) noexcept nogil:
-    # dw (fin x fout) = x^T (fin x batch) @ delta (batch x fout); col-major: dw^T = delta^T x
+                               int fout, bint own, bint accum=False) noexcept nogil:
+    # dw (fin x fout) = x^T (fin x batch) @ delta (batch x fout); col-major: dw^T = delta^T x.
+    # accum (own only): dw += that product, added once per element after the sum
     if own or own_gemm(fin, fout, batch, floating is float):
-        own_gemm_run(fin, fout, batch, x, 1, fin, delta, fout, dw, fout)
+        own_gemm_run(fin, fout, batch, x, 1, fin, delta, fout, dw, fout, accum)
         return
     gemm(c'N', c'T', fout, fin, batch, delta, fout, x, fin, <floating>0, dw, fout)
 

@@ -18,18 +18,28 @@
 DEF VG_CHUNKS = 2
 # at least this many rows in each chunk; smaller batches run unchunked
 DEF VG_CHUNK_MIN_ROWS = 8
+# and at least this much work for each chunk (multiply-adds of its products in one pass,
+# float64 counted twice): waking a waiting thread costs tens of microseconds, about what a
+# chunk of less does (deep-narrow-2, 100 x 32 at batch 32: 1.6 M, slower chunked on 2 cores)
+DEF VG_CHUNK_MIN_MNK_DEFAULT = 4000000.0
+# the gradient buffers are added in blocks of this many elements
+DEF VG_MERGE_BLOCK = 16384
 
 cdef bint _batch_chunks = True
+cdef double _chunk_min_mnk = VG_CHUNK_MIN_MNK_DEFAULT
 
 
-def set_batch_chunks(bint on):
-    """Split narrow networks' passes into batch chunks (the default) or not (for comparison)."""
-    global _batch_chunks
+def set_batch_chunks(bint on, min_mnk=None):
+    """Split narrow networks' passes into batch chunks (the default) or not (for comparison);
+    min_mnk: the least work per chunk (None: the default; tests use 0)."""
+    global _batch_chunks, _chunk_min_mnk
     _batch_chunks = on
+    _chunk_min_mnk = VG_CHUNK_MIN_MNK_DEFAULT if min_mnk is None else float(min_mnk)
 
 
 def batch_chunks_info():
-    return {"on": bool(_batch_chunks), "chunks": VG_CHUNKS, "min_rows": VG_CHUNK_MIN_ROWS}
+    return {"on": bool(_batch_chunks), "chunks": VG_CHUNKS, "min_rows": VG_CHUNK_MIN_ROWS,
+            "min_mnk": _chunk_min_mnk, "default_min_mnk": VG_CHUNK_MIN_MNK_DEFAULT}
 
 
 cdef struct Chunks:
@@ -44,20 +54,27 @@ cdef struct Chunks:
     long acc_len
     void *wt                    # wt_len each (like wt)
     long wt_len
+    void *dbs                   # the widest layer's worth: db scratch of a chunk that adds its
+                                # gradients to the network's (one thread: see backward_chunk)
 
 
 cdef bint chunked(const NetDesc *n, bint f32) noexcept nogil:
     """Whether this pass runs in batch chunks: a plain network (no normalisation, residual or
-    dropout), no profiling, vgcore's kernel available, enough rows, and every product of a
-    chunk small enough for the kernel."""
+    dropout), no profiling, vgcore's kernel available, enough rows and enough work per chunk,
+    and every product of a chunk small enough for the kernel.  Nothing here depends on the
+    thread count (results must not either)."""
     cdef long rows = (n.batch + VG_CHUNKS - 1) // VG_CHUNKS
     cdef int l
-    if (not _batch_chunks or n.extras or n.timing != NULL or vg_gemm_isa == VG_GEMM_NONE or n.batch < VG_CHUNKS * VG_CHUNK_MIN_ROWS):
+    cdef double mnk, work = 0
+    if (not _batch_chunks or n.extras or n.timing != NULL or vg_gemm_isa == VG_GEMM_NONE
+            or n.batch < VG_CHUNKS * VG_CHUNK_MIN_ROWS):
         return False
     for l in range(n.n_layers):
-        if <double>rows * n.sizes[l] * n.sizes[l + 1] * (1 if f32 else 2) > VG_GEMM_MAX_MNK:
+        mnk = <double>rows * n.sizes[l] * n.sizes[l + 1] * (1 if f32 else 2)
+        if mnk > VG_GEMM_MAX_MNK:
             return False
-    return True
+        work += mnk
+    return work >= _chunk_min_mnk
 
 
 cdef inline floating *chunk_private(void *base, long count, int c,
@@ -67,7 +84,7 @@ cdef inline floating *chunk_private(void *base, long count, int c,
 
 
 cdef void chunk_bufs(const NetDesc *n, const Chunks *ch, int c, NetDesc *d,
-                     floating *dtype_of) noexcept nogil:
+                     floating *dtype_of, bint shared_grads=False) noexcept nogil:
     """Chunk c's description: rows [r0, r1) of the batch, its own buffers after the first
     (`dtype_of` only selects the element type)."""
     cdef long r0 = n.batch * c // VG_CHUNKS
@@ -79,7 +96,11 @@ cdef void chunk_bufs(const NetDesc *n, const Chunks *ch, int c, NetDesc *d,
     d.timing = NULL
     if c > 0:
         d.ps_mean_sq = ch.ps + (c - 1) * n.n_layers
-        d.grads = chunk_private(ch.grads, ch.n_params, c, dtype_of)
+        if shared_grads:
+            d.accum_grads = True
+            d.dbs = ch.dbs
+        else:
+            d.grads = chunk_private(ch.grads, ch.n_params, c, dtype_of)
         d.stats = ch.stats + (c - 1) * n.n_layers * VG_N_STATS
         d.unit_zero = chunk_private(ch.zc, ch.n_units, c, dtype_of)
         d.acc = chunk_private(ch.acc, ch.acc_len, c, dtype_of)
@@ -95,9 +116,12 @@ cdef void forward_chunk(const NetDesc *n, const Chunks *ch, floating *X, int c) 
 
 
 cdef void backward_chunk(const NetDesc *n, const Chunks *ch, floating *X, floating *dout,
-                         bint want_dx, int c) noexcept nogil:
+                         bint want_dx, int c, bint shared_grads) noexcept nogil:
+    """Chunk c's backward pass.  shared_grads (one thread, the chunks in order): chunk c > 0
+    adds its dW and db to the network's gradients as it goes, each element once after its sum,
+    which gives the same bits as a private buffer added at the end, without that buffer."""
     cdef NetDesc d
-    chunk_bufs(n, ch, c, &d, X)
+    chunk_bufs(n, ch, c, &d, X, shared_grads)
     if want_dx:
         d.dX = <floating *>n.dX + d.row0 * n.sizes[0]
     cdef unsigned fp = vg_fp_enter(n.flush)
@@ -136,26 +160,41 @@ cdef void add_into(long count, floating *dst, const floating *src) noexcept nogi
         dst[i] = dst[i] + src[i]
 
 
+cdef void merge_block(const NetDesc *n, const Chunks *ch, long blk,
+                      floating *dtype_of) noexcept nogil:
+    cdef long lo = blk * VG_MERGE_BLOCK
+    cdef int k
+    cdef unsigned fp = vg_fp_enter(n.flush)
+    for k in range(1, VG_CHUNKS):
+        add_into(min(VG_MERGE_BLOCK, ch.n_params - lo), <floating *>n.grads + lo,
+                 chunk_private(ch.grads, ch.n_params, k, dtype_of) + lo)
+    vg_fp_leave(n.flush, fp)
+
+
 cdef void net_backward_chunked(const NetDesc *n, const Chunks *ch, floating *X, floating *dout,
                                bint want_dx, int nthreads) noexcept nogil:
     cdef int c, l, k
-    cdef long j, u, w, dead, half
+    cdef long j, u, w, dead
     cdef double *st
     cdef double *sc
     cdef floating *zc
     cdef floating all_rows = <floating>n.batch
+    cdef long nblk = (ch.n_params + VG_MERGE_BLOCK - 1) // VG_MERGE_BLOCK
+    cdef long blk
     cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)
     if nthreads > 1:
-        for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1,
-                        num_threads=min(nthreads, VG_CHUNKS)):
-            backward_chunk(n, ch, X, dout, want_dx, c)
+        with parallel(num_threads=min(nthreads, VG_CHUNKS)):
+            for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1):
+                backward_chunk(n, ch, X, dout, want_dx, c, False)
+            # (every chunk done) the gradients: the first chunk's buffer is the network's own;
+            # add the others to it, in blocks handed out as the threads come free, flushing as
+            # the chunks' own additions do on one thread
+            for blk in prange(nblk, schedule='dynamic', chunksize=1):
+                merge_block(n, ch, blk, X)
     else:
         for c in range(VG_CHUNKS):
-            backward_chunk(n, ch, X, dout, want_dx, c)
+            backward_chunk(n, ch, X, dout, want_dx, c, True)
     vg_fp_resume(n.flush, fp)
-    # the gradients: the first chunk's buffer is the network's own; add the others in order
-    for k in range(1, VG_CHUNKS):
-        add_into(ch.n_params, <floating *>n.grads, chunk_private(ch.grads, ch.n_params, k, X))
     if not n.measure:
         return
     for l in range(n.n_layers):

@@ -73,7 +73,9 @@ cdef class Engine:
             acc = np.zeros(k * 3 * int(np.max(sizes[1:])), dt)
             w = np.zeros(k * wt.size, dt)
             ps = np.zeros(k * self.desc.n_layers, np.float64)
-            self._chunk_keep = (g, st, zc, acc, w, ps)
+            dbs = np.zeros(int(np.max(sizes[1:])), dt)
+            self._chunk_keep = (g, st, zc, acc, w, ps, dbs)
+            self.chunks.dbs = cnp.PyArray_DATA(dbs)
             self.chunks.ps = <double *>cnp.PyArray_DATA(ps)
             self.chunks.grads = cnp.PyArray_DATA(g)
             self.chunks.n_params = grads.size
@@ -208,6 +210,7 @@ cdef class Engine:
         self.desc.ws_batch = batch
         self.desc.row0 = 0
         self.desc.own_all = False
+        self.desc.accum_grads = False
         self.desc.H = cnp.PyArray_DATA(H)
         self.desc.A = cnp.PyArray_DATA(A)
         self.desc.D = cnp.PyArray_DATA(D)

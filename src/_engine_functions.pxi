@@ -216,9 +216,9 @@ def omp_max_threads():
 # vgcore's own matrix product (vg_gemm.h), reachable for tests
 # ------------------------------------------------------------------------------------------
 
-def gemm_own(cnp.ndarray A, cnp.ndarray B, cnp.ndarray C):
-    """C = A @ B through vgcore's own kernel (the instruction set of set_gemm_isa) whatever
-    the size.  A: C- or F-contiguous (a transposed view is F-contiguous); B and C:
+def gemm_own(cnp.ndarray A, cnp.ndarray B, cnp.ndarray C, bint accumulate=False):
+    """C = A @ B (C += A @ B with accumulate) through vgcore's own kernel (the instruction set
+    of set_gemm_isa) whatever the size.  A: C- or F-contiguous (a transposed view is F-contiguous); B and C:
     C-contiguous; one float dtype for all three."""
     if vg_gemm_isa == VG_GEMM_NONE:
         raise RuntimeError("gemm_own: vgcore's own product is off (set_gemm_isa('none') or "
@@ -247,9 +247,10 @@ def gemm_own(cnp.ndarray A, cnp.ndarray B, cnp.ndarray C):
     cdef bint f32 = A.dtype == np.float32
     with nogil:
         if f32:
-            vg_gemm_f32(M, N, K, <float *>a, rs, cs, <float *>b, N, <float *>c, N)
+            vg_gemm_f32(M, N, K, <float *>a, rs, cs, <float *>b, N, <float *>c, N, accumulate)
         else:
-            vg_gemm_f64(M, N, K, <double *>a, rs, cs, <double *>b, N, <double *>c, N)
+            vg_gemm_f64(M, N, K, <double *>a, rs, cs, <double *>b, N, <double *>c, N,
+                        accumulate)
 
 
 def transpose_own(cnp.ndarray A, cnp.ndarray out):

@@ -22,6 +22,8 @@ cdef struct NetDesc:
     long ws_batch               # rows of the bound workspace (the layers' blocks are ws_batch x width)
     long row0                   # first of them this pass computes (a batch chunk: see Chunks)
     bint own_all                # every product through vgcore's own kernel (batch chunks)
+    bint accum_grads            # add this pass's dW and db to grads instead of writing them
+    void *dbs                   # then: scratch for db (the widest layer)
     void *H                     # pre-activations, all layers, flat
     void *A                     # activations (identity layers use H instead)
     void *D                     # backpropagated errors dL/dh of the hidden layers
@@ -164,38 +166,45 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
     cdef double *st = n.stats + l * VG_N_STATS
     cdef floating *acc = <floating *>n.acc
     cdef floating *zc = <floating *>n.unit_zero + n.cum_width[l]
+    cdef floating *db = <floating *>n.dbs if n.accum_grads else G + n.b_off[l]
+    cdef floating *gb
     cdef unsigned fp
+    cdef long j
     if not n.measure:
         fp = vg_fp_pause(n.flush, n.fp_caller)          # may run threads: see vg_fp_pause
         if l == n.n_layers - 1:
-            colsum(batch, fout, dout, G + n.b_off[l], nthreads)
+            colsum(batch, fout, dout, db, nthreads)
         else:
             act_backward(n.kinds[l], n.act_params[l], batch, fout, <floating *>n.H + off,
-                         <floating *>n.A + off, <floating *>n.D + off, G + n.b_off[l],
+                         <floating *>n.A + off, <floating *>n.D + off, db,
                          nthreads, n.tiny)
         vg_fp_resume(n.flush, fp)
     elif l == n.n_layers - 1:
         if floating is float:
-            vg_colsum_stats_f32(batch, fout, dout, G + n.b_off[l], st, acc)
+            vg_colsum_stats_f32(batch, fout, dout, db, st, acc)
         else:
-            vg_colsum_stats_f64(batch, fout, dout, G + n.b_off[l], st, acc)
+            vg_colsum_stats_f64(batch, fout, dout, db, st, acc)
     elif floating is float:
         vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
                                   batch, fout, <float *>n.H + off, <float *>n.A + off,
-                                  <float *>n.D + off, G + n.b_off[l], st, zc, acc,
+                                  <float *>n.D + off, db, st, zc, acc,
                                   acc + fout, acc + 2 * fout, <float>n.tiny)
     else:
         vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], batch, fout,
                                   <double *>n.H + off, <double *>n.A + off,
-                                  <double *>n.D + off, G + n.b_off[l], st, zc, acc,
+                                  <double *>n.D + off, db, st, zc, acc,
                                   acc + fout, acc + 2 * fout, n.tiny)
+    if n.accum_grads:
+        gb = G + n.b_off[l]
+        for j in range(fout):
+            gb[j] = gb[j] + db[j]
 
 
 cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dout) noexcept nogil:
     """dW_l = x_l^T delta_l, x_l the layer's input."""
     cdef floating *x = X if l == 0 else layer_out(n, l - 1, <floating *>n.H, <floating *>n.A)
     linear_grad_w(x, layer_delta(n, l, dout), <floating *>n.grads + n.w_off[l], <int>n.batch,
-                  <int>n.sizes[l], <int>n.sizes[l + 1], n.own_all)
+                  <int>n.sizes[l], <int>n.sizes[l + 1], n.own_all, n.accum_grads)
 
 
 cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_dx) noexcept nogil:

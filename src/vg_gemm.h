@@ -7,7 +7,7 @@
  * register tiles of MRMAX rows by two vectors of columns, a row of B loaded once per tile
  * and step of the sum, one element of A broadcast per row, one fused multiply-add per vector.
  *
- *   C (M x N, row-major, ldc) = A B,  A(i, p) = A[i rs + p cs]  (row-major A: rs = lda,
+ *   C (M x N, row-major, ldc) = A B (+ C: accum),  A(i, p) = A[i rs + p cs]  (row-major A: rs = lda,
  *   cs = 1; a transposed view: rs = 1, cs = lda),  B (K x N, row-major, ldb).
  *
  * Compiled for AVX-512 and for AVX2 with FMA; the version is picked when the module loads
@@ -48,6 +48,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VSTOREM(p, v, m) _mm512_mask_storeu_ps(p, m, v)
 #define VBCAST(p) _mm512_set1_ps(*(p))
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm512_add_ps(a, b)
 #include "vg_gemm_impl.h"
 #undef T
 #undef VT
@@ -62,6 +63,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #undef VSTOREM
 #undef VBCAST
 #undef VFMA
+#undef VADD
 
 /* ---- AVX-512, double ---- */
 #define T double
@@ -77,6 +79,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VSTOREM(p, v, m) _mm512_mask_storeu_pd(p, m, v)
 #define VBCAST(p) _mm512_set1_pd(*(p))
 #define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VADD(a, b) _mm512_add_pd(a, b)
 #include "vg_gemm_impl.h"
 #undef T
 #undef VT
@@ -93,6 +96,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #undef VSTOREM
 #undef VBCAST
 #undef VFMA
+#undef VADD
 
 /* ---- AVX2 + FMA, float ---- */
 #define T float
@@ -111,6 +115,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VSTOREM(p, v, m) _mm256_maskstore_ps(p, m, v)
 #define VBCAST(p) _mm256_broadcast_ss(p)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm256_add_ps(a, b)
 #include "vg_gemm_impl.h"
 #undef T
 #undef VT
@@ -125,6 +130,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #undef VSTOREM
 #undef VBCAST
 #undef VFMA
+#undef VADD
 
 /* ---- AVX2 + FMA, double ---- */
 #define T double
@@ -141,6 +147,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VSTOREM(p, v, m) _mm256_maskstore_pd(p, m, v)
 #define VBCAST(p) _mm256_broadcast_sd(p)
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VADD(a, b) _mm256_add_pd(a, b)
 #include "vg_gemm_impl.h"
 #undef T
 #undef VT
@@ -157,6 +164,7 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #undef VSTOREM
 #undef VBCAST
 #undef VFMA
+#undef VADD
 
 static inline int vg_gemm_best_isa(void)
 {
@@ -176,30 +184,30 @@ static inline int vg_gemm_best_isa(void) { return VG_GEMM_NONE; }
 static int vg_gemm_isa = VG_GEMM_NONE;
 
 static inline void vg_gemm_f32(long M, long N, long K, const float *A, long rs, long cs,
-                               const float *B, long ldb, float *C, long ldc)
+                               const float *B, long ldb, float *C, long ldc, int accum)
 {
 #if VG_GEMM_X86
     if (vg_gemm_isa == VG_GEMM_AVX512)
-        vg_gemm_gemm_avx512_f32(M, N, K, A, rs, cs, B, ldb, C, ldc);
+        vg_gemm_gemm_avx512_f32(M, N, K, A, rs, cs, B, ldb, C, ldc, accum);
     else
-        vg_gemm_gemm_avx2_f32(M, N, K, A, rs, cs, B, ldb, C, ldc);
+        vg_gemm_gemm_avx2_f32(M, N, K, A, rs, cs, B, ldb, C, ldc, accum);
 #else
     (void)M; (void)N; (void)K; (void)A; (void)rs; (void)cs; (void)B; (void)ldb; (void)C;
-    (void)ldc;
+    (void)ldc; (void)accum;
 #endif
 }
 
 static inline void vg_gemm_f64(long M, long N, long K, const double *A, long rs, long cs,
-                               const double *B, long ldb, double *C, long ldc)
+                               const double *B, long ldb, double *C, long ldc, int accum)
 {
 #if VG_GEMM_X86
     if (vg_gemm_isa == VG_GEMM_AVX512)
-        vg_gemm_gemm_avx512_f64(M, N, K, A, rs, cs, B, ldb, C, ldc);
+        vg_gemm_gemm_avx512_f64(M, N, K, A, rs, cs, B, ldb, C, ldc, accum);
     else
-        vg_gemm_gemm_avx2_f64(M, N, K, A, rs, cs, B, ldb, C, ldc);
+        vg_gemm_gemm_avx2_f64(M, N, K, A, rs, cs, B, ldb, C, ldc, accum);
 #else
     (void)M; (void)N; (void)K; (void)A; (void)rs; (void)cs; (void)B; (void)ldb; (void)C;
-    (void)ldc;
+    (void)ldc; (void)accum;
 #endif
 }
 

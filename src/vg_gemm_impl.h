@@ -4,15 +4,18 @@
  *   T, VT (vector type), VW (lanes), MRMAX (rows of the largest register tile), GK(name),
  *   ATTR (the target attribute), MASK (mask type), MASK_N(n) (first n lanes), and the
  *   operations VZERO(), VLOAD(p), VLOADM(p, m), VSTORE(p, v), VSTOREM(p, v, m), VBCAST(p),
- *   VFMA(a, b, c) = a * b + c rounded once.
+ *   VADD(a, b), VFMA(a, b, c) = a * b + c rounded once.
  */
 
-/* C[MR x (NV * VW)] = A[MR x K] B[K x NV*VW] for one register tile.  A(r, p) = A[r rs + p cs];
- * B row-major (ldb); the tile's last vector is masked by m when MASKED.  MR, NV and MASKED are
- * constants at every call, so the loops unroll and the accumulators live in registers. */
+/* C[MR x (NV * VW)] = A[MR x K] B[K x NV*VW] (+ C when accum) for one register tile.
+ * A(r, p) = A[r rs + p cs]; B row-major (ldb); the tile's last vector is masked by m when
+ * MASKED.  MR, NV and MASKED are constants at every call, so the loops unroll and the
+ * accumulators live in registers.  With accum, C's old value is added once, after the sum
+ * (so the result is C + (A B), each rounded once: what adding a separate product gives). */
 static inline __attribute__((always_inline)) ATTR
 void GK(tile)(const int MR, const int NV, const int MASKED, long K, const T *restrict A,
-              long rs, long cs, const T *restrict B, long ldb, T *restrict C, long ldc, MASK m)
+              long rs, long cs, const T *restrict B, long ldb, T *restrict C, long ldc, MASK m,
+              int accum)
 {
     VT acc[MRMAX][2];
     for (int r = 0; r < MR; r++) {
@@ -36,6 +39,17 @@ void GK(tile)(const int MR, const int NV, const int MASKED, long K, const T *res
                 acc[r][1] = VFMA(ar, b1, acc[r][1]);
         }
     }
+    if (accum) {
+        for (int r = 0; r < MR; r++) {
+            const T *c = C + r * ldc;
+            if (NV == 1) {
+                acc[r][0] = VADD(acc[r][0], MASKED ? VLOADM(c, m) : VLOAD(c));
+            } else {
+                acc[r][0] = VADD(acc[r][0], VLOAD(c));
+                acc[r][1] = VADD(acc[r][1], MASKED ? VLOADM(c + VW, m) : VLOAD(c + VW));
+            }
+        }
+    }
     for (int r = 0; r < MR; r++) {
         T *c = C + r * ldc;
         if (NV == 1) {
@@ -50,35 +64,36 @@ void GK(tile)(const int MR, const int NV, const int MASKED, long K, const T *res
 /* Every row of one column panel (NV vectors wide), in tiles of MRMAX, 4, 2 and 1 rows. */
 static inline __attribute__((always_inline)) ATTR
 void GK(panel)(const int NV, const int MASKED, long M, long K, const T *restrict A, long rs,
-               long cs, const T *restrict B, long ldb, T *restrict C, long ldc, MASK m)
+               long cs, const T *restrict B, long ldb, T *restrict C, long ldc, MASK m,
+               int accum)
 {
     long i = 0;
     for (; i + MRMAX <= M; i += MRMAX)
-        GK(tile)(MRMAX, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+        GK(tile)(MRMAX, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m, accum);
     for (; i + 4 <= M; i += 4)
-        GK(tile)(4, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+        GK(tile)(4, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m, accum);
     for (; i + 2 <= M; i += 2)
-        GK(tile)(2, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+        GK(tile)(2, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m, accum);
     for (; i < M; i++)
-        GK(tile)(1, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m);
+        GK(tile)(1, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m, accum);
 }
 
-/* C (M x N, row-major, ldc) = A B, A(i, p) = A[i rs + p cs], B (K x N, row-major, ldb).
+/* C (M x N, row-major, ldc) = A B (+ C when accum), A(i, p) = A[i rs + p cs], B (K x N, row-major, ldb).
  * Column panels of two vectors outermost, so that a panel of B (K x 2 VW) stays in the L1
  * cache while every row tile passes over it. */
 static ATTR __attribute__((noinline))
 void GK(gemm)(long M, long N, long K, const T *restrict A, long rs, long cs,
-              const T *restrict B, long ldb, T *restrict C, long ldc)
+              const T *restrict B, long ldb, T *restrict C, long ldc, int accum)
 {
     long j = 0, rem;
     MASK full = MASK_N(VW);
     for (; j + 2 * VW <= N; j += 2 * VW)
-        GK(panel)(2, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full);
+        GK(panel)(2, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full, accum);
     rem = N - j;
     if (rem > VW)
-        GK(panel)(2, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem - VW));
+        GK(panel)(2, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem - VW), accum);
     else if (rem == VW)
-        GK(panel)(1, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full);
+        GK(panel)(1, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full, accum);
     else if (rem > 0)
-        GK(panel)(1, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem));
+        GK(panel)(1, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem), accum);
 }

@@ -21,14 +21,15 @@ pytestmark = pytest.mark.skipif(_engine.gemm_kernel_info()["best"] == "none",
                                        "AVX-512)")
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def chunks_restored():
+    _engine.set_batch_chunks(True, min_mnk=0)     # chunk the small networks below too
     yield
     _engine.set_batch_chunks(True)
 
 
 def _pass(net, X, dout, chunks, threads=1):
-    _engine.set_batch_chunks(chunks)
+    _engine.set_batch_chunks(chunks, min_mnk=0)
     with num_threads(threads):
         out = net.forward(X).copy()
         dX = net.backward(dout).copy()
@@ -67,7 +68,6 @@ def test_chunked_passes_match_the_reference(activation, loss, dtype, threads, ch
     rng = np.random.default_rng(5)
     X = (1.5 * rng.standard_normal((batch, sizes[0]))).astype(dtype)
     target = make_target(loss, batch, sizes[-1], np.dtype(dtype), rng)
-    _engine.set_batch_chunks(True)
     with num_threads(threads):
         eng = engine_pass(net, X, loss, target)
     compare_passes(eng, reference_pass(ref, X, loss, target), np.dtype(dtype),
@@ -144,7 +144,6 @@ def test_a_unit_inactive_on_one_chunks_rows_only_is_not_dead(chunks_restored):
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus", "gelu"])
 def test_chunked_gradients_match_central_differences(activation, loss, chunks_restored):
-    _engine.set_batch_chunks(True)
     rng = np.random.default_rng(10)
     sizes = [9, 17, 12, 8]
     batch = 21
@@ -185,7 +184,7 @@ def test_chunked_gradients_match_central_differences(activation, loss, chunks_re
 
 def test_what_is_not_chunked(chunks_restored):
     info = _engine.batch_chunks_info()
-    assert info["chunks"] == 2
+    assert info["chunks"] == 2 and info["min_mnk"] == 0
     rng = np.random.default_rng(12)
     # too few rows (fewer than 2 x min_rows): the unchunked pass, bit for bit
     small = vg.MLP([20, 32, 16], activation="tanh", seed=1, flush_subnormals=False)
@@ -203,3 +202,21 @@ def test_what_is_not_chunked(chunks_restored):
     bn = vg.MLP([20, 32, 16], activation="tanh", norm="batch", seed=1)
     a, b = _pass(bn, X, d, True), _pass(bn, X, d, False)
     assert all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3]))
+
+
+def test_by_default_only_networks_with_enough_work_per_chunk_are_chunked():
+    _engine.set_batch_chunks(True)
+    info = _engine.batch_chunks_info()
+    assert info["min_mnk"] == info["default_min_mnk"] > 0
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((64, 64)).astype(np.float32)
+    d = rng.standard_normal((64, 64)).astype(np.float32)
+    for depth, chunked in ((2, False), (40, True)):     # 32 rows x 4096 x depth multiply-adds
+        net = vg.MLP([64] * (depth + 1), activation="tanh", seed=2, flush_subnormals=False)
+        a = _pass(net, X, d, True)
+        _engine.set_batch_chunks(True)                  # _pass set min_mnk=0: back to default
+        net.forward(X)
+        b = net.backward(d).copy(), net.grads.copy()
+        unchunked = _pass(net, X, d, False)
+        assert np.array_equal(b[1], a[2]) == chunked
+        assert np.array_equal(b[1], unchunked[2]) != chunked
