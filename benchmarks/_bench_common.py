@@ -19,6 +19,7 @@ import numpy as np
 from scipy.linalg import blas as _blas
 
 import vgcore as vg
+from vgcore.core import _kernels
 import _baselines as bl
 from vgcore.commands.bench import lead_in, time_interleaved  # noqa: F401  (the shared timer)
 
@@ -307,9 +308,14 @@ def env_line() -> str:
     return ", ".join(f"{k}={v}" for k, v in env.items()) or "none"
 
 
+def kernels_line(info=None) -> str:
+    return _kernels.kernels_line(info)
+
+
 def machine_info() -> dict:
     torch = _torch_if_imported()
-    return dict(cpu=cpu_model(), blas=blas_kernels(), threads=vg.get_num_threads(),
+    return dict(cpu=cpu_model(), blas=blas_kernels(), kernels=vg.kernel_info(),
+                threads=vg.get_num_threads(),
                 openmp=vg.openmp_enabled(), env=env_line(), vgcore=vg.__version__,
                 numpy=np.__version__, python=platform.python_version(),
                 torch=None if torch is None else torch.__version__)

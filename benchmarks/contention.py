@@ -297,6 +297,7 @@ def main(argv=None):
         print("BLAS: " + "; ".join(f"{b['used_by']}: {b['name']} {b['version']} "
                                    f"({b['architecture']} kernel, {b['threads']} threads)"
                                    for b in meta["blas"]) + sfx)
+        print(f"vgcore: {bc.kernels_line(meta['kernels'])}{sfx}")
         if cores:
             print(f"The neighbour got {min(cores):.2f}-{max(cores):.2f} cores while it ran "
                   f"(of {os.cpu_count()}).{sfx}")

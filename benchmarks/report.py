@@ -190,6 +190,7 @@ def header_lines(meta):
     return [f"CPU: {meta['cpu']}",
             "BLAS: " + "; ".join(f"{b['used_by']}: {b['name']} {b['version']} "
                                  f"({b['architecture']} kernel)" for b in meta["blas"]),
+            f"vgcore: {bc.kernels_line(meta['kernels'])}",
             (f"Versions: vgcore {meta['vgcore']}, NumPy {meta['numpy']}, "
              f"PyTorch {meta['torch'] or 'not installed'}, Python {meta['python']}"),
             f"Environment: {meta['env']}"]

@@ -219,3 +219,44 @@ def test_training_is_bit_identical_across_runs_and_thread_counts(dtype, isa_rest
     p2, f2 = run(2)
     assert np.array_equal(p1, p1b)
     assert np.array_equal(p1, p2)
+
+
+def test_kernel_info_and_set_kernels(isa_restored):
+    info = vg.kernel_info()
+    assert info["gemm"]["isa"] == info["gemm"]["best"] == BEST
+    assert info["batch_chunks"]["on"] and info["batch_chunks"]["chunks"] == 2
+    try:
+        vg.set_kernels(gemm="blas", batch_chunks=False)
+        assert vg.kernel_info()["gemm"]["isa"] == "none"
+        assert not vg.kernel_info()["batch_chunks"]["on"]
+        vg.set_kernels(gemm="best", batch_chunks=True)
+        assert vg.kernel_info()["gemm"]["isa"] == BEST
+        with pytest.raises(ValueError, match="gemm: expected one of 'best', 'avx512', 'avx2', "
+                                             "'blas', got 'sse'"):
+            vg.set_kernels(gemm="sse")
+        with pytest.raises(TypeError, match="batch_chunks: expected True or False, got 1"):
+            vg.set_kernels(batch_chunks=1)
+        if BEST != "avx512":
+            with pytest.raises(ValueError, match="does not support 'avx512'|neither"):
+                vg.set_kernels(gemm="avx512")
+    finally:
+        vg.set_kernels(gemm="best", batch_chunks=True)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_accumulating_product_adds_once_after_the_sum(dtype, isa_restored):
+    # C + (A B), one rounding for the sum and one for the addition: the bits of adding a
+    # separately computed product (what the batch chunks rely on)
+    rng = np.random.default_rng(9)
+    for isa in ISAS:
+        _engine.set_gemm_isa(isa)
+        for M, N, K in [(9, 33, 17), (64, 64, 32), (3, 5, 7)]:
+            A = rng.standard_normal((M, K)).astype(dtype)
+            B = rng.standard_normal((K, N)).astype(dtype)
+            C0 = rng.standard_normal((M, N)).astype(dtype)
+            P = np.empty((M, N), dtype)
+            _engine.gemm_own(A, B, P)
+            C = C0.copy()
+            _engine.gemm_own(A, B, C, accumulate=True)
+            assert np.array_equal(C, C0 + P)

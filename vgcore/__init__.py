@@ -18,6 +18,7 @@ _omp_wait.load_engine()     # first: OpenMP's idle threads wait passively unless
 from vgcore.core import activations, init, losses, network, reference
 from vgcore.core._threads import (blas_info, blas_policy, get_num_threads, openmp_enabled,
                                   set_blas_policy, set_num_threads)
+from vgcore.core._kernels import kernel_info, set_kernels
 from vgcore.core.activations import ACTIVATIONS, Activation
 from vgcore.core.errors import NonFiniteError
 from vgcore.core.init import INITIALISERS
@@ -45,7 +46,8 @@ __all__ = [
     "MLP", "Dense", "Activation", "ACTIVATIONS", "INITIALISERS", "fit", "evaluate", "History",
     "NonFiniteError",
     "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads",
-    "openmp_enabled", "blas_info", "blas_policy", "set_blas_policy", "activations",
+    "openmp_enabled", "blas_info", "blas_policy", "set_blas_policy", "kernel_info",
+    "set_kernels", "activations",
     "init", "losses", "reference", "flow", "curvature", "diagnosis", "recorder", "theory",
     "checkpoint", "datasets", "optim",
     "schedules", "trainer", "sweep", "interop", "TensorBoard",

@@ -47,6 +47,7 @@ from vgcore.commands._common import (CommandError, blas_line, gap_line, nonneg_i
                                      plot_dir, positive_float, positive_int, print_json,
                                      shown_rows)
 from vgcore.commands._common import label_arg, read_data_file
+from vgcore.core._kernels import kernels_line
 from vgcore.core._ui import limited_threads, load_matplotlib, new_figure, save_png
 from vgcore.experiments.report.record import data_text
 
@@ -135,6 +136,38 @@ class GemmAlone:
         b = np.array([statistics.median(v) for v in bwd])
         calls = np.array([1 if L["dx"] is None else 2 for L in self.layers])
         return np.maximum(f - ovh, 0.1 * f), np.maximum(b - calls * ovh, 0.1 * b)
+
+
+def core_peak_gflops(dtype, reps=30) -> tuple:
+    """One core's product rate on this machine, GFLOP/s: the best of ``reps`` runs of a
+    128 x 256 x 256 product held in cache, through vgcore's own matrix product (or BLAS on one
+    thread when vgcore's kernel is off).  Returns ``(gflops, how)``."""
+    from vgcore import _engine
+    from vgcore.core._threads import limited_threads as _lt
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((128, 256)).astype(dtype)
+    B = rng.standard_normal((256, 256)).astype(dtype)
+    C = np.zeros((128, 256), dtype)
+    isa = _engine.gemm_kernel_info()["isa"]
+    if isa != "none":
+        def run():
+            _engine.gemm_own(A, B, C)
+        how = f"vgcore's matrix product ({isa})"
+    else:
+        from scipy.linalg import blas
+        g = blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
+
+        def run():
+            g(1.0, B.T, A.T, c=C.T, overwrite_c=True)
+        how = "BLAS on one thread"
+    best = math.inf
+    with _lt(1):
+        for _ in range(reps):
+            t0 = perf()
+            for _ in range(5):
+                run()
+            best = min(best, (perf() - t0) / 5)
+    return 2.0 * 128 * 256 * 256 / best / 1e9, how
 
 
 # ------------------------------------------------------------------ the command
@@ -327,6 +360,7 @@ def _profile(args, vg, sizes, net, X, y):
     flops = float(f_fwd.sum() + f_bwd.sum())
 
     gemm = GemmAlone(sizes, B, net.dtype)
+    peak, peak_how = core_peak_gflops(net.dtype)
     g_fwd, g_bwd = gemm.time(max(args.steps, 5))
     g_fwd, g_bwd = g_fwd * 1e3, g_bwd * 1e3
 
@@ -404,6 +438,7 @@ def _profile(args, vg, sizes, net, X, y):
         flops=flops, total_gflops=gf(flops, meas), gemm_only_ms=gemm_total,
         gemm_call_overhead_us=gemm.overhead * 1e6,
         gemm_only_gflops=gf(flops, gemm_total),
+        core_peak_gflops=peak, core_peak_how=peak_how, kernels=vg.kernel_info(),
         memory_bytes=_memory(net, opt, X, y, B),
         loss_first=float(losses[0]), loss_last=float(losses[-1]),
         gradient_flow=flow_d, flow_summary=_flow_table(flow, args.rows),
@@ -436,6 +471,7 @@ def _print_tables(args, r):
         d = c["data"]
         print(f"data: {data_text(d)}; {d['profile_batch']}")
     print(r["blas_line"])
+    print("vgcore: " + kernels_line(r["kernels"]))
     print()
     print(f"{'step (ms)':34s} {'forward':>9s} {'loss':>8s} {'backward':>9s} "
           f"{'optimiser':>10s} {'total':>9s}")
@@ -463,6 +499,12 @@ def _print_tables(args, r):
           f"{_fmt(r['gemm_only_gflops'], '18.1f'):>18s} {_pct(gemm_pct):>15s}")
     print(f"the layers' times add up to {r['layer_sum_ms']:.3f} ms, "
           f"{_fmt(r['layer_sum_over_passes'], '.1%')} of the forward and backward calls")
+    peak, tg = r["core_peak_gflops"], r["total_gflops"]
+    if peak and tg:
+        print(f"one core's product rate here: {peak:.1f} GFLOP/s ({r['core_peak_how']} on a "
+              f"128 x 256 x 256 product in cache); the step (measurements on, "
+              f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}) reaches "
+              f"{tg / peak:.0%} of one core's rate")
     print()
     print("per layer (us; alone = the same products alone, through BLAS)")
     print(f"{'layer':>5s} {'in':>5s} {'out':>5s} {'fwd GEMM':>9s} {'fwd elem':>9s} "

@@ -34,7 +34,9 @@ def set_num_threads(n: int) -> None:
     cores, or ``OMP_NUM_THREADS`` when set.  Results agree across thread counts (bias
     gradients and elementwise kernels are bit-identical; BLAS may round differently).  Small
     matrix products run in one BLAS thread whatever ``n`` is, and larger ones when that has
-    been faster: see :func:`blas_policy`.
+    been faster: see :func:`blas_policy`.  A narrow network runs each pass as two halves of
+    the batch, one per thread, and gives the same bits at any ``n`` (see
+    :func:`vgcore.kernel_info`).
     """
     n = check_positive_int(n, "n")
     if n > MAX_THREADS:
