@@ -219,6 +219,8 @@ cdef extern from "vg_blas_threads.h" nogil:
     void vg_blas_choice_init(vg_blas_choice *c) noexcept
     int vg_blas_pass_begin(const vg_blas_choice *c) noexcept
     void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds) noexcept
+    int vg_choice_pick(const vg_blas_choice *c) noexcept
+    void vg_choice_learn(vg_blas_choice *c, int mode, double cost) noexcept
     const char *vg_blas_symbol
     int vg_blas_bind(const void *blas_fn) noexcept
     void vg_blas_before(double mnk) noexcept
@@ -240,10 +242,9 @@ def blas_one_thread_info():
             "holders": int(vg_blas_holders())}
 
 
-cdef dict _choice_dict(const vg_blas_choice *c):
+cdef dict _choice_dict(const vg_blas_choice *c, str per="seconds_per_mnk"):
     return {"passes": int(c.passes), "one_thread": bool(c.best),
-            "seconds_per_mnk": tuple(None if c.ewma[i] < 0 else float(c.ewma[i])
-                                     for i in range(2))}
+            per: tuple(None if c.ewma[i] < 0 else float(c.ewma[i]) for i in range(2))}
 
 
 def set_blas_one_max(double max_mnk):

@@ -20,6 +20,8 @@ cdef class Engine:
     cdef vg_blas_choice blas_fwd   # which BLAS thread count has been faster, per direction
     cdef vg_blas_choice blas_bwd
     cdef Chunks chunks             # the batch chunks' private buffers (_engine_chunks.pxi)
+    cdef vg_blas_choice chunk_fwd  # whether two threads or one have run the chunks faster
+    cdef vg_blas_choice chunk_bwd
     cdef object _chunk_keep        # their arrays, allocated at the first chunked pass
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
@@ -57,6 +59,8 @@ cdef class Engine:
         self.desc.tiny = 0
         vg_blas_choice_init(&self.blas_fwd)
         vg_blas_choice_init(&self.blas_bwd)
+        vg_blas_choice_init(&self.chunk_fwd)
+        vg_blas_choice_init(&self.chunk_bwd)
         self._chunk_keep = None
 
     cdef bint _chunked(self):
@@ -228,19 +232,25 @@ cdef class Engine:
         cdef int mode
         cdef double t0
         cdef bint ch = self._chunked()
+        cdef bint adapt = ch and nt > 1 and vg_blas_adapt
+        cdef int one = 0
         with nogil:
             fp = vg_fp_enter(self.desc.flush)     # the caller's MXCSR, put back below
             self.desc.fp_caller = fp
             mode = vg_blas_pass_begin(&self.blas_fwd)
+            if adapt:
+                one = vg_choice_pick(&self.chunk_fwd)
             t0 = vg_now()
             if ch and self.is_f32:
-                net_forward_chunked(&self.desc, &self.chunks, <float *>x, nt)
+                net_forward_chunked(&self.desc, &self.chunks, <float *>x, 1 if one else nt)
             elif ch:
-                net_forward_chunked(&self.desc, &self.chunks, <double *>x, nt)
+                net_forward_chunked(&self.desc, &self.chunks, <double *>x, 1 if one else nt)
             elif self.is_f32:
                 net_forward(&self.desc, <float *>x, nt)
             else:
                 net_forward(&self.desc, <double *>x, nt)
+            if adapt:
+                vg_choice_learn(&self.chunk_fwd, one, (vg_now() - t0) / self.desc.batch)
             vg_blas_pass_end(&self.blas_fwd, mode, vg_now() - t0)
             vg_fp_leave(self.desc.flush, fp)
 
@@ -253,21 +263,27 @@ cdef class Engine:
         cdef int mode
         cdef double t0
         cdef bint ch = self._chunked()
+        cdef bint adapt = ch and nt > 1 and vg_blas_adapt
+        cdef int one = 0
         with nogil:
             fp = vg_fp_enter(self.desc.flush)
             self.desc.fp_caller = fp
             mode = vg_blas_pass_begin(&self.blas_bwd)
+            if adapt:
+                one = vg_choice_pick(&self.chunk_bwd)
             t0 = vg_now()
             if ch and self.is_f32:
                 net_backward_chunked(&self.desc, &self.chunks, <float *>x, <float *>g, want_dx,
-                                     nt)
+                                     1 if one else nt)
             elif ch:
                 net_backward_chunked(&self.desc, &self.chunks, <double *>x, <double *>g,
-                                     want_dx, nt)
+                                     want_dx, 1 if one else nt)
             elif self.is_f32:
                 net_backward(&self.desc, <float *>x, <float *>g, want_dx, nt)
             else:
                 net_backward(&self.desc, <double *>x, <double *>g, want_dx, nt)
+            if adapt:
+                vg_choice_learn(&self.chunk_bwd, one, (vg_now() - t0) / self.desc.batch)
             vg_blas_pass_end(&self.blas_bwd, mode, vg_now() - t0)
             vg_fp_leave(self.desc.flush, fp)
 
@@ -277,3 +293,10 @@ cdef class Engine:
         seconds per multiply-add in either mode (None: not measured yet)."""
         return {"forward": _choice_dict(&self.blas_fwd),
                 "backward": _choice_dict(&self.blas_bwd)}
+
+    def chunk_choice(self):
+        """The same for the batch chunks' passes at two threads or more: passes measured,
+        whether one thread (both chunks one after the other) has been faster, and the moving
+        averages of seconds per row in either mode."""
+        return {"forward": _choice_dict(&self.chunk_fwd, "seconds_per_row"),
+                "backward": _choice_dict(&self.chunk_bwd, "seconds_per_row")}

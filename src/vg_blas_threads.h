@@ -88,6 +88,42 @@ static const char *vg_blas_symbol = "";
 static double vg_blas_one_max = VG_BLAS_ONE_MAX_DEFAULT;
 static int vg_blas_adapt = 1;           /* choose the mode of larger products by their speed */
 
+/* The two-mode chooser (also used by the batch chunks of _engine_chunks.pxi, whose modes are
+ * two threads and one): the faster mode so far, the other one first while it is unmeasured
+ * and then every 32nd pass (128th while it was 1.5x slower or more). */
+static inline int vg_choice_pick(const vg_blas_choice *c)
+{
+    int mode = c->best;
+    if (c->ewma[1 - mode] < 0) {
+        mode = 1 - mode;
+    } else {
+        long every = c->ewma[1 - mode] < 1.5 * c->ewma[mode] ? VG_BLAS_PROBE_EVERY
+                                                              : VG_BLAS_PROBE_RARE;
+        if (c->passes % every == every - 1)
+            mode = 1 - mode;
+    }
+    return mode;
+}
+
+/* Learn from a pass that took `cost` (seconds per unit of work) in `mode`. */
+static inline void vg_choice_learn(vg_blas_choice *c, int mode, double cost)
+{
+    if (mode == c->best || c->ewma[mode] < 0) {
+        /* the mode that runs: a moving average over consecutive passes */
+        c->ewma[mode] = c->ewma[mode] < 0 ? cost
+                        : (1 - VG_BLAS_EWMA) * c->ewma[mode] + VG_BLAS_EWMA * cost;
+    } else {
+        /* a probe, 32 passes after the last one: the mean of the last two probes, so that the
+         * estimate follows a change of load within two probes and one lucky pass does not
+         * decide alone */
+        c->ewma[mode] = c->probe[mode] < 0 ? cost : 0.5 * (c->probe[mode] + cost);
+        c->probe[mode] = cost;
+    }
+    if (c->ewma[0] >= 0 && c->ewma[1] >= 0)
+        c->best = c->ewma[1] < c->ewma[0];
+    c->passes++;
+}
+
 #if VG_HAVE_BLAS_BIND
 static pthread_mutex_t vg_blas_mu = PTHREAD_MUTEX_INITIALIZER;
 static int vg_blas_depth = 0;           /* passes that hold the count at 1 */
@@ -177,8 +213,7 @@ static inline void vg_blas_release(void)
     vg_blas_large = 0;
 }
 
-/* Before a pass: the mode its products above the limit run in (1: one thread), the faster
- * one so far, the other one first while it is unmeasured and then every 32nd (128th) pass. */
+/* Before a pass: the mode its products above the limit run in (1: one thread). */
 static inline int vg_blas_pass_begin(const vg_blas_choice *c)
 {
     int mode;
@@ -187,42 +222,21 @@ static inline int vg_blas_pass_begin(const vg_blas_choice *c)
         vg_blas_force = 0;
         return 0;
     }
-    mode = c->best;
-    if (c->ewma[1 - mode] < 0) {
-        mode = 1 - mode;
-    } else {
-        long every = c->ewma[1 - mode] < 1.5 * c->ewma[mode] ? VG_BLAS_PROBE_EVERY
-                                                              : VG_BLAS_PROBE_RARE;
-        if (c->passes % every == every - 1)
-            mode = 1 - mode;
-    }
+    mode = vg_choice_pick(c);
     vg_blas_force = mode;
     return mode;
 }
 
-/* After a pass that took `seconds` in `mode`: learn from it if it had products above the
- * limit (otherwise the mode made no difference), then give the count back. */
+/* After a pass that took `seconds` in `mode`: learn from it (seconds per multiply-add) if it
+ * had products above the limit (otherwise the mode made no difference), then give the count
+ * back. */
 static inline void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds)
 {
     double large = vg_blas_large;
     vg_blas_release();
     if (!vg_blas_adapt || large <= 0)
         return;
-    seconds /= large;
-    if (mode == c->best || c->ewma[mode] < 0) {
-        /* the mode that runs: a moving average over consecutive passes */
-        c->ewma[mode] = c->ewma[mode] < 0 ? seconds
-                        : (1 - VG_BLAS_EWMA) * c->ewma[mode] + VG_BLAS_EWMA * seconds;
-    } else {
-        /* a probe, 32 passes after the last one: the mean of the last two probes, so that the
-         * estimate follows a change of load within two probes and one lucky pass does not
-         * decide alone */
-        c->ewma[mode] = c->probe[mode] < 0 ? seconds : 0.5 * (c->probe[mode] + seconds);
-        c->probe[mode] = seconds;
-    }
-    if (c->ewma[0] >= 0 && c->ewma[1] >= 0)
-        c->best = c->ewma[1] < c->ewma[0];
-    c->passes++;
+    vg_choice_learn(c, mode, seconds / large);
 }
 
 /* Passes that hold the count at 1 right now (for tests). */

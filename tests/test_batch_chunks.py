@@ -220,3 +220,37 @@ def test_by_default_only_networks_with_enough_work_per_chunk_are_chunked():
         unchunked = _pass(net, X, d, False)
         assert np.array_equal(b[1], a[2]) == chunked
         assert np.array_equal(b[1], unchunked[2]) != chunked
+
+
+def test_two_threads_fall_back_to_one_when_that_is_faster_and_try_two_every_32nd_pass():
+    _engine.set_batch_chunks(True)
+    net = vg.MLP([64] * 41 + [10], activation="tanh", seed=3, flush_subnormals=False)
+    fresh = net.chunk_choice()
+    assert fresh["forward"] == {"passes": 0, "one_thread": False,
+                                "seconds_per_row": (None, None)}
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((64, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    with num_threads(2):
+        for _ in range(40):
+            net.train_step(X, y, "cross_entropy")
+    choice = net.chunk_choice()
+    for d in ("forward", "backward"):
+        assert choice[d]["passes"] == 40
+        two, one = choice[d]["seconds_per_row"]
+        assert two > 0 and one > 0
+        assert choice[d]["one_thread"] == (one < two)
+    # one thread: nothing to choose, nothing measured
+    net1 = vg.MLP([64] * 41 + [10], activation="tanh", seed=3)
+    with num_threads(1):
+        net1.train_step(X, y, "cross_entropy")
+    assert net1.chunk_choice()["forward"]["passes"] == 0
+    # and without adapt, two threads always
+    try:
+        vg.set_blas_policy(adapt=False)
+        net2 = vg.MLP([64] * 41 + [10], activation="tanh", seed=3)
+        with num_threads(2):
+            net2.train_step(X, y, "cross_entropy")
+        assert net2.chunk_choice()["forward"]["passes"] == 0
+    finally:
+        vg.set_blas_policy(adapt=True)

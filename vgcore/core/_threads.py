@@ -96,8 +96,10 @@ def set_blas_policy(max_mnk=_UNCHANGED, adapt=_UNCHANGED) -> None:
 
     ``max_mnk``: products of at most this many multiply-adds (m*n*k; float64 counts twice) run
     in one thread; ``0`` runs every product as the BLAS decides, ``None`` restores the default
-    (4,194,304: the crossover measured on 2 cores).  ``adapt``: True or False.  Results do not
-    change, only which threads compute them.
+    (4,194,304: the crossover measured on 2 cores).  ``adapt``: True or False; it also decides
+    whether a narrow network's batch chunks may fall back to one thread under load (see
+    :meth:`vgcore.MLP.chunk_choice`).  Results do not change, only which threads compute
+    them.
     """
     if max_mnk is not _UNCHANGED:
         if max_mnk is None:

@@ -338,6 +338,16 @@ class MLP(UpdateSurface):
         with one thread (None until measured)."""
         return self._engine.blas_choice()
 
+    def chunk_choice(self) -> dict:
+        """How this network's batch chunks (see :func:`vgcore.kernel_info`) have run at two
+        threads or more: per direction the passes measured, whether one thread (the two halves
+        one after the other, the same bits) has been faster than two, and the moving averages
+        of seconds per row of the batch in either mode (None until measured).  A neighbour that
+        takes a core stalls a two-thread pass until the scheduler gives the core back; the
+        network then runs its halves on one thread and tries two every 32nd pass
+        (``vg.set_blas_policy(adapt=False)`` keeps two)."""
+        return self._engine.chunk_choice()
+
     @property
     def n_layers(self) -> int:
         """Number of weight layers (hidden layers + the output layer)."""
