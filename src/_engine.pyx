@@ -148,14 +148,17 @@ cdef extern from "vg_kernels.h" nogil:
     void vg_add_bias_f64(long r0, long r1, long c0, long c1, long ld, double *h,
                          const double *b, double tiny) noexcept
     double vg_softmax_xent_f32(long n, long c, const float *z, const int64_t *y,
-                               float *g) noexcept
+                               float *g, long n_all) noexcept
     double vg_softmax_xent_f64(long n, long c, const double *z, const int64_t *y,
-                               double *g) noexcept
-    double vg_mse_f32(long n, long m, const float *p, const float *t, float *g) noexcept
-    double vg_mse_f64(long n, long m, const double *p, const double *t, double *g) noexcept
-    double vg_bce_logits_f32(long n, long m, const float *z, const float *t, float *g) noexcept
+                               double *g, long n_all) noexcept
+    double vg_mse_f32(long n, long m, const float *p, const float *t, float *g,
+                      long n_all) noexcept
+    double vg_mse_f64(long n, long m, const double *p, const double *t, double *g,
+                      long n_all) noexcept
+    double vg_bce_logits_f32(long n, long m, const float *z, const float *t, float *g,
+                             long n_all) noexcept
     double vg_bce_logits_f64(long n, long m, const double *z, const double *t,
-                             double *g) noexcept
+                             double *g, long n_all) noexcept
     long vg_first_bad_label(long n, const int64_t *y, int64_t n_classes) noexcept
     int vg_all_finite_f32(long n, const float *x) noexcept
     int vg_all_finite_f64(long n, const double *x) noexcept

@@ -131,9 +131,7 @@ cdef void backward_chunk(const NetDesc *n, const Chunks *ch, floating *X, floati
 
 cdef void net_forward_chunked(const NetDesc *n, const Chunks *ch, floating *X,
                               int nthreads) noexcept nogil:
-    cdef int c, l, k
-    cdef double *st
-    cdef double *sc
+    cdef int c
     cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)     # see vg_fp_pause
     if nthreads > 1:
         for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1,
@@ -143,6 +141,14 @@ cdef void net_forward_chunked(const NetDesc *n, const Chunks *ch, floating *X,
         for c in range(VG_CHUNKS):
             forward_chunk(n, ch, X, c)
     vg_fp_resume(n.flush, fp)
+    merge_forward_stats(n, ch)
+
+
+cdef void merge_forward_stats(const NetDesc *n, const Chunks *ch) noexcept nogil:
+    """The forward measurements of the chunks after the first, added to the first's."""
+    cdef int l, k
+    cdef double *st
+    cdef double *sc
     if not n.measure:
         return
     for l in range(n.n_layers):
@@ -173,12 +179,7 @@ cdef void merge_block(const NetDesc *n, const Chunks *ch, long blk,
 
 cdef void net_backward_chunked(const NetDesc *n, const Chunks *ch, floating *X, floating *dout,
                                bint want_dx, int nthreads) noexcept nogil:
-    cdef int c, l, k
-    cdef long j, u, w, dead
-    cdef double *st
-    cdef double *sc
-    cdef floating *zc
-    cdef floating all_rows = <floating>n.batch
+    cdef int c
     cdef long nblk = (ch.n_params + VG_MERGE_BLOCK - 1) // VG_MERGE_BLOCK
     cdef long blk
     cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)
@@ -195,6 +196,19 @@ cdef void net_backward_chunked(const NetDesc *n, const Chunks *ch, floating *X, 
         for c in range(VG_CHUNKS):
             backward_chunk(n, ch, X, dout, want_dx, c, True)
     vg_fp_resume(n.flush, fp)
+    merge_backward_stats(n, ch, X)
+
+
+cdef void merge_backward_stats(const NetDesc *n, const Chunks *ch,
+                               floating *dtype_of) noexcept nogil:
+    """The backward measurements of the chunks after the first, added to the first's (dead
+    units counted again from the summed per-unit zero counts)."""
+    cdef int l, k
+    cdef long j, u, w, dead
+    cdef double *st
+    cdef double *sc
+    cdef floating *zc
+    cdef floating all_rows = <floating>n.batch
     if not n.measure:
         return
     for l in range(n.n_layers):
@@ -214,9 +228,114 @@ cdef void net_backward_chunked(const NetDesc *n, const Chunks *ch, floating *X, 
         w = n.sizes[l + 1]
         zc = <floating *>n.unit_zero + u
         for k in range(1, VG_CHUNKS):
-            add_into(w, zc, chunk_private(ch.zc, ch.n_units, k, X) + u)
+            add_into(w, zc, chunk_private(ch.zc, ch.n_units, k, dtype_of) + u)
         dead = 0
         for j in range(w):
             if zc[j] == all_rows:
                 dead += 1
         st[VG_ST_N_DEAD] = <double>dead
+
+
+# ------------------------------------------------------------------------------------------
+# A whole training pass in one region: forward, the loss rows, backward, per chunk
+# ------------------------------------------------------------------------------------------
+#
+# The losses are means over the batch whose gradient rows depend only on their own rows, so
+# each chunk computes its rows' loss gradient (scaled by the whole batch) and goes straight on
+# to its backward pass: one parallel region a step instead of two, and no Python between the
+# passes.  The gradients are those of the separate calls, bit for bit; the loss value is the sum
+# of the chunks' shares of the mean (equal within rounding).
+
+DEF LOSS_XENT = 0
+DEF LOSS_MSE = 1
+DEF LOSS_BCE = 2
+# the ids by the names of vgcore.losses.LOSSES (vgcore/core/_updates.py maps them at import)
+STEP_LOSSES = {"cross_entropy": LOSS_XENT, "mse": LOSS_MSE, "binary_cross_entropy": LOSS_BCE}
+
+
+cdef struct LossSpec:
+    int kind
+    const int64_t *y            # labels (cross-entropy)
+    void *t                     # targets, batch x outputs (mse, binary cross-entropy)
+    void *dout                  # where the loss gradient goes, batch x outputs
+    double part[VG_CHUNKS]      # each chunk's share of the loss
+    int finite[VG_CHUNKS]       # whether each chunk's output was finite
+
+
+cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *ls, int c,
+                     bint shared_grads) noexcept nogil:
+    cdef NetDesc d
+    chunk_bufs(n, ch, c, &d, X, shared_grads)
+    cdef int L = n.n_layers
+    cdef long C = n.sizes[L]
+    cdef long r0 = d.row0
+    cdef long rows = d.batch
+    cdef floating *g = <floating *>ls.dout + r0 * C
+    cdef floating *out
+    cdef floating *t = <floating *>ls.t + r0 * C if ls.t != NULL else NULL
+    cdef int ok
+    cdef double part = 0
+    cdef unsigned fp = vg_fp_enter(n.flush)
+    net_forward(&d, X + r0 * n.sizes[0], 1)
+    out = layer_out(&d, L - 1, <floating *>d.H, <floating *>d.A)
+    vg_fp_leave(n.flush, fp)                # the loss in the caller's state, as loss calls run
+    if floating is float:
+        ok = vg_all_finite_f32(rows * C, out)
+    else:
+        ok = vg_all_finite_f64(rows * C, out)
+    ls.finite[c] = ok
+    if not ok:
+        ls.part[c] = 0
+        return
+    if ls.kind == LOSS_XENT:
+        if floating is float:
+            part = vg_softmax_xent_f32(rows, C, out, ls.y + r0, g, n.batch)
+        else:
+            part = vg_softmax_xent_f64(rows, C, out, ls.y + r0, g, n.batch)
+    elif ls.kind == LOSS_MSE:
+        if floating is float:
+            part = vg_mse_f32(rows, C, out, t, g, n.batch)
+        else:
+            part = vg_mse_f64(rows, C, out, t, g, n.batch)
+    else:
+        if floating is float:
+            part = vg_bce_logits_f32(rows, C, out, t, g, n.batch)
+        else:
+            part = vg_bce_logits_f64(rows, C, out, t, g, n.batch)
+    ls.part[c] = part
+    fp = vg_fp_enter(n.flush)
+    net_backward(&d, X + r0 * n.sizes[0], g, False, 1)
+    vg_fp_leave(n.flush, fp)
+
+
+cdef inline bint all_chunks_finite(const LossSpec *ls) noexcept nogil:
+    cdef int c
+    for c in range(VG_CHUNKS):
+        if not ls.finite[c]:
+            return False
+    return True
+
+
+cdef void net_step_chunked(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *ls,
+                           int nthreads) noexcept nogil:
+    """Forward, loss and backward of every chunk (see above).  When a chunk's output is not
+    finite it stops there; the gradients are then not complete (the caller raises), but the
+    forward measurements are added up, so that the layer can be named."""
+    cdef int c
+    cdef long blk
+    cdef long nblk = (ch.n_params + VG_MERGE_BLOCK - 1) // VG_MERGE_BLOCK
+    cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)
+    if nthreads > 1:
+        with parallel(num_threads=min(nthreads, VG_CHUNKS)):
+            for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1):
+                step_chunk(n, ch, X, ls, c, False)
+            for blk in prange(nblk, schedule='dynamic', chunksize=1):
+                if all_chunks_finite(ls):
+                    merge_block(n, ch, blk, X)
+    else:
+        for c in range(VG_CHUNKS):
+            step_chunk(n, ch, X, ls, c, True)
+    vg_fp_resume(n.flush, fp)
+    merge_forward_stats(n, ch)
+    if all_chunks_finite(ls):
+        merge_backward_stats(n, ch, X)

@@ -22,6 +22,7 @@ cdef class Engine:
     cdef Chunks chunks             # the batch chunks' private buffers (_engine_chunks.pxi)
     cdef vg_blas_choice chunk_fwd  # whether two threads or one have run the chunks faster
     cdef vg_blas_choice chunk_bwd
+    cdef vg_blas_choice chunk_step
     cdef object _chunk_keep        # their arrays, allocated at the first chunked pass
 
     def __cinit__(self, cnp.ndarray sizes, cnp.ndarray kinds, cnp.ndarray act_params,
@@ -61,6 +62,7 @@ cdef class Engine:
         vg_blas_choice_init(&self.blas_bwd)
         vg_blas_choice_init(&self.chunk_fwd)
         vg_blas_choice_init(&self.chunk_bwd)
+        vg_blas_choice_init(&self.chunk_step)
         self._chunk_keep = None
 
     cdef bint _chunked(self):
@@ -294,9 +296,48 @@ cdef class Engine:
         return {"forward": _choice_dict(&self.blas_fwd),
                 "backward": _choice_dict(&self.blas_bwd)}
 
+    def can_step(self):
+        """Whether train_pass can run now: the network's passes run in batch chunks at the
+        bound batch size."""
+        return self._chunked()
+
+    def train_pass(self, cnp.ndarray X, int loss, cnp.ndarray labels, cnp.ndarray targets,
+                   cnp.ndarray dout):
+        """Forward, loss and backward in one call (only when can_step()): loss 0 softmax
+        cross-entropy (int64 labels), 1 mean squared error, 2 binary cross-entropy on logits
+        (targets batch x outputs, the network's dtype); dout (batch x outputs) takes the loss
+        gradient.  Returns (loss, finite): finite False when the output was not (the gradients
+        are then incomplete)."""
+        cdef LossSpec ls
+        cdef void *x = cnp.PyArray_DATA(X)
+        cdef int nt = _n_threads
+        cdef bint adapt = nt > 1 and vg_blas_adapt
+        cdef int one = 0
+        cdef unsigned fp
+        cdef double t0
+        ls.kind = loss
+        ls.y = <const int64_t *>cnp.PyArray_DATA(labels) if labels is not None else NULL
+        ls.t = cnp.PyArray_DATA(targets) if targets is not None else NULL
+        ls.dout = cnp.PyArray_DATA(dout)
+        with nogil:
+            fp = vg_fp_enter(self.desc.flush)
+            self.desc.fp_caller = fp
+            if adapt:
+                one = vg_choice_pick(&self.chunk_step)
+            t0 = vg_now()
+            if self.is_f32:
+                net_step_chunked(&self.desc, &self.chunks, <float *>x, &ls, 1 if one else nt)
+            else:
+                net_step_chunked(&self.desc, &self.chunks, <double *>x, &ls, 1 if one else nt)
+            if adapt:
+                vg_choice_learn(&self.chunk_step, one, (vg_now() - t0) / self.desc.batch)
+            vg_fp_leave(self.desc.flush, fp)
+        return sum(ls.part[c] for c in range(VG_CHUNKS)), all_chunks_finite(&ls)
+
     def chunk_choice(self):
         """The same for the batch chunks' passes at two threads or more: passes measured,
         whether one thread (both chunks one after the other) has been faster, and the moving
         averages of seconds per row in either mode."""
         return {"forward": _choice_dict(&self.chunk_fwd, "seconds_per_row"),
-                "backward": _choice_dict(&self.chunk_bwd, "seconds_per_row")}
+                "backward": _choice_dict(&self.chunk_bwd, "seconds_per_row"),
+                "step": _choice_dict(&self.chunk_step, "seconds_per_row")}

@@ -15,9 +15,9 @@ def softmax_cross_entropy(cnp.ndarray logits, cnp.ndarray labels, cnp.ndarray gr
     cdef bint f32 = logits.dtype.itemsize == 4
     with nogil:
         if f32:
-            loss = vg_softmax_xent_f32(n, c, <float *>z, y, <float *>g)
+            loss = vg_softmax_xent_f32(n, c, <float *>z, y, <float *>g, n)
         else:
-            loss = vg_softmax_xent_f64(n, c, <double *>z, y, <double *>g)
+            loss = vg_softmax_xent_f64(n, c, <double *>z, y, <double *>g, n)
     return loss
 
 
@@ -31,9 +31,9 @@ def mean_squared_error(cnp.ndarray pred, cnp.ndarray target, cnp.ndarray grad):
     cdef bint f32 = pred.dtype.itemsize == 4
     with nogil:
         if f32:
-            loss = vg_mse_f32(n, m, <float *>p, <float *>t, <float *>g)
+            loss = vg_mse_f32(n, m, <float *>p, <float *>t, <float *>g, n)
         else:
-            loss = vg_mse_f64(n, m, <double *>p, <double *>t, <double *>g)
+            loss = vg_mse_f64(n, m, <double *>p, <double *>t, <double *>g, n)
     return loss
 
 
@@ -47,9 +47,9 @@ def binary_cross_entropy_logits(cnp.ndarray logits, cnp.ndarray target, cnp.ndar
     cdef bint f32 = logits.dtype.itemsize == 4
     with nogil:
         if f32:
-            loss = vg_bce_logits_f32(n, m, <float *>z, <float *>t, <float *>g)
+            loss = vg_bce_logits_f32(n, m, <float *>z, <float *>t, <float *>g, n)
         else:
-            loss = vg_bce_logits_f64(n, m, <double *>z, <double *>t, <double *>g)
+            loss = vg_bce_logits_f64(n, m, <double *>z, <double *>t, <double *>g, n)
     return loss
 
 

@@ -353,13 +353,15 @@ VG_CLONES void VG_FN(vg_row_norms2)(long rows, long cols, const T *restrict x,
 
 /* Softmax cross-entropy with integer labels, log-sum-exp stable.
  * loss = mean_i (logsumexp(z_i) - z_i[y_i]);  g = (softmax(z) - onehot(y)) / n. */
+/* The losses: means over n_all rows, of which these n (a batch chunk's rows, or all of them):
+ * the gradient rows are the whole batch's, the value is this chunk's share of the mean. */
 static double VG_FN(vg_softmax_xent)(long n, long c, const T *restrict z,
-                                     const int64_t *restrict y, T *restrict g)
+                                     const int64_t *restrict y, T *restrict g, long n_all)
 {
     double total = 0.0;
-    const double inv_nd = 1.0 / (double)n;   /* each term scaled before the sum: a finite mean
-                                                of huge terms must not overflow to Inf */
-    const T inv_n = (T)1 / (T)n;
+    const double inv_nd = 1.0 / (double)n_all;  /* each term scaled before the sum: a finite
+                                                   mean of huge terms must not overflow to Inf */
+    const T inv_n = (T)1 / (T)n_all;
     for (long i = 0; i < n; i++) {
         const T *restrict zr = z + i * c;
         T *restrict gr = g + i * c;
@@ -382,12 +384,12 @@ static double VG_FN(vg_softmax_xent)(long n, long c, const T *restrict z,
 
 /* Mean squared error over all n*m elements: loss = mean((p - t)^2); g = 2 (p - t) / (n m). */
 static double VG_FN(vg_mse)(long n, long m, const T *restrict p, const T *restrict t,
-                            T *restrict g)
+                            T *restrict g, long n_all)
 {
     double total = 0.0;
     const long len = n * m;
-    const double inv_len = 1.0 / (double)len;   /* scaled before the sum, as above */
-    const T scale = (T)2 / (T)len;
+    const double inv_len = 1.0 / ((double)n_all * (double)m);  /* scaled before the sum */
+    const T scale = (T)2 / (T)(n_all * m);
     for (long k = 0; k < len; k++) {
         T d = p[k] - t[k];
         total += (double)d * (double)d * inv_len;
@@ -399,12 +401,12 @@ static double VG_FN(vg_mse)(long n, long m, const T *restrict p, const T *restri
 /* Binary cross-entropy with logits, mean over all n*m elements:
  * loss = mean(max(z, 0) - z t + log1p(exp(-|z|)));  g = (sigmoid(z) - t) / (n m). */
 static double VG_FN(vg_bce_logits)(long n, long m, const T *restrict z, const T *restrict t,
-                                   T *restrict g)
+                                   T *restrict g, long n_all)
 {
     double total = 0.0;
     const long len = n * m;
-    const double inv_len = 1.0 / (double)len;   /* scaled before the sum, as above */
-    const T scale = (T)1 / (T)len;
+    const double inv_len = 1.0 / ((double)n_all * (double)m);  /* scaled before the sum */
+    const T scale = (T)1 / (T)(n_all * m);
     for (long k = 0; k < len; k++) {
         T x = z[k];
         double ax = fabs((double)x);

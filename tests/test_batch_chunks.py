@@ -231,11 +231,14 @@ def test_two_threads_fall_back_to_one_when_that_is_faster_and_try_two_every_32nd
     rng = np.random.default_rng(14)
     X = rng.standard_normal((64, 64)).astype(np.float32)
     y = rng.integers(0, 10, 64)
+    d = rng.standard_normal((64, 10)).astype(np.float32) / 64
     with num_threads(2):
         for _ in range(40):
-            net.train_step(X, y, "cross_entropy")
+            net.train_step(X, y, "cross_entropy")      # one call: the "step" choice
+            net.forward(X)
+            net.backward(d)
     choice = net.chunk_choice()
-    for d in ("forward", "backward"):
+    for d in ("forward", "backward", "step"):
         assert choice[d]["passes"] == 40
         two, one = choice[d]["seconds_per_row"]
         assert two > 0 and one > 0
@@ -244,13 +247,60 @@ def test_two_threads_fall_back_to_one_when_that_is_faster_and_try_two_every_32nd
     net1 = vg.MLP([64] * 41 + [10], activation="tanh", seed=3)
     with num_threads(1):
         net1.train_step(X, y, "cross_entropy")
+        net1.forward(X)
     assert net1.chunk_choice()["forward"]["passes"] == 0
+    assert net1.chunk_choice()["step"]["passes"] == 0
     # and without adapt, two threads always
     try:
         vg.set_blas_policy(adapt=False)
         net2 = vg.MLP([64] * 41 + [10], activation="tanh", seed=3)
         with num_threads(2):
             net2.train_step(X, y, "cross_entropy")
-        assert net2.chunk_choice()["forward"]["passes"] == 0
+        assert net2.chunk_choice()["step"]["passes"] == 0
     finally:
         vg.set_blas_policy(adapt=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_train_step_in_one_call_gives_the_bits_of_the_separate_calls(loss, dtype, threads):
+    # train_step runs forward, loss and backward in one compiled call for a chunked network;
+    # the separate calls (forward, the loss function, backward) must give the same gradients
+    # and measurements bit for bit, and the loss within rounding
+    sizes = [24, 40, 33, 12]
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((36, sizes[0])).astype(dtype)
+    target = make_target(loss, 36, sizes[-1], np.dtype(dtype), rng)
+    a = vg.MLP(sizes, activation="tanh", dtype=dtype, seed=5, sigma_b=0.2)
+    b = vg.MLP(sizes, activation="tanh", dtype=dtype, seed=5, sigma_b=0.2)
+    with num_threads(threads):
+        for _ in range(3):
+            la = a.train_step(X, target, loss)
+            lb, dout = vg.losses.get(loss)(b.forward(X), target)
+            b.backward(dout, input_grad=False)
+            assert la == pytest.approx(lb, rel=1e-12, abs=1e-15)
+            assert np.array_equal(a.grads, b.grads)
+            fa, fb = a.gradient_flow(), b.gradient_flow()
+            for field in vg.flow.FIELDS:
+                np.testing.assert_array_equal(getattr(fa, field), getattr(fb, field), field)
+            np.testing.assert_array_equal(fa.per_sample_grad_norm, fb.per_sample_grad_norm)
+            a.sgd_step(0.1)
+            b.sgd_step(0.1)
+    assert a.chunk_choice()["step"]["passes"] == (3 if threads > 1 else 0)
+
+
+def test_a_non_finite_output_in_one_call_raises_and_keeps_the_parameters():
+    net = vg.MLP([16, 32, 32, 8], activation="relu", seed=6)
+    opt = vg.optim.SGD(net, lr=0.1)
+    X = np.ones((32, 16), np.float32)
+    y = np.arange(32) % 8
+    net.train_step(X, y, "cross_entropy", opt)
+    before = net.params.copy()
+    net.weights[1][:] = np.float32(3e38)        # the second layer overflows to Inf
+    before[...] = net.params
+    for threads in (1, 2):
+        with num_threads(threads), pytest.raises(vg.NonFiniteError) as e:
+            net.train_step(X, y, "cross_entropy", opt)
+        assert e.value.where == "forward" and e.value.layer == 2
+        assert np.array_equal(net.params, before)

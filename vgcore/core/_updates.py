@@ -21,6 +21,10 @@ from vgcore.core._validation import check_finite_number, check_float_matrix, che
 from vgcore.core.errors import NonFiniteError
 from vgcore.measure.flow import _SUM_D2, _SUM_H2
 
+# the losses the compiled one-call step computes, by function, with the engine's ids for them
+# (a name the losses module lacks fails here, at import)
+_ONE_CALL_LOSSES = {_losses.LOSSES[name]: kind for name, kind in _engine.STEP_LOSSES.items()}
+
 if TYPE_CHECKING:
     from vgcore.core._workspace import Workspace
 
@@ -232,15 +236,17 @@ class UpdateSurface:
                 raise ValueError("optimizer: it was built for another network; build it on "
                                  "this one (vg.optim.SGD(net, ...))")
         check_float_matrix(X, "X", self.dtype, cols=self.sizes[0], what="the network's dtype")
-        _losses.check_targets(fn, y, X.shape[0], self.sizes[-1], self.dtype)
+        target = _losses.check_targets(fn, y, X.shape[0], self.sizes[-1], self.dtype)
         self._acquire("train_step")
         try:
-            out = self.forward(X)
-            if not _engine.all_finite(out):
-                self._raise_nonfinite("forward")
-            assert self._ws is not None
-            value, dout = fn(out, y, grad_out=self._ws.loss_grad)
-            self.backward(dout, input_grad=False)
+            value = self._one_call_step(fn, X, target)
+            if value is None:
+                out = self.forward(X)
+                if not _engine.all_finite(out):
+                    self._raise_nonfinite("forward")
+                assert self._ws is not None
+                value, dout = fn(out, y, grad_out=self._ws.loss_grad)
+                self.backward(dout, input_grad=False)
             if optimizer is not None:
                 if self._measure and self.nonfinite() is not None:
                     self._raise_nonfinite("backward")
@@ -248,6 +254,34 @@ class UpdateSurface:
             return value
         finally:
             self._release()
+
+    def _one_call_step(self, fn, X, target):
+        """Forward, loss and backward in one compiled call, when the network runs in batch
+        chunks and the loss is one of vgcore's: each chunk computes its rows' loss gradient and
+        goes straight on to its backward pass (src/_engine_chunks.pxi).  The gradients are
+        those of the separate calls, bit for bit; the loss is the sum of the chunks' shares of
+        the mean.  Returns the loss, or None when the separate calls must run."""
+        kind = _ONE_CALL_LOSSES.get(fn)
+        if kind is None or self._extras:
+            return None
+        ws = self._workspace(X.shape[0])
+        if not self._engine.can_step():
+            return None
+        if self._aliases_workspace(X):
+            X = X.copy()
+        if self._measure:
+            self._renew_taken_buffers(ws)
+        labels = np.ascontiguousarray(target) if kind == 0 else None
+        targets = None if kind == 0 else np.ascontiguousarray(target)
+        value, finite = self._engine.train_pass(X, kind, labels, targets, ws.loss_grad)
+        if self.training:
+            self.dropout_counter += 1
+        self._input = X
+        self._stepped = False
+        self._flow_batch = ws.batch if self._measure and finite else None
+        if not finite:
+            self._raise_nonfinite("forward")
+        return float(value)
 
     def _raise_nonfinite(self, where):
         layer = None
