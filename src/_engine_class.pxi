@@ -29,7 +29,8 @@ cdef class Engine:
                   cnp.ndarray w_off, cnp.ndarray b_off, cnp.ndarray params,
                   cnp.ndarray grads):
         cum_width = np.concatenate(([0], np.cumsum(sizes[1:-1]))).astype(np.int64)
-        wt = np.empty(int(np.max(sizes[:-1] * sizes[1:])), dtype=params.dtype)
+        fans = np.asarray(sizes)
+        wt = np.empty(int(np.max(fans[:fans.shape[0] - 1] * fans[1:])), dtype=params.dtype)
         self._keep = (sizes, kinds, act_params, w_off, b_off, params, grads, cum_width, wt)
         self.desc.wt = cnp.PyArray_DATA(wt)
         self.desc.cum_width = <const int64_t *>cnp.PyArray_DATA(cum_width)
