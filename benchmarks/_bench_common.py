@@ -19,7 +19,7 @@ import numpy as np
 from scipy.linalg import blas as _blas
 
 import vgcore as vg
-from vgcore.core import _kernels
+from vgcore.core._kernels import kernels_line  # noqa: F401  (report, contention)
 import _baselines as bl
 from vgcore.commands.bench import lead_in, time_interleaved  # noqa: F401  (the shared timer)
 
@@ -306,10 +306,6 @@ def env_line() -> str:
     env = {k: os.environ[k] for k in sorted(os.environ)
            if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "MKL_", THREADS_ENV))}
     return ", ".join(f"{k}={v}" for k, v in env.items()) or "none"
-
-
-def kernels_line(info=None) -> str:
-    return _kernels.kernels_line(info)
 
 
 def machine_info() -> dict:

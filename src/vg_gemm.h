@@ -50,20 +50,6 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define VADD(a, b) _mm512_add_ps(a, b)
 #include "vg_gemm_impl.h"
-#undef T
-#undef VT
-#undef VW
-#undef GK
-#undef MASK
-#undef MASK_N
-#undef VZERO
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VBCAST
-#undef VFMA
-#undef VADD
 
 /* ---- AVX-512, double ---- */
 #define T double
@@ -81,22 +67,8 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define VADD(a, b) _mm512_add_pd(a, b)
 #include "vg_gemm_impl.h"
-#undef T
-#undef VT
-#undef VW
 #undef MRMAX
-#undef GK
 #undef ATTR
-#undef MASK
-#undef MASK_N
-#undef VZERO
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VBCAST
-#undef VFMA
-#undef VADD
 
 /* ---- AVX2 + FMA, float ---- */
 #define T float
@@ -117,20 +89,6 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VADD(a, b) _mm256_add_ps(a, b)
 #include "vg_gemm_impl.h"
-#undef T
-#undef VT
-#undef VW
-#undef GK
-#undef MASK
-#undef MASK_N
-#undef VZERO
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VBCAST
-#undef VFMA
-#undef VADD
 
 /* ---- AVX2 + FMA, double ---- */
 #define T double
@@ -149,22 +107,8 @@ enum { VG_GEMM_NONE = 0, VG_GEMM_AVX2 = 1, VG_GEMM_AVX512 = 2 };
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define VADD(a, b) _mm256_add_pd(a, b)
 #include "vg_gemm_impl.h"
-#undef T
-#undef VT
-#undef VW
 #undef MRMAX
-#undef GK
 #undef ATTR
-#undef MASK
-#undef MASK_N
-#undef VZERO
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VBCAST
-#undef VFMA
-#undef VADD
 
 static inline int vg_gemm_best_isa(void)
 {

@@ -5,6 +5,7 @@
  *   ATTR (the target attribute), MASK (mask type), MASK_N(n) (first n lanes), and the
  *   operations VZERO(), VLOAD(p), VLOADM(p, m), VSTORE(p, v), VSTOREM(p, v, m), VBCAST(p),
  *   VADD(a, b), VFMA(a, b, c) = a * b + c rounded once.
+ * All but MRMAX and ATTR (shared by an instruction set's two types) are undefined at the end.
  */
 
 /* C[MR x (NV * VW)] = A[MR x K] B[K x NV*VW] (+ C when accum) for one register tile.
@@ -97,3 +98,18 @@ void GK(gemm)(long M, long N, long K, const T *restrict A, long rs, long cs,
     else if (rem > 0)
         GK(panel)(1, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem), accum);
 }
+
+#undef T
+#undef VT
+#undef VW
+#undef GK
+#undef MASK
+#undef MASK_N
+#undef VZERO
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VBCAST
+#undef VFMA
+#undef VADD

@@ -131,3 +131,53 @@ def execute_or_crash(config, threads=1):
         os._exit(3)
     from vgcore.experiments.sweep import runner
     return runner._execute(config, threads)
+
+
+def check_reference_case(sizes, batch, activation, loss, dtype, threads, label):
+    """One pass of a glorot-normal network (seed 3, sigma_b 0.2) on a fixed batch, on the
+    engine at ``threads`` threads, against the reference: outputs, loss and gradients."""
+    net = vg.MLP(sizes, activation=activation, init="glorot_normal", dtype=dtype, seed=3,
+                 sigma_b=0.2)
+    ref = R.ReferenceMLP.from_network(net)
+    rng = np.random.default_rng(5)
+    X = (1.5 * rng.standard_normal((batch, sizes[0]))).astype(dtype)
+    target = make_target(loss, batch, sizes[-1], np.dtype(dtype), rng)
+    with num_threads(threads):
+        eng = engine_pass(net, X, loss, target)
+    compare_passes(eng, reference_pass(ref, X, loss, target), np.dtype(dtype), label)
+
+
+def check_central_differences(net, X, loss, target, rng, n_params=40, n_inputs=8,
+                              rel_tol=1e-6, h=1e-4):
+    """The engine's float64 gradients (parameters and input) at ``n_params`` and ``n_inputs``
+    random coordinates against the fourth-order central stencil, relative error with a floor
+    at 1e-3 of the gradient's scale (smooth activations: no kink handling)."""
+    def f(Xv):
+        return vg.losses.get(loss)(net.forward(Xv), target)[0]
+
+    _, dout = vg.losses.get(loss)(net.forward(X), target)
+    dX = net.backward(dout).copy()
+    grads = net.grads.copy()
+    stencil = ((2 * h, -1.0), (h, 8.0), (-h, -8.0), (-2 * h, 1.0))
+    gscale = np.max(np.abs(grads))
+    for i in rng.choice(net.n_params, size=n_params, replace=False):
+        old = net.params[i]
+        fd = 0.0
+        for s, w in stencil:
+            net.params[i] = old + s
+            fd += w * f(X)
+        net.params[i] = old
+        fd /= 12 * h
+        assert abs(fd - grads[i]) <= rel_tol * max(abs(fd), abs(grads[i]), 1e-3 * gscale), \
+            ("param", int(i), fd, grads[i])
+    xscale = np.max(np.abs(dX))
+    for flat in rng.choice(X.size, size=n_inputs, replace=False):
+        idx = np.unravel_index(flat, X.shape)
+        fd = 0.0
+        for s, w in stencil:
+            Xs = X.copy()
+            Xs[idx] += s
+            fd += w * f(Xs)
+        fd /= 12 * h
+        assert abs(fd - dX[idx]) <= rel_tol * max(abs(fd), abs(dX[idx]), 1e-3 * xscale), \
+            ("X", idx, fd, dX[idx])

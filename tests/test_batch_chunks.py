@@ -12,9 +12,8 @@ import pytest
 
 import vgcore as vg
 from vgcore import _engine
-from vgcore.core import reference as R
-from _vgtest import (ACTIVATION_NAMES, LOSS_NAMES, compare_passes, engine_pass, make_target,
-                     num_threads, reference_pass)
+from _vgtest import (ACTIVATION_NAMES, LOSS_NAMES, check_central_differences,
+                     check_reference_case, make_target, num_threads)
 
 pytestmark = pytest.mark.skipif(_engine.gemm_kernel_info()["best"] == "none",
                                 reason="batch chunks run on vgcore's own kernel (AVX2 or "
@@ -60,18 +59,8 @@ def test_a_chunked_pass_is_the_sum_of_its_two_halves(dtype, chunks_restored):
 def test_chunked_passes_match_the_reference(activation, loss, dtype, threads, chunks_restored):
     # an odd batch: the chunks have 16 and 17 rows; a 10-wide output layer (BLAS would take it
     # unchunked; in a chunk, vgcore's kernel does)
-    sizes = [19, 33, 24, 10]
-    batch = 33
-    net = vg.MLP(sizes, activation=activation, init="glorot_normal", dtype=dtype, seed=3,
-                 sigma_b=0.2)
-    ref = R.ReferenceMLP.from_network(net)
-    rng = np.random.default_rng(5)
-    X = (1.5 * rng.standard_normal((batch, sizes[0]))).astype(dtype)
-    target = make_target(loss, batch, sizes[-1], np.dtype(dtype), rng)
-    with num_threads(threads):
-        eng = engine_pass(net, X, loss, target)
-    compare_passes(eng, reference_pass(ref, X, loss, target), np.dtype(dtype),
-                   f"{activation} {loss} {dtype} {threads} threads, chunked")
+    check_reference_case([19, 33, 24, 10], 33, activation, loss, dtype, threads,
+                         f"{activation} {loss} {dtype} {threads} threads, chunked")
 
 
 @pytest.mark.parametrize("measure", [True, False])
@@ -151,35 +140,7 @@ def test_chunked_gradients_match_central_differences(activation, loss, chunks_re
                  sigma_b=0.5)
     X = rng.standard_normal((batch, sizes[0]))
     target = make_target(loss, batch, sizes[-1], np.float64, rng)
-
-    def f(Xv):
-        return vg.losses.get(loss)(net.forward(Xv), target)[0]
-
-    _, dout = vg.losses.get(loss)(net.forward(X), target)
-    dX = net.backward(dout).copy()
-    grads = net.grads.copy()
-    h = 1e-4
-    stencil = ((2 * h, -1.0), (h, 8.0), (-h, -8.0), (-2 * h, 1.0))
-    gscale = np.max(np.abs(grads))
-    for i in rng.choice(net.n_params, size=40, replace=False):
-        old = net.params[i]
-        fd = 0.0
-        for s, w in stencil:
-            net.params[i] = old + s
-            fd += w * f(X)
-        net.params[i] = old
-        fd /= 12 * h
-        assert abs(fd - grads[i]) <= 1e-6 * max(abs(fd), abs(grads[i]), 1e-3 * gscale)
-    xscale = np.max(np.abs(dX))
-    for flat in rng.choice(X.size, size=8, replace=False):
-        idx = np.unravel_index(flat, X.shape)
-        fd = 0.0
-        for s, w in stencil:
-            Xs = X.copy()
-            Xs[idx] += s
-            fd += w * f(Xs)
-        fd /= 12 * h
-        assert abs(fd - dX[idx]) <= 1e-6 * max(abs(fd), abs(dX[idx]), 1e-3 * xscale)
+    check_central_differences(net, X, loss, target, rng)
 
 
 def test_what_is_not_chunked(chunks_restored):

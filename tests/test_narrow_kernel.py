@@ -10,9 +10,8 @@ import pytest
 
 import vgcore as vg
 from vgcore import _engine
-from vgcore.core import reference as R
-from _vgtest import (ACTIVATION_NAMES, LOSS_NAMES, compare_passes, engine_pass, make_target,
-                     num_threads, reference_pass)
+from _vgtest import (ACTIVATION_NAMES, LOSS_NAMES, check_central_differences,
+                     check_reference_case, make_target, num_threads)
 
 BEST = _engine.gemm_kernel_info()["best"]
 ISAS = {"none": [], "avx2": ["avx2"], "avx512": ["avx2", "avx512"]}[BEST]
@@ -142,16 +141,8 @@ BATCH = 13
 def test_engine_matches_the_reference_under_each_instruction_set(activation, loss, dtype,
                                                                 threads, isa, isa_restored):
     _engine.set_gemm_isa(isa)
-    net = vg.MLP(SIZES, activation=activation, init="glorot_normal", dtype=dtype, seed=3,
-                 sigma_b=0.2)
-    ref = R.ReferenceMLP.from_network(net)
-    rng = np.random.default_rng(5)
-    X = (1.5 * rng.standard_normal((BATCH, SIZES[0]))).astype(dtype)
-    target = make_target(loss, BATCH, SIZES[-1], np.dtype(dtype), rng)
-    with num_threads(threads):
-        eng = engine_pass(net, X, loss, target)
-    compare_passes(eng, reference_pass(ref, X, loss, target), np.dtype(dtype),
-                   f"{activation} {loss} {dtype} {threads} threads {isa}")
+    check_reference_case(SIZES, BATCH, activation, loss, dtype, threads,
+                         f"{activation} {loss} {dtype} {threads} threads {isa}")
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -164,37 +155,8 @@ def test_the_kernels_gradients_match_central_differences(activation, loss, isa, 
     net = vg.MLP(sizes, activation=activation, init="glorot_normal", dtype="float64", seed=7,
                  sigma_b=0.5)
     X = rng.standard_normal((11, sizes[0]))
-    target = make_target(loss, 11, sizes[-1], np.float64, rng)
-
-    def f():
-        return vg.losses.get(loss)(net.forward(X), target)[0]
-
-    _, dout = vg.losses.get(loss)(net.forward(X), target)
-    dX = net.backward(dout).copy()
-    grads = net.grads.copy()
-    h = 1e-4
-    for i in rng.choice(net.n_params, size=40, replace=False):
-        old = net.params[i]
-        vals = []
-        for s in (2 * h, h, -h, -2 * h):
-            net.params[i] = old + s
-            vals.append(f())
-        net.params[i] = old
-        fd = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
-        assert abs(fd - grads[i]) <= 1e-6 * max(abs(fd), abs(grads[i]),
-                                                1e-3 * np.max(np.abs(grads))), (i, fd, grads[i])
-    X0 = X.copy()
-    for flat in rng.choice(X.size, size=8, replace=False):
-        idx = np.unravel_index(flat, X.shape)
-        vals = []
-        for s in (2 * h, h, -h, -2 * h):
-            X[...] = X0
-            X[idx] += s
-            vals.append(f())
-        X[...] = X0
-        fd = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
-        assert abs(fd - dX[idx]) <= 1e-6 * max(abs(fd), abs(dX[idx]),
-                                               1e-3 * np.max(np.abs(dX))), (idx, fd, dX[idx])
+    check_central_differences(net, X, loss, make_target(loss, 11, sizes[-1], np.float64, rng),
+                              rng)
 
 
 @needs_kernel

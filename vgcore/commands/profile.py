@@ -143,7 +143,6 @@ def core_peak_gflops(dtype, reps=30) -> tuple:
     128 x 256 x 256 product held in cache, through vgcore's own matrix product (or BLAS on one
     thread when vgcore's kernel is off).  Returns ``(gflops, how)``."""
     from vgcore import _engine
-    from vgcore.core._threads import limited_threads as _lt
     rng = np.random.default_rng(0)
     A = rng.standard_normal((128, 256)).astype(dtype)
     B = rng.standard_normal((256, 256)).astype(dtype)
@@ -161,7 +160,7 @@ def core_peak_gflops(dtype, reps=30) -> tuple:
             g(1.0, B.T, A.T, c=C.T, overwrite_c=True)
         how = "BLAS on one thread"
     best = math.inf
-    with _lt(1):
+    with limited_threads(1):
         for _ in range(reps):
             t0 = perf()
             for _ in range(5):
