@@ -79,17 +79,35 @@ void GK(panel)(const int NV, const int MASKED, long M, long K, const T *restrict
         GK(tile)(1, NV, MASKED, K, A + i * rs, rs, cs, B, ldb, C + i * ldc, ldc, m, accum);
 }
 
+/* Rows of B a packed panel holds: 32 KB of stack, whatever the type and vector width. */
+#define GK_KC (32768 / (2 * VW * (long)sizeof(T)))
+
 /* C (M x N, row-major, ldc) = A B (+ C when accum), A(i, p) = A[i rs + p cs], B (K x N, row-major, ldb).
  * Column panels of two vectors outermost, so that a panel of B (K x 2 VW) stays in the L1
- * cache while every row tile passes over it. */
+ * cache while every row tile passes over it.  A full panel is first copied into a contiguous
+ * buffer when more than one row tile will read it (and K <= GK_KC): in place, its K rows lie
+ * ldb apart, and with a power-of-two row length (256 floats: 1 KB) they fall into a handful of
+ * the L1 cache's sets and evict each other before the next tile comes back to them.  The copy
+ * changes where B is read from, not the arithmetic: the results are the same bits. */
 static ATTR __attribute__((noinline))
 void GK(gemm)(long M, long N, long K, const T *restrict A, long rs, long cs,
               const T *restrict B, long ldb, T *restrict C, long ldc, int accum)
 {
     long j = 0, rem;
     MASK full = MASK_N(VW);
-    for (; j + 2 * VW <= N; j += 2 * VW)
-        GK(panel)(2, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full, accum);
+    T pack[GK_KC * 2 * VW] __attribute__((aligned(64)));
+    const int packed = M > MRMAX && K <= GK_KC;
+    for (; j + 2 * VW <= N; j += 2 * VW) {
+        if (packed) {
+            for (long p = 0; p < K; p++) {
+                VSTORE(pack + p * 2 * VW, VLOAD(B + p * ldb + j));
+                VSTORE(pack + p * 2 * VW + VW, VLOAD(B + p * ldb + j + VW));
+            }
+            GK(panel)(2, 0, M, K, A, rs, cs, pack, 2 * VW, C + j, ldc, full, accum);
+        } else {
+            GK(panel)(2, 0, M, K, A, rs, cs, B + j, ldb, C + j, ldc, full, accum);
+        }
+    }
     rem = N - j;
     if (rem > VW)
         GK(panel)(2, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem - VW), accum);
@@ -99,6 +117,7 @@ void GK(gemm)(long M, long N, long K, const T *restrict A, long rs, long cs,
         GK(panel)(1, 1, M, K, A, rs, cs, B + j, ldb, C + j, ldc, MASK_N(rem), accum);
 }
 
+#undef GK_KC
 #undef T
 #undef VT
 #undef VW

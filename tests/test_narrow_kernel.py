@@ -89,11 +89,37 @@ def test_avx512_and_avx2_agree_bit_for_bit(dtype, isa_restored):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_transposition_is_exact(dtype, isa_restored):
     rng = np.random.default_rng(3)
-    for r, c in [(1, 1), (3, 5), (8, 8), (9, 17), (64, 64), (33, 7), (100, 256)]:
+    # bands of two blocks (16 rows in float, 8 in double), of one block, single rows, and the
+    # columns after the last whole block
+    for r, c in [(1, 1), (3, 5), (8, 8), (9, 17), (64, 64), (33, 7), (100, 256), (16, 16),
+                 (24, 40), (17, 33), (256, 256), (40, 9), (5, 100)]:
         A = rng.standard_normal((r, c)).astype(dtype)
         out = np.empty((c, r), dtype=dtype)
         _engine.transpose_own(A, out)
         assert np.array_equal(out, A.T)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packing_b_changes_no_bit(dtype, isa_restored):
+    # with more rows than one register tile (and K up to 32 KB of panel) the kernel copies each
+    # panel of B into a contiguous buffer first; a single row (one tile) reads B in place, and
+    # so does any K beyond the buffer: every row must come out the same either way, for the
+    # power-of-two row lengths the copy is for, and match NumPy
+    rng = np.random.default_rng(4)
+    for isa in ISAS:
+        for M, N, K in [(9, 256, 64), (64, 256, 256), (20, 100, 600), (12, 64, 1100),
+                        (9, 33, 513)]:
+            A = rng.standard_normal((M, K)).astype(dtype)
+            B = rng.standard_normal((K, N)).astype(dtype)
+            got = _own(A, B, isa)
+            rows = np.vstack([_own(A[i:i + 1], B, isa) for i in range(M)])
+            assert np.array_equal(got, rows), f"{isa} {dtype.__name__} M={M} N={N} K={K}"
+            want = A.astype(np.float64) @ B.astype(np.float64)
+            tol = 1e-5 if dtype == np.float32 else 1e-13
+            assert np.all(np.abs(got - want) <= tol * np.sqrt(K) * (1 + np.abs(want)))
+            AT = np.ascontiguousarray(A.T).T                  # the transposed layout of dW
+            assert np.array_equal(_own(AT, B, isa), got)
 
 
 def test_a_bad_instruction_set_is_refused_naming_it(isa_restored):
