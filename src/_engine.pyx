@@ -219,6 +219,13 @@ cdef extern from "vg_blas_threads.h" nogil:
     double VG_BLAS_ONE_MAX_DEFAULT
     double vg_blas_one_max
     int vg_blas_adapt
+    int vg_blas_bits_vary
+    int vg_blas_reproducible
+    bint vg_blas_hands_off() noexcept
+    ctypedef void (*vg_blas_set_fn)(int) noexcept
+    ctypedef int (*vg_blas_get_fn)() noexcept
+    vg_blas_set_fn vg_blas_set
+    vg_blas_get_fn vg_blas_get
     void vg_blas_choice_init(vg_blas_choice *c) noexcept
     int vg_blas_pass_begin(const vg_blas_choice *c) noexcept
     void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds) noexcept
@@ -233,6 +240,62 @@ cdef extern from "vg_blas_threads.h" nogil:
 cdef bint _blas_bound = vg_blas_bind(<const void *>sgemm)
 
 
+def _probe_product(int m, int n, int k, dtype):
+    """A fixed product straight through the BLAS (column-major m x k by k x n; not through
+    gemm(), whose thread policy must not act here)."""
+    cdef cnp.ndarray A = ((np.arange(m * k) * 7919 % 1009) / 1009.0 - 0.5).astype(dtype)
+    cdef cnp.ndarray B = ((np.arange(k * n) * 104729 % 1013) / 1013.0 - 0.5).astype(dtype)
+    cdef cnp.ndarray C = np.zeros(m * n, dtype=dtype)
+    cdef char t = c'N'
+    cdef float f1 = 1, f0 = 0
+    cdef double d1 = 1, d0 = 0
+    if dtype == np.float32:
+        sgemm(&t, &t, &m, &n, &k, &f1, <float *>cnp.PyArray_DATA(A), &m,
+              <float *>cnp.PyArray_DATA(B), &k, &f0, <float *>cnp.PyArray_DATA(C), &m)
+    else:
+        dgemm(&t, &t, &m, &n, &k, &d1, <double *>cnp.PyArray_DATA(A), &m,
+              <double *>cnp.PyArray_DATA(B), &k, &d0, <double *>cnp.PyArray_DATA(C), &m)
+    return C
+
+
+def blas_threads_change_bits():
+    """Whether the bound BLAS gives other bits for the same product in one thread and in
+    several (at least 2; its current count when larger): a few products of float32 and
+    float64, of sizes OpenBLAS splits over its threads, each computed both ways.  The count
+    is put back.  False when no BLAS thread count is bound (nothing to change)."""
+    if not _blas_bound:
+        return False
+    cdef int saved = vg_blas_get()
+    cdef int many = saved if saved > 1 else 2
+    try:
+        for dtype in (np.float32, np.float64):
+            for m, n, k in ((160, 192, 224), (131, 200, 96), (515, 24, 40)):
+                vg_blas_set(1)
+                one = _probe_product(m, n, k, dtype)
+                vg_blas_set(many)
+                several = _probe_product(m, n, k, dtype)
+                if not np.array_equal(one, several):
+                    return True
+        return False
+    finally:
+        vg_blas_set(saved)
+
+
+vg_blas_bits_vary = blas_threads_change_bits()
+
+
+def set_blas_reproducible(bint on):
+    global vg_blas_reproducible
+    vg_blas_reproducible = on
+
+
+def set_blas_bits_vary(bint on):
+    """For tests: act as if the probe had found (or not) that the BLAS's bits depend on its
+    thread count."""
+    global vg_blas_bits_vary
+    vg_blas_bits_vary = on
+
+
 def blas_one_thread_info():
     """How vgcore runs the BLAS's threads (see vg_blas_threads.h): ``bound`` (the BLAS's
     thread count could be reached), ``symbol``, ``max_mnk`` (products of at most this many
@@ -242,7 +305,8 @@ def blas_one_thread_info():
     return {"bound": bool(_blas_bound), "symbol": vg_blas_symbol.decode() if _blas_bound else None,
             "max_mnk": float(vg_blas_one_max), "default_max_mnk": float(VG_BLAS_ONE_MAX_DEFAULT),
             "adapt": bool(vg_blas_adapt), "probe_every": int(VG_BLAS_PROBE_EVERY),
-            "holders": int(vg_blas_holders())}
+            "holders": int(vg_blas_holders()), "threads_change_bits": bool(vg_blas_bits_vary),
+            "reproducible": bool(vg_blas_reproducible), "hands_off": bool(vg_blas_hands_off())}
 
 
 cdef dict _choice_dict(const vg_blas_choice *c, str per="seconds_per_mnk"):

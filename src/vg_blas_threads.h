@@ -30,6 +30,10 @@
  * 128th while the other was 1.5x slower or more: a probe costs that much), so it follows the
  * load both ways within 64 to 256 passes.  Results do not depend on the mode.
  *
+ * Both rest on OpenBLAS splitting the output, not the sums.  Some of its kernels (Haswell's, on
+ * an AMD EPYC) still give other bits at another thread count; the module probes that when it
+ * loads (blas_threads_change_bits) and then leaves the count alone (vg_blas_hands_off).
+ *
  * Reaching the count needs OpenBLAS's openblas_set_num_threads in the library that SciPy's
  * cython_blas calls.  vg_blas_bind finds it from the address of that sgemm wrapper; with
  * another BLAS (or no dladdr) nothing is bound and products run as the BLAS decides.
@@ -87,6 +91,19 @@ static vg_blas_get_fn vg_blas_get = NULL;
 static const char *vg_blas_symbol = "";
 static double vg_blas_one_max = VG_BLAS_ONE_MAX_DEFAULT;
 static int vg_blas_adapt = 1;           /* choose the mode of larger products by their speed */
+/* Whether this BLAS gives other bits for the same product at another thread count (probed when
+ * the module loads: OpenBLAS's Haswell sgemm/dgemm kernels do, its SkylakeX ones did not in
+ * our tests).  Then, with vg_blas_reproducible (the default), vgcore leaves the BLAS's thread
+ * count alone: a count changed by one pass (or by another thread's pass: the count is
+ * process-wide) would change the results of the next, and a run would not repeat its bits at a
+ * fixed thread count. */
+static int vg_blas_bits_vary = 0;
+static int vg_blas_reproducible = 1;
+
+static inline int vg_blas_hands_off(void)
+{
+    return vg_blas_set == NULL || (vg_blas_bits_vary && vg_blas_reproducible);
+}
 
 /* The two-mode chooser (also used by the batch chunks of _engine_chunks.pxi, whose modes are
  * two threads and one): the faster mode so far, the other one first while it is unmeasured
@@ -186,7 +203,7 @@ static void vg_blas_drop_one(void)
 static inline void vg_blas_before(double mnk)
 {
     int one;
-    if (vg_blas_set == NULL)
+    if (vg_blas_hands_off())
         return;
     one = mnk <= vg_blas_one_max;
     if (!one) {
@@ -218,7 +235,7 @@ static inline int vg_blas_pass_begin(const vg_blas_choice *c)
 {
     int mode;
     vg_blas_large = 0;
-    if (!vg_blas_adapt || vg_blas_set == NULL) {
+    if (!vg_blas_adapt || vg_blas_hands_off()) {
         vg_blas_force = 0;
         return 0;
     }
@@ -234,7 +251,7 @@ static inline void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds)
 {
     double large = vg_blas_large;
     vg_blas_release();
-    if (!vg_blas_adapt || large <= 0)
+    if (!vg_blas_adapt || vg_blas_hands_off() || large <= 0)
         return;
     vg_choice_learn(c, mode, seconds / large);
 }

@@ -1,7 +1,9 @@
 """How vgcore runs the BLAS's threads (vg_blas_threads.h, vg.blas_policy): small products in
 one thread, larger ones in one thread when that has been faster.  The BLAS's thread count is 1
 while a pass multiplies small matrices, is what it was after every pass (also with several
-networks in several threads), and results do not change."""
+networks in several threads), and results do not change.  Where the BLAS's bits depend on its
+thread count (probed at import), vgcore leaves the count alone unless told otherwise; the tests
+of the mechanism itself act as if the probe had found the BLAS thread-count-safe."""
 from __future__ import annotations
 
 import os
@@ -28,6 +30,14 @@ def _scipy_blas():
                 "64_" not in os.path.basename(info["filepath"]):
             return info
     return None
+
+
+@pytest.fixture
+def policy_applies():
+    """The policy as on a BLAS whose bits do not depend on its thread count."""
+    _engine.set_blas_bits_vary(False)
+    yield
+    _engine.set_blas_bits_vary(_engine.blas_threads_change_bits())
 
 
 def _blas_threads():
@@ -81,7 +91,7 @@ def test_a_limit_the_user_set_with_threadpoolctl_is_kept():
         assert all(i["num_threads"] == 2 for i in vg.blas_info())
 
 
-def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs():
+def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs(policy_applies):
     if not vg.blas_policy()["bound"]:
         pytest.skip("the BLAS's thread count cannot be reached here")
     scipy_blas = _scipy_blas()
@@ -121,7 +131,10 @@ def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_results_do_not_depend_on_the_policy(dtype, threads):
+def test_results_do_not_depend_on_the_policy(dtype, threads, policy_applies):
+    if _engine.blas_threads_change_bits():
+        pytest.skip("this BLAS rounds differently at another thread count (vgcore then "
+                    "leaves the count alone: see test_hands_off_...)")
     grads = []
     with num_threads(threads):
         for limit, adapt in ((0, False), (None, False), (1e12, False), (0, True), (None, True)):
@@ -137,7 +150,7 @@ def test_results_do_not_depend_on_the_policy(dtype, threads):
         np.testing.assert_array_equal(g, grads[0][1])
 
 
-def test_networks_in_several_threads_give_the_count_back():
+def test_networks_in_several_threads_give_the_count_back(policy_applies):
     errors = []
     barrier = threading.Barrier(3)
 
@@ -191,7 +204,8 @@ def test_setting_the_policy_takes_effect_and_none_restores_the_limit():
 
 # ------------------------------------------------------------------ adapting to the load
 
-def test_a_network_measures_both_modes_and_tries_the_other_every_32nd_pass():
+def test_a_network_measures_both_modes_and_tries_the_other_every_32nd_pass(
+        policy_applies):
     if not vg.blas_policy()["bound"]:
         pytest.skip("the BLAS's thread count cannot be reached here")
     net = _mixed_net(np.float32)
@@ -228,3 +242,49 @@ def test_without_adapt_nothing_is_measured():
         assert net.blas_choice()["forward"]["passes"] == 0
     finally:
         vg.set_blas_policy(adapt=True)
+
+
+# ------------------------------------------------- a BLAS that rounds differently per thread count
+
+def test_the_probe_is_repeatable_and_puts_the_count_back():
+    before = _blas_threads()
+    with num_threads(2):
+        inside = _blas_threads()
+        first = _engine.blas_threads_change_bits()
+        assert _blas_threads() == inside
+        assert _engine.blas_threads_change_bits() == first
+    assert _blas_threads() == before
+    assert vg.blas_policy()["threads_change_bits"] == first
+
+
+def test_hands_off_when_the_blas_changes_bits_with_threads():
+    if not vg.blas_policy()["bound"]:
+        pytest.skip("the BLAS's thread count cannot be reached here")
+    net = _mixed_net(np.float32)
+    _engine.set_blas_bits_vary(True)
+    _engine.set_batch_chunks(False)
+    try:
+        assert vg.blas_policy()["hands_off"] is True
+        with num_threads(2):
+            _steps(net, 40)
+            # nothing adapted, nothing held: every product ran at the count the user set
+            assert net.blas_choice()["forward"]["passes"] == 0
+            assert net.blas_choice()["backward"]["passes"] == 0
+            assert all(i["num_threads"] == 2 for i in vg.blas_info())
+        vg.set_blas_policy(reproducible=False)          # speed under load over the bits
+        assert vg.blas_policy()["hands_off"] is False
+        with num_threads(2):
+            _steps(net, 2)
+        assert net.blas_choice()["forward"]["passes"] == 4
+    finally:
+        vg.set_blas_policy(reproducible=True)
+        _engine.set_batch_chunks(True)
+        _engine.set_blas_bits_vary(_engine.blas_threads_change_bits())
+    assert vg.blas_policy()["reproducible"] is True
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_a_bad_reproducible_is_refused_naming_it(bad):
+    with pytest.raises(TypeError, match="reproducible: expected True or False"):
+        vg.set_blas_policy(reproducible=bad)
+    assert vg.blas_policy()["reproducible"] is True

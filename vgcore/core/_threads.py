@@ -76,30 +76,47 @@ def blas_policy() -> dict:
       core, a 2-thread product waits at its end for the thread the scheduler gave away (20x
       slower at the 90th percentile), and one thread wins.
 
-    The BLAS's thread count is as it was when each pass returns.  Results do not depend on any
-    of this (OpenBLAS splits a product's output over its threads, not its sums: the tests check
-    bit for bit).  ``bound`` is False when the BLAS behind SciPy is not an OpenBLAS whose
-    thread count vgcore can reach; then the BLAS decides alone.  Returns ``{"bound", "symbol",
-    "max_mnk", "default_max_mnk", "adapt", "probe_every"}``.
+    The BLAS's thread count is as it was when each pass returns.  ``bound`` is False when the
+    BLAS behind SciPy is not an OpenBLAS whose thread count vgcore can reach; then the BLAS
+    decides alone.
+
+    All this assumes that the BLAS gives the same bits in one thread and in several (OpenBLAS
+    splits a product's output over its threads, not its sums).  Some of its kernels do not:
+    Haswell's, as run on an AMD EPYC, round differently at another thread count.  When vgcore
+    loads it computes a few products both ways; if the bits differ
+    (``threads_change_bits``), vgcore leaves the BLAS's thread count alone (``hands_off``):
+    every product runs at the count you set, so a run repeats its results bit for bit at a
+    fixed thread count, also with other networks training in other Python threads, at the
+    price of the protections above (on narrow networks vgcore's own matrix product does most
+    of the work anyway).  ``set_blas_policy(reproducible=False)`` takes speed under load
+    over that.
+
+    Returns ``{"bound", "symbol", "max_mnk", "default_max_mnk", "adapt", "probe_every",
+    "threads_change_bits", "reproducible", "hands_off"}``.
     """
     info = _engine.blas_one_thread_info()
     return {"bound": info["bound"], "symbol": info["symbol"], "max_mnk": int(info["max_mnk"]),
             "default_max_mnk": int(info["default_max_mnk"]), "adapt": info["adapt"],
-            "probe_every": info["probe_every"]}
+            "probe_every": info["probe_every"],
+            "threads_change_bits": info["threads_change_bits"],
+            "reproducible": info["reproducible"], "hands_off": info["hands_off"]}
 
 
 _UNCHANGED = object()
 
 
-def set_blas_policy(max_mnk=_UNCHANGED, adapt=_UNCHANGED) -> None:
+def set_blas_policy(max_mnk=_UNCHANGED, adapt=_UNCHANGED, reproducible=_UNCHANGED) -> None:
     """Change how vgcore runs the BLAS's threads (see :func:`blas_policy`); process-wide.
 
     ``max_mnk``: products of at most this many multiply-adds (m*n*k; float64 counts twice) run
     in one thread; ``0`` runs every product as the BLAS decides, ``None`` restores the default
     (4,194,304: the crossover measured on 2 cores).  ``adapt``: True or False; it also decides
     whether a narrow network's batch chunks may fall back to one thread under load (see
-    :meth:`vgcore.MLP.chunk_choice`).  Results do not change, only which threads compute
-    them.
+    :meth:`vgcore.MLP.chunk_choice`).  ``reproducible``: True (the default) or False; when
+    the BLAS's bits depend on its thread count (``blas_policy()["threads_change_bits"]``),
+    True leaves that count alone and the two settings above do not apply to BLAS products;
+    False applies them anyway, and results may then differ in the last bits from run to run.
+    Otherwise results do not change, only which threads compute them.
     """
     if max_mnk is not _UNCHANGED:
         if max_mnk is None:
@@ -110,10 +127,14 @@ def set_blas_policy(max_mnk=_UNCHANGED, adapt=_UNCHANGED) -> None:
                              f"got {max_mnk!r}")
     if adapt is not _UNCHANGED and not isinstance(adapt, bool):
         raise TypeError(f"adapt: expected True or False, got {adapt!r}")
+    if reproducible is not _UNCHANGED and not isinstance(reproducible, bool):
+        raise TypeError(f"reproducible: expected True or False, got {reproducible!r}")
     if max_mnk is not _UNCHANGED:
         _engine.set_blas_one_max(float(max_mnk))
     if isinstance(adapt, bool):
         _engine.set_blas_adapt(adapt)
+    if isinstance(reproducible, bool):
+        _engine.set_blas_reproducible(reproducible)
 
 
 def blas_info() -> list[dict]:
