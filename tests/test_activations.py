@@ -137,6 +137,44 @@ def test_tanh_is_x_to_working_precision_at_tiny_inputs():
         np.testing.assert_allclose(deriv, 1.0, rtol=2 * np.finfo(dtype).eps, atol=0)
 
 
+def _float32_sample(lo, hi, step):
+    """Every step-th float32 in [lo, hi), by bit pattern (so every binade is covered)."""
+    bits = np.arange(np.float32(lo).view(np.int32), np.float32(hi).view(np.int32), step,
+                     dtype=np.int32)
+    return bits.view(np.float32)
+
+
+def _ulps(got, xs):
+    """|got - tanh(x)| in units of the last place of the correctly rounded float32 result."""
+    want = np.tanh(xs.astype(np.float64))
+    return np.abs(got - want) / np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+
+
+def test_float32_tanh_is_within_its_ulp_bounds_and_exactly_odd():
+    # vg_tanh_f32 (src/vg_math.h): 2.3 ulp at most over every float (checked exhaustively when
+    # it was written; the earlier exp-and-series form reached 3.95), 1.03 for |x| >= 1 and 0.6
+    # for |x| >= 2 where
+    # backprop reads the derivative 1 - y^2 from y, tanh(-x) == -tanh(x) bit for bit, and
+    # y == 1 exactly where the correctly rounded tanh is 1 (the zero-derivative count)
+    xs = np.concatenate([_float32_sample(1e-7, 10.0, 61), _float32_sample(10.0, 100.0, 1001)])
+    net = identity_network(64, "tanh", np.float32)
+    xs = xs[:xs.size // 64 * 64]
+    got = net.forward(xs.reshape(-1, 64)).ravel().copy()       # forward returns its buffer
+    neg = net.forward(-xs.reshape(-1, 64)).ravel()
+    u = _ulps(got.astype(np.float64), xs)
+    assert u.max() <= 2.3, f"tanh: {u.max():.2f} ulp at x = {xs[np.argmax(u)]!r}"
+    for lo, bound in ((1, 1.03), (2, 0.6)):
+        far = xs >= lo
+        assert u[far].max() <= bound, f"tanh: {u[far].max():.2f} ulp at |x| >= {lo}"
+    np.testing.assert_array_equal(neg, -got)
+    np.testing.assert_array_equal(got == 1, np.tanh(xs.astype(np.float64)).astype(np.float32) == 1)
+    # for |x| < 2^-25 tanh(x) is x itself (from the smallest normal: the network flushes
+    # subnormal inputs to 0 by default)
+    tiny = _float32_sample(1.2e-38, 2.0 ** -25, 100003)
+    tiny = tiny[:tiny.size // 64 * 64]
+    np.testing.assert_array_equal(net.forward(tiny.reshape(-1, 64)).ravel(), tiny)
+
+
 HUGE = {
     np.float32: [1e4, 700.0, 88.0, 87.5, 100.0, 1e10, 1e30, 1e38, 3e38],
     np.float64: [1e4, 700.0, 710.0, 745.0, 88.0, 1e10, 1e100, 1e300, 1.7e308],

@@ -4,6 +4,7 @@ instruction set (and under BLAS alone) against the reference and finite differen
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -75,14 +76,49 @@ def test_the_kernel_writes_nothing_outside_its_output(dtype, isa_restored):
             np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(len(ISAS) < 2, reason="needs both AVX-512 and AVX2")
+def _round_to(q, dtype):
+    """The exact rational q rounded to the nearest value of dtype (ties to even)."""
+    r = dtype(float(q))                       # float64 of a Fraction is correctly rounded
+    cands = [r, np.nextafter(r, dtype(np.inf)), np.nextafter(r, dtype(-np.inf))]
+    best = min(abs(Fraction(float(c)) - q) for c in cands)
+    near = [c for c in cands if abs(Fraction(float(c)) - q) == best]
+    return near[0] if len(near) == 1 else \
+        [c for c in near if int(np.array(c).view(np.int32 if dtype == np.float32
+                                                 else np.int64)) % 2 == 0][0]
+
+
+def _fma_chain(A, B):
+    """C = A B summed as the kernel documents it: for each element, p = 0 .. K-1, one fused
+    multiply-add (a single rounding) a step, in exact arithmetic."""
+    dt = A.dtype.type
+    C = np.zeros((A.shape[0], B.shape[1]), A.dtype)
+    for i in range(A.shape[0]):
+        for j in range(B.shape[1]):
+            c = dt(0)
+            for p in range(A.shape[1]):
+                c = _round_to(Fraction(float(A[i, p])) * Fraction(float(B[p, j]))
+                              + Fraction(float(c)), dt)
+            C[i, j] = c
+    return C
+
+
+@needs_kernel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_avx512_and_avx2_agree_bit_for_bit(dtype, isa_restored):
+def test_every_instruction_set_sums_in_the_documented_order(dtype, isa_restored):
+    # each element summed p = 0 .. K-1 with one rounding a step, bit for bit, by every
+    # instruction set this CPU runs: so AVX-512 and AVX2 give the same bits (compared directly
+    # below where both run), and so does the batch-chunk split wherever it runs
     rng = np.random.default_rng(2)
-    for M, N, K in [(64, 64, 64), (13, 33, 17), (7, 100, 3), (128, 96, 96)]:
-        A = rng.standard_normal((M, K)).astype(dtype)
-        B = rng.standard_normal((K, N)).astype(dtype)
-        assert np.array_equal(_own(A, B, "avx512"), _own(A, B, "avx2"))
+    for isa in ISAS:
+        for M, N, K in [(3, 5, 9), (9, 19, 13), (2, 40, 6)]:   # edges of both tile shapes
+            A = rng.standard_normal((M, K)).astype(dtype)
+            B = rng.standard_normal((K, N)).astype(dtype)
+            assert np.array_equal(_own(A, B, isa), _fma_chain(A, B)), f"{isa} {M}x{N}x{K}"
+    if len(ISAS) == 2:
+        for M, N, K in [(64, 64, 64), (13, 33, 17), (7, 100, 3), (128, 96, 96)]:
+            A = rng.standard_normal((M, K)).astype(dtype)
+            B = rng.standard_normal((K, N)).astype(dtype)
+            assert np.array_equal(_own(A, B, "avx512"), _own(A, B, "avx2"))
 
 
 @needs_kernel
