@@ -422,15 +422,18 @@ cdef inline void linear_grad_w(floating *x, floating *delta, floating *dw, int b
 
 
 cdef inline void linear_grad_x(floating *delta, floating *w, floating *dx, int batch, int fin,
-                               int fout, floating *wt, bint own) noexcept nogil:
+                               int fout, floating *wt, bint own,
+                               bint transpose=True) noexcept nogil:
     # dx (batch x fin) = delta (batch x fout) @ w^T; col-major: dx^T = w delta^T.
     # vgcore's kernel wants w^T row-major: wt (fout x fin, room for the widest layer) takes a
-    # transposed copy (a 64 x 64 copy costs 0.4 us; BLAS's transposed path 1.6 us more).
+    # transposed copy (a 64 x 64 copy costs 0.4 us; BLAS's transposed path 1.6 us more);
+    # transpose=False: wt already holds it (the second batch chunk on one thread).
     if wt != NULL and (own or own_gemm(batch, fin, fout, floating is float)):
-        if floating is float:
-            vg_transpose_F32(fin, fout, w, wt)
-        else:
-            vg_transpose_F64(fin, fout, w, wt)
+        if transpose:
+            if floating is float:
+                vg_transpose_F32(fin, fout, w, wt)
+            else:
+                vg_transpose_F64(fin, fout, w, wt)
         own_gemm_run(batch, fin, fout, delta, fout, 1, wt, fin, dx, fin)
         return
     gemm(c'T', c'N', fin, batch, fout, w, fout, delta, fout, <floating>0, dx, fin)

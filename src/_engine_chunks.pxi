@@ -11,7 +11,9 @@
 # are added to the first chunk's (the network's own) in chunk order when the pass ends.
 #
 # The number of chunks does not depend on the thread count: one thread runs both chunks one
-# after the other, so results are bit-identical across thread counts.  They differ from the
+# after the other, so results are bit-identical across thread counts.  There the first chunk's
+# backward pass keeps each layer's transposed W (Chunks.wt_all) and the second reads it, one
+# transposition per layer and pass instead of two.  They differ from the
 # unchunked pass only in the order of the sums over the batch (dW, db and the measurements are
 # the sum of two half-batch sums), within the tolerances the tests hold against the reference.
 
@@ -56,6 +58,8 @@ cdef struct Chunks:
     long wt_len
     void *dbs                   # the widest layer's worth: db scratch of a chunk that adds its
                                 # gradients to the network's (one thread: see backward_chunk)
+    void *wt_all                # n_params: every layer's transposed W, made by the first chunk
+                                # and read by the others when one thread runs them in order
 
 
 cdef bint chunked(const NetDesc *n, bint f32) noexcept nogil:
@@ -94,6 +98,9 @@ cdef void chunk_bufs(const NetDesc *n, const Chunks *ch, int c, NetDesc *d,
     d.row0 = r0
     d.own_all = True
     d.timing = NULL
+    if shared_grads:            # one thread, the chunks in order: transpose each W once a pass
+        d.wt_all = ch.wt_all
+        d.wt_have = c > 0
     if c > 0:
         d.ps_mean_sq = ch.ps + (c - 1) * n.n_layers
         if shared_grads:

@@ -17,6 +17,8 @@ cdef struct NetDesc:
     void *params
     void *grads
     void *wt                    # scratch: a transposed weight matrix, the largest layer's size
+    void *wt_all                # or (when not NULL) every layer's, W_l^T at w_off[l] (batch
+    bint wt_have                # chunks on one thread); wt_have: already made by a chunk before
     # workspace for one batch size
     long batch                  # rows this pass computes
     long ws_batch               # rows of the bound workspace (the layers' blocks are ws_batch x width)
@@ -216,9 +218,14 @@ cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_d
         dst = <floating *>n.dX
     else:
         return
-    linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
-                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1], <floating *>n.wt,
-                  n.own_all)
+    if n.wt_all != NULL:
+        linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
+                      <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1],
+                      <floating *>n.wt_all + n.w_off[l], n.own_all, not n.wt_have)
+    else:
+        linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
+                      <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1], <floating *>n.wt,
+                      n.own_all)
 
 
 cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,
