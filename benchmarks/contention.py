@@ -199,6 +199,9 @@ def measure(args, neighbour):
 def _policy_line(choice, policy):
     if choice == "plain" or not policy["bound"]:
         return "as the BLAS decides" + ("" if policy["bound"] else " (policy not bound)")
+    if policy.get("hands_off"):
+        return ("left at the count set (this BLAS rounds differently at another thread count: "
+                "vg.blas_policy()); batch chunks adapting to the load")
     return (f"products <= {policy['max_mnk']:,} multiply-adds in one thread"
             + (", larger ones adapting to the load" if policy["adapt"] else ""))
 
