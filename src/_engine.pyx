@@ -222,6 +222,8 @@ cdef extern from "vg_blas_threads.h" nogil:
     int vg_blas_bits_vary
     int vg_blas_reproducible
     bint vg_blas_hands_off() noexcept
+    void vg_blas_lock() noexcept
+    void vg_blas_unlock() noexcept
     ctypedef void (*vg_blas_set_fn)(int) noexcept
     ctypedef int (*vg_blas_get_fn)() noexcept
     vg_blas_set_fn vg_blas_set
@@ -266,11 +268,14 @@ def blas_threads_change_bits():
     several (at least 2; its current count when larger): products of float32 and float64, of
     sizes OpenBLAS splits over its threads, in the three layouts of vgcore's passes (NN
     forward, NT weight gradient, TN input gradient), each computed both ways (~5 ms).  The
-    count is put back.  False when no BLAS thread count is bound (nothing to change)."""
+    count is put back.  False when no BLAS thread count is bound (nothing to change).  Runs
+    under the lock that passes take to change the count: a pass that starts meanwhile waits."""
     if not _blas_bound:
         return False
-    cdef int saved = vg_blas_get()
-    cdef int many = saved if saved > 1 else 2
+    cdef int saved, many
+    vg_blas_lock()
+    saved = vg_blas_get()
+    many = saved if saved > 1 else 2
     try:
         for dtype in (np.float32, np.float64):
             for m, n, k in ((131, 200, 96), (160, 192, 224), (515, 24, 40)):
@@ -284,12 +289,15 @@ def blas_threads_change_bits():
         return False
     finally:
         vg_blas_set(saved)
+        vg_blas_unlock()
 
 
 vg_blas_bits_vary = blas_threads_change_bits()
 
 
 def set_blas_reproducible(bint on):
+    """Where the BLAS's bits depend on its thread count: leave that count alone (True, the
+    default) or apply the policy anyway (False); see vgcore.set_blas_policy."""
     global vg_blas_reproducible
     vg_blas_reproducible = on
 

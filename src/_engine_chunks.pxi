@@ -310,6 +310,8 @@ cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *
         else:
             part = vg_bce_logits_f64(rows, C, out, t, g, n.batch)
     ls.part[c] = part
+    if d.wt_have and not ls.finite[0]:
+        d.wt_have = False           # the first chunk stopped before its backward pass
     fp = vg_fp_enter(n.flush)
     net_backward(&d, X + r0 * n.sizes[0], g, False, 1)
     vg_fp_leave(n.flush, fp)

@@ -17,8 +17,8 @@
  * first sets it to 1 and remembers what it was, the last puts that back.  A thread that
  * switches goes back before its pass returns (vg_blas_release), so code outside vgcore finds
  * the count it set.  Another thread's product started meanwhile runs in one thread: slower,
- * never different (OpenBLAS splits the output, not the sums, so results do not depend on the
- * thread count).
+ * and with most BLAS kernels no different (OpenBLAS splits the output, not the sums; where a
+ * kernel still rounds differently, see vg_blas_hands_off below).
  *
  * Larger products also run in one thread when that has been faster for this network lately
  * (vg_blas_pass_begin / vg_blas_pass_end): on a shared machine a neighbour that takes a core
@@ -28,11 +28,15 @@
  * in either mode (a moving average over the passes of the mode it runs, the mean of the last
  * two probes for the other), runs the faster one and tries the other every 32nd pass (every
  * 128th while the other was 1.5x slower or more: a probe costs that much), so it follows the
- * load both ways within 64 to 256 passes.  Results do not depend on the mode.
+ * load both ways within 64 to 256 passes.  Results do not depend on the mode (with the same
+ * proviso).
  *
  * Both rest on OpenBLAS splitting the output, not the sums.  Some of its kernels (Haswell's, on
  * an AMD EPYC) still give other bits at another thread count; the module probes that when it
- * loads (blas_threads_change_bits) and then leaves the count alone (vg_blas_hands_off).
+ * loads (blas_threads_change_bits) and then leaves the count alone (vg_blas_hands_off).  The
+ * probe's operands hold no subnormals: a difference that only the calling thread's FTZ/DAZ
+ * (which OpenBLAS's own threads lack) would make is not what it looks for; the kernels write
+ * the products' operands flushed, so none reaches a product.
  *
  * Reaching the count needs OpenBLAS's openblas_set_num_threads in the library that SciPy's
  * cython_blas calls.  vg_blas_bind finds it from the address of that sgemm wrapper; with
@@ -104,6 +108,9 @@ static inline int vg_blas_hands_off(void)
 {
     return vg_blas_set == NULL || (vg_blas_bits_vary && vg_blas_reproducible);
 }
+
+static void vg_blas_lock(void);
+static void vg_blas_unlock(void);
 
 /* The two-mode chooser (also used by the batch chunks of _engine_chunks.pxi, whose modes are
  * two threads and one): the faster mode so far, the other one first while it is unmeasured
@@ -179,6 +186,11 @@ static int vg_blas_bind(const void *blas_fn)
     }
     return 0;
 }
+
+/* Held by the probe while it sets the count itself, so that no pass takes or gives back the
+ * count meanwhile (a pass that starts waits the few milliseconds). */
+static void vg_blas_lock(void) { pthread_mutex_lock(&vg_blas_mu); }
+static void vg_blas_unlock(void) { pthread_mutex_unlock(&vg_blas_mu); }
 
 static void vg_blas_hold_one(void)
 {
@@ -266,6 +278,8 @@ static int vg_blas_holders(void)
     return d;
 }
 #else
+static void vg_blas_lock(void) {}
+static void vg_blas_unlock(void) {}
 static int vg_blas_bind(const void *blas_fn) { (void)blas_fn; return 0; }
 static inline void vg_blas_before(double mnk) { (void)mnk; }
 static inline void vg_blas_release(void) {}

@@ -202,7 +202,8 @@ vg_tr4x4_f64(const double *s, long lds, double *d, long ldd)
 #endif
 
 /* Bands of 2 BS source rows where they fit: the two blocks of a band side by side fill 2 BS
- * consecutive elements of each destination row (a whole 64-byte line in float), instead of
+ * consecutive elements of each destination row (64 bytes in float: a whole cache line when the
+ * row starts on one, as a 256-float row of an aligned buffer does), instead of
  * leaving half-written lines to be completed a band later. */
 #define VG_TRANSPOSE(SFX, T, BS, ATTRS)                                              \
 ATTRS static void vg_transpose_##SFX(long rows, long cols, const T *restrict src,     \

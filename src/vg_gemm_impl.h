@@ -85,7 +85,7 @@ void GK(panel)(const int NV, const int MASKED, long M, long K, const T *restrict
 /* C (M x N, row-major, ldc) = A B (+ C when accum), A(i, p) = A[i rs + p cs], B (K x N, row-major, ldb).
  * Column panels of two vectors outermost, so that a panel of B (K x 2 VW) stays in the L1
  * cache while every row tile passes over it.  A full panel is first copied into a contiguous
- * buffer when more than one row tile will read it (and K <= GK_KC): in place, its K rows lie
+ * buffer when more than MRMAX rows will read it (and K <= GK_KC): in place, its K rows lie
  * ldb apart, and with a power-of-two row length (256 floats: 1 KB) they fall into a handful of
  * the L1 cache's sets and evict each other before the next tile comes back to them.  The copy
  * changes where B is read from, not the arithmetic: the results are the same bits. */

@@ -5,7 +5,8 @@
  * gcc/clang vectorise the loops that call it (checked with -fopt-info-vec).  exp() is a
  * Cephes-style range reduction with a polynomial and a 2^n scale built from the bit
  * pattern; its input is clamped so that it never overflows to Inf, and NaN propagates.
- * The rest (tanh, sigmoid, ...) is built on it; erf, erfc and log1p come from libm.
+ * The rest (sigmoid, float64 tanh, ...) is built on it; float32 tanh repeats its range
+ * reduction to take expm1 instead (see there); erf, erfc and log1p come from libm.
  */
 #ifndef VG_MATH_H
 #define VG_MATH_H

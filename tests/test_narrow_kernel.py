@@ -145,7 +145,7 @@ def test_packing_b_changes_no_bit(dtype, isa_restored):
     rng = np.random.default_rng(4)
     for isa in ISAS:
         for M, N, K in [(9, 256, 64), (64, 256, 256), (20, 100, 600), (12, 64, 1100),
-                        (9, 33, 513)]:
+                        (9, 33, 513), (9, 32, 512), (9, 32, 257)]:   # each side of 512 / 256
             A = rng.standard_normal((M, K)).astype(dtype)
             B = rng.standard_normal((K, N)).astype(dtype)
             got = _own(A, B, isa)

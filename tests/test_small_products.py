@@ -35,9 +35,10 @@ def _scipy_blas():
 @pytest.fixture
 def policy_applies():
     """The policy as on a BLAS whose bits do not depend on its thread count."""
+    found = vg.blas_policy()["threads_change_bits"]
     _engine.set_blas_bits_vary(False)
     yield
-    _engine.set_blas_bits_vary(_engine.blas_threads_change_bits())
+    _engine.set_blas_bits_vary(found)
 
 
 def _blas_threads():
@@ -257,17 +258,50 @@ def test_the_probe_is_repeatable_and_puts_the_count_back():
     assert vg.blas_policy()["threads_change_bits"] == first
 
 
+def _holds_seen_during_passes(net, X, passes=300):
+    """(holders, SciPy's BLAS count) seen by a watcher thread while `net` runs forward passes,
+    all products through BLAS."""
+    scipy_blas = _scipy_blas()
+    ctl = threadpoolctl.ThreadpoolController().select(filepath=scipy_blas["filepath"]) \
+        if scipy_blas else None
+    seen, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.append((_engine.blas_one_thread_info()["holders"],
+                         ctl.info()[0]["num_threads"] if ctl is not None else None))
+
+    _engine.set_gemm_isa("none")
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(passes):
+            net.forward(X)
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+        _engine.set_gemm_isa("best")
+    return seen
+
+
 def test_hands_off_when_the_blas_changes_bits_with_threads():
     if not vg.blas_policy()["bound"]:
         pytest.skip("the BLAS's thread count cannot be reached here")
+    found = vg.blas_policy()["threads_change_bits"]
     net = _mixed_net(np.float32)
+    small = vg.MLP([32] * 400 + [10], activation="tanh", init="glorot_uniform", seed=0)
+    X = np.random.default_rng(0).standard_normal((256, 32), dtype=np.float32)
     _engine.set_blas_bits_vary(True)
     _engine.set_batch_chunks(False)
     try:
         assert vg.blas_policy()["hands_off"] is True
         with num_threads(2):
+            # while passes of small products run, nothing holds the count at one
+            seen = _holds_seen_during_passes(small, X)
+            assert len(seen) > 10 and all(h == 0 for h, _ in seen)
+            assert all(c in (None, 2) for _, c in seen)
             _steps(net, 40)
-            # nothing adapted, nothing held: every product ran at the count the user set
+            # nothing adapted: every product ran at the count the user set
             assert net.blas_choice()["forward"]["passes"] == 0
             assert net.blas_choice()["backward"]["passes"] == 0
             assert all(i["num_threads"] == 2 for i in vg.blas_info())
@@ -275,11 +309,12 @@ def test_hands_off_when_the_blas_changes_bits_with_threads():
         assert vg.blas_policy()["hands_off"] is False
         with num_threads(2):
             _steps(net, 2)
+            assert any(h == 1 for h, _ in _holds_seen_during_passes(small, X))
         assert net.blas_choice()["forward"]["passes"] == 4
     finally:
         vg.set_blas_policy(reproducible=True)
         _engine.set_batch_chunks(True)
-        _engine.set_blas_bits_vary(_engine.blas_threads_change_bits())
+        _engine.set_blas_bits_vary(found)
     assert vg.blas_policy()["reproducible"] is True
 
 
