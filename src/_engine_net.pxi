@@ -212,20 +212,19 @@ cdef inline void weight_grad(const NetDesc *n, int l, floating *X, floating *dou
 cdef inline void input_grad(const NetDesc *n, int l, floating *dout, bint want_dx) noexcept nogil:
     """dL/d(input of layer l) = delta_l W_l^T, into D_{l-1} (or dX for the first layer)."""
     cdef floating *dst
+    cdef floating *wt = <floating *>n.wt
+    cdef bint fresh = True
     if l > 0:
         dst = <floating *>n.D + ws_offset(n, l - 1)
     elif want_dx:
         dst = <floating *>n.dX
     else:
         return
-    if n.wt_all != NULL:
-        linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
-                      <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1],
-                      <floating *>n.wt_all + n.w_off[l], n.own_all, not n.wt_have)
-    else:
-        linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
-                      <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1], <floating *>n.wt,
-                      n.own_all)
+    if n.wt_all != NULL:                    # W_l^T kept per layer (batch chunks, one thread)
+        wt = <floating *>n.wt_all + n.w_off[l]
+        fresh = not n.wt_have
+    linear_grad_x(layer_delta(n, l, dout), <floating *>n.params + n.w_off[l], dst,
+                  <int>n.batch, <int>n.sizes[l], <int>n.sizes[l + 1], wt, n.own_all, fresh)
 
 
 cdef void net_backward(const NetDesc *n, floating *X, floating *dout, bint want_dx,

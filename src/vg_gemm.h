@@ -201,29 +201,22 @@ vg_tr4x4_f64(const double *s, long lds, double *d, long ldd)
 #define VG_TR_BLOCK_F64(s, lds, d, ldd) vg_tr4x4_f64(s, lds, d, ldd)
 #endif
 
-/* Bands of 2 BS source rows where they fit: the two blocks of a band side by side fill 2 BS
- * consecutive elements of each destination row (64 bytes in float: a whole cache line when the
- * row starts on one, as a 256-float row of an aligned buffer does), instead of
+/* Bands of 2 BS source rows where they fit (else BS): the blocks of a band side by side fill
+ * 2 BS consecutive elements of each destination row (64 bytes in float: a whole cache line
+ * when the row starts on one, as a 256-float row of an aligned buffer does), instead of
  * leaving half-written lines to be completed a band later. */
 #define VG_TRANSPOSE(SFX, T, BS, ATTRS)                                              \
 ATTRS static void vg_transpose_##SFX(long rows, long cols, const T *restrict src,     \
                                      T *restrict dst)                               \
 {                                                                                   \
-    long i0 = 0, j0;                                                                \
-    for (; i0 + 2 * BS <= rows; i0 += 2 * BS) {                                     \
-        for (j0 = 0; j0 + BS <= cols; j0 += BS) {                                  \
-            VG_TR_BLOCK_##SFX(src + i0 * cols + j0, cols, dst + j0 * rows + i0, rows); \
-            VG_TR_BLOCK_##SFX(src + (i0 + BS) * cols + j0, cols,                    \
-                              dst + j0 * rows + i0 + BS, rows);                     \
-        }                                                                           \
-        for (long i = i0; i < i0 + 2 * BS; i++)                                     \
-            for (long j = j0; j < cols; j++)                                        \
-                dst[j * rows + i] = src[i * cols + j];                              \
-    }                                                                               \
-    for (; i0 + BS <= rows; i0 += BS) {                                             \
+    long i0 = 0, j0, h;                                                             \
+    for (; i0 + BS <= rows; i0 += h) {                                              \
+        h = i0 + 2 * BS <= rows ? 2 * BS : BS;                                      \
         for (j0 = 0; j0 + BS <= cols; j0 += BS)                                     \
-            VG_TR_BLOCK_##SFX(src + i0 * cols + j0, cols, dst + j0 * rows + i0, rows); \
-        for (long i = i0; i < i0 + BS; i++)                                         \
+            for (long b = 0; b < h; b += BS)                                        \
+                VG_TR_BLOCK_##SFX(src + (i0 + b) * cols + j0, cols,                 \
+                                  dst + j0 * rows + i0 + b, rows);                  \
+        for (long i = i0; i < i0 + h; i++)                                          \
             for (long j = j0; j < cols; j++)                                        \
                 dst[j * rows + i] = src[i * cols + j];                              \
     }                                                                               \

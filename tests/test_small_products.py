@@ -92,37 +92,43 @@ def test_a_limit_the_user_set_with_threadpoolctl_is_kept():
         assert all(i["num_threads"] == 2 for i in vg.blas_info())
 
 
-def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs(policy_applies):
-    if not vg.blas_policy()["bound"]:
-        pytest.skip("the BLAS's thread count cannot be reached here")
+def _holds_seen_during_passes(net, X, passes=300, enough=None):
+    """(holders, SciPy's BLAS count) seen by a watcher thread while `net` runs forward passes,
+    every product through BLAS (vgcore's own kernel would take these narrow ones); stops early
+    once enough(seen) is true."""
     scipy_blas = _scipy_blas()
-    net = vg.MLP([32] * 400 + [10], activation="tanh", init="glorot_uniform", seed=0)
-    X = np.random.default_rng(0).standard_normal((256, 32), dtype=np.float32)
-    seen = []
-    done = threading.Event()
     ctl = threadpoolctl.ThreadpoolController().select(filepath=scipy_blas["filepath"]) \
         if scipy_blas else None
+    seen, done = [], threading.Event()
 
     def watch():
         while not done.is_set():
-            held = _engine.blas_one_thread_info()["holders"]
-            count = ctl.info()[0]["num_threads"] if ctl is not None else None
-            seen.append((held, count))
+            seen.append((_engine.blas_one_thread_info()["holders"],
+                         ctl.info()[0]["num_threads"] if ctl is not None else None))
 
-    # BLAS computes every product (vgcore's own kernel would take these narrow ones)
     _engine.set_gemm_isa("none")
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(passes):
+            net.forward(X)
+            if enough is not None and enough(seen):
+                break
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+        _engine.set_gemm_isa("best")
+    return seen
+
+
+def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs(policy_applies):
+    if not vg.blas_policy()["bound"]:
+        pytest.skip("the BLAS's thread count cannot be reached here")
+    net = vg.MLP([32] * 400 + [10], activation="tanh", init="glorot_uniform", seed=0)
+    X = np.random.default_rng(0).standard_normal((256, 32), dtype=np.float32)
     with num_threads(2):
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            for _ in range(300):
-                net.forward(X)
-                if len(seen) > 50 and any(h == 1 for h, _ in seen):
-                    break
-        finally:
-            done.set()
-            watcher.join(timeout=30)
-            _engine.set_gemm_isa("best")
+        seen = _holds_seen_during_passes(
+            net, X, enough=lambda seen: len(seen) > 50 and any(h == 1 for h, _ in seen))
         held = [(h, c) for h, c in seen if h == 1]
         assert held, "no pass was seen holding the BLAS at one thread"
         # while held, SciPy's OpenBLAS runs one thread; the count comes back after the pass
@@ -256,32 +262,6 @@ def test_the_probe_is_repeatable_and_puts_the_count_back():
         assert _engine.blas_threads_change_bits() == first
     assert _blas_threads() == before
     assert vg.blas_policy()["threads_change_bits"] == first
-
-
-def _holds_seen_during_passes(net, X, passes=300):
-    """(holders, SciPy's BLAS count) seen by a watcher thread while `net` runs forward passes,
-    all products through BLAS."""
-    scipy_blas = _scipy_blas()
-    ctl = threadpoolctl.ThreadpoolController().select(filepath=scipy_blas["filepath"]) \
-        if scipy_blas else None
-    seen, done = [], threading.Event()
-
-    def watch():
-        while not done.is_set():
-            seen.append((_engine.blas_one_thread_info()["holders"],
-                         ctl.info()[0]["num_threads"] if ctl is not None else None))
-
-    _engine.set_gemm_isa("none")
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        for _ in range(passes):
-            net.forward(X)
-    finally:
-        done.set()
-        watcher.join(timeout=30)
-        _engine.set_gemm_isa("best")
-    return seen
 
 
 def test_hands_off_when_the_blas_changes_bits_with_threads():
