@@ -327,6 +327,21 @@ cdef dict _choice_dict(const vg_blas_choice *c, str per="seconds_per_mnk"):
             per: tuple(None if c.ewma[i] < 0 else float(c.ewma[i]) for i in range(2))}
 
 
+def choice_trace(costs):
+    """For tests: the modes the two-mode chooser of vg_blas_threads.h picks, pass after pass,
+    for a fresh choice whose passes cost ``costs[i][mode]`` (seconds per unit of work) in pass
+    i; returns (modes, final choice as in blas_choice())."""
+    cdef vg_blas_choice c
+    cdef int mode
+    vg_blas_choice_init(&c)
+    modes = []
+    for cost in costs:
+        mode = vg_choice_pick(&c)
+        vg_choice_learn(&c, mode, float(cost[mode]))
+        modes.append(mode)
+    return modes, _choice_dict(&c)
+
+
 def set_blas_one_max(double max_mnk):
     global vg_blas_one_max
     vg_blas_one_max = max_mnk

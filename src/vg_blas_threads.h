@@ -28,8 +28,11 @@
  * in either mode (a moving average over the passes of the mode it runs, the mean of the last
  * two probes for the other), runs the faster one and tries the other every 32nd pass (every
  * 128th while the other was 1.5x slower or more: a probe costs that much), so it follows the
- * load both ways within 64 to 256 passes.  Results do not depend on the mode (with the same
- * proviso).
+ * load both ways within 64 to 256 passes.  After a switch it tries the mode it left sooner,
+ * 2, 4, 8 and 16 passes later: a switch that a burst of load caused (another library's BLAS
+ * threads still spinning for ~0.1 s after their own work, say) is undone within a few passes
+ * instead of holding a wide network on one thread for 32.  Results do not depend on the mode
+ * (with the same proviso).
  *
  * Both rest on OpenBLAS splitting the output, not the sums.  Some of its kernels (Haswell's, on
  * an AMD EPYC) still give other bits at another thread count; the module probes that when it
@@ -73,11 +76,15 @@ typedef struct {
     double ewma[2];
     double probe[2];    /* the mode's last sample taken as a probe, < 0 = none */
     long passes;        /* passes that had a product above the limit */
+    long since;         /* passes since the other mode last ran */
+    long gap;           /* passes between probes while confirming a switch (2, 4, 8, 16),
+                         * then VG_BLAS_PROBE_EVERY */
     int best;           /* 1: one thread has been faster */
 } vg_blas_choice;
 
 #define VG_BLAS_PROBE_EVERY 32
 #define VG_BLAS_PROBE_RARE 128      /* when the other mode was 1.5x slower or more */
+#define VG_BLAS_PROBE_FIRST 2       /* the first probe of the mode a switch left */
 #define VG_BLAS_EWMA 0.25
 
 static inline void vg_blas_choice_init(vg_blas_choice *c)
@@ -87,6 +94,8 @@ static inline void vg_blas_choice_init(vg_blas_choice *c)
     c->probe[0] = -1.0;
     c->probe[1] = -1.0;
     c->passes = 0;
+    c->since = 0;
+    c->gap = VG_BLAS_PROBE_EVERY;
     c->best = 0;
 }
 
@@ -113,38 +122,49 @@ static void vg_blas_lock(void);
 static void vg_blas_unlock(void);
 
 /* The two-mode chooser (also used by the batch chunks of _engine_chunks.pxi, whose modes are
- * two threads and one): the faster mode so far, the other one first while it is unmeasured
- * and then every 32nd pass (128th while it was 1.5x slower or more). */
+ * two threads and one): the faster mode so far, the other one first while it is unmeasured,
+ * then 2, 4, 8 and 16 passes after a switch, and then every 32nd pass (128th while it was 1.5x
+ * slower or more). */
 static inline int vg_choice_pick(const vg_blas_choice *c)
 {
     int mode = c->best;
-    if (c->ewma[1 - mode] < 0) {
-        mode = 1 - mode;
-    } else {
-        long every = c->ewma[1 - mode] < 1.5 * c->ewma[mode] ? VG_BLAS_PROBE_EVERY
-                                                              : VG_BLAS_PROBE_RARE;
-        if (c->passes % every == every - 1)
-            mode = 1 - mode;
-    }
-    return mode;
+    long every;
+    if (c->ewma[1 - mode] < 0)
+        return 1 - mode;
+    if (c->gap < VG_BLAS_PROBE_EVERY)
+        every = c->gap;
+    else
+        every = c->ewma[1 - mode] < 1.5 * c->ewma[mode] ? VG_BLAS_PROBE_EVERY
+                                                          : VG_BLAS_PROBE_RARE;
+    return c->since + 1 >= every ? 1 - mode : mode;
 }
 
 /* Learn from a pass that took `cost` (seconds per unit of work) in `mode`. */
 static inline void vg_choice_learn(vg_blas_choice *c, int mode, double cost)
 {
+    int was = c->best;
     if (mode == c->best || c->ewma[mode] < 0) {
         /* the mode that runs: a moving average over consecutive passes */
         c->ewma[mode] = c->ewma[mode] < 0 ? cost
                         : (1 - VG_BLAS_EWMA) * c->ewma[mode] + VG_BLAS_EWMA * cost;
     } else {
-        /* a probe, 32 passes after the last one: the mean of the last two probes, so that the
-         * estimate follows a change of load within two probes and one lucky pass does not
-         * decide alone */
+        /* a probe: the mean of the last two probes, so that the estimate follows a change of
+         * load within two probes and one lucky pass does not decide alone */
         c->ewma[mode] = c->probe[mode] < 0 ? cost : 0.5 * (c->probe[mode] + cost);
         c->probe[mode] = cost;
     }
+    c->since = mode == c->best ? c->since + 1 : 0;
+    if (mode != c->best && c->gap < VG_BLAS_PROBE_EVERY)
+        c->gap *= 2;
     if (c->ewma[0] >= 0 && c->ewma[1] >= 0)
         c->best = c->ewma[1] < c->ewma[0];
+    if (c->best != was) {
+        /* a switch: the mode left is tried again soon, its last probe taken to be its moving
+         * average, which holds what made it slower (one or two faster probes bring it back) */
+        c->probe[was] = c->ewma[was];
+        c->gap = VG_BLAS_PROBE_FIRST;
+        c->since = 0;
+    }
     c->passes++;
 }
 

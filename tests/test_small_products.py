@@ -233,6 +233,28 @@ def test_a_network_measures_both_modes_and_tries_the_other_every_32nd_pass(
         assert choice[d]["one_thread"] == (one < many)
 
 
+def test_after_a_switch_the_mode_left_is_tried_again_soon():
+    # the chooser (vg_blas_threads.h), fed costs per pass: two threads cost 1, one thread 1.8;
+    # a burst of 6 passes makes two threads cost 3 (another library's BLAS threads spinning)
+    quiet, burst = (1.0, 1.8), (3.0, 1.8)
+    modes, choice = _engine.choice_trace([quiet] * 20 + [burst] * 6 + [quiet] * 80)
+    assert modes[0] == 1 and modes[1:20] == [0] * 19      # each measured, then the faster
+    assert 1 in modes[20:26]                               # the burst moves it to one thread
+    back = next(i for i in range(26, len(modes)) if modes[i:i + 3] == [0, 0, 0])
+    assert back <= 26 + 12                                 # within 12 passes of the burst's end
+    assert modes[26:back].count(0) >= 1                    # brought back by probes of two
+    assert sum(modes[back:]) <= 4 and modes[-40:] == [0] * 40   # then probes back off
+    assert choice["one_thread"] is False and choice["passes"] == 106
+    # a load that stays: one thread, with two tried only now and then
+    modes, choice = _engine.choice_trace([quiet] * 20 + [burst] * 300)
+    assert choice["one_thread"] is True
+    assert modes[-200:].count(0) <= 3                     # every 128th pass once it settles
+    assert modes[20:60].count(0) <= 8                     # the quick probes after the switch
+    # quiet throughout: one thread (1.8x slower) tried no more often than every 32nd pass
+    modes, _ = _engine.choice_trace([quiet] * 200)
+    assert sum(modes[2:]) <= 200 // 32 + 1
+
+
 def test_a_network_of_small_products_has_nothing_to_choose():
     net = vg.MLP([32] * 6 + [10], seed=0)
     X = np.zeros((64, 32), np.float32)

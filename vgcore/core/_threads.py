@@ -71,7 +71,8 @@ def blas_policy() -> dict:
     - with ``adapt``, larger products also run in one thread when that has been faster for the
       network lately: each network keeps, per pass direction, a moving average of its time per
       multiply-add in either mode, runs the faster and tries the other every
-      ``probe_every``-th pass (every 128th while the other was 1.5x slower or more).  On a
+      ``probe_every``-th pass (every 128th while the other was 1.5x slower or more), and
+      2, 4, 8 and 16 passes after a switch, so that a burst of load is soon undone.  On a
       quiet machine that keeps both cores on large products; when another process takes a
       core, a 2-thread product waits at its end for the thread the scheduler gave away (20x
       slower at the 90th percentile), and one thread wins.

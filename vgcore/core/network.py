@@ -344,8 +344,8 @@ class MLP(UpdateSurface):
         one after the other, the same bits) has been faster than two, and the moving averages
         of seconds per row of the batch in either mode (None until measured).  A neighbour that
         takes a core stalls a two-thread pass until the scheduler gives the core back; the
-        network then runs its halves on one thread and tries two every 32nd pass
-        (``vg.set_blas_policy(adapt=False)`` keeps two)."""
+        network then runs its halves on one thread and tries two 2, 4, 8 and 16 passes after
+        the switch, then every 32nd pass (``vg.set_blas_policy(adapt=False)`` keeps two)."""
         return self._engine.chunk_choice()
 
     @property
