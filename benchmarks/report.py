@@ -4,14 +4,19 @@ PyTorch eager, side by side in one process.
 
     python benchmarks/report.py [--threads N [N ...]] [--configs NAME ...] [--rounds N]
                                 [--markdown] [--json FILE] [--systems NAME ...] [--gemm]
-                                [--phases] [--sample-ms MS] [--lead-in-ms MS] [--warmup S]
+                                [--phases] [--sample-ms MS] [--lead-in-ms MS] [--park-ms MS]
+                                [--warmup S]
 
 For every configuration every system (see _baselines.py) is built from the same parameters and
 batch, checked against vgcore.reference (loss, gradients and update of one step; a system that
 disagrees stops the report), warmed up, and timed in interleaved rounds whose order rotates
 (vgcore.commands.bench.time_interleaved): a sample repeats the step for about --sample-ms after
 an untimed lead-in of the same system, which lets the previous system's thread pool (NumPy's
-OpenBLAS, SciPy's OpenBLAS and vgcore's OpenMP, PyTorch's OpenMP and MKL) go idle.  The table
+OpenBLAS, SciPy's OpenBLAS and vgcore's OpenMP, PyTorch's OpenMP and MKL) go idle: an
+OpenBLAS worker spins ~0.1 s after its library's last call.  vgcore's passes, which adapt
+their threads to the load, see that spinning worker during the lead-in; --park-ms MS sleeps
+before each lead-in instead (see time_interleaved for what that pause costs in turn).  The
+table
 shows medians; the ratios are the other system's median over vgcore's (> 1: vgcore is faster)
 with the targets of issues #11 and #16 for that thread count.  The vanishing configuration
 and its relu / He twin are timed in one pool, so their ratio is side by side too.
@@ -39,16 +44,16 @@ import numpy as np  # noqa: E402
 import _bench_common as bc  # noqa: E402
 import vgcore as vg  # noqa: E402
 from vgcore.core import reference as vref  # noqa: E402
-from vgcore.commands.bench import time_interleaved  # noqa: E402,F401  (imported from here)
+from vgcore.commands.bench import PARK_S, time_interleaved  # noqa: E402,F401  (imported from here)
 
 perf = time.perf_counter
 NOISY = 1.5          # flag systems whose slowest sample is this many times the fastest
 COLS = ("numpy", "reference", "torch", "vgcore")
 
 
-def time_phases(prob: bc.Problem, rounds: int, lead_in_s: float = 0.12):
+def time_phases(prob: bc.Problem, rounds: int, lead_in_s: float = 0.12, park_s: float = 0.0):
     """Median ms of forward / loss / backward / SGD for vgcore and the reference (each after
-    an untimed lead-in of its whole step, as in time_interleaved)."""
+    a pause and an untimed lead-in of its whole step, as in time_interleaved)."""
     cfg, X, y = prob.cfg, prob.X, prob.y
     net, ref, opt = prob.net, prob.ref, prob.opt
     grad = np.empty((cfg.batch, bc.N_OUT), np.float32)
@@ -56,6 +61,8 @@ def time_phases(prob: bc.Problem, rounds: int, lead_in_s: float = 0.12):
     out = {}
     for impl in ("vgcore", "reference"):
         ts = {p: [] for p in ("forward", "loss", "backward", "sgd")}
+        if park_s > 0:
+            time.sleep(park_s)
         bc.lead_in(prob.step(impl), lead_in_s, min_calls=1)
         for i in range(n + 2):
             t0 = perf()
@@ -121,7 +128,7 @@ def measure(args, threads):
                 g.check()
                 fns[f"{name}|gemm"] = g.run
         res = time_interleaved(fns, args.rounds, args.sample_ms / 1e3, args.warmup,
-                               args.lead_in_ms / 1e3)
+                               args.lead_in_ms / 1e3, park_s=args.park_ms / 1e3)
         for name in pool:
             prob, cfg = probs[name], bc.CONFIGS[name]
             r = {s: res[f"{name}|{s}"] for s in list(prob.systems) + ["gemm"]
@@ -147,7 +154,8 @@ def measure(args, threads):
                                    for s, v in r.items()},
                        reps_per_sample={s: v["reps"] for s, v in r.items()})
             if args.phases and "vgcore" in prob.systems and "reference" in prob.systems:
-                row["phases_ms"] = time_phases(prob, args.rounds, args.lead_in_ms / 1e3)
+                row["phases_ms"] = time_phases(prob, args.rounds, args.lead_in_ms / 1e3,
+                                               args.park_ms / 1e3)
             rows.append(row)
             if not args.quiet:
                 print(f"  {threads} thread{'s' if threads > 1 else ''}, {name}: done "
@@ -289,6 +297,9 @@ def main(argv=None):
     ap.add_argument("--lead-in-ms", type=float, default=120.0,
                     help="untimed calls for this long (at least one) before each sample "
                          "(default 120; see time_interleaved)")
+    ap.add_argument("--park-ms", type=float, default=0.0,
+                    help="pause before a system's lead-in, in which the previous system's "
+                         f"BLAS threads park (default 0; they spin ~{PARK_S * 1e3:.0f} ms)")
     ap.add_argument("--gemm", action="store_true",
                     help="also time the step's matrix products alone (scipy sgemm) for wide "
                          "and huge-batch")
@@ -306,6 +317,8 @@ def main(argv=None):
         ap.error("--rounds must be >= 1")
     if args.lead_in_ms < 0:
         ap.error("--lead-in-ms must be >= 0")
+    if args.park_ms < 0:
+        ap.error("--park-ms must be >= 0")
     if args.threads and min(args.threads) < 1:
         ap.error("--threads must be >= 1")
     args.systems = [s for s in bc.SYSTEMS if s in set(args.systems) | {"numpy", "vgcore"}]
@@ -330,7 +343,8 @@ def main(argv=None):
     finally:
         bc.set_threads(before)
     meta.update(threads=threads, rounds=args.rounds, sample_ms=args.sample_ms,
-                lead_in_ms=args.lead_in_ms, warmup_s=args.warmup, total_s=perf() - t_start,
+                lead_in_ms=args.lead_in_ms, park_ms=args.park_ms, warmup_s=args.warmup,
+                total_s=perf() - t_start,
                 command="python benchmarks/report.py" +
                         "".join(f" {shlex.quote(a)}" for a in (argv if argv is not None
                                                                else sys.argv[1:])))

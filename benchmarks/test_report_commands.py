@@ -17,7 +17,8 @@ def test_report_prints_the_table_and_writes_json(tmp_path, capsys):
     # one thread: on a loaded machine a 2-thread PyTorch step can take a second
     assert report.main(["--threads", "1", "--configs", "deep-narrow", "--rounds", "1",
                         "--sample-ms", "1",
-                        "--lead-in-ms", "0", "--warmup", "0", "--markdown", "--quiet",
+                        "--lead-in-ms", "0", "--park-ms", "0", "--warmup", "0", "--markdown",
+                        "--quiet",
                         "--json", str(out)]) == 0
     assert bc.vg.get_num_threads() == threads          # restored
     text = capsys.readouterr().out

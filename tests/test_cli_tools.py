@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -246,6 +247,25 @@ def test_plots_skipped_without_matplotlib(capsys, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ bench
+
+def test_the_bench_timer_pauses_when_the_implementation_changes():
+    # an OpenBLAS worker spins ~0.1 s after its library's last call: with park_s, the timer
+    # leaves that long between one implementation's last call and the next one's first (its
+    # lead-in included), and no pause between calls of the same implementation
+    from vgcore.commands.bench import time_interleaved
+    calls = []
+
+    def fn(name):
+        return lambda: calls.append((name, time.perf_counter()))
+
+    res = time_interleaved({"a": fn("a"), "b": fn("b")}, rounds=3, sample_s=1e-4,
+                           warmup_s=0.0, lead_in_s=0.0, park_s=0.05)
+    assert set(res) == {"a", "b"} and all(len(r["samples"]) == 3 for r in res.values())
+    gaps = [(p[0] != q[0], q[1] - p[1]) for p, q in zip(calls, calls[1:])]
+    switches = [g for changed, g in gaps if changed]
+    assert len(switches) == 5 and min(switches) >= 0.05     # a b | a b, b a, a b
+    assert max(g for changed, g in gaps if not changed) < 0.05
+
 
 def test_bench_quick_reports_ratios(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)       # absent, whatever is installed

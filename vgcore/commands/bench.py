@@ -162,23 +162,44 @@ def calibrate(fn, sample_s, calls=5):
     return max(1, min(1000, int(math.ceil(sample_s / max(best, 1e-7)))))
 
 
-def time_interleaved(fns, rounds, sample_s, warmup_s, lead_in_s=0.12):
+PARK_S = 0.12
+"""Seconds an OpenBLAS worker spins after its library's last call before it sleeps: ~2**28 TSC
+cycles (OPENBLAS_THREAD_TIMEOUT's default), measured ~0.106 s of CPU on an AMD EPYC for
+NumPy's and SciPy's OpenBLAS alike."""
+
+
+def time_interleaved(fns, rounds, sample_s, warmup_s, lead_in_s=0.12, park_s=0.0):
     """Median seconds per call of each function, sampled in interleaved, rotating rounds.
 
     Each sample is preceded by an untimed :func:`lead_in` of the same function for
     ``lead_in_s`` (at least one call), so that timing right after a switch of implementation
-    (and of BLAS library) does not measure the other library's spinning workers.
+    (and of BLAS library) does not measure the other library's spinning workers.  With
+    ``park_s`` > 0 the timer first sleeps that long whenever the function changes, so that
+    those workers park before the lead-in instead of during it: a system that adapts its
+    threads to the load (vgcore) then does not learn from another library's spinning threads,
+    which a program running one system step after step never meets.  The pause has its own
+    cost: after it, Linux was seen to wake vgcore's second OpenMP thread on the first one's
+    core and leave it there for the next ~50 steps of a narrow network (a 2-thread
+    deep-narrow step at its 1-thread speed), which a program running step after step does not
+    meet either.
 
     Returns ``{name: {"median", "min", "max", "reps", "samples"}}`` (seconds per call).
     """
-    for fn in fns.values():
+    reps = {}
+    for k, fn in fns.items():
+        if park_s > 0:
+            time.sleep(park_s)
         lead_in(fn, warmup_s)
-    reps = {k: calibrate(fn, sample_s) for k, fn in fns.items()}
+        reps[k] = calibrate(fn, sample_s)
     samples = {k: [] for k in fns}
     keys = list(fns)
+    last = keys[-1]
     for r in range(rounds):
         for k in keys[r % len(keys):] + keys[:r % len(keys)]:
             fn, n = fns[k], reps[k]
+            if park_s > 0 and k != last:
+                time.sleep(park_s)
+            last = k
             lead_in(fn, lead_in_s)
             t0 = perf()
             for _ in range(n):
