@@ -154,3 +154,71 @@ def test_epoch_dead_units_from_snapshots_are_anded_over_steps():
     both = masks[0] & masks[1] & masks[2]
     assert both[:3].all()
     np.testing.assert_array_equal(fr, [both[:6].mean(), both[6:].mean()])
+
+
+@pytest.mark.parametrize("with_optimiser", [True, False])
+def test_flow_sums_into_copies_the_sums_gradient_flow_derives_from(with_optimiser):
+    net = _net("float64")
+    opt = vg.optim.SGD(net, lr=0.05) if with_optimiser else None
+    net.train_step(*_data(0, 12, "float64"), "cross_entropy", opt)
+    L = len(net.sizes) - 1
+    stats, msq = np.full((L, vg.flow.N_STATS), np.nan), np.full(L, np.nan)
+    assert net.flow_sums_into(stats, msq) == (12, with_optimiser)
+    raw = net.gradient_flow().raw
+    np.testing.assert_array_equal(stats, raw.stats)
+    np.testing.assert_array_equal(msq, raw.ps_mean_sq)
+    assert (raw.batch, raw.stepped) == (12, with_optimiser)
+
+
+def test_flow_sums_into_refuses_what_it_cannot_write_into():
+    net = _net()
+    L = len(net.sizes) - 1
+    good_stats, good_msq = np.empty((L, vg.flow.N_STATS)), np.empty(L)
+    with pytest.raises(RuntimeError, match="no measured step yet"):
+        net.flow_sums_into(good_stats, good_msq)
+    net.train_step(*_data(0, 12))
+    ro = np.empty(L)
+    ro.flags.writeable = False
+    for stats, msq, what in [
+            (np.empty((L, vg.flow.N_STATS + 1)), good_msq, r"stats: expected a writable "
+             r"float64 array of shape \(4, \d+\), got a float64 array of shape \(4, \d+\)"),
+            (good_stats.astype(np.float32), good_msq, "stats: .*got a float32 array"),
+            (good_stats, ro, "ps_mean_sq: .*got a read-only float64 array of shape"),
+            (good_stats, [0.0] * L, "ps_mean_sq: .*got list")]:
+        with pytest.raises(ValueError, match=what):
+            net.flow_sums_into(stats, msq)
+    net.measure = False
+    with pytest.raises(RuntimeError, match="measurements are off"):
+        net.flow_sums_into(good_stats, good_msq)
+
+
+def test_a_recorder_copies_a_checked_networks_sums_without_building_a_flow(monkeypatch):
+    """After its first row of a network (checked through gradient_flow()), a Recorder copies
+    that network's sums into its rows directly: no GradientFlow per row, the same rows as
+    recording each step's flow."""
+    a, b = _net(), _net()
+    opt_a, opt_b = vg.optim.SGD(a, lr=0.05), vg.optim.SGD(b, lr=0.05)
+    rec_a, rec_b = vg.Recorder(max_records=50), vg.Recorder(max_records=50)
+    calls = []
+    real = type(a).gradient_flow
+    monkeypatch.setattr(type(a), "gradient_flow", lambda self: calls.append(self) or real(self))
+    for step in range(120):
+        X, y = _data(step, 12 if step % 3 else 8)
+        a.train_step(X, y, "cross_entropy", opt_a if step % 4 else None)
+        b.train_step(X, y, "cross_entropy", opt_b if step % 4 else None)
+        rec_a.record(a)
+        rec_b.record(real(b))
+    assert calls == [a]                      # the first row only
+    np.testing.assert_array_equal(rec_a.steps, rec_b.steps)
+    for name in FIELDS + SCALARS:
+        np.testing.assert_array_equal(rec_a.history(name), rec_b.history(name), err_msg=name)
+    # another network of the same shape is checked again, a different one refused
+    c = _net()
+    c.train_step(*_data(0, 12))
+    rec_a.record(c)
+    assert calls == [a, c]
+    d = vg.MLP([7, 11, 11, 11, 4], activation="relu", seed=3)
+    d.train_step(*_data(0, 12))
+    with pytest.raises(ValueError, match="activations"):
+        for _ in range(2 * rec_a.stride):   # thinned: one due step in `stride` is read
+            rec_a.record(d)

@@ -552,6 +552,49 @@ class MLP(UpdateSurface):
         finally:
             self._release()
 
+    def flow_sums_into(self, stats: np.ndarray, ps_mean_sq: np.ndarray) -> tuple[int, bool]:
+        """Copy the per-layer sums of the last measured step, the ones every field of
+        :meth:`gradient_flow` is derived from, into the caller's arrays, and return
+        ``(batch, stepped)``: what a :class:`vgcore.Recorder` stores per row, without building
+        a :class:`vgcore.flow.GradientFlow` (see :class:`vgcore.flow.RawSums`).
+
+        Parameters
+        ----------
+        stats : ndarray of float64, shape ``(n_layers, vgcore.flow.N_STATS)``, writable
+        ps_mean_sq : ndarray of float64, shape ``(n_layers,)``, writable
+
+        Raises
+        ------
+        RuntimeError
+            As :meth:`gradient_flow`.
+        ValueError
+            When an array has another shape or dtype, or is read-only.
+        """
+        for name, a, shape in (("stats", stats, self._stats.shape),
+                               ("ps_mean_sq", ps_mean_sq, (len(self.sizes) - 1,))):
+            if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != shape \
+                    or not a.flags.writeable:
+                got = (f"a {'read-only ' if not a.flags.writeable else ''}{a.dtype} array of "
+                       f"shape {a.shape}") if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"{name}: expected a writable float64 array of shape {shape}, "
+                                 f"got {got}")
+        if not self._measure:
+            raise RuntimeError("flow_sums_into: measurements are off; set net.measure = True "
+                               "before the forward and backward passes")
+        if self._flow_batch is None or self._ws is None or self._ws.batch != self._flow_batch:
+            raise RuntimeError("flow_sums_into: no measured step yet; call forward(X) and then "
+                               "backward(dout) (or train_step) first")
+        ws = self._ws
+        self._acquire("flow_sums_into")
+        try:
+            if not self._stepped:
+                self._engine.param_norms()     # no step yet: W and dW as the backward left them
+            np.copyto(stats, self._stats)
+            np.copyto(ps_mean_sq, ws.ps_mean_sq)
+            return int(ws.batch), bool(self._stepped)
+        finally:
+            self._release()
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The network's output on X as a new array (a copy of :meth:`forward`'s view)."""
         return self.forward(X).copy()

@@ -63,10 +63,12 @@ JSON
 from __future__ import annotations
 
 
+import weakref
+
 import numpy as np
 
 from vgcore.measure import recorder_io as _json
-from vgcore.measure.flow import FIELDS, GradientFlow, derive
+from vgcore.measure.flow import FIELDS, N_STATS, GradientFlow, derive
 from vgcore.measure.record_schedule import check_int, check_steps, is_log_step, log_schedule
 from vgcore.measure.recorder_epochs import RecorderEpochs
 from vgcore.measure.recorder_io import (_FLOAT_SCALARS, _INT_SCALARS, JSON_FORMAT, JSON_VERSION,
@@ -133,6 +135,7 @@ class Recorder(RecorderEpochs, RecorderExports):
         self._sizes = None
         self._activations = None
         self._init = None
+        self._checked = None         # weakref to the network whose sums are copied directly
         # storage, allocated at the first record
         self._dfields = None         # (len(FIELDS), max_records, n_layers) float64
         self._dfscal = None          # (2, max_records) float64: grad_ratio, delta_ratio
@@ -235,6 +238,9 @@ class Recorder(RecorderEpochs, RecorderExports):
                              f"activations {list(self._activations)} (the one this recorder "
                              f"started with), got sizes {list(flow.sizes)} and activations "
                              f"{list(flow.activations)}")
+        if not isinstance(net, GradientFlow) and callable(getattr(net, "flow_sums_into", None)):
+            # this network matches: later rows copy its sums straight into the staging rows
+            self._checked = weakref.ref(net)
         return flow
 
     def _allocate(self):
@@ -247,11 +253,11 @@ class Recorder(RecorderEpochs, RecorderExports):
         self._offer = np.empty(m, np.int64)
         self._widths = np.asarray(self._sizes[1:], np.float64)
 
-    def _stage(self, raw, i):
-        """Keep row ``i`` as raw sums (a copy of a few numbers per layer); derived by _flush."""
+    def _stage_slot(self):
+        """The next free staging row (deriving the staged ones first when all are taken)."""
         if self._stage_st is None:
             S, L = min(self._max, _STAGE_ROWS), len(self._sizes) - 1
-            self._stage_st = np.empty((S,) + raw.stats.shape, np.float64)
+            self._stage_st = np.empty((S, L, N_STATS), np.float64)
             self._stage_msq = np.empty((S, L), np.float64)
             self._stage_batch = np.empty(S, np.int64)
             self._stage_stepped = np.empty(S, bool)
@@ -260,10 +266,24 @@ class Recorder(RecorderEpochs, RecorderExports):
         if k == self._stage_row.shape[0]:
             self._flush()
             k = 0
+        return k
+
+    def _stage(self, raw, i):
+        """Keep row ``i`` as raw sums (a copy of a few numbers per layer); derived by _flush."""
+        k = self._stage_slot()
         self._stage_st[k] = raw.stats
         self._stage_msq[k] = raw.ps_mean_sq
         self._stage_batch[k] = raw.batch
         self._stage_stepped[k] = raw.stepped
+        self._stage_row[k] = i
+        self._n_staged = k + 1
+
+    def _stage_from(self, net, i):
+        """_stage for a network already checked: its sums copied straight into the row."""
+        k = self._stage_slot()
+        batch, stepped = net.flow_sums_into(self._stage_st[k], self._stage_msq[k])
+        self._stage_batch[k] = batch
+        self._stage_stepped[k] = stepped
         self._stage_row[k] = i
         self._n_staged = k + 1
 
@@ -339,7 +359,14 @@ class Recorder(RecorderEpochs, RecorderExports):
         base_due = self._base_due(step)
         offer = self._offers_seen
         row_due = base_due and self._row_due(offer)
-        if row_due or self._epoch_open:
+        # a row of the network this recorder already checked, nothing else wanted of it: its
+        # sums are copied into the staging row, no GradientFlow is built
+        direct = (row_due and not self._epoch_open and self.tensorboard is None
+                  and self._checked is not None and self._checked() is net
+                  and net.sizes == self._sizes)
+        if direct:
+            pass
+        elif row_due or self._epoch_open:
             flow = self._flow_of(net)
         elif not isinstance(net, GradientFlow) and not callable(getattr(net, "gradient_flow",
                                                                         None)):
@@ -357,8 +384,10 @@ class Recorder(RecorderEpochs, RecorderExports):
         if self._n == self._max:
             self._thin()
         i = self._n
-        raw = flow.raw
-        if raw is not None:
+        raw = None if direct else flow.raw
+        if direct:
+            self._stage_from(net, i)
+        elif raw is not None:
             self._stage(raw, i)
         else:                           # a flow built from its fields
             for k, name in enumerate(FIELDS):
