@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -248,23 +247,33 @@ def test_plots_skipped_without_matplotlib(capsys, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ bench
 
-def test_the_bench_timer_pauses_when_the_implementation_changes():
+def test_the_bench_timer_pauses_when_the_implementation_changes(monkeypatch):
     # an OpenBLAS worker spins ~0.1 s after its library's last call: with park_s, the timer
-    # leaves that long between one implementation's last call and the next one's first (its
-    # lead-in included), and no pause between calls of the same implementation
-    from vgcore.commands.bench import time_interleaved
-    calls = []
+    # sleeps that long between one implementation's last call and the next one's first (its
+    # lead-in included), and never between calls of the same implementation (the sleeps are
+    # recorded, not slept: wall-clock gaps would also measure a busy machine)
+    from vgcore.commands import bench
+    events = []
+    monkeypatch.setattr(bench.time, "sleep", lambda s: events.append(("sleep", s)))
 
     def fn(name):
-        return lambda: calls.append((name, time.perf_counter()))
+        return lambda: events.append(("call", name))
 
-    res = time_interleaved({"a": fn("a"), "b": fn("b")}, rounds=3, sample_s=1e-4,
-                           warmup_s=0.0, lead_in_s=0.0, park_s=0.05)
+    res = bench.time_interleaved({"a": fn("a"), "b": fn("b")}, rounds=3, sample_s=1e-4,
+                                 warmup_s=0.0, lead_in_s=0.0, park_s=0.05)
     assert set(res) == {"a", "b"} and all(len(r["samples"]) == 3 for r in res.values())
-    gaps = [(p[0] != q[0], q[1] - p[1]) for p, q in zip(calls, calls[1:])]
-    switches = [g for changed, g in gaps if changed]
-    assert len(switches) == 5 and min(switches) >= 0.05     # a b | a b, b a, a b
-    assert max(g for changed, g in gaps if not changed) < 0.05
+    assert events[0] == ("sleep", 0.05)                     # before the first warm-up too
+    last, slept, switches = None, False, 0
+    for kind, what in events:
+        if kind == "sleep":
+            assert what == 0.05
+            slept = True
+            continue
+        if last is not None:
+            assert slept == (what != last), (last, what)      # a pause exactly at a change
+            switches += what != last
+        last, slept = what, False
+    assert switches == 5                                    # a b | a b, b a, a b
 
 
 def test_bench_quick_reports_ratios(capsys, monkeypatch):

@@ -8,11 +8,12 @@ import numpy as np
 
 from vgcore import _engine
 from vgcore.core import _contract
+from vgcore.core._reading import ReadingSurface
 from vgcore.core._updates import UpdateSurface
 from vgcore.core._validation import (as_dtype, check_float_matrix,
                                      check_positive_int)
 from vgcore.core.activations import Activation, resolve_activation
-from vgcore.measure.flow import N_STATS, GradientFlow, saturation_threshold
+from vgcore.measure.flow import N_STATS, saturation_threshold
 from vgcore.core.init import check_init, init_weight
 from vgcore.core.layers import Dense, layer_options, param_layout
 from vgcore.core._workspace import Workspace as _Workspace
@@ -23,7 +24,7 @@ _WORKSPACE_CACHE = 4      # batch sizes whose buffers are kept (e.g. full batch 
 _contract.require("normalisations", ("none", "batch", "layer"), _contract.NORM_KINDS)
 
 
-class MLP(UpdateSurface):
+class MLP(ReadingSurface, UpdateSurface):
     """A deep fully-connected network ``x -> phi(x W_1 + b_1) -> ... -> x W_L + b_L``.
 
     Parameters
@@ -515,85 +516,6 @@ class MLP(UpdateSurface):
             self._engine.set_measurement(True, self._stats, self._sat_thr, self._unit_zero,
                                          self._acc)
             self._unit_zero_taken = False
-
-    def gradient_flow(self) -> GradientFlow:
-        """The gradient-flow measurements of the last forward and backward pass.
-
-        Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
-        passes, so this call only copies a few sums per layer and takes over the per-sample
-        and per-unit arrays (the next pass writes new ones): the flow is a snapshot that later
-        steps do not change, and each field is derived from those sums when first read.
-
-        Raises
-        ------
-        RuntimeError
-            When measurements are off, or no backward pass followed the last forward pass.
-        """
-        if not self._measure:
-            raise RuntimeError("gradient_flow: measurements are off; set net.measure = True "
-                               "before the forward and backward passes")
-        if self._flow_batch is None or self._ws is None or self._ws.batch != self._flow_batch:
-            raise RuntimeError("gradient_flow: no measured step yet; call forward(X) and then "
-                               "backward(dout) (or train_step) first")
-        ws = self._ws
-        self._acquire("gradient_flow")
-        try:
-            if not self._stepped:
-                self._engine.param_norms()     # no step yet: W and dW as the backward left them
-            flow = GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
-                                             self._stats, ws.in_norm2, ws.delta_norm2,
-                                             ws.ps_mean_sq, self._unit_zero, self._cum_width,
-                                             self._stepped, owned=True)
-            # the flow owns those per-sample and per-unit arrays now: the next measured
-            # backward pass writes into new ones (no copy, and the flow stays as it is)
-            ws.sample_norms_taken = True
-            self._unit_zero_taken = True
-            return flow
-        finally:
-            self._release()
-
-    def flow_sums_into(self, stats: np.ndarray, ps_mean_sq: np.ndarray) -> tuple[int, bool]:
-        """Copy the per-layer sums of the last measured step, the ones every field of
-        :meth:`gradient_flow` is derived from, into the caller's arrays, and return
-        ``(batch, stepped)``: what a :class:`vgcore.Recorder` stores per row, without building
-        a :class:`vgcore.flow.GradientFlow` (see :class:`vgcore.flow.RawSums`).
-
-        Parameters
-        ----------
-        stats : ndarray of float64, shape ``(n_layers, vgcore.flow.N_STATS)``, writable
-        ps_mean_sq : ndarray of float64, shape ``(n_layers,)``, writable
-
-        Raises
-        ------
-        RuntimeError
-            As :meth:`gradient_flow`.
-        ValueError
-            When an array has another shape or dtype, or is read-only.
-        """
-        for name, a, shape in (("stats", stats, self._stats.shape),
-                               ("ps_mean_sq", ps_mean_sq, (len(self.sizes) - 1,))):
-            if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != shape \
-                    or not a.flags.writeable:
-                got = (f"a {'read-only ' if not a.flags.writeable else ''}{a.dtype} array of "
-                       f"shape {a.shape}") if isinstance(a, np.ndarray) else type(a).__name__
-                raise ValueError(f"{name}: expected a writable float64 array of shape {shape}, "
-                                 f"got {got}")
-        if not self._measure:
-            raise RuntimeError("flow_sums_into: measurements are off; set net.measure = True "
-                               "before the forward and backward passes")
-        if self._flow_batch is None or self._ws is None or self._ws.batch != self._flow_batch:
-            raise RuntimeError("flow_sums_into: no measured step yet; call forward(X) and then "
-                               "backward(dout) (or train_step) first")
-        ws = self._ws
-        self._acquire("flow_sums_into")
-        try:
-            if not self._stepped:
-                self._engine.param_norms()     # no step yet: W and dW as the backward left them
-            np.copyto(stats, self._stats)
-            np.copyto(ps_mean_sq, ws.ps_mean_sq)
-            return int(ws.batch), bool(self._stepped)
-        finally:
-            self._release()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The network's output on X as a new array (a copy of :meth:`forward`'s view)."""

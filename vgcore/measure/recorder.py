@@ -384,11 +384,10 @@ class Recorder(RecorderEpochs, RecorderExports):
         if self._n == self._max:
             self._thin()
         i = self._n
-        raw = None if direct else flow.raw
         if direct:
             self._stage_from(net, i)
-        elif raw is not None:
-            self._stage(raw, i)
+        elif flow.raw is not None:
+            self._stage(flow.raw, i)
         else:                           # a flow built from its fields
             for k, name in enumerate(FIELDS):
                 self._dfields[k, i] = getattr(flow, name)

@@ -1,0 +1,123 @@
+"""The part of :class:`~vgcore.core.network.MLP` that reads the last step's measurements:
+``gradient_flow`` (a :class:`~vgcore.flow.GradientFlow` snapshot) and ``flow_sums_into`` (the
+raw sums a :class:`~vgcore.Recorder` stores, copied into the caller's arrays).
+
+:class:`ReadingSurface` is a mixin that ``MLP`` inherits and nothing else does (like
+``core/_updates.py``): its methods run on an ``MLP`` and use the network's own buffers.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vgcore import _engine
+from vgcore.measure.flow import GradientFlow
+
+if TYPE_CHECKING:
+    from vgcore.core._workspace import Workspace
+
+__all__ = ["ReadingSurface"]
+
+
+class ReadingSurface:
+    """``MLP``'s ``gradient_flow`` and ``flow_sums_into`` (a mixin of
+    :class:`~vgcore.core.network.MLP` only)."""
+
+    # what MLP.__init__ sets and MLP's passes define (declared here for mypy)
+    sizes: tuple
+    _activation_names: tuple
+    _engine: _engine.Engine
+    _ws: Workspace | None
+    _stats: np.ndarray
+    _cum_width: np.ndarray
+    _unit_zero: np.ndarray
+    _unit_zero_taken: bool
+    _stepped: bool
+    _flow_batch: int | None
+    _measure: bool
+
+    if TYPE_CHECKING:
+        def _acquire(self, what: str) -> None: ...
+        def _release(self) -> None: ...
+
+    def _begin_reading(self, what: str):
+        """For a reader of the last step's measurements (``what`` names it in errors): checks
+        that a measured step is there, takes the network (the caller releases it) and, when no
+        measured update followed the backward, takes the norms of W as the backward left them.
+        Returns the workspace."""
+        if not self._measure:
+            raise RuntimeError(f"{what}: measurements are off; set net.measure = True "
+                               "before the forward and backward passes")
+        if self._flow_batch is None or self._ws is None or self._ws.batch != self._flow_batch:
+            raise RuntimeError(f"{what}: no measured step yet; call forward(X) and then "
+                               "backward(dout) (or train_step) first")
+        self._acquire(what)
+        if not self._stepped:
+            try:
+                self._engine.param_norms()
+            except BaseException:
+                self._release()
+                raise
+        return self._ws
+
+    def gradient_flow(self) -> GradientFlow:
+        """The gradient-flow measurements of the last forward and backward pass.
+
+        Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
+        passes, so this call only copies a few sums per layer and takes over the per-sample
+        and per-unit arrays (the next pass writes new ones): the flow is a snapshot that later
+        steps do not change, and each field is derived from those sums when first read.
+
+        Raises
+        ------
+        RuntimeError
+            When measurements are off, or no backward pass followed the last forward pass.
+        """
+        ws = self._begin_reading("gradient_flow")
+        try:
+            flow = GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
+                                             self._stats, ws.in_norm2, ws.delta_norm2,
+                                             ws.ps_mean_sq, self._unit_zero, self._cum_width,
+                                             self._stepped, owned=True)
+            # the flow owns those per-sample and per-unit arrays now: the next measured
+            # backward pass writes into new ones (no copy, and the flow stays as it is)
+            ws.sample_norms_taken = True
+            self._unit_zero_taken = True
+            return flow
+        finally:
+            self._release()
+
+    def flow_sums_into(self, stats: np.ndarray, ps_mean_sq: np.ndarray) -> tuple[int, bool]:
+        """Copy the per-layer sums of the last measured step, the ones every field of
+        :meth:`gradient_flow` is derived from, into the caller's arrays, and return
+        ``(batch, stepped)``: what a :class:`vgcore.Recorder` stores per row, without building
+        a :class:`vgcore.flow.GradientFlow` (see :class:`vgcore.flow.RawSums`).
+
+        Parameters
+        ----------
+        stats : ndarray of float64, shape ``(n_layers, vgcore.flow.N_STATS)``, writable
+        ps_mean_sq : ndarray of float64, shape ``(n_layers,)``, writable
+
+        Raises
+        ------
+        RuntimeError
+            As :meth:`gradient_flow`.
+        ValueError
+            When an array has another shape or dtype, or is read-only.
+        """
+        for name, a, shape in (("stats", stats, self._stats.shape),
+                               ("ps_mean_sq", ps_mean_sq, (len(self.sizes) - 1,))):
+            if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != shape \
+                    or not a.flags.writeable:
+                got = (f"a {'read-only ' if not a.flags.writeable else ''}{a.dtype} array of "
+                       f"shape {a.shape}") if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"{name}: expected a writable float64 array of shape {shape}, "
+                                 f"got {got}")
+        ws = self._begin_reading("flow_sums_into")
+        try:
+            np.copyto(stats, self._stats)
+            np.copyto(ps_mean_sq, ws.ps_mean_sq)
+            return int(ws.batch), bool(self._stepped)
+        finally:
+            self._release()
