@@ -12,6 +12,7 @@ SciPy ships (``scipy.linalg.cython_blas``), elementwise work through the C kerne
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
+from libc.math cimport isfinite
 from cython.parallel cimport parallel, prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 

@@ -267,6 +267,8 @@ cdef struct LossSpec:
     void *dout                  # where the loss gradient goes, batch x outputs
     double part[VG_CHUNKS]      # each chunk's share of the loss
     int finite[VG_CHUNKS]       # whether each chunk's output was finite
+    int bfinite[VG_CHUNKS]      # and its backward pass (its measurements; True unmeasured)
+    bint updated                # whether the optimiser's step ran (net_step_chunked)
 
 
 cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *ls, int c,
@@ -291,6 +293,7 @@ cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *
     else:
         ok = vg_all_finite_f64(rows * C, out)
     ls.finite[c] = ok
+    ls.bfinite[c] = False
     if not ok:
         ls.part[c] = 0
         return
@@ -315,6 +318,20 @@ cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *
     fp = vg_fp_enter(n.flush)
     net_backward(&d, X + r0 * n.sizes[0], g, False, 1)
     vg_fp_leave(n.flush, fp)
+    ls.bfinite[c] = measured_finite(&d)
+
+
+cdef bint measured_finite(const NetDesc *d) noexcept nogil:
+    """Whether a pass's measurements say its values were finite: the sums of squared
+    pre-activations and errors of every layer (the test of MLP.nonfinite(), on one chunk's
+    rows: the network's sums are finite when every chunk's are).  True when not measuring."""
+    cdef double s = 0
+    cdef int l
+    if not d.measure:
+        return True
+    for l in range(d.n_layers):
+        s += d.stats[l * VG_N_STATS + VG_ST_SUM_H2] + d.stats[l * VG_N_STATS + VG_ST_SUM_D2]
+    return isfinite(s)
 
 
 cdef inline bint all_chunks_finite(const LossSpec *ls) noexcept nogil:
@@ -325,26 +342,66 @@ cdef inline bint all_chunks_finite(const LossSpec *ls) noexcept nogil:
     return True
 
 
-cdef void net_step_chunked(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *ls,
-                           int nthreads) noexcept nogil:
-    """Forward, loss and backward of every chunk (see above).  When a chunk's output is not
-    finite it stops there; the gradients are then not complete (the caller raises), but the
-    forward measurements are added up, so that the layer can be named."""
+cdef inline bint may_update(const LossSpec *ls, const UpdateSpec *u) noexcept nogil:
+    """An optimiser step is given, and every chunk's forward and backward pass was finite."""
     cdef int c
-    cdef long blk
-    cdef long nblk = (ch.n_params + VG_MERGE_BLOCK - 1) // VG_MERGE_BLOCK
+    if u == NULL:
+        return False
+    for c in range(VG_CHUNKS):
+        if not ls.finite[c] or not ls.bfinite[c]:
+            return False
+    return True
+
+
+cdef void merge_update_layer(const NetDesc *n, const Chunks *ch, int l, const LossSpec *ls,
+                             const UpdateSpec *u, floating *dtype_of) noexcept nogil:
+    """Layer l after every chunk's pass: the other chunks' dW and db added to the network's,
+    then (u not NULL, everything finite) the optimiser's step of the layer, while its
+    gradient is in this core's cache."""
+    cdef floating *G = <floating *>n.grads
+    cdef long off, cnt
+    cdef int k, part
+    cdef unsigned fp = vg_fp_enter(n.flush)
+    for part in range(2):
+        off = n.w_off[l] if part == 0 else n.b_off[l]
+        cnt = n.sizes[l] * n.sizes[l + 1] if part == 0 else n.sizes[l + 1]
+        for k in range(1, VG_CHUNKS):
+            add_into(cnt, G + off, chunk_private(ch.grads, ch.n_params, k, dtype_of) + off)
+    if may_update(ls, u):
+        layer_update(n, u, l, <floating *>n.params, G)
+    vg_fp_leave(n.flush, fp)
+
+
+cdef void net_step_chunked(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *ls,
+                           const UpdateSpec *u, int nthreads) noexcept nogil:
+    """Forward, loss and backward of every chunk (see above), then, when u is not NULL, the
+    optimiser's step in the same region: layer by layer, each thread adds the chunks' gradients
+    of a layer and updates it (the step a separate call would make, bit for bit; after a
+    two-thread pass a separate call would find half of the gradients and every parameter in
+    the other core's cache: 77 against 26 us on deep-narrow).  The step runs only when every
+    chunk's forward and (measured) backward pass was finite: otherwise the parameters stay as
+    they were and ls.updated is False.  When a chunk's output is not finite it stops there; the
+    gradients are then not complete (the caller raises), but the forward measurements are added
+    up, so that the layer can be named."""
+    cdef int c, l
     cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)
+    cdef unsigned fp2
     if nthreads > 1:
         with parallel(num_threads=min(nthreads, VG_CHUNKS)):
             for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1):
                 step_chunk(n, ch, X, ls, c, False)
-            for blk in prange(nblk, schedule='dynamic', chunksize=1):
+            for l in prange(n.n_layers, schedule='dynamic', chunksize=1):
                 if all_chunks_finite(ls):
-                    merge_block(n, ch, blk, X)
+                    merge_update_layer(n, ch, l, ls, u, X)
     else:
         for c in range(VG_CHUNKS):
             step_chunk(n, ch, X, ls, c, True)
+        if may_update(ls, u):
+            fp2 = vg_fp_enter(n.flush)
+            net_update(n, u, <floating *>n.params, <floating *>n.grads)
+            vg_fp_leave(n.flush, fp2)
     vg_fp_resume(n.flush, fp)
+    ls.updated = may_update(ls, u)
     merge_forward_stats(n, ch)
     if all_chunks_finite(ls):
         merge_backward_stats(n, ch, X)

@@ -158,35 +158,28 @@ cdef class Engine:
 
     def sgd_measured(self, double lr):
         """params -= lr * grads, measuring parameter, gradient and update norms per layer."""
-        cdef unsigned fp
-        with nogil:
-            fp = vg_fp_enter(self.desc.flush)
-            if self.is_f32:
-                net_sgd_measured(&self.desc, <float *>self.desc.params,
-                                 <float *>self.desc.grads, <float>lr)
-            else:
-                net_sgd_measured(&self.desc, <double *>self.desc.params,
-                                 <double *>self.desc.grads, lr)
-            vg_fp_leave(self.desc.flush, fp)
+        cdef UpdateSpec u
+        plain_update(&u, lr, self.desc.stats, False)
+        self._update(&u)
 
     def opt_update(self, int kind, cnp.ndarray state1, cnp.ndarray state2, cnp.ndarray hp,
                    cnp.ndarray stats):
         """One optimiser step over the flat buffers: kind and the slots of hp as OPTIMIZERS and
         HYPERPARAMETERS name them (src/vg_contract.h); state1/state2 are like params
         (momentum, squares); per-layer norms into stats."""
-        cdef void *s1 = cnp.PyArray_DATA(state1)
-        cdef void *s2 = cnp.PyArray_DATA(state2)
-        cdef const double *h = <const double *>cnp.PyArray_DATA(hp)
-        cdef double *st = <double *>cnp.PyArray_DATA(stats)
+        cdef UpdateSpec u
+        opt_spec(&u, kind, state1, state2, hp, stats)
+        self._update(&u)
+
+    cdef void _update(self, const UpdateSpec *u):
         cdef unsigned fp
         with nogil:
             fp = vg_fp_enter(self.desc.flush)
             if self.is_f32:
-                net_opt_update(&self.desc, kind, <float *>self.desc.params,
-                               <float *>self.desc.grads, <float *>s1, <float *>s2, h, st)
+                net_update(&self.desc, u, <float *>self.desc.params, <float *>self.desc.grads)
             else:
-                net_opt_update(&self.desc, kind, <double *>self.desc.params,
-                               <double *>self.desc.grads, <double *>s1, <double *>s2, h, st)
+                net_update(&self.desc, u, <double *>self.desc.params,
+                           <double *>self.desc.grads)
             vg_fp_leave(self.desc.flush, fp)
 
     def set_timing(self, cnp.ndarray timing=None):
@@ -305,13 +298,19 @@ cdef class Engine:
         return self._chunked()
 
     def train_pass(self, cnp.ndarray X, int loss, cnp.ndarray labels, cnp.ndarray targets,
-                   cnp.ndarray dout):
+                   cnp.ndarray dout, int update=UPD_NONE, double lr=0.0, cnp.ndarray hp=None,
+                   cnp.ndarray state1=None, cnp.ndarray state2=None, cnp.ndarray stats=None):
         """Forward, loss and backward in one call (only when can_step()): loss 0 softmax
         cross-entropy (int64 labels), 1 mean squared error, 2 binary cross-entropy on logits
         (targets batch x outputs, the network's dtype); dout (batch x outputs) takes the loss
-        gradient.  Returns (loss, finite): finite False when the output was not (the gradients
-        are then incomplete)."""
+        gradient.  update: UPD_NONE (no optimiser step), UPD_PLAIN_SGD (params -= lr grads,
+        norms into the measurement array when measuring) or an OPTIMIZERS id (hp, state1,
+        state2 and stats as opt_update takes them, checked by the caller): the step runs in
+        the same call when the passes were finite.  Returns (loss, finite, updated): finite
+        False when the output was not (the gradients are then incomplete)."""
         cdef LossSpec ls
+        cdef UpdateSpec u
+        cdef UpdateSpec *up = NULL
         cdef void *x = cnp.PyArray_DATA(X)
         cdef int nt = _n_threads
         cdef bint adapt = nt > 1 and vg_blas_adapt
@@ -322,6 +321,13 @@ cdef class Engine:
         ls.y = <const int64_t *>cnp.PyArray_DATA(labels) if labels is not None else NULL
         ls.t = cnp.PyArray_DATA(targets) if targets is not None else NULL
         ls.dout = cnp.PyArray_DATA(dout)
+        if update == UPD_PLAIN_SGD:
+            plain_update(&u, lr, self.desc.stats if self.desc.measure else NULL,
+                         self.desc.flush)
+            up = &u
+        elif update != UPD_NONE:
+            opt_spec(&u, update, state1, state2, hp, stats)
+            up = &u
         with nogil:
             fp = vg_fp_enter(self.desc.flush)
             self.desc.fp_caller = fp
@@ -329,13 +335,15 @@ cdef class Engine:
                 one = vg_choice_pick(&self.chunk_step)
             t0 = vg_now()
             if self.is_f32:
-                net_step_chunked(&self.desc, &self.chunks, <float *>x, &ls, 1 if one else nt)
+                net_step_chunked(&self.desc, &self.chunks, <float *>x, &ls, up, 1 if one else nt)
             else:
-                net_step_chunked(&self.desc, &self.chunks, <double *>x, &ls, 1 if one else nt)
+                net_step_chunked(&self.desc, &self.chunks, <double *>x, &ls, up,
+                                 1 if one else nt)
             if adapt:
                 vg_choice_learn(&self.chunk_step, one, (vg_now() - t0) / self.desc.batch)
             vg_fp_leave(self.desc.flush, fp)
-        return sum(ls.part[c] for c in range(VG_CHUNKS)), all_chunks_finite(&ls)
+        return (sum(ls.part[c] for c in range(VG_CHUNKS)), all_chunks_finite(&ls),
+                bool(ls.updated))
 
     def chunk_choice(self):
         """The same for the batch chunks' passes at two threads or more: passes measured,

@@ -270,70 +270,104 @@ cdef void net_param_norms(const NetDesc *n, floating *P, floating *G) noexcept n
         param_norms(n, l, P, G)
 
 
-cdef void net_sgd_measured(const NetDesc *n, floating *P, floating *G, floating lr) noexcept nogil:
-    """The SGD step, layer by layer, measuring the norms of W, dW, b, db and of the update in
-    the same pass (W and b before the step)."""
-    cdef int l
-    cdef double out[3]
-    cdef double *st
-    cdef long nw, nb
-    for l in range(n.n_layers):
-        st = n.stats + l * VG_N_STATS
-        nw = n.sizes[l] * n.sizes[l + 1]
-        nb = n.sizes[l + 1]
-        if floating is float:
-            vg_sgd_norms_f32(nw, lr, P + n.w_off[l], G + n.w_off[l], out)
-        else:
-            vg_sgd_norms_f64(nw, lr, P + n.w_off[l], G + n.w_off[l], out)
-        st[VG_ST_W2] = out[0]
-        st[VG_ST_DW2] = out[1]
-        st[VG_ST_UW2] = out[2]
-        if floating is float:
-            vg_sgd_norms_f32(nb, lr, P + n.b_off[l], G + n.b_off[l], out)
-        else:
-            vg_sgd_norms_f64(nb, lr, P + n.b_off[l], G + n.b_off[l], out)
-        st[VG_ST_B2] = out[0]
-        st[VG_ST_DB2] = out[1]
-        if n.extras and n.g_off[l] >= 0:         # gamma and beta, contiguous
-            if floating is float:
-                vg_sgd_norms_f32(2 * nb, lr, P + n.g_off[l], G + n.g_off[l], out)
-            else:
-                vg_sgd_norms_f64(2 * nb, lr, P + n.g_off[l], G + n.g_off[l], out)
+# How an optimiser step updates the parameters (net_update; the batch chunks' training pass
+# folds it into its own region: see net_step_chunked).
+DEF UPD_NONE = -2               # no optimiser step (the chunks' training pass)
+DEF UPD_PLAIN_SGD = -1          # p -= lr g (vg_sgd, or vg_sgd_norms when measuring)
+# train_pass's `update` argument besides the OPTIMIZERS ids
+UPDATE_NONE = UPD_NONE
+UPDATE_PLAIN_SGD = UPD_PLAIN_SGD
 
 
-cdef void net_opt_update(const NetDesc *n, int kind, floating *P, floating *G, floating *S1,
-                         floating *S2, const double *hp, double *stats) noexcept nogil:
-    """One optimiser step over every layer's W and b; per-layer norms into stats (n_layers x
-    VG_N_STATS): W before, dW, the update of W, b before, db."""
-    cdef int l
+cdef struct UpdateSpec:
+    int kind                    # UPD_PLAIN_SGD, or a VG_OPT_* id (vg_opt_update)
+    double lr                   # the plain step's learning rate
+    const double *hp            # the VG_HP_* slots (vg_opt_update)
+    void *s1                    # the optimiser's state buffers, like params (vg_opt_update)
+    void *s2
+    double *stats               # per-layer norms (n_layers x VG_N_STATS): W and b before the
+                                # step, dW, db and the update of W; NULL: plain SGD, unmeasured
+    bint flush                  # plain unmeasured SGD: under FTZ/DAZ (vg_sgd sets them)
+
+
+cdef inline void plain_update(UpdateSpec *u, double lr, double *stats,
+                              bint flush) noexcept nogil:
+    """The plain SGD step: norms into stats, or none (stats NULL: vg_sgd, flushing when asked)."""
+    u.kind = UPD_PLAIN_SGD
+    u.lr = lr
+    u.hp = NULL
+    u.s1 = NULL
+    u.s2 = NULL
+    u.stats = stats
+    u.flush = flush
+
+
+cdef void opt_spec(UpdateSpec *u, int kind, cnp.ndarray state1, cnp.ndarray state2,
+                   cnp.ndarray hp, cnp.ndarray stats):
+    """A vg_opt_update step (arrays checked by the Python layer)."""
+    u.kind = kind
+    u.lr = 0
+    u.hp = <const double *>cnp.PyArray_DATA(hp)
+    u.s1 = cnp.PyArray_DATA(state1)
+    u.s2 = cnp.PyArray_DATA(state2)
+    u.stats = <double *>cnp.PyArray_DATA(stats)
+    u.flush = False
+
+
+cdef void layer_update(const NetDesc *n, const UpdateSpec *u, int l, floating *P,
+                       floating *G) noexcept nogil:
+    """Layer l's share of one optimiser step: its W, b (and gamma, beta), each block in one
+    pass that also takes its norms (into u.stats when not NULL)."""
+    cdef long nw = n.sizes[l] * n.sizes[l + 1]
+    cdef long nb = n.sizes[l + 1]
+    cdef long offs[3]
+    cdef long lens[3]
+    cdef int nblk = 2, k
     cdef double out[3]
-    cdef double *st
-    cdef long off, nw, nb
-    for l in range(n.n_layers):
-        st = stats + l * VG_N_STATS
-        nw = n.sizes[l] * n.sizes[l + 1]
-        nb = n.sizes[l + 1]
-        off = n.w_off[l]
-        if floating is float:
-            vg_opt_update_f32(kind, nw, P + off, G + off, S1 + off, S2 + off, hp, out)
-        else:
-            vg_opt_update_f64(kind, nw, P + off, G + off, S1 + off, S2 + off, hp, out)
-        st[VG_ST_W2] = out[0]
-        st[VG_ST_DW2] = out[1]
-        st[VG_ST_UW2] = out[2]
-        off = n.b_off[l]
-        if floating is float:
-            vg_opt_update_f32(kind, nb, P + off, G + off, S1 + off, S2 + off, hp, out)
-        else:
-            vg_opt_update_f64(kind, nb, P + off, G + off, S1 + off, S2 + off, hp, out)
-        st[VG_ST_B2] = out[0]
-        st[VG_ST_DB2] = out[1]
-        if n.extras and n.g_off[l] >= 0:         # gamma and beta, contiguous
-            off = n.g_off[l]
+    cdef double *st = u.stats + l * VG_N_STATS if u.stats != NULL else NULL
+    cdef floating *S1 = <floating *>u.s1
+    cdef floating *S2 = <floating *>u.s2
+    offs[0] = n.w_off[l]
+    lens[0] = nw
+    offs[1] = n.b_off[l]
+    lens[1] = nb
+    if n.extras and n.g_off[l] >= 0:         # gamma and beta, contiguous
+        offs[2] = n.g_off[l]
+        lens[2] = 2 * nb
+        nblk = 3
+    for k in range(nblk):
+        if u.kind == UPD_PLAIN_SGD and st == NULL:
             if floating is float:
-                vg_opt_update_f32(kind, 2 * nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+                vg_sgd_f32(0, lens[k], <float>u.lr, P + offs[k], G + offs[k], u.flush)
             else:
-                vg_opt_update_f64(kind, 2 * nb, P + off, G + off, S1 + off, S2 + off, hp, out)
+                vg_sgd_f64(0, lens[k], u.lr, P + offs[k], G + offs[k], u.flush)
+            continue
+        if u.kind == UPD_PLAIN_SGD:
+            if floating is float:
+                vg_sgd_norms_f32(lens[k], <float>u.lr, P + offs[k], G + offs[k], out)
+            else:
+                vg_sgd_norms_f64(lens[k], u.lr, P + offs[k], G + offs[k], out)
+        elif floating is float:
+            vg_opt_update_f32(u.kind, lens[k], P + offs[k], G + offs[k], S1 + offs[k],
+                              S2 + offs[k], u.hp, out)
+        else:
+            vg_opt_update_f64(u.kind, lens[k], P + offs[k], G + offs[k], S1 + offs[k],
+                              S2 + offs[k], u.hp, out)
+        if k == 0:
+            st[VG_ST_W2] = out[0]
+            st[VG_ST_DW2] = out[1]
+            st[VG_ST_UW2] = out[2]
+        elif k == 1:
+            st[VG_ST_B2] = out[0]
+            st[VG_ST_DB2] = out[1]
+
+
+cdef void net_update(const NetDesc *n, const UpdateSpec *u, floating *P,
+                     floating *G) noexcept nogil:
+    """One optimiser step over every layer (the caller sets FTZ/DAZ when flushing)."""
+    cdef int l
+    for l in range(n.n_layers):
+        layer_update(n, u, l, P, G)
 
 
 cdef inline void sample_norms(const NetDesc *n, int l, floating *x,

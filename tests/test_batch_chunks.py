@@ -265,3 +265,118 @@ def test_a_non_finite_output_in_one_call_raises_and_keeps_the_parameters():
             net.train_step(X, y, "cross_entropy", opt)
         assert e.value.where == "forward" and e.value.layer == 2
         assert np.array_equal(net.params, before)
+
+
+_OPTIMISERS = {
+    "sgd": lambda net: vg.optim.SGD(net, lr=0.1),
+    "sgd-nesterov-decay": lambda net: vg.optim.SGD(net, lr=0.05, momentum=0.9, nesterov=True,
+                                                   weight_decay=1e-3),
+    "sgd-clip-value": lambda net: vg.optim.SGD(net, lr=0.1, clip_value=0.01),
+    "rmsprop": lambda net: vg.optim.RMSprop(net, lr=0.01),
+    "adagrad": lambda net: vg.optim.Adagrad(net, lr=0.05),
+    "adam-schedule": lambda net: vg.optim.Adam(net, lr=lambda t: 0.01 / (1 + t)),
+    "adamw": lambda net: vg.optim.AdamW(net, lr=0.01),
+}
+
+
+def _no_separate_step(net, opt, monkeypatch):
+    """Make the separate update calls fail: a step that reaches them was not folded."""
+    def boom(*args, **kwargs):
+        raise AssertionError("the optimiser's step ran as a separate call")
+    monkeypatch.setattr(net, "sgd_step", boom)
+    monkeypatch.setattr(net, "apply_update", boom)
+
+
+@pytest.mark.parametrize("measure", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(_OPTIMISERS))
+def test_the_optimiser_step_in_one_call_gives_the_bits_of_a_separate_step(
+        name, dtype, threads, measure, monkeypatch):
+    # train_step(..., optimizer) runs the optimiser's step inside its compiled call (each
+    # layer's gradients added up and the layer stepped in the same region); the parameters,
+    # the optimiser's state, its step count and the measured norms must be those of the
+    # separate calls (train_step, then optimizer.step()), bit for bit, step after step
+    sizes = [24, 40, 33, 12]
+    rng = np.random.default_rng(16)
+    X = rng.standard_normal((36, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], 36)
+    a = vg.MLP(sizes, activation="tanh", dtype=dtype, seed=5, sigma_b=0.2, measure=measure)
+    b = vg.MLP(sizes, activation="tanh", dtype=dtype, seed=5, sigma_b=0.2, measure=measure)
+    opt_a, opt_b = _OPTIMISERS[name](a), _OPTIMISERS[name](b)
+    _no_separate_step(a, opt_a, monkeypatch)
+    with num_threads(threads):
+        for step in range(4):
+            la = a.train_step(X, y, "cross_entropy", opt_a)
+            lb = b.train_step(X, y, "cross_entropy")
+            opt_b.step()
+            assert la == lb
+            assert np.array_equal(a.params, b.params), step
+            assert np.array_equal(a.grads, b.grads), step
+            for sa, sb in zip(opt_a.state_dict()["states"], opt_b.state_dict()["states"]):
+                assert np.array_equal(sa, sb), step
+            assert opt_a.step_count == opt_b.step_count == step + 1
+            if measure:
+                fa, fb = a.gradient_flow(), b.gradient_flow()
+                for field in vg.flow.FIELDS:
+                    np.testing.assert_array_equal(getattr(fa, field), getattr(fb, field),
+                                                  field)
+                assert np.isfinite(fa.update_to_weight).all()
+    assert not np.array_equal(a.params, vg.MLP(sizes, activation="tanh", dtype=dtype, seed=5,
+                                                  sigma_b=0.2).params)
+
+
+def test_steps_that_cannot_run_in_one_call_run_separately_with_the_same_result():
+    # clip_norm needs the whole gradient's norm before any layer steps, and a subclass's own
+    # step() must run: train_step calls them after its compiled pass, as before
+    class Halved(vg.optim.SGD):
+        calls = 0
+
+        def step(self):
+            Halved.calls += 1
+            self.lr = 0.05
+            super().step()
+
+    sizes = [24, 40, 33, 12]
+    rng = np.random.default_rng(17)
+    X = rng.standard_normal((36, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 36)
+    for make in (lambda n: vg.optim.Adam(n, lr=0.01, clip_norm=0.5), lambda n: Halved(n, 0.1)):
+        a, b = (vg.MLP(sizes, activation="tanh", seed=5) for _ in range(2))
+        opt_a, opt_b = make(a), make(b)
+        for _ in range(2):
+            a.train_step(X, y, "cross_entropy", opt_a)
+            b.train_step(X, y, "cross_entropy")
+            opt_b.step()
+            assert np.array_equal(a.params, b.params)
+        assert opt_a.step_count == 2
+    assert Halved.calls == 4
+    assert vg.optim.Adam(a, clip_norm=1.0).pass_update() is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_a_non_finite_backward_in_one_call_keeps_the_parameters_and_the_step_count(
+        name, threads):
+    # a finite output whose errors overflow: targets of 1e30 under the mean squared error give
+    # loss gradients whose squares are Inf in float32; the folded step must not run (the
+    # parameters and the optimiser's state stay those before the step), and train_step
+    # raises naming the backward pass
+    sizes = [16, 32, 32, 8]
+    net = vg.MLP(sizes, activation="tanh", seed=6)
+    opt = _OPTIMISERS[name](net)
+    rng = np.random.default_rng(18)
+    X = rng.standard_normal((32, 16)).astype(np.float32)
+    target = rng.standard_normal((32, 8)).astype(np.float32)
+    with num_threads(threads):
+        net.train_step(X, target, "mse", opt)
+        before = net.params.copy()
+        states = opt.state_dict()["states"]
+        with pytest.raises(vg.NonFiniteError) as e:
+            net.train_step(X, target * np.float32(1e30), "mse", opt)
+        assert e.value.where == "backward"
+        assert np.array_equal(net.params, before)
+        assert all(np.array_equal(s, t) for s, t in zip(opt.state_dict()["states"], states))
+        assert opt.step_count == 1
+        net.train_step(X, target, "mse", opt)           # and it goes on from there
+        assert opt.step_count == 2 and not np.array_equal(net.params, before)

@@ -108,6 +108,19 @@ class UpdateSurface:
         before the update, of the gradient and of the update (see :meth:`sgd_step`).  The
         gradients are read, never written.
         """
+        states = self._update_states(kind, hyper, state1, state2)
+        self._acquire("step")
+        try:
+            measured = self._update_measured()
+            self._engine.opt_update(_contract.OPTIMIZER_KINDS[kind], states[0], states[1], hyper,
+                                    self._stats if measured else self._scratch_stats)
+            if measured:
+                self._stepped = True
+        finally:
+            self._release()
+
+    def _update_states(self, kind, hyper, state1, state2):
+        """apply_update's arguments checked; returns the two state arrays the kernel takes."""
         if kind not in _contract.OPTIMIZER_KINDS:
             raise ValueError(f"kind: expected one of {', '.join(_contract.OPTIMIZER_KINDS)}, "
                              f"got {kind!r}")
@@ -133,15 +146,7 @@ class UpdateSurface:
                 raise ValueError(f"state{i + 1}: expected a writable contiguous {self.dtype.name} "
                                  f"array of shape {self.params.shape} of its own (like params)")
             states.append(s)
-        self._acquire("step")
-        try:
-            measured = self._update_measured()
-            self._engine.opt_update(_contract.OPTIMIZER_KINDS[kind], states[0], states[1], hyper,
-                                    self._stats if measured else self._scratch_stats)
-            if measured:
-                self._stepped = True
-        finally:
-            self._release()
+        return states
 
     # ---------------------------------------------------------------- state and memory
     @property
@@ -239,15 +244,18 @@ class UpdateSurface:
         target = _losses.check_targets(fn, y, X.shape[0], self.sizes[-1], self.dtype)
         self._acquire("train_step")
         try:
-            value = self._one_call_step(fn, X, target)
-            if value is None:
+            done = self._one_call_step(fn, X, target, optimizer)
+            if done is None:
                 out = self.forward(X)
                 if not _engine.all_finite(out):
                     self._raise_nonfinite("forward")
                 assert self._ws is not None
                 value, dout = fn(out, y, grad_out=self._ws.loss_grad)
                 self.backward(dout, input_grad=False)
-            if optimizer is not None:
+                stepped = False
+            else:
+                value, stepped = done
+            if optimizer is not None and not stepped:
                 if self._measure and self.nonfinite() is not None:
                     self._raise_nonfinite("backward")
                 optimizer.step()
@@ -255,12 +263,15 @@ class UpdateSurface:
         finally:
             self._release()
 
-    def _one_call_step(self, fn, X, target):
+    def _one_call_step(self, fn, X, target, optimizer):
         """Forward, loss and backward in one compiled call, when the network runs in batch
         chunks and the loss is one of vgcore's: each chunk computes its rows' loss gradient and
         goes straight on to its backward pass (src/_engine_chunks.pxi).  The gradients are
         those of the separate calls, bit for bit; the loss is the sum of the chunks' shares of
-        the mean.  Returns the loss, or None when the separate calls must run."""
+        the mean.  The optimiser's step runs in the same call when it can
+        (:meth:`vgcore.optim.Optimizer.pass_update`), with the parameters and norms a separate
+        step gives, bit for bit, and only when the passes were finite.  Returns (loss, whether
+        the optimiser stepped), or None when the separate calls must run."""
         kind = _ONE_CALL_LOSSES.get(fn)
         if kind is None or self._extras:
             return None
@@ -273,15 +284,29 @@ class UpdateSurface:
             self._renew_taken_buffers(ws)
         labels = np.ascontiguousarray(target) if kind == 0 else None
         targets = None if kind == 0 else np.ascontiguousarray(target)
-        value, finite = self._engine.train_pass(X, kind, labels, targets, ws.loss_grad)
+        update, lr, hyper, s1, s2 = _engine.UPDATE_NONE, 0.0, None, None, None
+        plan = None if optimizer is None else optimizer.pass_update()
+        if plan is not None and plan[0] == "plain":
+            update, lr = _engine.UPDATE_PLAIN_SGD, plan[1]
+            if type(lr) is not float or not math.isfinite(lr):
+                lr = check_finite_number(lr, "lr")
+        elif plan is not None:
+            hyper = plan[1]
+            s1, s2 = self._update_states(plan[0], hyper, plan[2], plan[3])
+            update = _contract.OPTIMIZER_KINDS[plan[0]]
+        value, finite, stepped = self._engine.train_pass(
+            X, kind, labels, targets, ws.loss_grad, update, lr, hyper, s1, s2,
+            self._stats if self._measure else self._scratch_stats)
         if self.training:
             self.dropout_counter += 1
         self._input = X
-        self._stepped = False
+        self._stepped = stepped and self._measure
         self._flow_batch = ws.batch if self._measure and finite else None
         if not finite:
             self._raise_nonfinite("forward")
-        return float(value)
+        if stepped:
+            optimizer.step_count += 1
+        return float(value), stepped
 
     def _raise_nonfinite(self, where):
         layer = None

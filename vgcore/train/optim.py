@@ -20,6 +20,10 @@ When the network measures its gradient flow (``net.measure``), the same pass rec
 the norms of the weights before the step, of the gradient, and of the update, from which
 :meth:`vgcore.MLP.gradient_flow` gives ``update_to_weight``.  Semantics follow PyTorch's
 ``torch.optim`` (SGD momentum buffer starting at the first gradient, Adam bias correction).
+
+``net.train_step(X, y, loss, optimizer)`` runs the step inside its own compiled call when the
+network's passes run in batch chunks (:meth:`Optimizer.pass_update` describes it): the same
+parameters, state and norms as ``optimizer.step()`` after the passes, bit for bit.
 """
 from __future__ import annotations
 
@@ -111,6 +115,11 @@ class Optimizer:
             self.last_grad_norm = gnorm
             if gnorm > self.clip_norm:
                 gscale = self.clip_norm / (gnorm + 1e-6)
+        net.apply_update(self.kind, self._hyper(lr, gscale), *self._state_pair())
+        self.step_count += 1
+
+    def _hyper(self, lr, gscale):
+        """The hyper-parameter vector of the next step."""
         hp = self._hp
         hp[:] = 0.0
         hp[_LR], hp[_GSCALE] = lr, gscale
@@ -118,9 +127,20 @@ class Optimizer:
         hp[_WEIGHT_DECAY] = self.weight_decay
         self._fill_hyper(hp)
         hp[_FIRST_STEP] = 1.0 if self.step_count == 0 else 0.0
-        states = self._states + [None] * (2 - len(self._states))
-        net.apply_update(self.kind, hp, states[0], states[1])
-        self.step_count += 1
+        return hp
+
+    def _state_pair(self):
+        return tuple(self._states + [None] * (2 - len(self._states)))
+
+    def pass_update(self):
+        """The next step as :meth:`vgcore.MLP.train_step` runs it inside its compiled pass:
+        ``("plain", lr)`` (``params -= lr * grads``) or ``(kind, hyper, state1, state2)``, as
+        :meth:`step` would apply it; the caller counts the step.  None when it cannot: with
+        ``clip_norm`` the whole gradient's norm must be known before any layer steps, and a
+        subclass that overrides :meth:`step` must run its own."""
+        if self.clip_norm is not None or type(self).step not in _FOLDABLE_STEPS:
+            return None
+        return (self.kind, self._hyper(self.current_lr(), 1.0), *self._state_pair())
 
     def hyperparameters(self) -> dict:
         """The constructor's options besides ``lr`` (``weight_decay``, ``clip_norm``,
@@ -193,13 +213,21 @@ class SGD(Optimizer):
     def _own_hyperparameters(self):
         return {"momentum": float(self.momentum), "nesterov": self.nesterov}
 
+    def _plain(self) -> bool:
+        return (self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None
+                and self.clip_value is None)
+
     def step(self) -> None:
-        if (self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None
-                and self.clip_value is None):
+        if self._plain():
             self.net.sgd_step(self.current_lr())        # the dedicated pass
             self.step_count += 1
             return
         super().step()
+
+    def pass_update(self):
+        if self._plain() and type(self).step is SGD.step:
+            return ("plain", self.current_lr())
+        return super().pass_update()
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v in (
@@ -288,3 +316,7 @@ class AdamW(Adam):
     def __init__(self, net, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
                  **options):
         super().__init__(net, lr, betas=betas, eps=eps, weight_decay=weight_decay, **options)
+
+
+# the steps pass_update knows how to run inside train_step's compiled pass
+_FOLDABLE_STEPS = (Optimizer.step, SGD.step)
