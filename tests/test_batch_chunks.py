@@ -380,3 +380,47 @@ def test_a_non_finite_backward_in_one_call_keeps_the_parameters_and_the_step_cou
         assert opt.step_count == 1
         net.train_step(X, target, "mse", opt)           # and it goes on from there
         assert opt.step_count == 2 and not np.array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fit_on_a_measuring_network_steps_inside_train_steps_call(threads, monkeypatch):
+    # vg.fit runs net.train_step(X, y, loss, optimizer) on a measuring network, so a chunked
+    # network's steps run in one compiled call: the same parameters, history and recorder
+    # rows as train_step on the same mini-batches, and no separate optimiser call
+    sizes = [24, 40, 33, 12]
+    rng = np.random.default_rng(19)
+    X = rng.standard_normal((96, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 96)
+    a, b = (vg.MLP(sizes, activation="tanh", seed=7) for _ in range(2))
+    opt_a, opt_b = vg.optim.Adam(a, lr=0.01), vg.optim.Adam(b, lr=0.01)
+    _no_separate_step(a, opt_a, monkeypatch)
+    rec = vg.Recorder(schedule="every")
+    with num_threads(threads):
+        hist = vg.fit(a, X, y, optimizer=opt_a, epochs=2, batch_size=32, shuffle=False,
+                      recorder=rec, verbose=0)
+        losses = [b.train_step(X[i:i + 32], y[i:i + 32], "cross_entropy", opt_b)
+                  for _ in range(2) for i in range(0, 96, 32)]
+    assert np.array_equal(a.params, b.params)
+    assert opt_a.step_count == opt_b.step_count == 6
+    assert hist["loss"] == pytest.approx([np.mean(losses[:3]), np.mean(losses[3:])],
+                                         rel=1e-12)
+    assert len(rec.steps) == 6
+    np.testing.assert_array_equal(rec.history("grad_norm")[-1], b.gradient_flow().grad_norm)
+
+
+def test_last_output_is_the_last_forward_pass_output():
+    sizes = [24, 40, 33, 12]
+    rng = np.random.default_rng(20)
+    X = rng.standard_normal((36, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 36)
+    net, twin = (vg.MLP(sizes, activation="tanh", seed=8) for _ in range(2))
+    assert net.last_output is None
+    out = net.forward(X)
+    assert net.last_output is out or np.shares_memory(net.last_output, out)
+    # train_step's output is the one before its update: the twin's forward with the same
+    # parameters gives it, and it cannot be written
+    net.train_step(X, y, "cross_entropy", vg.optim.SGD(net, lr=0.5))
+    np.testing.assert_array_equal(net.last_output, twin.forward(X))
+    assert not net.last_output.flags.writeable
+    net.forward(X[:8])
+    assert net.last_output.shape == (8, sizes[-1])

@@ -434,6 +434,15 @@ class MLP(ReadingSurface, UpdateSurface):
         returned)."""
         return self._ws is not None and self._ws.aliases(a, backward)
 
+    @property
+    def last_output(self) -> np.ndarray | None:
+        """The output of the last forward pass (:meth:`forward`'s, or :meth:`train_step`'s
+        before its update): a read-only view of shape (batch, sizes[-1]), overwritten by the
+        next pass; None before the first."""
+        if self._input is None or self._ws is None:
+            return None
+        return self._ws.out
+
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run the network on a batch.
 

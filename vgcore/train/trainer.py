@@ -11,8 +11,11 @@
                recorder=vg.Recorder(schedule="log"), checkpoint="run.npz")
     hist["val_loss"], evaluate(net, X_test, y_test)
 
-Each step is ``net.forward``, the loss (written into a preallocated gradient buffer),
-``net.backward`` and ``optimizer.step()``: the same computation as :meth:`vgcore.MLP.train_step`.
+Each step is :meth:`vgcore.MLP.train_step` with the optimiser when the network measures (one
+compiled call for forward, loss, backward and the optimiser's step where the network runs in
+batch chunks; a non-finite step is found from the measurements), else ``net.forward``, the loss
+(written into a preallocated gradient buffer), ``net.backward``, a check that the gradients are
+finite, and ``optimizer.step()``: the same computation.
 Mini-batches are gathered with ``np.take(X, idx, axis=0, out=buffer)`` into buffers allocated
 once per batch size (the full batch size and the last, partial batch), so after the first epoch
 a step allocates next to nothing; the order is a permutation per epoch drawn from
@@ -327,20 +330,31 @@ class Trainer:
             buf = self._buffers(b)
             np.take(X, idx, axis=0, out=buf.X, mode="clip")    # "clip": unbuffered
             np.take(y, idx, axis=0, out=buf.y, mode="clip")
-            out = net.forward(buf.X)
-            if not _engine.all_finite(out):
-                if self._nonfinite(where="forward"):
-                    break
-                continue
-            value, dout = fn(out, buf.y, grad_out=buf.grad)
-            net.backward(dout, input_grad=False)
-            if not self._grads_finite():
-                if self._nonfinite(where="backward"):
-                    break
-                continue
+            if net.measure:
+                # train_step: one compiled call where it can, the optimiser's step included
+                # (its finiteness test is the measurements', as _grads_finite's is here)
+                try:
+                    value = net.train_step(buf.X, buf.y, fn, opt)
+                except NonFiniteError as e:
+                    if self._nonfinite(where=e.where):
+                        break
+                    continue
+                out = net.last_output
+            else:
+                out = net.forward(buf.X)
+                if not _engine.all_finite(out):
+                    if self._nonfinite(where="forward"):
+                        break
+                    continue
+                value, dout = fn(out, buf.y, grad_out=buf.grad)
+                net.backward(dout, input_grad=False)
+                if not self._grads_finite():
+                    if self._nonfinite(where="backward"):
+                        break
+                    continue
+                opt.step()
             if self.accuracy:
                 correct += count_correct(out, buf.y, buf, kind)
-            opt.step()
             value = float(value)
             if rec is not None:
                 rec.record(net, opt.step_count - 1)
