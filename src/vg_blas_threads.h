@@ -80,6 +80,8 @@ typedef struct {
     long gap;           /* passes between probes while confirming a switch (2, 4, 8, 16),
                          * then VG_BLAS_PROBE_EVERY */
     int best;           /* 1: one thread has been faster */
+    int warm;           /* 1: the last pass was a probe's warm-up: the next is the probe */
+    int last;           /* the mode of the last pass */
 } vg_blas_choice;
 
 #define VG_BLAS_PROBE_EVERY 32
@@ -97,6 +99,8 @@ static inline void vg_blas_choice_init(vg_blas_choice *c)
     c->since = 0;
     c->gap = VG_BLAS_PROBE_EVERY;
     c->best = 0;
+    c->warm = 0;
+    c->last = 0;
 }
 
 static vg_blas_set_fn vg_blas_set = NULL;
@@ -124,12 +128,17 @@ static void vg_blas_unlock(void);
 /* The two-mode chooser (also used by the batch chunks of _engine_chunks.pxi, whose modes are
  * two threads and one): the faster mode so far, the other one first while it is unmeasured,
  * then 2, 4, 8 and 16 passes after a switch, and then every 32nd pass (128th while it was 1.5x
- * slower or more). */
+ * slower or more).  A probe is two passes in the other mode, and only the second one counts:
+ * the first wakes threads that slept while that mode did not run (with passive waiting Linux
+ * may wake a worker on the calling thread's core) and brings the data into their caches, so a
+ * probe of one pass measured a mode's cold start, not its speed (seen: a narrow network's two
+ * threads probed at 1.3 ms against 0.75 ms warm, and kept on one thread at 1.2 ms).  For the
+ * same reason the first pass back in the chosen mode after a probe is not learned from either. */
 static inline int vg_choice_pick(const vg_blas_choice *c)
 {
     int mode = c->best;
     long every;
-    if (c->ewma[1 - mode] < 0)
+    if (c->ewma[1 - mode] < 0 || c->warm)
         return 1 - mode;
     if (c->gap < VG_BLAS_PROBE_EVERY)
         every = c->gap;
@@ -143,6 +152,20 @@ static inline int vg_choice_pick(const vg_blas_choice *c)
 static inline void vg_choice_learn(vg_blas_choice *c, int mode, double cost)
 {
     int was = c->best;
+    int changed = mode != c->last;
+    c->last = mode;
+    if (changed && c->ewma[mode] >= 0) {
+        /* the first pass after the other mode ran: its cost is the change's (threads woken,
+         * caches filled), not the mode's; not learned from.  In the other mode it is a
+         * probe's warm-up: the probe is the next pass */
+        if (mode != c->best)
+            c->warm = 1;
+        else
+            c->since++;
+        c->passes++;
+        return;
+    }
+    c->warm = 0;
     if (mode == c->best || c->ewma[mode] < 0) {
         /* the mode that runs: a moving average over consecutive passes */
         c->ewma[mode] = c->ewma[mode] < 0 ? cost
