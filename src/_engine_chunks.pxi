@@ -267,7 +267,8 @@ cdef struct LossSpec:
     void *dout                  # where the loss gradient goes, batch x outputs
     double part[VG_CHUNKS]      # each chunk's share of the loss
     int finite[VG_CHUNKS]       # whether each chunk's output was finite
-    int bfinite[VG_CHUNKS]      # and its backward pass (its measurements; True unmeasured)
+    double sums[VG_CHUNKS]      # its measured sums of h^2 and delta^2 over every layer (0
+                                # unmeasured): finite when its passes were (measured_sum)
     bint updated                # whether the optimiser's step ran (net_step_chunked)
 
 
@@ -293,7 +294,7 @@ cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *
     else:
         ok = vg_all_finite_f64(rows * C, out)
     ls.finite[c] = ok
-    ls.bfinite[c] = False
+    ls.sums[c] = 0
     if not ok:
         ls.part[c] = 0
         return
@@ -318,20 +319,20 @@ cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *
     fp = vg_fp_enter(n.flush)
     net_backward(&d, X + r0 * n.sizes[0], g, False, 1)
     vg_fp_leave(n.flush, fp)
-    ls.bfinite[c] = measured_finite(&d)
+    ls.sums[c] = measured_sum(&d)
 
 
-cdef bint measured_finite(const NetDesc *d) noexcept nogil:
-    """Whether a pass's measurements say its values were finite: the sums of squared
-    pre-activations and errors of every layer (the test of MLP.nonfinite(), on one chunk's
-    rows: the network's sums are finite when every chunk's are).  True when not measuring."""
+cdef double measured_sum(const NetDesc *d) noexcept nogil:
+    """The sum over a pass's layers of its measured sums of squared pre-activations and
+    errors (0 when not measuring): MLP.nonfinite() finds NaN or Inf in the passes when the
+    network's total of them (every chunk's added) is not finite."""
     cdef double s = 0
     cdef int l
     if not d.measure:
-        return True
+        return 0
     for l in range(d.n_layers):
         s += d.stats[l * VG_N_STATS + VG_ST_SUM_H2] + d.stats[l * VG_N_STATS + VG_ST_SUM_D2]
-    return isfinite(s)
+    return s
 
 
 cdef inline bint all_chunks_finite(const LossSpec *ls) noexcept nogil:
@@ -343,14 +344,17 @@ cdef inline bint all_chunks_finite(const LossSpec *ls) noexcept nogil:
 
 
 cdef inline bint may_update(const LossSpec *ls, const UpdateSpec *u) noexcept nogil:
-    """An optimiser step is given, and every chunk's forward and backward pass was finite."""
+    """An optimiser step is given, every chunk's output was finite and (measuring) the total
+    of their measured sums is: the test MLP.nonfinite() makes on the added measurements."""
     cdef int c
+    cdef double s = 0
     if u == NULL:
         return False
     for c in range(VG_CHUNKS):
-        if not ls.finite[c] or not ls.bfinite[c]:
+        if not ls.finite[c]:
             return False
-    return True
+        s += ls.sums[c]
+    return isfinite(s)
 
 
 cdef void merge_update_layer(const NetDesc *n, const Chunks *ch, int l, const LossSpec *ls,
@@ -383,16 +387,25 @@ cdef void net_step_chunked(const NetDesc *n, const Chunks *ch, floating *X, Loss
     they were and ls.updated is False.  When a chunk's output is not finite it stops there; the
     gradients are then not complete (the caller raises), but the forward measurements are added
     up, so that the layer can be named."""
-    cdef int c, l
+    cdef int c
+    cdef long item
+    # what the threads share out after the chunks: layers when stepping (a layer's update
+    # takes its norms in one pass), else blocks of the gradients (even shares)
+    cdef long n_items = n.n_layers if u != NULL else (
+        (ch.n_params + VG_MERGE_BLOCK - 1) // VG_MERGE_BLOCK)
     cdef unsigned fp = vg_fp_pause(n.flush, n.fp_caller)
     cdef unsigned fp2
     if nthreads > 1:
         with parallel(num_threads=min(nthreads, VG_CHUNKS)):
             for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1):
                 step_chunk(n, ch, X, ls, c, False)
-            for l in prange(n.n_layers, schedule='dynamic', chunksize=1):
-                if all_chunks_finite(ls):
-                    merge_update_layer(n, ch, l, ls, u, X)
+            for item in prange(n_items, schedule='dynamic', chunksize=1):
+                if not all_chunks_finite(ls):
+                    pass
+                elif u != NULL:
+                    merge_update_layer(n, ch, <int>item, ls, u, X)
+                else:
+                    merge_block(n, ch, item, X)
     else:
         for c in range(VG_CHUNKS):
             step_chunk(n, ch, X, ls, c, True)

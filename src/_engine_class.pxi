@@ -326,6 +326,10 @@ cdef class Engine:
                          self.desc.flush)
             up = &u
         elif update != UPD_NONE:
+            if not 0 <= update < VG_N_OPTIMIZERS or hp is None or state1 is None or (
+                    state2 is None or stats is None):
+                raise ValueError(f"update: expected an optimiser id below {VG_N_OPTIMIZERS} "
+                                 f"with hp, state1, state2 and stats, got {update}")
             opt_spec(&u, update, state1, state2, hp, stats)
             up = &u
         with nogil:

@@ -352,6 +352,15 @@ def test_steps_that_cannot_run_in_one_call_run_separately_with_the_same_result()
         assert opt_a.step_count == 2
     assert Halved.calls == 4
     assert vg.optim.Adam(a, clip_norm=1.0).pass_update() is None
+    # a step replaced on the instance (a wrapper that logs, say) runs too
+    net = vg.MLP(sizes, activation="tanh", seed=5)
+    opt = vg.optim.SGD(net, lr=0.1)
+    seen = []
+    plain_step = opt.step
+    opt.step = lambda: (seen.append(opt.step_count), plain_step())
+    assert opt.pass_update() is None
+    net.train_step(X, y, "cross_entropy", opt)
+    assert seen == [0] and opt.step_count == 1
 
 
 @pytest.mark.parametrize("threads", [1, 2])

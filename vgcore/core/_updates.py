@@ -23,7 +23,8 @@ from vgcore.measure.flow import _SUM_D2, _SUM_H2
 
 # the losses the compiled one-call step computes, by function, with the engine's ids for them
 # (a name the losses module lacks fails here, at import)
-_ONE_CALL_LOSSES = {_losses.LOSSES[name]: kind for name, kind in _engine.STEP_LOSSES.items()}
+_ONE_CALL_LOSSES = tuple((_losses.LOSSES[name], kind)
+                         for name, kind in _engine.STEP_LOSSES.items())
 
 if TYPE_CHECKING:
     from vgcore.core._workspace import Workspace
@@ -272,7 +273,7 @@ class UpdateSurface:
         (:meth:`vgcore.optim.Optimizer.pass_update`), with the parameters and norms a separate
         step gives, bit for bit, and only when the passes were finite.  Returns (loss, whether
         the optimiser stepped), or None when the separate calls must run."""
-        kind = _ONE_CALL_LOSSES.get(fn)
+        kind = next((k for f, k in _ONE_CALL_LOSSES if f is fn), None)
         if kind is None or self._extras:
             return None
         ws = self._workspace(X.shape[0])

@@ -137,8 +137,9 @@ class Optimizer:
         ``("plain", lr)`` (``params -= lr * grads``) or ``(kind, hyper, state1, state2)``, as
         :meth:`step` would apply it; the caller counts the step.  None when it cannot: with
         ``clip_norm`` the whole gradient's norm must be known before any layer steps, and a
-        subclass that overrides :meth:`step` must run its own."""
-        if self.clip_norm is not None or type(self).step not in _FOLDABLE_STEPS:
+        :meth:`step` replaced (by a subclass or on the instance) must run as it is."""
+        if (self.clip_norm is not None or type(self).step not in _FOLDABLE_STEPS
+                or "step" in vars(self)):
             return None
         return (self.kind, self._hyper(self.current_lr(), 1.0), *self._state_pair())
 
@@ -225,7 +226,7 @@ class SGD(Optimizer):
         super().step()
 
     def pass_update(self):
-        if self._plain() and type(self).step is SGD.step:
+        if self._plain() and type(self).step is SGD.step and "step" not in vars(self):
             return ("plain", self.current_lr())
         return super().pass_update()
 
