@@ -13,7 +13,7 @@ import sys as _sys
 
 from vgcore import _omp_wait
 
-_omp_wait.load_engine()     # first: OpenMP's idle threads wait passively unless the user chose
+_omp_wait.load_engine()     # first: OpenMP's idle threads spin briefly, unless the user chose
 
 from vgcore.core import activations, init, losses, network, reference
 from vgcore.core._threads import (blas_info, blas_policy, get_num_threads, openmp_enabled,
