@@ -1,6 +1,7 @@
 """vgcore on a shared machine: OpenMP's idle threads spin briefly, then sleep, unless the user
 chose, the environment is left as it was, and results do not depend on the thread count where
-they did not before (the elementwise kernels, and matrix products small enough for one BLAS thread)."""
+they did not before (the elementwise kernels, and matrix products small enough for one BLAS
+thread)."""
 from __future__ import annotations
 
 import json
