@@ -128,7 +128,9 @@ static void vg_blas_unlock(void);
 /* The two-mode chooser (also used by the batch chunks of _engine_chunks.pxi, whose modes are
  * two threads and one): the faster mode so far, the other one first while it is unmeasured,
  * then 2, 4, 8 and 16 passes after a switch, and then every 32nd pass (128th while it was 1.5x
- * slower or more).  A probe is two passes in the other mode, and only the second one counts:
+ * slower or more), and 2 passes after a probe that beat the running mode without winning
+ * the switch (its estimate also holds the probe before).  A probe is two passes in the other
+ * mode, and only the second one counts:
  * the first wakes threads that slept while that mode did not run (with passive waiting Linux
  * may wake a worker on the calling thread's core) and brings the data into their caches, so a
  * probe of one pass measured a mode's cold start, not its speed (seen: a narrow network's two
@@ -179,6 +181,11 @@ static inline void vg_choice_learn(vg_blas_choice *c, int mode, double cost)
     c->since = mode == c->best ? c->since + 1 : 0;
     if (mode != c->best && c->gap < VG_BLAS_PROBE_EVERY)
         c->gap *= 2;
+    /* a probe faster than the mode that runs, not yet enough to switch (its estimate is the
+     * mean with the probe before, taken under other conditions): confirm it 2 passes later
+     * instead of 32 or 128, so that the end of a load is found within a few passes */
+    if (mode != c->best && c->ewma[1 - mode] >= 0 && cost < c->ewma[1 - mode])
+        c->gap = VG_BLAS_PROBE_FIRST;
     if (c->ewma[0] >= 0 && c->ewma[1] >= 0)
         c->best = c->ewma[1] < c->ewma[0];
     if (c->best != was) {

@@ -254,6 +254,11 @@ def test_after_a_switch_the_mode_left_is_tried_again_soon():
     assert modes[20:60].count(0) <= 16                    # the quick probes after the switch
     runs = "".join(map(str, modes[60:])).split("1")
     assert {len(r) for r in runs if r} == {2}             # each probe: two passes of two threads
+    # when that load ends, the next probe finds two threads faster and confirms it 2 passes
+    # later (not a probe period later): back within a probe period and a few passes
+    modes, choice = _engine.choice_trace([quiet] * 20 + [burst] * 300 + [quiet] * 300)
+    back = next(i for i in range(320, len(modes)) if modes[i:i + 10] == [0] * 10)
+    assert back - 320 <= 128 + 20 and choice["one_thread"] is False
     # quiet throughout: one thread (1.8x slower) tried no more often than every 32nd pass
     modes, _ = _engine.choice_trace([quiet] * 200)
     assert sum(modes[2:]) <= 2 * (200 // 32 + 1)
