@@ -7,6 +7,7 @@ and against independent definitions.  Everything here is small and deterministic
 from __future__ import annotations
 
 import contextlib
+import signal
 
 import numpy as np
 import pytest
@@ -181,3 +182,11 @@ def check_central_differences(net, X, loss, target, rng, n_params=40, n_inputs=8
         fd /= 12 * h
         assert abs(fd - dX[idx]) <= rel_tol * max(abs(fd), abs(dX[idx]), 1e-3 * xscale), \
             ("X", idx, fd, dX[idx])
+
+
+def default_sigint():
+    """For ``subprocess.Popen(preexec_fn=...)`` of a child the test interrupts with SIGINT: a
+    shell running the tests in the background (``cmd &`` without job control) starts them with
+    SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt
+    handler; the child gets the default disposition back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -17,6 +17,7 @@ import pytest
 
 import vgcore as vg
 from vgcore.__main__ import main
+from _vgtest import default_sigint
 
 TINY = ["--depth", "6", "--width", "16", "--steps", "30", "--quiet"]
 PLOTS = ("gradient_norms.png", "gradient_heatmap.png", "saturation_dead.png",
@@ -491,7 +492,7 @@ def _interrupt(out, tmp_path, sig):
     import time
     p = subprocess.Popen([sys.executable, "-m", "vgcore", *LONG, "--out", str(out)],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         while not _staging(out):                      # it is set up and training

@@ -21,6 +21,7 @@ from vgcore.experiments import run as experiment_run
 from vgcore.experiments import sweep as S
 from vgcore.experiments.sweep import executors, store
 from vgcore.__main__ import main
+from _vgtest import default_sigint
 
 SMALL = {"n_samples": 400, "width": 12, "steps": 12, "batch_size": 16, "records": 4,
          "lr": 0.05}
@@ -597,7 +598,7 @@ def test_cli_interrupted_by_ctrl_c_continues_when_run_again(tmp_path, executor):
         cmd.remove("--workers")
         cmd.remove("2")
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     try:
         assert _wait_for_lines(out / "results.jsonl", 2, proc), proc.communicate()
         proc.send_signal(signal.SIGINT)
