@@ -27,12 +27,14 @@
  * loses the second core.  Each network keeps, per pass direction, its time per multiply-add
  * in either mode (a moving average over the passes of the mode it runs, the mean of the last
  * two probes for the other), runs the faster one and tries the other every 32nd pass (every
- * 128th while the other was 1.5x slower or more: a probe costs that much), so it follows the
- * load both ways within 64 to 256 passes.  After a switch it tries the mode it left sooner,
- * 2, 4, 8 and 16 passes later: a switch that a burst of load caused (another library's BLAS
- * threads still spinning for ~0.1 s after their own work, say) is undone within a few passes
- * instead of holding a wide network on one thread for 32.  Results do not depend on the mode
- * (with the same proviso).
+ * 128th while the other was 1.5x slower or more: a probe costs that much), and once more 2
+ * passes after a probe that beat the running mode without winning the switch, so it follows
+ * the load both ways within about one probe period.  After a switch it tries the mode it left
+ * sooner, 2, 4, 8 and 16 passes later: a switch that a burst of load caused (another
+ * library's BLAS threads still spinning for ~0.1 s after their own work, say) is undone within
+ * a few passes instead of holding a wide network on one thread for 32.  A probe is two passes
+ * of the other mode, of which the second counts (see vg_choice_pick).  Results do not depend
+ * on the mode (with the same proviso).
  *
  * Both rest on OpenBLAS splitting the output, not the sums.  Some of its kernels (Haswell's, on
  * an AMD EPYC) still give other bits at another thread count; the module probes that when it
@@ -82,6 +84,7 @@ typedef struct {
     int best;           /* 1: one thread has been faster */
     int warm;           /* 1: the last pass was a probe's warm-up: the next is the probe */
     int last;           /* the mode of the last pass */
+    int confirm;        /* 1: the next probe confirms a faster one (then back to the period) */
 } vg_blas_choice;
 
 #define VG_BLAS_PROBE_EVERY 32
@@ -101,6 +104,7 @@ static inline void vg_blas_choice_init(vg_blas_choice *c)
     c->best = 0;
     c->warm = 0;
     c->last = 0;
+    c->confirm = 0;
 }
 
 static vg_blas_set_fn vg_blas_set = NULL;
@@ -131,11 +135,14 @@ static void vg_blas_unlock(void);
  * slower or more), and 2 passes after a probe that beat the running mode without winning
  * the switch (its estimate also holds the probe before).  A probe is two passes in the other
  * mode, and only the second one counts:
- * the first wakes threads that slept while that mode did not run (with passive waiting Linux
- * may wake a worker on the calling thread's core) and brings the data into their caches, so a
+ * the first wakes threads that slept while that mode did not run (Linux may wake a worker on
+ * the calling thread's core) and brings the data into their caches, so a
  * probe of one pass measured a mode's cold start, not its speed (seen: a narrow network's two
  * threads probed at 1.3 ms against 0.75 ms warm, and kept on one thread at 1.2 ms).  For the
- * same reason the first pass back in the chosen mode after a probe is not learned from either. */
+ * same reason the first pass back in the chosen mode after a probe is not learned from either.
+ * Not covered: the very first pass of each mode (nothing to compare with yet; a cold first
+ * sample of the other mode only brings its next probe), and passes of the other choosers of
+ * the network (forward, backward, step) that ran in between on the same threads. */
 static inline int vg_choice_pick(const vg_blas_choice *c)
 {
     int mode = c->best;
@@ -182,10 +189,18 @@ static inline void vg_choice_learn(vg_blas_choice *c, int mode, double cost)
     if (mode != c->best && c->gap < VG_BLAS_PROBE_EVERY)
         c->gap *= 2;
     /* a probe faster than the mode that runs, not yet enough to switch (its estimate is the
-     * mean with the probe before, taken under other conditions): confirm it 2 passes later
-     * instead of 32 or 128, so that the end of a load is found within a few passes */
-    if (mode != c->best && c->ewma[1 - mode] >= 0 && cost < c->ewma[1 - mode])
-        c->gap = VG_BLAS_PROBE_FIRST;
+     * mean with the probe before, taken under other conditions): one more probe 2 passes later
+     * instead of 32 or 128, so that the end of a load is found within a few passes; after that
+     * one, back to the period (not 4, 8, 16 passes: two close modes would be probed often) */
+    if (mode != c->best && c->ewma[1 - mode] >= 0) {
+        if (c->confirm) {
+            c->confirm = 0;
+            c->gap = VG_BLAS_PROBE_EVERY;
+        } else if (cost < c->ewma[1 - mode]) {
+            c->confirm = 1;
+            c->gap = VG_BLAS_PROBE_FIRST;
+        }
+    }
     if (c->ewma[0] >= 0 && c->ewma[1] >= 0)
         c->best = c->ewma[1] < c->ewma[0];
     if (c->best != was) {
@@ -194,6 +209,7 @@ static inline void vg_choice_learn(vg_blas_choice *c, int mode, double cost)
         c->probe[was] = c->ewma[was];
         c->gap = VG_BLAS_PROBE_FIRST;
         c->since = 0;
+        c->confirm = 0;
     }
     c->passes++;
 }

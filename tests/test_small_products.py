@@ -264,6 +264,38 @@ def test_after_a_switch_the_mode_left_is_tried_again_soon():
     assert sum(modes[2:]) <= 2 * (200 // 32 + 1)
 
 
+def test_a_lucky_probe_gets_one_confirming_probe_not_a_run_of_them():
+    # two threads cost 1.0, one thread 1.2, except one lucky counted probe of one thread (0.9)
+    # after pass 100: it is confirmed 2 passes later (1.2: no switch), and the next probe
+    # comes a probe period later, not 4, 8 and 16 passes later
+    costs, lucky_at = [], None
+    for i in range(300):
+        modes, _ = _engine.choice_trace(costs + [(1.0, 1.2)])
+        counted = i > 100 and modes[-1] == 1 and modes[-2] == 1
+        if counted and lucky_at is None:
+            lucky_at = i
+        costs.append((1.0, 0.9 if i == lucky_at else 1.2))
+    modes, choice = _engine.choice_trace(costs)
+    assert lucky_at is not None and choice["one_thread"] is False
+    starts = [i for i in range(lucky_at + 1, len(modes)) if modes[i] == 1 and modes[i - 1] == 0]
+    assert starts[0] - lucky_at <= 4                      # the confirming probe
+    assert starts[1] - starts[0] >= 30                    # then the period again
+
+
+def test_noisy_costs_cost_little_whichever_mode_runs():
+    # costs that vary by +-10% from pass to pass
+    rng = np.random.default_rng(7)
+    costs = [(rng.uniform(0.9, 1.1), 1.3 * rng.uniform(0.9, 1.1)) for _ in range(1000)]
+    modes, choice = _engine.choice_trace(costs)
+    assert choice["one_thread"] is False
+    assert sum(modes[10:]) <= 70             # two-pass probes every 32nd pass
+    # two modes 5% apart: whichever runs, the cost stays within 2% of the faster one's
+    costs = [(rng.uniform(0.9, 1.1), 1.05 * rng.uniform(0.9, 1.1)) for _ in range(1000)]
+    modes, _ = _engine.choice_trace(costs)
+    ran = np.mean([c[m] for c, m in zip(costs, modes)])
+    assert ran <= 1.02 * np.mean([c[0] for c in costs])
+
+
 def test_a_probe_counts_its_second_pass_only():
     # two threads cost 1 when warm, but 5 on the first pass after one-thread passes (a worker
     # that slept, cold caches); a 20-pass load (two threads cost 4) moves the chooser to one
