@@ -35,7 +35,10 @@ def _state(preload=False, **env):
 
 def test_openmp_spins_briefly_and_the_environment_is_restored():
     state, policy, spin = _state()
-    assert state == {"policy": "spin then sleep", "spincount": 10000, "set_by": "vgcore"}
+    if vg.openmp_enabled():
+        assert state == {"policy": "spin then sleep", "spincount": "10000", "set_by": "vgcore"}
+    else:                                       # no OpenMP runtime: nothing to set
+        assert state == {"policy": "default", "spincount": None, "set_by": "not libgomp"}
     assert policy is None and spin is None       # children inherit the user's environment
 
 

@@ -27,14 +27,15 @@ import os
 
 __all__ = ["STATE", "load_engine"]
 
-SPINCOUNT = 10000
+SPINCOUNT = "10000"
 """The rounds an idle OpenMP worker spins before it sleeps, when vgcore chooses."""
 
 STATE: dict = {}
 """``policy`` (the OMP_WAIT_POLICY in effect, lower case, ``"spin then sleep"`` when vgcore set
-the spin count, or ``"default"``), ``spincount`` (GOMP_SPINCOUNT as set, or None) and
-``set_by`` (``"vgcore"``, ``"user"``, or ``"another library"`` when libgomp was loaded before
-vgcore)."""
+the spin count, or ``"default"``), ``spincount`` (GOMP_SPINCOUNT as set, a string, or None) and
+``set_by`` (``"vgcore"``, ``"user"``, ``"another library"`` when libgomp was loaded before
+vgcore, or ``"not libgomp"`` when vgcore's compiled core runs another OpenMP runtime, or none,
+which GOMP_SPINCOUNT does not reach)."""
 
 _VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
@@ -52,13 +53,15 @@ def load_engine():
     user = {k: os.environ[k] for k in _VARIABLES if k in os.environ}
     ours = not user and not _libgomp_loaded()
     if ours:
-        os.environ["GOMP_SPINCOUNT"] = str(SPINCOUNT)
+        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
     try:
         from vgcore import _engine
     finally:
         if ours:
             os.environ.pop("GOMP_SPINCOUNT", None)
-    if ours:
+    if ours and not _libgomp_loaded():
+        STATE.update(policy="default", spincount=None, set_by="not libgomp")
+    elif ours:
         STATE.update(policy="spin then sleep", spincount=SPINCOUNT, set_by="vgcore")
     elif user:
         STATE.update(policy=user.get("OMP_WAIT_POLICY", "default").lower(),

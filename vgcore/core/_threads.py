@@ -52,11 +52,11 @@ def get_num_threads() -> int:
 
 def wait_policy() -> dict:
     """How OpenMP's idle threads wait: ``{"policy": "spin then sleep" | "passive" | "active" |
-    "default", "spincount": GOMP_SPINCOUNT or None, "set_by": "vgcore" | "user" | "another
-    library"}``.  vgcore loads OpenMP with a short spin (``GOMP_SPINCOUNT=10000``, about a
-    quarter of a millisecond) before an idle worker sleeps, unless ``OMP_WAIT_POLICY`` or
-    ``GOMP_SPINCOUNT`` is set, or OpenMP was already loaded by another library (see
-    :mod:`vgcore._omp_wait`)."""
+    "default", "spincount": GOMP_SPINCOUNT (a string) or None, "set_by": "vgcore" | "user" |
+    "another library" | "not libgomp"}``.  vgcore loads OpenMP with a short spin
+    (``GOMP_SPINCOUNT=10000``, about a quarter of a millisecond) before an idle worker sleeps,
+    unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set, or OpenMP was already loaded by
+    another library (see :mod:`vgcore._omp_wait`)."""
     return dict(_omp_wait.STATE)
 
 
