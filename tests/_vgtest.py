@@ -7,7 +7,7 @@ and against independent definitions.  Everything here is small and deterministic
 from __future__ import annotations
 
 import contextlib
-import signal
+import sys
 
 import numpy as np
 import pytest
@@ -184,9 +184,13 @@ def check_central_differences(net, X, loss, target, rng, n_params=40, n_inputs=8
             ("X", idx, fd, dX[idx])
 
 
-def default_sigint():
-    """For ``subprocess.Popen(preexec_fn=...)`` of a child the test interrupts with SIGINT: a
-    shell running the tests in the background (``cmd &`` without job control) starts them with
-    SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt
-    handler; the child gets the default disposition back."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def vgcore_command(*args):
+    """The command line of ``python -m vgcore *args`` for a child the test interrupts with
+    SIGINT, with Python's KeyboardInterrupt handler installed whatever the child inherits: a
+    shell that runs the tests in the background (``cmd &`` without job control) starts them
+    with SIGINT ignored, and Python then installs no handler of its own."""
+    code = ("import runpy, signal, sys; "
+            "signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "sys.argv[0] = 'vgcore'; "
+            "runpy.run_module('vgcore', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", code, *map(str, args)]

@@ -17,7 +17,7 @@ import pytest
 
 import vgcore as vg
 from vgcore.__main__ import main
-from _vgtest import default_sigint
+from _vgtest import vgcore_command
 
 TINY = ["--depth", "6", "--width", "16", "--steps", "30", "--quiet"]
 PLOTS = ("gradient_norms.png", "gradient_heatmap.png", "saturation_dead.png",
@@ -490,9 +490,8 @@ def _interrupt(out, tmp_path, sig):
     training, and return (exit code, stderr)."""
     import signal
     import time
-    p = subprocess.Popen([sys.executable, "-m", "vgcore", *LONG, "--out", str(out)],
-                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=default_sigint)
+    p = subprocess.Popen(vgcore_command(*LONG, "--out", out), cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not _staging(out):                      # it is set up and training

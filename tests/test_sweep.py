@@ -21,7 +21,7 @@ from vgcore.experiments import run as experiment_run
 from vgcore.experiments import sweep as S
 from vgcore.experiments.sweep import executors, store
 from vgcore.__main__ import main
-from _vgtest import default_sigint
+from _vgtest import vgcore_command
 
 SMALL = {"n_samples": 400, "width": 12, "steps": 12, "batch_size": 16, "records": 4,
          "lr": 0.05}
@@ -592,13 +592,13 @@ def test_cli_interrupted_by_ctrl_c_continues_when_run_again(tmp_path, executor):
     cfg.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
                    + "\n[grid]\nseed = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n")
     out = tmp_path / "res"
-    cmd = [sys.executable, "-m", "vgcore", "sweep", str(cfg), "--out", str(out),
-           "--executor", executor, "--workers", "2", "--no-plots"]
+    cmd = vgcore_command("sweep", cfg, "--out", out, "--executor", executor, "--workers", "2",
+                         "--no-plots")
     if executor == "serial":
         cmd.remove("--workers")
         cmd.remove("2")
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=default_sigint)
+                            text=True)
     try:
         assert _wait_for_lines(out / "results.jsonl", 2, proc), proc.communicate()
         proc.send_signal(signal.SIGINT)
