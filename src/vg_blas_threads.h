@@ -79,8 +79,8 @@ typedef struct {
     double probe[2];    /* the mode's last sample taken as a probe, < 0 = none */
     long passes;        /* passes that had a product above the limit */
     long since;         /* passes since the other mode last ran */
-    long gap;           /* passes between probes while confirming a switch (2, 4, 8, 16),
-                         * then VG_BLAS_PROBE_EVERY */
+    long gap;           /* passes between probes while confirming a switch (2, 4, 8, 16)
+                         * or a faster probe (2), else VG_BLAS_PROBE_EVERY */
     int best;           /* 1: one thread has been faster */
     int warm;           /* 1: the last pass was a probe's warm-up: the next is the probe */
     int last;           /* the mode of the last pass */

@@ -287,10 +287,8 @@ class UpdateSurface:
         targets = None if kind == 0 else np.ascontiguousarray(target)
         update, lr, hyper, s1, s2 = _engine.UPDATE_NONE, 0.0, None, None, None
         plan = None if optimizer is None else optimizer.pass_update()
-        if plan is not None and plan[0] == "plain":
+        if plan is not None and plan[0] == "plain":      # lr checked by current_lr()
             update, lr = _engine.UPDATE_PLAIN_SGD, plan[1]
-            if type(lr) is not float or not math.isfinite(lr):
-                lr = check_finite_number(lr, "lr")
         elif plan is not None:
             hyper = plan[1]
             s1, s2 = self._update_states(plan[0], hyper, plan[2], plan[3])

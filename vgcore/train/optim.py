@@ -138,10 +138,13 @@ class Optimizer:
         :meth:`step` would apply it; the caller counts the step.  None when it cannot: with
         ``clip_norm`` the whole gradient's norm must be known before any layer steps, and a
         :meth:`step` replaced (by a subclass or on the instance) must run as it is."""
-        if (self.clip_norm is not None or type(self).step not in _FOLDABLE_STEPS
-                or "step" in vars(self)):
+        if self.clip_norm is not None or self._step_replaced():
             return None
         return (self.kind, self._hyper(self.current_lr(), 1.0), *self._state_pair())
+
+    def _step_replaced(self) -> bool:
+        """Whether :meth:`step` is another than the ones pass_update knows how to run."""
+        return type(self).step not in _FOLDABLE_STEPS or "step" in vars(self)
 
     def hyperparameters(self) -> dict:
         """The constructor's options besides ``lr`` (``weight_decay``, ``clip_norm``,
@@ -226,7 +229,7 @@ class SGD(Optimizer):
         super().step()
 
     def pass_update(self):
-        if self._plain() and type(self).step is SGD.step and "step" not in vars(self):
+        if self._plain() and not self._step_replaced():
             return ("plain", self.current_lr())
         return super().pass_update()
 

@@ -331,8 +331,8 @@ class Trainer:
             np.take(X, idx, axis=0, out=buf.X, mode="clip")    # "clip": unbuffered
             np.take(y, idx, axis=0, out=buf.y, mode="clip")
             if net.measure:
-                # train_step: one compiled call where it can, the optimiser's step included
-                # (its finiteness test is the measurements', as _grads_finite's is here)
+                # train_step: one compiled call where it can, the optimiser's step included;
+                # a non-finite step is found from the measurements (MLP.nonfinite())
                 try:
                     value = net.train_step(buf.X, buf.y, fn, opt)
                 except NonFiniteError as e:
@@ -348,7 +348,7 @@ class Trainer:
                     continue
                 value, dout = fn(out, buf.y, grad_out=buf.grad)
                 net.backward(dout, input_grad=False)
-                if not self._grads_finite():
+                if not _engine.all_finite(net.grads):     # no measurements to read
                     if self._nonfinite(where="backward"):
                         break
                     continue
@@ -377,14 +377,6 @@ class Trainer:
         return logs
 
     # ------------------------------------------------------------------ non-finite steps
-    def _grads_finite(self) -> bool:
-        """Cheaply, from the step's own measurements when the network takes them (every
-        layer's pre-activation and error sums are finite), else one pass over the gradients."""
-        net = self.net
-        if net.measure:
-            return net.nonfinite() is None
-        return _engine.all_finite(net.grads)
-
     def _nonfinite(self, where) -> bool:
         """Apply the on_nonfinite policy to a step whose forward or backward pass produced NaN
         or Inf; the parameters are untouched (the optimiser has not stepped).  Returns True to
