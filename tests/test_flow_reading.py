@@ -192,6 +192,73 @@ def test_flow_sums_into_refuses_what_it_cannot_write_into():
         net.flow_sums_into(good_stats, good_msq)
 
 
+def test_flow_sums_into_fills_arrays_of_any_layout():
+    """Strided and Fortran-ordered arrays (not the compiled copy's contiguous case) get the
+    same sums as contiguous ones."""
+    net = _net("float64")
+    net.train_step(*_data(0, 12, "float64"))
+    L = len(net.sizes) - 1
+    want_st, want_msq = np.empty((L, vg.flow.N_STATS)), np.empty(L)
+    assert net.flow_sums_into(want_st, want_msq) == (12, False)
+    big_st, big_msq = np.zeros((L, 2 * vg.flow.N_STATS)), np.zeros(2 * L)
+    assert net.flow_sums_into(big_st[:, ::2], big_msq[::2]) == (12, False)
+    np.testing.assert_array_equal(big_st[:, ::2], want_st)
+    np.testing.assert_array_equal(big_msq[::2], want_msq)
+    assert not big_st[:, 1::2].any() and not big_msq[1::2].any()
+    fortran = np.asfortranarray(np.zeros((L, vg.flow.N_STATS)))
+    net.flow_sums_into(fortran, np.zeros(L))
+    np.testing.assert_array_equal(fortran, want_st)
+
+
+def test_the_compiled_copies_check_every_array_before_copying_any():
+    a, b = np.zeros((3, 4)), np.arange(12.0).reshape(3, 4)
+    c, d = np.zeros(3), np.arange(3.0)
+    assert vg._engine.copy_f64_pairs(a, b, c, d)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(c, d)
+    ro = np.zeros(3)
+    ro.flags.writeable = False
+    for args in [(np.zeros((3, 4)), b, ro, d), (np.zeros((4, 3)), b, c, d),
+                 (np.zeros((3, 4), np.float32), b, c, d), (np.zeros((3, 4)), b, c, [0.0] * 3),
+                 (np.zeros((3, 8))[:, ::2], b, c, d)]:
+        before = [np.array(x, copy=True) for x in args]
+        assert not vg._engine.copy_f64_pairs(*args)
+        for x, was in zip(args, before):
+            np.testing.assert_array_equal(x, was)       # nothing copied
+    x32 = np.arange(6, dtype=np.float32).reshape(2, 3)
+    strided = np.arange(10.0)[::2]
+    got = vg._engine.snapshot_arrays(x32, strided)
+    for g, src in zip(got, (x32, strided)):
+        np.testing.assert_array_equal(g, src)
+        assert g.dtype == src.dtype and g.flags.c_contiguous and not g.flags.writeable
+        assert not np.shares_memory(g, src)
+
+
+def test_a_step_after_gradient_flow_allocates_no_measurement_buffers():
+    """gradient_flow() copies what it keeps: the next step writes the same per-sample
+    buffers (2 x layers x batch float64, 256 KiB here) instead of new ones, and the flows taken
+    stay as they were."""
+    import tracemalloc
+    net = _net()
+    X, y = _data(0, 4096)
+    net.train_step(X, y)
+    flows = [net.gradient_flow()]
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            net.train_step(X, y)
+            grown = tracemalloc.get_traced_memory()[1] - before
+            assert grown < 64 * 1024, grown
+            flows.append(net.gradient_flow())
+    finally:
+        tracemalloc.stop()
+    first = flows[0].per_sample_grad_norm.copy()
+    net.train_step(*_data(5, 4096))
+    np.testing.assert_array_equal(flows[0].per_sample_grad_norm, first)
+
+
 def test_a_recorder_copies_a_checked_networks_sums_without_building_a_flow(monkeypatch):
     """After its first row of a network (checked through gradient_flow()), a Recorder copies
     that network's sums into its rows directly: no GradientFlow per row, the same rows as

@@ -32,7 +32,6 @@ class ReadingSurface:
     _stats: np.ndarray
     _cum_width: np.ndarray
     _unit_zero: np.ndarray
-    _unit_zero_taken: bool
     _stepped: bool
     _flow_batch: int | None
     _measure: bool
@@ -65,9 +64,9 @@ class ReadingSurface:
         """The gradient-flow measurements of the last forward and backward pass.
 
         Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
-        passes, so this call only copies a few sums per layer and takes over the per-sample
-        and per-unit arrays (the next pass writes new ones): the flow is a snapshot that later
-        steps do not change, and each field is derived from those sums when first read.
+        passes, so this call only copies a few sums per layer and the per-sample and per-unit
+        arrays (in one compiled call): the flow is a snapshot that later steps do not change,
+        and each field is derived from those sums when first read.
 
         Raises
         ------
@@ -79,14 +78,21 @@ class ReadingSurface:
             flow = GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
                                              self._stats, ws.in_norm2, ws.delta_norm2,
                                              ws.ps_mean_sq, self._unit_zero, self._cum_width,
-                                             self._stepped, owned=True)
-            # the flow owns those per-sample and per-unit arrays now: the next measured
-            # backward pass writes into new ones (no copy, and the flow stays as it is)
-            ws.sample_norms_taken = True
-            self._unit_zero_taken = True
+                                             self._stepped)
             return flow
         finally:
             self._release()
+
+    def _check_sums_out(self, stats, ps_mean_sq):
+        """Raise the ValueError that names what flow_sums_into cannot write into."""
+        for name, a, shape in (("stats", stats, self._stats.shape),
+                               ("ps_mean_sq", ps_mean_sq, (len(self.sizes) - 1,))):
+            if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != shape \
+                    or not a.flags.writeable:
+                got = (f"a {'read-only ' if not a.flags.writeable else ''}{a.dtype} array of "
+                       f"shape {a.shape}") if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"{name}: expected a writable float64 array of shape {shape}, "
+                                 f"got {got}")
 
     def flow_sums_into(self, stats: np.ndarray, ps_mean_sq: np.ndarray) -> tuple[int, bool]:
         """Copy the per-layer sums of the last measured step, the ones every field of
@@ -106,18 +112,15 @@ class ReadingSurface:
         ValueError
             When an array has another shape or dtype, or is read-only.
         """
-        for name, a, shape in (("stats", stats, self._stats.shape),
-                               ("ps_mean_sq", ps_mean_sq, (len(self.sizes) - 1,))):
-            if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != shape \
-                    or not a.flags.writeable:
-                got = (f"a {'read-only ' if not a.flags.writeable else ''}{a.dtype} array of "
-                       f"shape {a.shape}") if isinstance(a, np.ndarray) else type(a).__name__
-                raise ValueError(f"{name}: expected a writable float64 array of shape {shape}, "
-                                 f"got {got}")
         ws = self._begin_reading("flow_sums_into")
         try:
-            np.copyto(stats, self._stats)
-            np.copyto(ps_mean_sq, ws.ps_mean_sq)
+            # one compiled copy when the arrays are as a Recorder's rows are (the common case,
+            # and the one that runs right after a step, when Python's and NumPy's own code has
+            # left the caches); otherwise checked here and copied by NumPy
+            if not _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, ws.ps_mean_sq):
+                self._check_sums_out(stats, ps_mean_sq)
+                np.copyto(stats, self._stats)
+                np.copyto(ps_mean_sq, ws.ps_mean_sq)
             return int(ws.batch), bool(self._stepped)
         finally:
             self._release()

@@ -281,8 +281,6 @@ class UpdateSurface:
             return None
         if self._aliases_workspace(X):
             X = X.copy()
-        if self._measure:
-            self._renew_taken_buffers(ws)
         labels = np.ascontiguousarray(target) if kind == 0 else None
         targets = None if kind == 0 else np.ascontiguousarray(target)
         update, lr, hyper, s1, s2 = _engine.UPDATE_NONE, 0.0, None, None, None

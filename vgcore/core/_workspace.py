@@ -13,7 +13,7 @@ class Workspace:
     (flat, layer after layer), dL/dX, and read-only views handed to the user."""
 
     __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad", "Z", "OUT", "NS",
-                 "ns_stride", "in_norm2", "delta_norm2", "ps_mean_sq", "sample_norms_taken")
+                 "ns_stride", "in_norm2", "delta_norm2", "ps_mean_sq")
 
     def __init__(self, batch, sizes, dtype, extras=False):
         total = batch * int(sum(sizes[1:]))
@@ -34,7 +34,6 @@ class Workspace:
         self.in_norm2 = np.zeros((L, batch), np.float64)
         self.delta_norm2 = np.zeros((L, batch), np.float64)
         self.ps_mean_sq = np.zeros(L, np.float64)
-        self.sample_norms_taken = False     # a GradientFlow owns them: renew before writing
         if extras:      # normalised pre-activations, block outputs, saved statistics
             self.Z = np.zeros(total, dtype)
             self.OUT = np.zeros(total, dtype)
@@ -46,12 +45,6 @@ class Workspace:
         """Bytes of every buffer this workspace owns."""
         return sum(getattr(self, k).nbytes for k in ("H", "A", "D", "dX", "loss_grad", "Z", "OUT",
                                                      "NS") if hasattr(self, k))
-
-    def renew_sample_norms(self) -> None:
-        """New per-sample arrays (the old ones belong to a GradientFlow now)."""
-        self.in_norm2 = np.zeros_like(self.in_norm2)
-        self.delta_norm2 = np.zeros_like(self.delta_norm2)
-        self.sample_norms_taken = False
 
     @property
     def measurement_nbytes(self):

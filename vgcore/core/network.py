@@ -218,7 +218,6 @@ class MLP(ReadingSurface, UpdateSurface):
                                    np.float64)
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
         self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
-        self._unit_zero_taken = False   # a GradientFlow owns it (see gradient_flow)
         self._acc = np.zeros(3 * max(self.sizes[1:]), self.dtype)
         self._stepped = False       # an optimiser step measured the norms since the backward
         self._flow_batch = None     # batch size of the last measured backward, or None
@@ -506,25 +505,12 @@ class MLP(ReadingSurface, UpdateSurface):
                 dout = dout.copy()  # e.g. backward(net.backward(d)): the pass overwrites it
             if self._extras:     # the masks and statistics of the forward pass
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
-            if self._measure:
-                self._renew_taken_buffers(ws)
             self._engine.backward(self._input, dout, bool(input_grad))
             self._stepped = False
             self._flow_batch = ws.batch if self._measure else None
             return ws.dX_view if input_grad else None
         finally:
             self._release()
-
-    def _renew_taken_buffers(self, ws) -> None:
-        """New per-sample and per-unit measurement arrays for the arrays a GradientFlow took."""
-        if ws.sample_norms_taken:
-            ws.renew_sample_norms()
-            self._engine.bind_sample_norms(ws.in_norm2, ws.delta_norm2, ws.ps_mean_sq)
-        if self._unit_zero_taken:
-            self._unit_zero = np.zeros_like(self._unit_zero)
-            self._engine.set_measurement(True, self._stats, self._sat_thr, self._unit_zero,
-                                         self._acc)
-            self._unit_zero_taken = False
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The network's output on X as a new array (a copy of :meth:`forward`'s view)."""

@@ -94,6 +94,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from vgcore import _engine
 from vgcore.core import _contract
 from vgcore.core.activations import ACTIVATIONS, max_derivative, resolve_activation
 
@@ -301,12 +302,10 @@ class GradientFlow:
 
     @classmethod
     def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, ps_mean_sq,
-                     unit_zero, cum_width, stepped, *, owned=False):
+                     unit_zero, cum_width, stepped):
         """A snapshot of the raw sums the compiled passes wrote; every field is derived from it
-        when first read.  ``stats`` and ``ps_mean_sq`` (a few numbers per layer) are copied;
-        ``in_norm2``, ``delta_norm2`` and ``unit_zero`` too unless ``owned``: then the flow
-        keeps them, and the caller must write new arrays from then on (what
-        :meth:`vgcore.MLP.gradient_flow` does: no copy per step).
+        when first read.  Every array is copied (read-only copies, in one compiled call), so
+        later passes, which write the same buffers, leave the flow as it is.
 
         ``sizes`` and ``activations`` (names) are tuples; ``stats`` the measurement rows,
         ``in_norm2`` and ``delta_norm2`` the per-sample squared row norms ``(n_layers,
@@ -314,12 +313,9 @@ class GradientFlow:
         ``unit_zero`` the per-unit zero-derivative counts; ``stepped`` says whether an
         optimiser step (which measured the update) followed the backward."""
         L = len(sizes) - 1
-        raw = RawSums(stats.copy(), ps_mean_sq.copy(), int(batch), bool(stepped))
-        for a in (raw.stats, raw.ps_mean_sq):
-            a.flags.writeable = False
-        unit_zero = unit_zero[:cum_width[L - 1]]
-        if not owned:
-            in_norm2, delta_norm2, unit_zero = in_norm2.copy(), delta_norm2.copy(), unit_zero.copy()
+        stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero = _engine.snapshot_arrays(
+            stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero[:cum_width[L - 1]])
+        raw = RawSums(stats, ps_mean_sq, int(batch), bool(stepped))
         snap = _Snapshot(raw, _widths(sizes), in_norm2, delta_norm2, unit_zero)
         flow = object.__new__(cls)
         d = flow.__dict__
