@@ -26,11 +26,13 @@ sorted iterable of ints
 Memory bound and thinning
 -------------------------
 Storage for ``max_records`` rows is allocated at the first record (``np.empty``: the operating
-system commits the pages as rows are written), about ``8 * max_records * (16 * n_layers + 6)``
-bytes, plus up to 256 rows of raw sums (``8 * 256 * 14 * n_layers`` bytes): a row is stored as
-the few sums per layer the network measured (:attr:`GradientFlow.raw`) and derived, many rows at
-once, when the history is read or the staging rows are full.  It never grows.  When a row is
-due and the storage is full, the history is *thinned*:
+system commits the pages as rows are written), and never grows.  A row recorded from a network
+(or from a flow that holds its sums, :attr:`GradientFlow.raw`) is stored as those sums, the few
+numbers per layer the network measured, ``8 * (14 * n_layers + 5)`` bytes: recording it is a
+copy, and its fields are derived from the sums (:func:`vgcore.flow.derive`, 256 rows at a time)
+whenever the history is read.  A row recorded from a flow built from its fields (or read from a
+file) is stored as the fields, ``8 * (17 * n_layers + 9)`` bytes, in arrays allocated when the
+first such row comes.  When a row is due and the storage is full, the history is *thinned*:
 
 1. the records at positions 0, 2, 4, ... are kept (every other record, the first one always),
    the others dropped, so ``ceil(max_records / 2)`` rows remain, still in step order;
@@ -76,7 +78,8 @@ from vgcore.measure.recorder_io import (_FLOAT_SCALARS, _INT_SCALARS, JSON_FORMA
 
 __all__ = ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT", "JSON_VERSION"]
 
-_STAGE_ROWS = 256            # rows kept as raw sums before they are derived together
+_DERIVE_ROWS = 256           # rows held as sums are derived this many at a time when read
+
 
 class Recorder(RecorderEpochs, RecorderExports):
     """The per-layer gradient-flow history of a training run, on a schedule, in bounded memory.
@@ -131,25 +134,25 @@ class Recorder(RecorderEpochs, RecorderExports):
         self._next_step = 0          # the default step of the next call
         self._offers_seen = 0        # due steps passed to record() so far
         self._n = 0
+        self._last_offer = -1        # the offer of the last row (_offer[_n - 1]), kept as an int
         # network description, set by the first measurement
         self._sizes = None
         self._activations = None
         self._init = None
         self._checked = None         # weakref to the network whose sums are copied directly
-        # storage, allocated at the first record
-        self._dfields = None         # (len(FIELDS), max_records, n_layers) float64
+        # storage, allocated at the first record: a row is held either as the raw sums the
+        # network measured (derived when read) or as derived fields (flows built from fields,
+        # files), as _meta says
+        self._meta = None            # (max_records, 5) int64: one row's step, offer, and for
+                                     # a row held as sums its batch, stepped (0/1), and 1
+        self._raw_st = None          # (max_records, n_layers, N_STATS) float64
+        self._raw_msq = None         # (max_records, n_layers) float64
+        self._dfields = None         # (len(FIELDS), max_records, n_layers) float64, on demand
         self._dfscal = None          # (2, max_records) float64: grad_ratio, delta_ratio
         self._discal = None          # (2, max_records) int64: non-finite layers (0 = none)
-        # rows captured as raw sums, derived into the arrays above by _flush
-        self._stage_st = None        # (S, n_layers, N_STATS) float64
-        self._stage_msq = None       # (S, n_layers) float64
-        self._stage_batch = None     # (S,) int64
-        self._stage_stepped = None   # (S,) bool
-        self._stage_row = None       # (S,) int64: the row each one becomes
-        self._n_staged = 0
         self._widths = None
-        self._step = None            # (max_records,) int64
-        self._offer = None           # (max_records,) int64: index among due steps offered
+        self._step = None            # _meta's columns: the step of each row and its index
+        self._offer = None           # among the due steps offered
         # epochs
         self._epoch_open = False
         self._epoch_mask = None
@@ -188,7 +191,7 @@ class Recorder(RecorderEpochs, RecorderExports):
         n = self._n
         if n == 0:
             return True
-        stride, last = self._stride, int(self._offer[n - 1])
+        stride, last = self._stride, self._last_offer
         if n == self._max:                  # it would thin first
             stride *= 2
             last = int(self._offer[(n - 1) // 2 * 2])
@@ -244,93 +247,81 @@ class Recorder(RecorderEpochs, RecorderExports):
         return flow
 
     def _allocate(self):
-        L = len(self._sizes) - 1
-        m = self._max
-        self._dfields = np.empty((len(FIELDS), m, L), np.float64)
-        self._dfscal = np.empty((len(_FLOAT_SCALARS), m), np.float64)
-        self._discal = np.empty((len(_INT_SCALARS), m), np.int64)
-        self._step = np.empty(m, np.int64)
-        self._offer = np.empty(m, np.int64)
+        self._meta = np.zeros((self._max, 5), np.int64)
+        self._step = self._meta[:, 0]
+        self._offer = self._meta[:, 1]
         self._widths = np.asarray(self._sizes[1:], np.float64)
 
-    def _stage_slot(self):
-        """The next free staging row (deriving the staged ones first when all are taken)."""
-        if self._stage_st is None:
-            S, L = min(self._max, _STAGE_ROWS), len(self._sizes) - 1
-            self._stage_st = np.empty((S, L, N_STATS), np.float64)
-            self._stage_msq = np.empty((S, L), np.float64)
-            self._stage_batch = np.empty(S, np.int64)
-            self._stage_stepped = np.empty(S, bool)
-            self._stage_row = np.empty(S, np.int64)
-        k = self._n_staged
-        if k == self._stage_row.shape[0]:
-            self._flush()
-            k = 0
-        return k
+    def _set_meta(self, i, step, offer, batch, stepped, raw):
+        # item by item: assigning a tuple to the row costs several times more in NumPy
+        meta = self._meta
+        meta[i, 0] = step
+        meta[i, 1] = offer
+        meta[i, 2] = batch
+        meta[i, 3] = stepped
+        meta[i, 4] = raw
 
-    def _stage(self, raw, i):
-        """Keep row ``i`` as raw sums (a copy of a few numbers per layer); derived by _flush."""
-        k = self._stage_slot()
-        self._stage_st[k] = raw.stats
-        self._stage_msq[k] = raw.ps_mean_sq
-        self._stage_batch[k] = raw.batch
-        self._stage_stepped[k] = raw.stepped
-        self._stage_row[k] = i
-        self._n_staged = k + 1
+    def _raw_storage(self):
+        """The arrays of rows held as raw sums (allocated with the first such row)."""
+        if self._raw_st is None:
+            m, L = self._max, len(self._sizes) - 1
+            self._raw_st = np.empty((m, L, N_STATS), np.float64)
+            self._raw_msq = np.empty((m, L), np.float64)
+        return self._raw_st
 
-    def _stage_from(self, net, i):
-        """_stage for a network already checked: its sums copied straight into the row."""
-        k = self._stage_slot()
-        batch, stepped = net.flow_sums_into(self._stage_st[k], self._stage_msq[k])
-        self._stage_batch[k] = batch
-        self._stage_stepped[k] = stepped
-        self._stage_row[k] = i
-        self._n_staged = k + 1
-
-    def _flush(self):
-        """Derive the staged rows, all at once (vgcore.flow.derive over rows and layers)."""
-        k = self._n_staged
-        if k == 0:
-            return
-        self._n_staged = 0
-        rows = self._stage_row[:k]
-        r0 = int(rows[0])
-        if rows[-1] - r0 == k - 1:          # staged in order since the last thinning: a slice
-            rows = slice(r0, r0 + k)
-        args = (self._stage_st[:k], self._stage_msq[:k], self._widths,
-                self._stage_batch[:k, None], self._stage_stepped[:k, None])
-        for j, name in enumerate(FIELDS):
-            self._dfields[j, rows] = derive(name, *args)
-        for j, name in enumerate(_FLOAT_SCALARS):
-            self._dfscal[j, rows] = derive(name, *args)
-        for j, name in enumerate(_INT_SCALARS):
-            self._discal[j, rows] = derive(name, *args)
-
-    # the derived rows, staged ones included (reading them derives what is staged)
-    @property
-    def _fields(self):
-        self._flush()
+    def _derived_storage(self):
+        """The arrays of rows held as derived fields (allocated with the first such row)."""
+        if self._dfields is None:
+            m, L = self._max, len(self._sizes) - 1
+            self._dfields = np.empty((len(FIELDS), m, L), np.float64)
+            self._dfscal = np.empty((len(_FLOAT_SCALARS), m), np.float64)
+            self._discal = np.empty((len(_INT_SCALARS), m), np.int64)
         return self._dfields
 
-    @property
-    def _fscal(self):
-        self._flush()
-        return self._dfscal
-
-    @property
-    def _iscal(self):
-        self._flush()
-        return self._discal
+    def _read(self, name, rows, dtype):
+        """Measurement ``name`` of rows ``rows`` (a slice of the records) as a new array:
+        derived from the raw sums of the rows held as sums, copied for the others."""
+        idx = np.arange(self._n)[rows]
+        raw = self._meta[idx, 4] != 0
+        if name in FIELDS:
+            out = np.empty((idx.size, len(self._sizes) - 1), dtype)
+            held, j = self._dfields, FIELDS.index(name)
+        elif name in _FLOAT_SCALARS:
+            out = np.empty(idx.size, dtype)
+            held, j = self._dfscal, _FLOAT_SCALARS.index(name)
+        else:
+            out = np.empty(idx.size, dtype)
+            held, j = self._discal, _INT_SCALARS.index(name)
+        if raw.all() and idx.size and idx[-1] - idx[0] == idx.size - 1:
+            # all held as sums, in a row (the common case): derived in blocks of rows, whose
+            # temporaries stay in the cache (NumPy takes large ones from the OS every time)
+            r0 = int(idx[0])
+            for a in range(0, idx.size, _DERIVE_ROWS):
+                b = min(a + _DERIVE_ROWS, idx.size)
+                r = slice(r0 + a, r0 + b)
+                out[a:b] = derive(name, self._raw_st[r], self._raw_msq[r], self._widths,
+                                  self._meta[r, 2:3], self._meta[r, 3:4] != 0)
+            return out
+        if raw.any():
+            r = idx[raw]
+            out[raw] = derive(name, self._raw_st[r], self._raw_msq[r], self._widths,
+                              self._meta[r, 2:3], self._meta[r, 3:4] != 0)
+        if not raw.all():
+            out[~raw] = held[j, idx[~raw]]
+        return out
 
     def _thin(self):
         """Keep the records at positions 0, 2, 4, ...; double the stride."""
         n = self._n
         k = (n + 1) // 2
-        for a in (self._fields, self._fscal, self._iscal):
-            a[:, :k] = a[:, 0:n:2]
-        for a in (self._step, self._offer):
-            a[:k] = a[0:n:2]
+        for a in (self._dfields, self._dfscal, self._discal):
+            if a is not None:
+                a[:, :k] = a[:, 0:n:2]
+        for a in (self._raw_st, self._raw_msq, self._meta):
+            if a is not None:
+                a[:k] = a[0:n:2]
         self._n = k
+        self._last_offer = int(self._offer[k - 1])
         self._stride *= 2
 
     def record(self, net, step=None) -> bool:
@@ -355,12 +346,13 @@ class Recorder(RecorderEpochs, RecorderExports):
         While an epoch is open (:meth:`start_epoch`) every call also ANDs the network's dead
         units into the epoch's masks, whether or not a row is due.
         """
-        step = self._resolve_step(step)
-        base_due = self._base_due(step)
+        step = self._next_step if step is None else self._resolve_step(step)
+        base_due = step % self._every == 0 if self._schedule == "every" else \
+            self._base_due(step)
         offer = self._offers_seen
         row_due = base_due and self._row_due(offer)
         # a row of the network this recorder already checked, nothing else wanted of it: its
-        # sums are copied into the staging row, no GradientFlow is built
+        # sums are copied into the row, no GradientFlow is built
         direct = (row_due and not self._epoch_open and self.tensorboard is None
                   and self._checked is not None and self._checked() is net
                   and net.sizes == self._sizes)
@@ -379,25 +371,33 @@ class Recorder(RecorderEpochs, RecorderExports):
             self._offers_seen += 1
         if not row_due:
             return False
-        if self._dfields is None:
+        if self._meta is None:
             self._allocate()
         if self._n == self._max:
             self._thin()
         i = self._n
         if direct:
-            self._stage_from(net, i)
+            if self._raw_st is None:
+                self._raw_storage()
+            batch, stepped = net.flow_sums_into(self._raw_st[i], self._raw_msq[i])
+            self._set_meta(i, step, offer, batch, stepped, 1)
         elif flow.raw is not None:
-            self._stage(flow.raw, i)
+            raw = flow.raw
+            self._raw_storage()
+            self._raw_st[i] = raw.stats
+            self._raw_msq[i] = raw.ps_mean_sq
+            self._set_meta(i, step, offer, raw.batch, raw.stepped, 1)
         else:                           # a flow built from its fields
+            self._derived_storage()
             for k, name in enumerate(FIELDS):
                 self._dfields[k, i] = getattr(flow, name)
             self._dfscal[0, i] = flow.grad_ratio
             self._dfscal[1, i] = flow.delta_ratio
             self._discal[0, i] = flow.nonfinite_forward_layer or 0
             self._discal[1, i] = flow.nonfinite_backward_layer or 0
-        self._step[i] = step
-        self._offer[i] = offer
+            self._set_meta(i, step, offer, 0, 0, 0)
         self._n = i + 1
+        self._last_offer = offer
         if self.tensorboard is not None:
             self.tensorboard.add_flow(flow, step, None if isinstance(net, GradientFlow) else net)
         return True
@@ -473,17 +473,17 @@ class Recorder(RecorderEpochs, RecorderExports):
         if name == "step":
             return self.steps[rows]
         if name in FIELDS:
-            if self._fields is None:
+            if self._meta is None:
                 return np.empty((0, self.n_layers), np.float64)
-            return self._fields[FIELDS.index(name), :self._n][rows].copy()
+            return self._read(name, rows, np.float64)
         if name in _FLOAT_SCALARS:
-            if self._fscal is None:
+            if self._meta is None:
                 return np.empty(0, np.float64)
-            return self._fscal[_FLOAT_SCALARS.index(name), :self._n][rows].copy()
+            return self._read(name, rows, np.float64)
         if name in _INT_SCALARS:
-            if self._iscal is None:
+            if self._meta is None:
                 return np.empty(0, np.int64)
-            return self._iscal[_INT_SCALARS.index(name), :self._n][rows].copy()
+            return self._read(name, rows, np.int64)
         raise ValueError(f"name: expected 'step', one of FIELDS ({', '.join(FIELDS)}) or of "
                          f"SCALARS ({', '.join(SCALARS)}), got {name!r}")
 
@@ -550,12 +550,14 @@ class Recorder(RecorderEpochs, RecorderExports):
         rec._n = n
         rec._step[:n] = d["steps"]
         rec._offer[:n] = d["offers"]
+        rec._last_offer = int(d["offers"][-1]) if n else -1
+        rec._derived_storage()
         for k, name in enumerate(FIELDS):
-            rec._fields[k, :n] = d["fields"][name]
+            rec._dfields[k, :n] = d["fields"][name]
         for k, name in enumerate(_FLOAT_SCALARS):
-            rec._fscal[k, :n] = d["float_scalars"][name]
+            rec._dfscal[k, :n] = d["float_scalars"][name]
         for k, name in enumerate(_INT_SCALARS):
-            rec._iscal[k, :n] = d["int_scalars"][name]
+            rec._discal[k, :n] = d["int_scalars"][name]
         rec._epoch_fracs = list(d["epoch_fracs"])
         rec._epoch_steps = list(d["epoch_steps"])
         return rec
