@@ -8,8 +8,10 @@ And the cost of reading the measurements at every step (issue #11, "reading is c
 of a deep-narrow step): the measured step alone, followed by ``net.gradient_flow()``, and
 followed by a Recorder's capture (``rec.record(net)``, a row every step), each on its own
 identical network.  ``extra_info`` holds each one's median from one interleaved pool and its
-ratio to the step alone, and (``read_cpu_us``, ``read_over_step_cpu``) the read timed on its
-own on the thread's CPU clock, which other processes on the cores disturb far less."""
+ratio to the step alone, and (``read_cpu_us``, ``read_over_step_cpu``) what step + read costs
+over the step alone on the thread's CPU clock, which other processes on the cores disturb far
+less (``control_over_step_cpu``: the same for a second network that reads nothing, the noise).
+"""
 import numpy as np
 import pytest
 
@@ -63,38 +65,53 @@ def reading_pool(cfg, rounds=POOL_ROUNDS, sample_s=0.025):
     return bc.time_interleaved(fns, rounds, sample_s, 0.2, lead_in_s=0.05)
 
 
-def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=50):
-    """The reads timed on their own, each right after its step, on the calling thread's CPU
-    clock (``time.thread_time``): robust to other processes taking the cores, and the whole
-    cost when the step runs on one thread (deep-narrow: its products are too small for a
-    second BLAS thread, its elementwise work too small for OpenMP).  Returns
-    ``{"step", "gradient_flow", "recorder"}`` medians over rounds of seconds per call."""
+def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
+    """What reading at every step costs in all, on one thread and its CPU clock
+    (``time.thread_time``, robust to other processes taking the cores): per round, blocks of
+    ``steps`` iterations of one network's measured step followed by each read in turn (nothing;
+    nothing again, a control of the noise; ``net.gradient_flow()``; ``rec.record(net)`` with a
+    row every step), the blocks in alternating order.  An iteration's time includes what a read
+    leaves to the next step (memory to renew, caches it evicted), and the recorder's rows
+    include committing fresh storage (it is new in each call: its first rows).  One thread
+    (set for the call, then restored): with two, the calling thread's share of a step depends
+    on which thread takes which batch chunk, and its clock stops measuring the step.  Returns
+    ``{"step", "control", "gradient_flow", "recorder"}``: medians over rounds of the CPU
+    seconds per iteration, and ``{name + "_alone"}``: of the read's own time."""
     import statistics
     import time
-    net, train = make_step(cfg, True)
-    rec = vg.Recorder("every")
-    reads = {"gradient_flow": net.gradient_flow, "recorder": lambda: rec.record(net)}
-    clock = time.thread_time
-    for _ in range(steps):
-        train()
-        net.gradient_flow()
-        rec.record(net)
-    out = {k: [] for k in ("step",) + tuple(reads)}
-    for _ in range(rounds):
-        acc = dict.fromkeys(out, 0.0)
-        for _ in range(steps):
-            for name, read in reads.items():
-                t0 = clock()
-                train()
-                t1 = clock()
-                read()
-                t2 = clock()
-                acc["step"] += t1 - t0
-                acc[name] += t2 - t1
-        out["step"].append(acc["step"] / (steps * len(reads)))
-        for name in reads:
-            out[name].append(acc[name] / steps)
-    return {k: statistics.median(v) for k, v in out.items()}
+    names = ("step", "control", "gradient_flow", "recorder")
+    threads = vg.get_num_threads()
+    vg.set_num_threads(1)
+    try:
+        net, train = make_step(cfg, True)
+        rec = vg.Recorder("every")
+        reads = {"step": None, "control": None, "gradient_flow": net.gradient_flow,
+                 "recorder": lambda: rec.record(net)}
+        clock = time.thread_time
+        for _ in range(20):
+            train()
+        per = {k: [] for k in names}
+        alone = {k: [] for k in names}
+        for r in range(rounds):
+            for k in (names if r % 2 else names[::-1]):
+                read = reads[k]
+                total = own = 0.0
+                for _ in range(steps):
+                    t0 = clock()
+                    train()
+                    t1 = clock()
+                    if read is not None:
+                        read()
+                    t2 = clock()
+                    total += t2 - t0
+                    own += t2 - t1
+                per[k].append(total / steps)
+                alone[k].append(own / steps)
+    finally:
+        vg.set_num_threads(threads)
+    out = {k: statistics.median(v) for k, v in per.items()}
+    out.update({k + "_alone": statistics.median(v) for k, v in alone.items()})
+    return out
 
 
 _POOLS: dict = {}
@@ -145,5 +162,7 @@ def test_reading_the_measurements_every_step(benchmark, config, read):
             if ("cpu", config) not in _POOLS:
                 _POOLS["cpu", config] = reading_cpu_cost(cfg)
             cpu = _POOLS["cpu", config]
-            benchmark.extra_info["read_cpu_us"] = round(cpu[read] * 1e6, 2)
-            benchmark.extra_info["read_over_step_cpu"] = round(cpu[read] / cpu["step"], 5)
+            benchmark.extra_info["read_cpu_us"] = round((cpu[read] - cpu["step"]) * 1e6, 2)
+            benchmark.extra_info["read_over_step_cpu"] = round(cpu[read] / cpu["step"] - 1, 5)
+            benchmark.extra_info["control_over_step_cpu"] = round(
+                cpu["control"] / cpu["step"] - 1, 5)
