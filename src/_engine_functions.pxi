@@ -78,13 +78,15 @@ def norm2(cnp.ndarray x):
 
 
 cdef inline bint _same_f64_block(object dst, object src) noexcept:
-    """Both C-contiguous float64 arrays of one shape, dst writable."""
+    """Both C-contiguous native-order float64 arrays of one shape, dst writable."""
     cdef cnp.ndarray d, s
     if not (isinstance(dst, cnp.ndarray) and isinstance(src, cnp.ndarray)):
         return False
     d = <cnp.ndarray>dst
     s = <cnp.ndarray>src
     if cnp.PyArray_TYPE(d) != cnp.NPY_DOUBLE or cnp.PyArray_TYPE(s) != cnp.NPY_DOUBLE:
+        return False
+    if not (cnp.PyArray_ISNOTSWAPPED(d) and cnp.PyArray_ISNOTSWAPPED(s)):
         return False
     if not (cnp.PyArray_IS_C_CONTIGUOUS(d) and cnp.PyArray_IS_C_CONTIGUOUS(s)
             and cnp.PyArray_ISWRITEABLE(d)):
@@ -102,7 +104,8 @@ def copy_f64_pairs(dst1, src1, dst2, src2):
     """dst1[...] = src1 and dst2[...] = src2 in one call, for readers of a step's sums that
     run right after the step, when NumPy's own copy machinery has left the caches: True when
     every array is a C-contiguous float64 array, each dst writable and of its src's shape (both
-    copied); False otherwise, and nothing is copied (the caller checks and explains)."""
+    copied); False otherwise (another byte order included), and nothing is copied (the
+    caller checks and explains)."""
     if not (_same_f64_block(dst1, src1) and _same_f64_block(dst2, src2)):
         return False
     memmove(cnp.PyArray_DATA(<cnp.ndarray>dst1), cnp.PyArray_DATA(<cnp.ndarray>src1),
@@ -113,19 +116,22 @@ def copy_f64_pairs(dst1, src1, dst2, src2):
 
 
 def snapshot_arrays(*arrays):
-    """Read-only copies of the given arrays (one tuple, one compiled call): what a
+    """Read-only, C-contiguous copies of the given arrays (one tuple, one compiled call): what a
     GradientFlow keeps of the buffers the next pass overwrites.  Taken right after a step,
     when NumPy's own copying code has left the caches, this costs a fraction of
-    ``a.copy()`` per array."""
+    ``a.copy()`` per array.  Contiguous native-order numbers are copied as bytes; anything
+    else (strided, another byte order, objects, dates) through NumPy."""
     cdef list out = []
     cdef cnp.ndarray a, c
     for obj in arrays:
         a = <cnp.ndarray?>obj
-        if cnp.PyArray_IS_C_CONTIGUOUS(a):
-            c = cnp.PyArray_SimpleNew(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), cnp.PyArray_TYPE(a))
+        if (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISNUMBER(a)
+                and cnp.PyArray_ISNOTSWAPPED(a)):
+            c = cnp.PyArray_SimpleNew(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a),
+                                      cnp.PyArray_TYPE(a))
             memmove(cnp.PyArray_DATA(c), cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(a))
         else:
-            c = a.copy()
+            c = np.array(a, order="C", copy=True)
         cnp.PyArray_CLEARFLAGS(c, cnp.NPY_ARRAY_WRITEABLE)
         out.append(c)
     return tuple(out)

@@ -3,6 +3,8 @@ not change it) whose fields are derived when first read, and a Recorder stores r
 derives its rows later, to exactly the values the flow gives."""
 import dataclasses
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -220,17 +222,25 @@ def test_the_compiled_copies_check_every_array_before_copying_any():
     ro.flags.writeable = False
     for args in [(np.zeros((3, 4)), b, ro, d), (np.zeros((4, 3)), b, c, d),
                  (np.zeros((3, 4), np.float32), b, c, d), (np.zeros((3, 4)), b, c, [0.0] * 3),
-                 (np.zeros((3, 8))[:, ::2], b, c, d)]:
+                 (np.zeros((3, 8))[:, ::2], b, c, d), (np.zeros((3, 4), ">f8"), b, c, d),
+                 (np.zeros((3, 4)), b.astype(">f8"), c, d)]:
         before = [np.array(x, copy=True) for x in args]
         assert not vg._engine.copy_f64_pairs(*args)
         for x, was in zip(args, before):
             np.testing.assert_array_equal(x, was)       # nothing copied
     x32 = np.arange(6, dtype=np.float32).reshape(2, 3)
     strided = np.arange(10.0)[::2]
-    got = vg._engine.snapshot_arrays(x32, strided)
-    for g, src in zip(got, (x32, strided)):
+    swapped = np.arange(3.0, dtype=">f8")
+    days = np.array(["2020-01-01", "2021-06-30"], "datetime64[D]")
+    thing = object()
+    objs = np.array([thing, "x"], object)
+    refs = sys.getrefcount(thing)
+    got = vg._engine.snapshot_arrays(x32, strided, swapped, days, objs, np.empty((0, 3)))
+    assert sys.getrefcount(thing) == refs + 1           # the copy holds its own reference
+    for g, src in zip(got, (x32, strided, swapped, days, objs, np.empty((0, 3)))):
         np.testing.assert_array_equal(g, src)
-        assert g.dtype == src.dtype and g.flags.c_contiguous and not g.flags.writeable
+        assert g.dtype == src.dtype and g.shape == src.shape
+        assert g.flags.c_contiguous and not g.flags.writeable and type(g) is np.ndarray
         assert not np.shares_memory(g, src)
 
 
