@@ -96,10 +96,9 @@ class MLP(ReadingSurface, UpdateSurface):
     :meth:`forward` and :meth:`backward` each make one call into compiled code, whatever the
     depth.  Buffers for activations are allocated the first time a batch size is seen and
     reused afterwards (the last few batch sizes are kept), so a training step at a known batch
-    size allocates nothing (after :meth:`gradient_flow`, the next measured backward allocates
-    the per-sample and per-unit arrays the flow took over).  The arrays returned by
-    ``forward`` and ``backward`` are read-only
-    views of those buffers: they are overwritten by the next pass, so copy them to keep them.
+    size allocates nothing (:meth:`gradient_flow` copies what it keeps).  The arrays returned
+    by ``forward`` and ``backward`` are read-only views of those buffers: they are overwritten
+    by the next pass, so copy them to keep them.
     """
 
     # per layer (the output layer's entry last: None, None, 0.0) and the scalars of the layer

@@ -5,9 +5,9 @@ in the loops that already touch the data (see ``src/vg_kernels_impl.h``): turnin
 a few percent of a step, not a second pass; the per-sample norms (one sum per row of each
 layer's input and delta) are taken in the measured backward pass, while those rows are in cache.
 :meth:`vgcore.MLP.gradient_flow` returns them for the last step as a :class:`GradientFlow`: a
-snapshot of those sums (the per-layer ones copied, the per-sample and per-unit arrays handed
-over to it, the network writing new ones from then on: later steps do not change it) whose
-fields are derived when first read, so taking it at every step costs a few microseconds.
+snapshot of those sums (the per-layer sums and the per-sample and per-unit arrays copied in one
+compiled call: later steps do not change it) whose fields are derived when first read, so
+taking it at every step costs tens of microseconds.
 
 Notation: layer ``l`` (1-based in messages, 0-based as an array index) computes
 ``h_l = x_l W_l + b_l`` and ``a_l = phi(h_l)``; ``B`` is the batch size and ``n_l`` the layer's
@@ -249,8 +249,8 @@ class GradientFlow:
     """One step's per-layer measurements (see the module docstring for every definition).
 
     A flow from :meth:`vgcore.MLP.gradient_flow` is a snapshot: the few sums per layer the
-    step left are copied when it is taken and its per-sample and per-unit arrays are its own
-    (the network writes new ones), so later steps never change it.
+    step left and its per-sample and per-unit arrays are copied when it is taken, so later
+    steps never change it.
     Each field is derived from them the first time it is read (NumPy over all layers at once)
     and kept; nothing is built per layer until asked (``print(flow)``, ``dead_units``).
     """

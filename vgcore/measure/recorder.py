@@ -242,7 +242,7 @@ class Recorder(RecorderEpochs, RecorderExports):
                              f"started with), got sizes {list(flow.sizes)} and activations "
                              f"{list(flow.activations)}")
         if not isinstance(net, GradientFlow) and callable(getattr(net, "flow_sums_into", None)):
-            # this network matches: later rows copy its sums straight into the staging rows
+            # this network matches: later rows copy its sums straight into their rows
             self._checked = weakref.ref(net)
         return flow
 
