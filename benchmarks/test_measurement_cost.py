@@ -72,9 +72,11 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
     nothing again, a control of the noise; ``net.gradient_flow()``; ``rec.record(net)`` with a
     row every step), the blocks in alternating order.  An iteration's time includes what a read
     leaves to the next step (memory to renew, caches it evicted), and the recorder's rows
-    include committing fresh storage (it is new in each call: its first rows).  One thread
-    (set for the call, then restored): with two, the calling thread's share of a step depends
-    on which thread takes which batch chunk, and its clock stops measuring the step.  Returns
+    include committing fresh storage (it is new in each call: its first rows; a row every step
+    while ``rounds * steps`` stays within its 10,000 rows).  One thread
+    (``vg.set_num_threads(1)`` for the call, then the previous count, which also sets the
+    BLAS's): with two, the calling thread's share of a step depends on which thread takes which
+    batch chunk, and its clock stops measuring the step.  Returns
     ``{"step", "control", "gradient_flow", "recorder"}``: medians over rounds of the CPU
     seconds per iteration, and ``{name + "_alone"}``: of the read's own time."""
     import statistics
