@@ -32,7 +32,9 @@ numbers per layer the network measured, ``8 * (14 * n_layers + 5)`` bytes: recor
 copy, and its fields are derived from the sums (:func:`vgcore.flow.derive`, 256 rows at a time)
 whenever the history is read.  A row recorded from a flow built from its fields (or read from a
 file) is stored as the fields, ``8 * (17 * n_layers + 9)`` bytes, in arrays allocated when the
-first such row comes.  When a row is due and the storage is full, the history is *thinned*:
+first such row comes; a recorder that holds both kinds (one read from a file that goes on
+recording from a network, say) has both, up to ``8 * max_records * (31 * n_layers + 9)``
+bytes.  When a row is due and the storage is full, the history is *thinned*:
 
 1. the records at positions 0, 2, 4, ... are kept (every other record, the first one always),
    the others dropped, so ``ceil(max_records / 2)`` rows remain, still in step order;
