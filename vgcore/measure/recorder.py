@@ -269,7 +269,6 @@ class Recorder(RecorderEpochs, RecorderExports):
             m, L = self._max, len(self._sizes) - 1
             self._raw_st = np.empty((m, L, N_STATS), np.float64)
             self._raw_msq = np.empty((m, L), np.float64)
-        return self._raw_st
 
     def _derived_storage(self):
         """The arrays of rows held as derived fields (allocated with the first such row)."""
@@ -278,7 +277,6 @@ class Recorder(RecorderEpochs, RecorderExports):
             self._dfields = np.empty((len(FIELDS), m, L), np.float64)
             self._dfscal = np.empty((len(_FLOAT_SCALARS), m), np.float64)
             self._discal = np.empty((len(_INT_SCALARS), m), np.int64)
-        return self._dfields
 
     def _read(self, name, rows, dtype):
         """Measurement ``name`` of rows ``rows`` (a slice of the records) as a new array:
@@ -379,8 +377,7 @@ class Recorder(RecorderEpochs, RecorderExports):
             self._thin()
         i = self._n
         if direct:
-            if self._raw_st is None:
-                self._raw_storage()
+            self._raw_storage()
             batch, stepped = net.flow_sums_into(self._raw_st[i], self._raw_msq[i])
             self._set_meta(i, step, offer, batch, stepped, 1)
         elif flow.raw is not None:
