@@ -115,6 +115,80 @@ def copy_f64_pairs(dst1, src1, dst2, src2):
     return True
 
 
+cdef inline bint _f64_row_of(object dst, object src, Py_ssize_t row) noexcept:
+    """dst a writable C-contiguous native-order float64 array with one axis more than src
+    (the same kind of array, read), its other axes src's, and 0 <= row < len(dst)."""
+    cdef cnp.ndarray d, s
+    cdef int k
+    if not (isinstance(dst, cnp.ndarray) and isinstance(src, cnp.ndarray)):
+        return False
+    d = <cnp.ndarray>dst
+    s = <cnp.ndarray>src
+    if cnp.PyArray_TYPE(d) != cnp.NPY_DOUBLE or cnp.PyArray_TYPE(s) != cnp.NPY_DOUBLE:
+        return False
+    if not (cnp.PyArray_ISNOTSWAPPED(d) and cnp.PyArray_ISNOTSWAPPED(s)):
+        return False
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(d) and cnp.PyArray_IS_C_CONTIGUOUS(s)
+            and cnp.PyArray_ISWRITEABLE(d)):
+        return False
+    if cnp.PyArray_NDIM(d) != cnp.PyArray_NDIM(s) + 1:
+        return False
+    if row < 0 or row >= cnp.PyArray_DIM(d, 0):
+        return False
+    for k in range(cnp.PyArray_NDIM(s)):
+        if cnp.PyArray_DIM(d, k + 1) != cnp.PyArray_DIM(s, k):
+            return False
+    return True
+
+
+def copy_f64_rows(dst1, src1, dst2, src2, Py_ssize_t row):
+    """dst1[row] = src1 and dst2[row] = src2 in one call, without the two row views (each
+    costs microseconds right after a step): a Recorder's row of raw sums.  True when every
+    array is C-contiguous native-order float64, each dst writable with one leading axis more
+    than its src and 0 <= row < its length (both copied); False otherwise, and nothing is
+    copied (the caller checks and explains)."""
+    if not (_f64_row_of(dst1, src1, row) and _f64_row_of(dst2, src2, row)):
+        return False
+    cdef Py_ssize_t n1 = cnp.PyArray_NBYTES(<cnp.ndarray>src1)
+    cdef Py_ssize_t n2 = cnp.PyArray_NBYTES(<cnp.ndarray>src2)
+    memmove(<char *>cnp.PyArray_DATA(<cnp.ndarray>dst1) + row * n1,
+            cnp.PyArray_DATA(<cnp.ndarray>src1), n1)
+    memmove(<char *>cnp.PyArray_DATA(<cnp.ndarray>dst2) + row * n2,
+            cnp.PyArray_DATA(<cnp.ndarray>src2), n2)
+    return True
+
+
+def put_i64_row(dst, Py_ssize_t row, tuple values):
+    """dst[row, :] = values (Python ints) in one call, where NumPy's item assignment costs
+    microseconds per item right after a step.  True when dst is a writable C-contiguous
+    native-order int64 matrix of len(values) columns, 0 <= row < len(dst) and every value fits
+    in int64; False otherwise, and nothing is written (the caller falls back to NumPy)."""
+    cdef cnp.ndarray d
+    cdef Py_ssize_t k, n = len(values)
+    cdef int64_t buf[16]
+    cdef int64_t *out
+    if not isinstance(dst, cnp.ndarray) or n > 16:
+        return False
+    d = <cnp.ndarray>dst
+    if (cnp.PyArray_TYPE(d) != cnp.NPY_INT64 or not cnp.PyArray_ISNOTSWAPPED(d)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(d) or not cnp.PyArray_ISWRITEABLE(d)
+            or cnp.PyArray_NDIM(d) != 2 or cnp.PyArray_DIM(d, 1) != n
+            or row < 0 or row >= cnp.PyArray_DIM(d, 0)):
+        return False
+    for k in range(n):
+        v = values[k]
+        if type(v) is not int and type(v) is not bool:
+            return False
+        try:
+            buf[k] = <int64_t>v
+        except OverflowError:
+            return False
+    out = <int64_t *>cnp.PyArray_DATA(d) + row * n
+    for k in range(n):
+        out[k] = buf[k]
+    return True
+
+
 def snapshot_arrays(*arrays):
     """Read-only, C-contiguous copies of the given arrays (one tuple, one compiled call): what a
     GradientFlow keeps of the buffers the next pass overwrites.  Taken right after a step,

@@ -212,6 +212,81 @@ def test_flow_sums_into_fills_arrays_of_any_layout():
     np.testing.assert_array_equal(fortran, want_st)
 
 
+def test_flow_sums_into_a_row_writes_what_the_rows_views_get():
+    """row=i writes stats[i] and ps_mean_sq[i] of a history of rows (the compiled copy when
+    the arrays are contiguous, views otherwise), exactly what passing those views writes, and
+    nothing else; a bad row or array is named."""
+    net = _net("float64")
+    net.train_step(*_data(0, 12, "float64"))
+    L = len(net.sizes) - 1
+    want_st, want_msq = np.empty((L, vg.flow.N_STATS)), np.empty(L)
+    assert net.flow_sums_into(want_st, want_msq) == (12, False)
+    for layout in ("C", "strided"):
+        for row in (0, 2, 4, -1, -5):
+            st, msq = np.zeros((5, L, vg.flow.N_STATS)), np.zeros((5, L))
+            if layout == "strided":
+                st, msq = np.zeros((10, L, vg.flow.N_STATS))[::2], np.zeros((5, 2 * L))[:, ::2]
+            assert net.flow_sums_into(st, msq, row=row) == (12, False)
+            np.testing.assert_array_equal(st[row], want_st)
+            np.testing.assert_array_equal(msq[row], want_msq)
+            others = [r for r in range(5) if r != row % 5]
+            assert not st[others].any() and not msq[others].any()
+    st, msq = np.zeros((3, L, vg.flow.N_STATS)), np.zeros((3, L))
+    for bad, err, what in [(3, IndexError, "row: 3 is outside stats's 3 rows"),
+                           (-4, IndexError, "row: -4 is outside"),
+                           (1.0, TypeError, "row: expected an integer index or None, got "
+                                            "float"),
+                           ("0", TypeError, "got str")]:
+        with pytest.raises(err, match=what):
+            net.flow_sums_into(st, msq, row=bad)
+    with pytest.raises(ValueError, match=r"stats: .*got a float32 array of shape \(4, \d+\)"):
+        net.flow_sums_into(st.astype(np.float32), msq, row=1)
+    with pytest.raises(ValueError, match="ps_mean_sq: with row=1, expected an array of rows"):
+        net.flow_sums_into(st, [0.0] * L, row=1)
+    assert not st.any() and not msq.any()           # nothing written by a refused call
+    assert net.flow_sums_into(st, msq, row=np.int64(2)) == (12, False)
+    np.testing.assert_array_equal(st[2], want_st)
+
+
+def test_the_compiled_row_writers_refuse_what_they_cannot_write_whole():
+    src, src2 = np.arange(12.0).reshape(3, 4), np.arange(3.0)
+    dst, dst2 = np.zeros((5, 3, 4)), np.zeros((5, 3))
+    assert vg._engine.copy_f64_rows(dst, src, dst2, src2, 4)
+    np.testing.assert_array_equal(dst[4], src)
+    np.testing.assert_array_equal(dst2[4], src2)
+    assert not dst[:4].any() and not dst2[:4].any()
+    ro = np.zeros((5, 3))
+    ro.flags.writeable = False
+    for args in [(np.zeros((5, 3, 4)), src, ro, src2, 0),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 3)), src2, 5),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 3)), src2, -1),
+                 (np.zeros((5, 4, 3)), src, np.zeros((5, 3)), src2, 0),
+                 (np.zeros((3, 4)), src, np.zeros((5, 3)), src2, 0),
+                 (np.zeros((5, 3, 4), np.float32), src, np.zeros((5, 3)), src2, 0),
+                 (np.zeros((5, 3, 8))[:, :, ::2], src, np.zeros((5, 3)), src2, 0),
+                 (np.zeros((5, 3, 4), ">f8"), src, np.zeros((5, 3)), src2, 0),
+                 (np.zeros((5, 3, 4)), src.astype(">f8"), np.zeros((5, 3)), src2, 0),
+                 (np.zeros((5, 3, 4)), src, [[0.0] * 3] * 5, src2, 0)]:
+        before = [np.array(x, copy=True) for x in args[:4]]
+        assert not vg._engine.copy_f64_rows(*args)
+        for x, was in zip(args[:4], before):
+            np.testing.assert_array_equal(x, was)       # nothing copied
+    meta = np.zeros((4, 3), np.int64)
+    assert vg._engine.put_i64_row(meta, 2, (7, -(2 ** 63), True))
+    assert meta[2].tolist() == [7, -(2 ** 63), 1] and not meta[[0, 1, 3]].any()
+    ro = np.zeros((4, 3), np.int64)
+    ro.flags.writeable = False
+    for dst, row, values in [(meta, 4, (1, 2, 3)), (meta, -1, (1, 2, 3)), (meta, 0, (1, 2)),
+                             (meta, 0, (1, 2, 2 ** 63)), (meta, 0, (1, 2, 3.0)),
+                             (meta, 0, (1, 2, np.int64(3))), (meta.astype(np.int32), 0, (1, 2, 3)),
+                             (meta.astype(">i8"), 0, (1, 2, 3)), (ro, 0, (1, 2, 3)),
+                             (np.zeros((4, 6), np.int64)[:, ::2], 0, (1, 2, 3)),
+                             (np.zeros(3, np.int64), 0, (1, 2, 3))]:
+        was = np.array(dst, copy=True)
+        assert not vg._engine.put_i64_row(dst, row, values)
+        np.testing.assert_array_equal(dst, was)
+
+
 def test_the_compiled_copies_check_every_array_before_copying_any():
     a, b = np.zeros((3, 4)), np.arange(12.0).reshape(3, 4)
     c, d = np.zeros(3), np.arange(3.0)

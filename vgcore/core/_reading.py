@@ -7,6 +7,7 @@ raw sums a :class:`~vgcore.Recorder` stores, copied into the caller's arrays).
 """
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -83,6 +84,26 @@ class ReadingSurface:
         finally:
             self._release()
 
+    @staticmethod
+    def _rows_of(stats, ps_mean_sq, row):
+        """``stats[row]`` and ``ps_mean_sq[row]`` for flow_sums_into(row=...), or the error that
+        names what is wrong with ``row`` or an array."""
+        try:
+            r = operator.index(row)
+        except TypeError:
+            raise TypeError(f"row: expected an integer index or None, got "
+                            f"{type(row).__name__}") from None
+        views = []
+        for name, a in (("stats", stats), ("ps_mean_sq", ps_mean_sq)):
+            if not isinstance(a, np.ndarray) or a.ndim < 1:
+                got = "a 0-d array" if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"{name}: with row={r}, expected an array of rows (one axis "
+                                 f"more than one row's sums), got {got}")
+            if not -len(a) <= r < len(a):
+                raise IndexError(f"row: {r} is outside {name}'s {len(a)} rows")
+            views.append(a[r])
+        return views[0], views[1]
+
     def _check_sums_out(self, stats, ps_mean_sq):
         """Raise the ValueError that names what flow_sums_into cannot write into."""
         for name, a, shape in (("stats", stats, self._stats.shape),
@@ -94,7 +115,8 @@ class ReadingSurface:
                 raise ValueError(f"{name}: expected a writable float64 array of shape {shape}, "
                                  f"got {got}")
 
-    def flow_sums_into(self, stats: np.ndarray, ps_mean_sq: np.ndarray) -> tuple[int, bool]:
+    def flow_sums_into(self, stats: np.ndarray, ps_mean_sq: np.ndarray,
+                       row: int | None = None) -> tuple[int, bool]:
         """Copy the per-layer sums of the last measured step, the ones every field of
         :meth:`gradient_flow` is derived from, into the caller's arrays, and return
         ``(batch, stepped)``: what a :class:`vgcore.Recorder` stores per row, without building
@@ -104,6 +126,11 @@ class ReadingSurface:
         ----------
         stats : ndarray of float64, shape ``(n_layers, vgcore.flow.N_STATS)``, writable
         ps_mean_sq : ndarray of float64, shape ``(n_layers,)``, writable
+        row : int or None
+            With an index, ``stats`` and ``ps_mean_sq`` have one leading axis more (a history
+            of rows) and the sums go to ``stats[row]`` and ``ps_mean_sq[row]``, as if those
+            views had been passed; cheaper right after a step, when making a view costs
+            microseconds.
 
         Raises
         ------
@@ -111,16 +138,25 @@ class ReadingSurface:
             As :meth:`gradient_flow`.
         ValueError
             When an array has another shape or dtype, or is read-only.
+        TypeError, IndexError
+            When ``row`` is not an integer, or outside the arrays' first axis.
         """
         ws = self._begin_reading("flow_sums_into")
         try:
             # one compiled copy when the arrays are as a Recorder's rows are (the common case,
             # and the one that runs right after a step, when Python's and NumPy's own code has
             # left the caches); otherwise checked here and copied by NumPy
-            if not _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, ws.ps_mean_sq):
-                self._check_sums_out(stats, ps_mean_sq)
-                np.copyto(stats, self._stats)
-                np.copyto(ps_mean_sq, ws.ps_mean_sq)
+            if row is None:
+                if _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, ws.ps_mean_sq):
+                    return int(ws.batch), bool(self._stepped)
+            elif (type(row) is int and _engine.copy_f64_rows(stats, self._stats, ps_mean_sq,
+                                                             ws.ps_mean_sq, row)):
+                return int(ws.batch), bool(self._stepped)
+            else:
+                stats, ps_mean_sq = self._rows_of(stats, ps_mean_sq, row)
+            self._check_sums_out(stats, ps_mean_sq)
+            np.copyto(stats, self._stats)
+            np.copyto(ps_mean_sq, ws.ps_mean_sq)
             return int(ws.batch), bool(self._stepped)
         finally:
             self._release()
