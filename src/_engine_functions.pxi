@@ -141,12 +141,19 @@ cdef inline bint _f64_row_of(object dst, object src, Py_ssize_t row) noexcept:
     return True
 
 
-def copy_f64_rows(dst1, src1, dst2, src2, Py_ssize_t row):
+def copy_f64_rows(dst1, src1, dst2, src2, row_obj):
     """dst1[row] = src1 and dst2[row] = src2 in one call, without the two row views (each
     costs microseconds right after a step): a Recorder's row of raw sums.  True when every
     array is C-contiguous native-order float64, each dst writable with one leading axis more
-    than its src and 0 <= row < its length (both copied); False otherwise, and nothing is
-    copied (the caller checks and explains)."""
+    than its src and row a Python int with 0 <= row < its length (both copied); False
+    otherwise, and nothing is copied (the caller checks and explains)."""
+    cdef Py_ssize_t row
+    if type(row_obj) is not int:
+        return False
+    try:
+        row = <Py_ssize_t>row_obj
+    except OverflowError:
+        return False
     if not (_f64_row_of(dst1, src1, row) and _f64_row_of(dst2, src2, row)):
         return False
     cdef Py_ssize_t n1 = cnp.PyArray_NBYTES(<cnp.ndarray>src1)
@@ -158,16 +165,20 @@ def copy_f64_rows(dst1, src1, dst2, src2, Py_ssize_t row):
     return True
 
 
-def put_i64_row(dst, Py_ssize_t row, tuple values):
+def put_i64_row(dst, Py_ssize_t row, values):
     """dst[row, :] = values (Python ints) in one call, where NumPy's item assignment costs
     microseconds per item right after a step.  True when dst is a writable C-contiguous
-    native-order int64 matrix of len(values) columns, 0 <= row < len(dst) and every value fits
-    in int64; False otherwise, and nothing is written (the caller falls back to NumPy)."""
+    native-order int64 matrix of len(values) columns (at most 16), values a tuple of ints each
+    fitting in int64 and 0 <= row < len(dst); False otherwise, and nothing is written (the
+    caller falls back to NumPy)."""
     cdef cnp.ndarray d
-    cdef Py_ssize_t k, n = len(values)
+    cdef Py_ssize_t k, n
     cdef int64_t buf[16]
     cdef int64_t *out
-    if not isinstance(dst, cnp.ndarray) or n > 16:
+    if type(values) is not tuple or not isinstance(dst, cnp.ndarray):
+        return False
+    n = len(values)
+    if n > 16:
         return False
     d = <cnp.ndarray>dst
     if (cnp.PyArray_TYPE(d) != cnp.NPY_INT64 or not cnp.PyArray_ISNOTSWAPPED(d)

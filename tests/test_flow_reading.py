@@ -212,6 +212,7 @@ def test_flow_sums_into_fills_arrays_of_any_layout():
     np.testing.assert_array_equal(fortran, want_st)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_flow_sums_into_a_row_writes_what_the_rows_views_get():
     """row=i writes stats[i] and ps_mean_sq[i] of a history of rows (the compiled copy when
     the arrays are contiguous, views otherwise), exactly what passing those views writes, and
@@ -231,21 +232,65 @@ def test_flow_sums_into_a_row_writes_what_the_rows_views_get():
             np.testing.assert_array_equal(msq[row], want_msq)
             others = [r for r in range(5) if r != row % 5]
             assert not st[others].any() and not msq[others].any()
+    base = np.zeros((10, L, vg.flow.N_STATS))
+    st, msq = base[::2], np.zeros((5, L))
+    assert net.flow_sums_into(st, msq, row=3) == (12, False)
+    assert not base[1::2].any()                     # the rows between the view's untouched
     st, msq = np.zeros((3, L, vg.flow.N_STATS)), np.zeros((3, L))
     for bad, err, what in [(3, IndexError, "row: 3 is outside stats's 3 rows"),
                            (-4, IndexError, "row: -4 is outside"),
+                           (2 ** 70, IndexError, "row: 1180591620717411303424 is outside"),
+                           (-2 ** 70, IndexError, "is outside stats's 3 rows"),
                            (1.0, TypeError, "row: expected an integer index or None, got "
                                             "float"),
+                           (True, TypeError, "got bool"), (np.True_, TypeError, "got bool"),
                            ("0", TypeError, "got str")]:
         with pytest.raises(err, match=what):
             net.flow_sums_into(st, msq, row=bad)
-    with pytest.raises(ValueError, match=r"stats: .*got a float32 array of shape \(4, \d+\)"):
-        net.flow_sums_into(st.astype(np.float32), msq, row=1)
-    with pytest.raises(ValueError, match="ps_mean_sq: with row=1, expected an array of rows"):
-        net.flow_sums_into(st, [0.0] * L, row=1)
+    S = vg.flow.N_STATS
+    for stats, ps, what in [
+            (st.astype(np.float32), msq, rf"stats: with row=1, expected a writable float64 "
+             rf"array of shape \(n, 4, {S}\) \(one row's sums a row\), got a float32 array of "
+             rf"shape \(3, 4, {S}\)"),
+            (st, np.zeros(L), r"ps_mean_sq: with row=1, .*shape \(n, 4\).*got a float64 array "
+             r"of shape \(4,\)"),
+            (st[:, :, :-1], msq, r"stats: .*got a float64 array of shape \(3, 4, \d+\)"),
+            (st, [0.0] * L, "ps_mean_sq: with row=1, .*got list")]:
+        with pytest.raises(ValueError, match=what):
+            net.flow_sums_into(stats, ps, row=1)
     assert not st.any() and not msq.any()           # nothing written by a refused call
     assert net.flow_sums_into(st, msq, row=np.int64(2)) == (12, False)
     np.testing.assert_array_equal(st[2], want_st)
+    matrix = np.asmatrix(np.zeros((3, L)))          # a subclass: the same row either way
+    for row in (1, -2):
+        assert net.flow_sums_into(st, matrix, row=row) == (12, False)
+        np.testing.assert_array_equal(np.asarray(matrix)[row], want_msq)
+
+
+def test_a_recorder_writes_its_rows_through_the_compiled_calls(monkeypatch):
+    """A recorder's rows of a network it has checked take the compiled copy and bookkeeping
+    (the fast path the recording cost depends on), with the same rows as a NumPy copy."""
+    calls = {"rows": 0, "meta": 0}
+    real_rows, real_meta = vg._engine.copy_f64_rows, vg._engine.put_i64_row
+
+    def rows(*a):
+        calls["rows"] += 1
+        return real_rows(*a)
+
+    def meta(*a):
+        calls["meta"] += 1
+        return real_meta(*a)
+    monkeypatch.setattr(vg._engine, "copy_f64_rows", rows)
+    monkeypatch.setattr(vg._engine, "put_i64_row", meta)
+    net = _net("float64")
+    rec, rec2 = vg.Recorder(), vg.Recorder()
+    for step in range(6):
+        net.train_step(*_data(step, 12, "float64"))
+        rec.record(net)
+        rec2.record(net.gradient_flow())
+    assert calls == {"rows": 5, "meta": 12}         # rec's first row checks the network
+    for name in FIELDS + SCALARS:
+        np.testing.assert_array_equal(rec.history(name), rec2.history(name), err_msg=name)
 
 
 def test_the_compiled_row_writers_refuse_what_they_cannot_write_whole():
@@ -266,7 +311,15 @@ def test_the_compiled_row_writers_refuse_what_they_cannot_write_whole():
                  (np.zeros((5, 3, 8))[:, :, ::2], src, np.zeros((5, 3)), src2, 0),
                  (np.zeros((5, 3, 4), ">f8"), src, np.zeros((5, 3)), src2, 0),
                  (np.zeros((5, 3, 4)), src.astype(">f8"), np.zeros((5, 3)), src2, 0),
-                 (np.zeros((5, 3, 4)), src, [[0.0] * 3] * 5, src2, 0)]:
+                 (np.zeros((5, 3, 4)), src, [[0.0] * 3] * 5, src2, 0),
+                 (np.zeros((5, 3, 4)), np.zeros((3, 8))[:, ::2], np.zeros((5, 3)), src2, 0),
+                 (np.zeros((5, 3, 4)), src.astype(np.float32), np.zeros((5, 3)), src2, 0),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 4)), src2, 0),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 1, 3)), src2, 0),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 3)), np.zeros(6)[::2], 0),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 3)), src2, 2 ** 70),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 3)), src2, True),
+                 (np.zeros((5, 3, 4)), src, np.zeros((5, 3)), src2, np.int64(0))]:
         before = [np.array(x, copy=True) for x in args[:4]]
         assert not vg._engine.copy_f64_rows(*args)
         for x, was in zip(args[:4], before):
@@ -281,7 +334,9 @@ def test_the_compiled_row_writers_refuse_what_they_cannot_write_whole():
                              (meta, 0, (1, 2, np.int64(3))), (meta.astype(np.int32), 0, (1, 2, 3)),
                              (meta.astype(">i8"), 0, (1, 2, 3)), (ro, 0, (1, 2, 3)),
                              (np.zeros((4, 6), np.int64)[:, ::2], 0, (1, 2, 3)),
-                             (np.zeros(3, np.int64), 0, (1, 2, 3))]:
+                             (np.zeros(3, np.int64), 0, (1, 2, 3)),
+                             (meta, 0, [1, 2, 3]),
+                             (np.zeros((2, 17), np.int64), 0, tuple(range(17)))]:
         was = np.array(dst, copy=True)
         assert not vg._engine.put_i64_row(dst, row, values)
         np.testing.assert_array_equal(dst, was)

@@ -84,24 +84,30 @@ class ReadingSurface:
         finally:
             self._release()
 
-    @staticmethod
-    def _rows_of(stats, ps_mean_sq, row):
+    def _rows_of(self, stats, ps_mean_sq, row):
         """``stats[row]`` and ``ps_mean_sq[row]`` for flow_sums_into(row=...), or the error that
-        names what is wrong with ``row`` or an array."""
+        names what is wrong with ``row`` or an array (checked whole, as the caller passed it)."""
+        if isinstance(row, (bool, np.bool_)):
+            raise TypeError("row: expected an integer index or None, got bool")
         try:
             r = operator.index(row)
         except TypeError:
             raise TypeError(f"row: expected an integer index or None, got "
                             f"{type(row).__name__}") from None
         views = []
-        for name, a in (("stats", stats), ("ps_mean_sq", ps_mean_sq)):
-            if not isinstance(a, np.ndarray) or a.ndim < 1:
-                got = "a 0-d array" if isinstance(a, np.ndarray) else type(a).__name__
-                raise ValueError(f"{name}: with row={r}, expected an array of rows (one axis "
-                                 f"more than one row's sums), got {got}")
+        for name, a, shape in (("stats", stats, self._stats.shape),
+                               ("ps_mean_sq", ps_mean_sq, (len(self.sizes) - 1,))):
+            want = "(n, " + ", ".join(str(d) for d in shape) + ")"
+            if not isinstance(a, np.ndarray) or a.dtype != np.float64 \
+                    or a.shape[1:] != shape or a.ndim != len(shape) + 1 \
+                    or not a.flags.writeable:
+                got = (f"a {'read-only ' if not a.flags.writeable else ''}{a.dtype} array of "
+                       f"shape {a.shape}") if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"{name}: with row={r}, expected a writable float64 array of "
+                                 f"shape {want} (one row's sums a row), got {got}")
             if not -len(a) <= r < len(a):
                 raise IndexError(f"row: {r} is outside {name}'s {len(a)} rows")
-            views.append(a[r])
+            views.append(np.asarray(a)[r])      # the base class: a subclass's row may differ
         return views[0], views[1]
 
     def _check_sums_out(self, stats, ps_mean_sq):
@@ -149,8 +155,7 @@ class ReadingSurface:
             if row is None:
                 if _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, ws.ps_mean_sq):
                     return int(ws.batch), bool(self._stepped)
-            elif (type(row) is int and _engine.copy_f64_rows(stats, self._stats, ps_mean_sq,
-                                                             ws.ps_mean_sq, row)):
+            elif _engine.copy_f64_rows(stats, self._stats, ps_mean_sq, ws.ps_mean_sq, row):
                 return int(ws.batch), bool(self._stepped)
             else:
                 stats, ps_mean_sq = self._rows_of(stats, ps_mean_sq, row)
