@@ -117,11 +117,12 @@ cdef extern from "vg_kernels.h" nogil:
     void vg_act_backward_stats_f32(int kind, float param, float sat_thr, long rows, long cols,
                                    const float *h, const float *a, float *delta, float *db,
                                    double *st, float *zc, float *c1, float *c2, float *c3,
-                                   float tiny) noexcept
+                                   int known_zero, float tiny) noexcept
     void vg_act_backward_stats_f64(int kind, double param, double sat_thr, long rows,
                                    long cols, const double *h, const double *a, double *delta,
                                    double *db, double *st, double *zc, double *c1,
-                                   double *c2, double *c3, double tiny) noexcept
+                                   double *c2, double *c3, int known_zero,
+                                   double tiny) noexcept
     void vg_colsum_stats_f32(long rows, long cols, const float *g, float *db, double *st,
                              float *acc) noexcept
     void vg_colsum_stats_f64(long rows, long cols, const double *g, double *db, double *st,
@@ -129,8 +130,10 @@ cdef extern from "vg_kernels.h" nogil:
     void vg_norms2_f32(long n, const float *p, const float *g, double *p2, double *g2) noexcept
     void vg_norms2_f64(long n, const double *p, const double *g, double *p2,
                        double *g2) noexcept
-    void vg_row_norms2_f32(long rows, long cols, const float *x, double *out) noexcept
-    void vg_row_norms2_f64(long rows, long cols, const double *x, double *out) noexcept
+    void vg_row_norms2_f32(long rows, long cols, const float *x, double *out,
+                           int known_zero) noexcept
+    void vg_row_norms2_f64(long rows, long cols, const double *x, double *out,
+                           int known_zero) noexcept
     void vg_act_forward_f32(int kind, float param, long r0, long r1, long c0, long c1, long ld,
                             float *h, const float *b, float *a, float tiny) noexcept
     void vg_act_forward_f64(int kind, double param, long r0, long r1, long c0, long c1, long ld,

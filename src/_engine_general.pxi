@@ -197,11 +197,11 @@ cdef inline void act_backward_any(const NetDesc *n, int l, long rows, long cols,
     elif floating is float:
         vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
                                   rows, cols, pre, a, delta, db, st, zc, acc, acc + cols,
-                                  acc + 2 * cols, <float>n.tiny)
+                                  acc + 2 * cols, False, <float>n.tiny)
     else:
         vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], rows, cols,
                                   pre, a, delta, db, st, zc, acc, acc + cols, acc + 2 * cols,
-                                  n.tiny)
+                                  False, n.tiny)
 
 
 cdef inline void norm_backward(const NetDesc *n, int l, int nk, long rows, long cols,

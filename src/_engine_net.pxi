@@ -128,11 +128,21 @@ cdef void net_forward(const NetDesc *n, floating *X, int nthreads) noexcept nogi
         x = h if n.kinds[l] == VG_IDENTITY else A + off
 
 
-cdef inline void row_norms2(long rows, long cols, floating *x, double *out) noexcept nogil:
+cdef inline void row_norms2(long rows, long cols, floating *x, double *out,
+                            bint known_zero=False) noexcept nogil:
     if floating is float:
-        vg_row_norms2_f32(rows, cols, x, out)
+        vg_row_norms2_f32(rows, cols, x, out, known_zero)
     else:
-        vg_row_norms2_f64(rows, cols, x, out)
+        vg_row_norms2_f64(rows, cols, x, out, known_zero)
+
+
+cdef inline bint delta_known_zero(const NetDesc *n, int l) noexcept nogil:
+    """Whether every delta of hidden layer l is 0 because none came from the layer above (its
+    measured sum of squares, taken in this pass, is 0): a plain network (no skip path around
+    the layer), flushing (no subnormal errors).  Spares the kernels a second look at sums of
+    squares that float32 cannot hold (vg_sq_small) in the vanished layers of a deep stack."""
+    return (n.flush and not n.extras and l < n.n_layers - 1
+            and n.stats[(l + 1) * VG_N_STATS + VG_ST_SUM_D2] == 0)
 
 
 cdef inline void act_forward_stats(int kind, double param, long rows, long cols, floating *h,
@@ -190,12 +200,13 @@ cdef inline void delta_and_bias_grad(const NetDesc *n, int l, floating *dout,
         vg_act_backward_stats_f32(n.kinds[l], <float>n.act_params[l], <float>n.sat_thr[l],
                                   batch, fout, <float *>n.H + off, <float *>n.A + off,
                                   <float *>n.D + off, db, st, zc, acc,
-                                  acc + fout, acc + 2 * fout, <float>n.tiny)
+                                  acc + fout, acc + 2 * fout, delta_known_zero(n, l),
+                                  <float>n.tiny)
     else:
         vg_act_backward_stats_f64(n.kinds[l], n.act_params[l], n.sat_thr[l], batch, fout,
                                   <double *>n.H + off, <double *>n.A + off,
                                   <double *>n.D + off, db, st, zc, acc,
-                                  acc + fout, acc + 2 * fout, n.tiny)
+                                  acc + fout, acc + 2 * fout, delta_known_zero(n, l), n.tiny)
     if n.accum_grads:
         gb = G + n.b_off[l]
         for j in range(fout):
@@ -385,7 +396,10 @@ cdef inline void sample_norms(const NetDesc *n, int l, floating *x,
     cdef double bb = <double>(b * b)
     cdef double s = 0
     row_norms2(rows, n.sizes[l], x, xn)
-    row_norms2(rows, n.sizes[l + 1], delta, dn)
+    # the deltas' own measured sum of squares is 0 (taken again where float32 could not hold
+    # it): every delta is 0, no row's sum needs a second look
+    row_norms2(rows, n.sizes[l + 1], delta, dn,
+               n.flush and not n.extras and n.stats[l * VG_N_STATS + VG_ST_SUM_D2] == 0)
     for i in range(rows):
         s += bb * xn[i] * dn[i]
     n.ps_mean_sq[l] = s / <double>b     # a chunk's share: the chunks' shares are added

@@ -16,6 +16,37 @@ static inline T VG_FN(vg_flush)(T v, T tiny)
     return VG_FN(vg_fabs)(v) < tiny ? (T)0 : v;
 }
 
+/* ---- sums of squares that float32 cannot hold ----
+ * The square of a float32 value below 2^-63 (1.1e-19) in magnitude is below the smallest
+ * normal: 0 under flushing, a subnormal without.  A signal or an error of that size is still a
+ * normal number, and its measurements must not read as vanished.  So where a float32 sum of n
+ * squares comes out below n * FLT_MIN * 2^24 (small enough for the terms lost to matter: every
+ * value is then below 2^-51 or so), it is taken again, in a second pass over the values (in
+ * cache), scaled by 2^63: the square of every normal float32 value is then normal.  Larger
+ * sums are as before: what they lose is below 2^-24 of them.  A vanished layer (all 0) takes
+ * that second pass too, over values the pass just wrote.  float64 needs no second pass down to
+ * 1.5e-154 and has none below. */
+#define VG_SQ_SCALE 9223372036854775808.0           /* 2^63 */
+#define VG_SQ_UNSCALE 1.1754943508222875079687e-38  /* 2^-126, its square's inverse */
+static inline int VG_FN(vg_sq_small)(double total, long n)
+{
+    return VG_SQ_WIDE && total < (double)n * (double)FLT_MIN * 16777216.0;
+}
+
+/* The sum of squares of n values from their scaled squares (see above; only where the plain
+ * sum is that small, so no scaled value overflows).  An OpenMP SIMD reduction: the order
+ * follows the vector width, so the last bits may differ between CPUs (not between runs). */
+static inline double VG_FN(vg_sumsq_scaled)(long n, const T *restrict x)
+{
+    T s = 0;
+    #pragma omp simd reduction(+:s)
+    for (long k = 0; k < n; k++) {
+        const T v = x[k] * (T)VG_SQ_SCALE;
+        s += v * v;
+    }
+    return (double)s * VG_SQ_UNSCALE;
+}
+
 /* ---------------- the activations: phi(x) and phi'(x), y = phi(x) already known ---------------- */
 
 static inline T VG_FN(vg_gelu)(T x)
@@ -152,6 +183,10 @@ VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long co
     st[VG_ST_SUM_H2] = (double)th2;
     st[VG_ST_SUM_A] = (double)ta;
     st[VG_ST_SUM_A2] = (double)ta2;
+    if (VG_FN(vg_sq_small)((double)th2, rows * cols))     /* see vg_sq_small */
+        st[VG_ST_SUM_H2] = VG_FN(vg_sumsq_scaled)(rows * cols, h);
+    if (VG_FN(vg_sq_small)((double)ta2, rows * cols))
+        st[VG_ST_SUM_A2] = VG_FN(vg_sumsq_scaled)(rows * cols, a);
 }
 #undef VG_FWD_STATS_LOOP
 
@@ -175,6 +210,8 @@ VG_CLONES void VG_FN(vg_add_bias_stats)(long rows, long cols, T *restrict h,
         th2 += (double)ch2[j];
         ta += (double)ca[j];
     }
+    if (VG_FN(vg_sq_small)(th2, rows * cols))             /* see vg_sq_small */
+        th2 = VG_FN(vg_sumsq_scaled)(rows * cols, h);
     st[VG_ST_SUM_H2] = th2;
     st[VG_ST_SUM_A] = ta;
     st[VG_ST_SUM_A2] = th2;
@@ -215,7 +252,9 @@ VG_CLONES void VG_FN(vg_act_backward)(int kind, T param, long r0, long r1, long 
  * with phi' == 0 for every row, st[VG_ST_N_UNDERFLOW] = #entries whose delta is below the
  * smallest normal (0 included) while g (as read) and phi' were not 0: lost to underflow, not
  * to a zero derivative; and zc[j] = #rows with phi'(h[i, j]) == 0 (kept per unit).  Column
- * sums in cd2, csat and cuf (cols each), as in the forward pass. */
+ * sums in cd2, csat and cuf (cols each), as in the forward pass.  known_zero: the caller knows
+ * every delta is 0 (no error arrived from the layer above), so a sum of squares of 0 is not
+ * taken again (vg_sq_small): in a vanished stack, most layers. */
 #define VG_BWD_STATS_LOOP(EXPR)                                             \
     for (long i = 0; i < rows; i++) {                                       \
         const T *restrict hr = h + i * cols;                                \
@@ -243,7 +282,7 @@ VG_CLONES void VG_FN(vg_act_backward_stats)(int kind, T param, T sat_thr, long r
                                             T *restrict delta, T *restrict db,
                                             double *restrict st, T *restrict zc,
                                             T *restrict cd2, T *restrict csat,
-                                            T *restrict cuf, T tiny)
+                                            T *restrict cuf, int known_zero, T tiny)
 {
     const T one = (T)1, zero = (T)0;
     for (long j = 0; j < cols; j++) db[j] = zc[j] = cd2[j] = csat[j] = cuf[j] = zero;
@@ -259,6 +298,8 @@ VG_CLONES void VG_FN(vg_act_backward_stats)(int kind, T param, T sat_thr, long r
         tuf += cuf[j];
     }
     st[VG_ST_SUM_D2] = (double)td2;
+    if (!known_zero && VG_FN(vg_sq_small)((double)td2, rows * cols))   /* vg_sq_small */
+        st[VG_ST_SUM_D2] = VG_FN(vg_sumsq_scaled)(rows * cols, delta);
     st[VG_ST_N_SAT] = (double)tsat;
     st[VG_ST_N_ZERO] = (double)tzero;
     st[VG_ST_N_DEAD] = (double)tdead;
@@ -283,6 +324,8 @@ VG_CLONES void VG_FN(vg_colsum_stats)(long rows, long cols, const T *restrict g,
     }
     double td2 = 0;
     for (long j = 0; j < cols; j++) td2 += (double)cd2[j];
+    if (VG_FN(vg_sq_small)(td2, rows * cols))             /* see vg_sq_small */
+        td2 = VG_FN(vg_sumsq_scaled)(rows * cols, g);
     st[VG_ST_SUM_D2] = td2;
     st[VG_ST_N_SAT] = 0;
     st[VG_ST_N_ZERO] = 0;
@@ -336,16 +379,19 @@ VG_CLONES void VG_FN(vg_sgd_norms)(long n, T lr, T *restrict p, const T *restric
     out[2] = (double)lr * (double)lr * (double)sg;
 }
 
-/* out[i] = sum_j x[i, j]^2 (row norms squared) */
+/* out[i] = sum_j x[i, j]^2 (row norms squared; a row's sum taken again from its scaled
+ * squares where the plain one is too small for float32, unless the caller knows x is all 0:
+ * vg_sq_small) */
 VG_CLONES void VG_FN(vg_row_norms2)(long rows, long cols, const T *restrict x,
-                                    double *restrict out)
+                                    double *restrict out, int known_zero)
 {
     for (long i = 0; i < rows; i++) {
         const T *restrict xr = x + i * cols;
         T s = 0;
         #pragma omp simd reduction(+:s)     /* one short vector reduction per row */
         for (long j = 0; j < cols; j++) s += xr[j] * xr[j];
-        out[i] = (double)s;
+        out[i] = !known_zero && VG_FN(vg_sq_small)((double)s, cols)
+                 ? VG_FN(vg_sumsq_scaled)(cols, xr) : (double)s;
     }
 }
 

@@ -310,6 +310,51 @@ def test_underflow_fraction_is_zero_in_a_healthy_relu_he_network(system, dtype):
     assert np.all(uf == 0)
 
 
+@pytest.mark.parametrize("flush", [True, False])
+def test_an_error_whose_square_float32_cannot_hold_is_measured_as_float64_measures_it(
+        flush, float64_errors):
+    """An error between float32's smallest normal and 1.1e-19 is a normal number whose square
+    is not: the measurements (taken as sums of squares) must still read it, as float64 does,
+    with flushing on (which zeroes those squares) and off (which keeps a few of their bits).
+    The per-sample gradient norms too, and the signal's preact_rms in the forward pass."""
+    top, rms = float64_errors
+    X, y = _batch()
+    net = _vanishing(flush=flush)
+    net64 = _vanishing("float64")
+    flows = []
+    for n in (net, net64):
+        out = n.forward(X.astype(n.dtype))
+        _, dout = vg.losses.cross_entropy(out, y)
+        n.backward(dout)
+        flows.append(n.gradient_flow())
+    f32, f64 = flows
+    tiny = np.flatnonzero((rms > 1e-35) & (rms < 1e-20) & (top > 1e-37))
+    assert len(tiny) >= 5                           # the layers this is about
+    np.testing.assert_allclose(f32.delta_rms[tiny], f64.delta_rms[tiny], rtol=1e-3)
+    np.testing.assert_allclose(f32.delta_rms[tiny], rms[tiny], rtol=1e-3)
+    np.testing.assert_allclose(f32.per_sample_grad_norm[tiny], f64.per_sample_grad_norm[tiny],
+                               rtol=1e-3)
+    assert np.all(f32.gain[tiny] > 0)               # nothing reads as "no error passes"
+    # a signal that small in the forward pass: the input scaled down, its first layers linear
+    lin = vg.MLP([96, 96, 96, 10], activation="identity", dtype="float32", seed=0,
+                 flush_subnormals=flush)
+    lin64 = vg.MLP([96, 96, 96, 10], activation="identity", dtype="float64", seed=0)
+    lin64.params[:] = lin.params
+    lin.biases[0][:] = lin64.biases[0][:] = 0
+    lin.biases[1][:] = lin64.biases[1][:] = 0
+    pre32 = _forward_preact_rms(lin, X * 1e-25, y)
+    pre64 = _forward_preact_rms(lin64, X * 1e-25, y)
+    assert 1e-36 < pre64[0] < 1e-20
+    np.testing.assert_allclose(pre32[:2], pre64[:2], rtol=1e-5)
+
+
+def _forward_preact_rms(net, X, y):
+    out = net.forward(X.astype(net.dtype))
+    _, dout = vg.losses.cross_entropy(out, y)
+    net.backward(dout)
+    return net.gradient_flow().preact_rms
+
+
 def test_float64_shows_the_error_that_float32_flushes():
     X, y = _batch()
     uf64, db64, _ = _engine_pass(_vanishing("float64"), X.astype(np.float64), y)
