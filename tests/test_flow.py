@@ -295,6 +295,10 @@ def test_summary_marks_every_gap_and_says_how_to_see_all_rows():
     # relu: zero derivatives are inactive (their own column), never saturated
     header = text.splitlines()[0].split()
     assert header[-3:] == ["sat", "inact", "dead"]
+    # the output layer has no gain (no layer above): '-', where the hidden layers have numbers
+    gain = header.index("gain")
+    last, first = every.splitlines()[-2].split(), every.splitlines()[1].split()
+    assert last[0] == "31" and last[gain] == "-" and float(first[gain]) > 0
     for bad in (1, 0, 2.5, True):
         with pytest.raises(ValueError, match=r"max_rows: expected an integer >= 2 or None"):
             flow.summary(max_rows=bad)

@@ -385,9 +385,11 @@ class GradientFlow:
                 lines.append(f"{'...':>5} {'':>10} (layer{'s' if hi > lo else ''} "
                              f"{lo}{'-' + str(hi) if hi > lo else ''} not shown)")
             prev = l
+            # the output layer has no layer above to take a gain from: '-', not NaN
+            gain = f"{'-':>7}" if l == L - 1 else f"{self.gain[l]:7.3f}"
             lines.append(f"{l + 1:5d} {self.activations[l]:>10} {self.delta_rms[l]:10.3e} "
                          f"{self.grad_norm[l]:10.3e} {self.grad_to_weight[l]:9.2e} "
-                         f"{self.gain[l]:7.3f} {self.saturated_fraction[l]:6.1%} "
+                         f"{gain} {self.saturated_fraction[l]:6.1%} "
                          f"{self.zero_derivative_fraction[l]:6.1%} "
                          f"{self.dead_fraction[l]:6.1%}")
         lines.append(f"first/last gradient norm: {self.grad_ratio:.3e}")

@@ -45,7 +45,7 @@ HELP = "train deep networks side by side, measure their gradient flow, write a r
        "(the default command)"
 
 EXAMPLES = """examples:
-  vgcore compare                                   # the vanishing-gradient story, ~10 s
+  vgcore compare                                   # the vanishing-gradient story, 15-40 s
   vgcore compare --out my-report --steps 2000 --seeds 0 1 2
   vgcore compare --activations sigmoid tanh relu --inits standard glorot_uniform he_normal
   vgcore compare --activations sigmoid --norm batch --optimizer adam --lr 0.001
