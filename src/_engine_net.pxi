@@ -137,11 +137,14 @@ cdef inline void row_norms2(long rows, long cols, floating *x, double *out,
 
 
 cdef inline bint delta_known_zero(const NetDesc *n, int l) noexcept nogil:
-    """Whether every delta of hidden layer l is 0 because none came from the layer above (its
-    measured sum of squares, taken in this pass, is 0): a plain network (no skip path around
-    the layer), flushing (no subnormal errors).  Spares the kernels a second look at sums of
-    squares that float32 cannot hold (vg_sq_small) in the vanished layers of a deep stack."""
-    return (n.flush and not n.extras and l < n.n_layers - 1
+    """Whether every delta of hidden layer l is 0 because none came from the hidden layer above
+    (its measured sum of squares, taken in this pass, is 0, and vgcore's kernel wrote those
+    deltas flushed: all exactly 0): a plain network (no skip path around the layer), flushing.
+    Not below the output layer, whose delta is the caller's dout: subnormal entries there read
+    as 0 (DAZ) but a BLAS thread (without DAZ) may still make normal numbers of them.  Spares
+    the kernels a second look at sums of squares that float32 cannot hold (vg_sq_small) in the
+    vanished layers of a deep stack."""
+    return (n.flush and not n.extras and l < n.n_layers - 2
             and n.stats[(l + 1) * VG_N_STATS + VG_ST_SUM_D2] == 0)
 
 

@@ -376,7 +376,9 @@ VG_CLONES void VG_FN(vg_sgd_norms)(long n, T lr, T *restrict p, const T *restric
     }
     out[0] = (double)sp;
     out[1] = (double)sg;
-    out[2] = (double)lr * (double)lr * (double)sg;
+    if (VG_FN(vg_sq_small)(out[1], n))        /* a gradient float32 cannot square: vg_sq_small */
+        out[1] = VG_FN(vg_sumsq_scaled)(n, g);
+    out[2] = (double)lr * (double)lr * out[1];
 }
 
 /* out[i] = sum_j x[i, j]^2 (row norms squared; a row's sum taken again from its scaled
@@ -574,7 +576,11 @@ VG_CLONES void VG_FN(vg_opt_update)(int kind, long n, T *restrict p, const T *re
 #undef VG_OPT_LOOP
     out[0] = (double)sp;
     out[1] = (double)sg;
+    /* the update is the parameters' actual change, a multiple of their ulp (or 0): its squares
+     * fall below FLT_MIN only for parameters that small themselves, not taken again */
     out[2] = (double)su;
+    if (VG_FN(vg_sq_small)(out[1], n))        /* see vg_sq_small; g is as it came */
+        out[1] = VG_FN(vg_sumsq_scaled)(n, g);
 }
 
 /* ||x||^2 of a whole buffer (the global gradient norm for clipping), in double. */

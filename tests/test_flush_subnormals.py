@@ -348,6 +348,59 @@ def test_an_error_whose_square_float32_cannot_hold_is_measured_as_float64_measur
     np.testing.assert_allclose(pre32[:2], pre64[:2], rtol=1e-5)
 
 
+@pytest.mark.parametrize("flush", [True, False])
+@pytest.mark.parametrize("how", ["sgd_step", "train_step SGD", "train_step momentum",
+                                 "train_step Adam"])
+def test_a_measured_optimiser_step_keeps_the_gradient_norms_float32_cannot_square(how, flush):
+    """The norms a measured update takes (||dW||, and ||update|| for the update ratio) are
+    sums of squares too: where the gradient is below 1.1e-19 they read what backward() alone
+    reads (and float64), not 0."""
+    X, y = _batch()
+
+    def flow(net, how):
+        if how == "backward":
+            out = net.forward(X.astype(net.dtype))
+            _, dout = vg.losses.cross_entropy(out, y)
+            net.backward(dout)
+        elif how == "sgd_step":
+            flow(net, "backward")
+            net.sgd_step(0.01)
+        else:
+            opt = {"train_step SGD": lambda: vg.optim.SGD(net, lr=0.01),
+                   "train_step momentum": lambda: vg.optim.SGD(net, lr=0.01, momentum=0.9),
+                   "train_step Adam": lambda: vg.optim.Adam(net, lr=1e-3)}[how]()
+            net.train_step(X.astype(net.dtype), y, "cross_entropy", opt)
+        return net.gradient_flow()
+
+    f64 = flow(_vanishing("float64"), "backward")
+    tiny = np.flatnonzero((f64.grad_norm > 1e-33) & (f64.grad_norm < 1e-19))
+    assert len(tiny) >= 3
+    got = flow(_vanishing(flush=flush), how)
+    np.testing.assert_allclose(got.grad_norm[tiny], f64.grad_norm[tiny], rtol=1e-3)
+    if how in ("sgd_step", "train_step SGD"):
+        # plain SGD's update norm is lr * ||gradient|| (the other optimisers measure the
+        # parameters' actual change: 0 here, below the weights' ulp)
+        upd = got.update_to_weight[tiny] * got.weight_norm[tiny]
+        np.testing.assert_allclose(upd, 0.01 * f64.grad_norm[tiny], rtol=1e-3)
+
+
+def test_below_the_output_layer_a_subnormal_error_is_not_taken_for_none():
+    """The output layer's delta is the caller's dout: subnormal there, it reads as 0 (DAZ), but
+    a BLAS thread (which has no DAZ) may still make normal numbers of it in the layer below.
+    That layer's measurements must then read them (or, where the product gave 0, read 0):
+    delta_rms and the per-sample norms agree with the gradient norm on being 0 or not."""
+    net = vg.MLP([256, 256, 256, 1024], activation="sigmoid", seed=0)
+    net.weights[-1][:] = 1.0
+    X = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
+    net.forward(X)
+    net.backward(np.full((64, 1024), 1.1e-38, np.float32))
+    f = net.gradient_flow()
+    hidden = slice(0, 2)                            # the output layer reads dout (DAZ)
+    assert np.array_equal(f.delta_rms[hidden] > 0, f.grad_norm[hidden] > 0)
+    assert np.array_equal(f.per_sample_grad_norm[hidden].max(axis=1) > 0,
+                          f.grad_norm[hidden] > 0)
+
+
 def _forward_preact_rms(net, X, y):
     out = net.forward(X.astype(net.dtype))
     _, dout = vg.losses.cross_entropy(out, y)
