@@ -34,9 +34,10 @@ static inline int VG_FN(vg_sq_small)(double total, long n)
 }
 
 /* The sum of squares of n values from their scaled squares (see above; only where the plain
- * sum is that small, so no scaled value overflows).  An OpenMP SIMD reduction: the order
- * follows the vector width, so the last bits may differ between CPUs (not between runs). */
-static inline double VG_FN(vg_sumsq_scaled)(long n, const T *restrict x)
+ * sum is that small, so no scaled value overflows).  Its own compiled clones (the callers' hot
+ * loops keep their registers); an OpenMP SIMD reduction: the order follows the vector width,
+ * so the last bits may differ between CPUs (not between runs). */
+VG_CLONES double VG_FN(vg_sumsq_scaled)(long n, const T *restrict x)
 {
     T s = 0;
     #pragma omp simd reduction(+:s)
@@ -45,6 +46,25 @@ static inline double VG_FN(vg_sumsq_scaled)(long n, const T *restrict x)
         s += v * v;
     }
     return (double)s * VG_SQ_UNSCALE;
+}
+
+/* The rows of x (rows x cols) whose sum of squares out[i] is that small, taken again the same
+ * way, in one call. */
+VG_CLONES void VG_FN(vg_row_sumsq_scaled)(long rows, long cols, const T *restrict x,
+                                          double *restrict out)
+{
+    for (long i = 0; i < rows; i++) {
+        if (!VG_FN(vg_sq_small)(out[i], cols))
+            continue;
+        const T *restrict xr = x + i * cols;
+        T s = 0;
+        #pragma omp simd reduction(+:s)
+        for (long j = 0; j < cols; j++) {
+            const T v = xr[j] * (T)VG_SQ_SCALE;
+            s += v * v;
+        }
+        out[i] = (double)s * VG_SQ_UNSCALE;
+    }
 }
 
 /* ---------------- the activations: phi(x) and phi'(x), y = phi(x) already known ---------------- */
@@ -387,14 +407,17 @@ VG_CLONES void VG_FN(vg_sgd_norms)(long n, T lr, T *restrict p, const T *restric
 VG_CLONES void VG_FN(vg_row_norms2)(long rows, long cols, const T *restrict x,
                                     double *restrict out, int known_zero)
 {
+    int small = 0;
     for (long i = 0; i < rows; i++) {
         const T *restrict xr = x + i * cols;
         T s = 0;
         #pragma omp simd reduction(+:s)     /* one short vector reduction per row */
         for (long j = 0; j < cols; j++) s += xr[j] * xr[j];
-        out[i] = !known_zero && VG_FN(vg_sq_small)((double)s, cols)
-                 ? VG_FN(vg_sumsq_scaled)(cols, xr) : (double)s;
+        out[i] = (double)s;
+        small |= VG_FN(vg_sq_small)((double)s, cols);
     }
+    if (small && !known_zero)
+        VG_FN(vg_row_sumsq_scaled)(rows, cols, x, out);
 }
 
 /* ---------------- losses: mean over the batch, gradient written to g ---------------- */
