@@ -23,8 +23,9 @@ static inline T VG_FN(vg_flush)(T v, T tiny)
  * squares comes out below n * FLT_MIN * 2^24 (small enough for the terms lost to matter: every
  * value is then below 2^-51 or so), it is taken again, in a second pass over the values (in
  * cache), scaled by 2^63: the square of every normal float32 value is then normal.  Larger
- * sums are as before: what they lose is below 2^-24 of them.  A vanished layer (all 0) takes
- * that second pass too, over values the pass just wrote.  float64 needs no second pass down to
+ * sums are as before: what they lose is below 2^-24 of them.  A layer whose values are all 0
+ * takes that second pass too, unless the caller knows they are (the deltas of a plain
+ * network's layer that no error reached: known_zero).  float64 needs no second pass down to
  * 1.5e-154 and has none below. */
 #define VG_SQ_SCALE 9223372036854775808.0           /* 2^63 */
 #define VG_SQ_UNSCALE 1.1754943508222875079687e-38  /* 2^-126, its square's inverse */

@@ -38,6 +38,23 @@ def test_exploding_learning_rate_raises_naming_the_step_and_keeps_the_last_good_
     np.testing.assert_array_equal(net.params, snapshots[-1])   # untouched by the bad step
 
 
+@pytest.mark.parametrize("measure", [True, False])
+def test_a_first_step_that_overflows_points_to_the_input_not_the_learning_rate(measure):
+    """Nothing has been updated yet: the learning rate cannot be why; after a step it may."""
+    X, y = _data()
+    net = _net(measure)
+    with pytest.raises(FloatingPointError, match=r"step 0: the forward pass produced NaN or "
+                       r"Inf.*learning rate is not the cause: check the inputs' scale"):
+        vg.fit(net, np.full_like(X, 3e38), y, optimizer=vg.optim.SGD(net, lr=0.01),
+               epochs=1, batch_size=32, verbose=0)
+    X[100] = 3e38                                   # overflows the forward pass itself
+    tr = vg.trainer.Trainer(net, X, y,
+                            optimizer=vg.optim.SGD(net, lr=0.05), epochs=1, batch_size=32,
+                            shuffle=False, on_nonfinite="stop", verbose=0)
+    tr.run()
+    assert tr.step == 3 and "try a lower learning rate" in tr.nonfinite_message
+
+
 def test_poisoned_batch_is_skipped_and_training_goes_on():
     X, y = _data(poison_row=5)
     net = _net()

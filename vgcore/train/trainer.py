@@ -388,9 +388,14 @@ class Trainer:
             if found is not None:
                 where, layer = found
         at = f" at layer {layer}" if layer else ""
+        if self.step == 0:      # no update yet: the parameters are as given, lr is not why
+            hint = ("no step of this run has updated them yet, so the learning rate is not "
+                    "the cause: check the inputs' scale (standardise them, e.g. "
+                    "vg.datasets.load(..., standardize=True)) and the initialisation")
+        else:
+            hint = "try a lower learning rate, clip_norm, or a normalisation"
         msg = (f"step {self.step}: the {where} pass produced NaN or Inf{at}; the parameters "
-               f"are those before this step (try a lower learning rate, clip_norm, or a "
-               f"normalisation)")
+               f"are those before this step ({hint})")
         if self.on_nonfinite == "raise":
             raise NonFiniteError(msg, where=where, layer=layer, step=self.step)
         self.nonfinite_message = msg
