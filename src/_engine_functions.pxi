@@ -77,8 +77,8 @@ def norm2(cnp.ndarray x):
     return r
 
 
-cdef inline bint _same_f64_block(object dst, object src) noexcept:
-    """Both C-contiguous native-order float64 arrays of one shape, dst writable."""
+cdef inline bint _f64_pair(object dst, object src) noexcept:
+    """Both C-contiguous native-order float64 arrays, dst writable (shapes not compared)."""
     cdef cnp.ndarray d, s
     if not (isinstance(dst, cnp.ndarray) and isinstance(src, cnp.ndarray)):
         return False
@@ -88,9 +88,16 @@ cdef inline bint _same_f64_block(object dst, object src) noexcept:
         return False
     if not (cnp.PyArray_ISNOTSWAPPED(d) and cnp.PyArray_ISNOTSWAPPED(s)):
         return False
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(d) and cnp.PyArray_IS_C_CONTIGUOUS(s)
-            and cnp.PyArray_ISWRITEABLE(d)):
+    return (cnp.PyArray_IS_C_CONTIGUOUS(d) and cnp.PyArray_IS_C_CONTIGUOUS(s)
+            and cnp.PyArray_ISWRITEABLE(d))
+
+
+cdef inline bint _same_f64_block(object dst, object src) noexcept:
+    """Both C-contiguous native-order float64 arrays of one shape, dst writable."""
+    if not _f64_pair(dst, src):
         return False
+    cdef cnp.ndarray d = <cnp.ndarray>dst
+    cdef cnp.ndarray s = <cnp.ndarray>src
     if cnp.PyArray_NDIM(d) != cnp.PyArray_NDIM(s):
         return False
     cdef int k
@@ -118,19 +125,11 @@ def copy_f64_pairs(dst1, src1, dst2, src2):
 cdef inline bint _f64_row_of(object dst, object src, Py_ssize_t row) noexcept:
     """dst a writable C-contiguous native-order float64 array with one axis more than src
     (the same kind of array, read), its other axes src's, and 0 <= row < len(dst)."""
-    cdef cnp.ndarray d, s
+    if not _f64_pair(dst, src):
+        return False
+    cdef cnp.ndarray d = <cnp.ndarray>dst
+    cdef cnp.ndarray s = <cnp.ndarray>src
     cdef int k
-    if not (isinstance(dst, cnp.ndarray) and isinstance(src, cnp.ndarray)):
-        return False
-    d = <cnp.ndarray>dst
-    s = <cnp.ndarray>src
-    if cnp.PyArray_TYPE(d) != cnp.NPY_DOUBLE or cnp.PyArray_TYPE(s) != cnp.NPY_DOUBLE:
-        return False
-    if not (cnp.PyArray_ISNOTSWAPPED(d) and cnp.PyArray_ISNOTSWAPPED(s)):
-        return False
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(d) and cnp.PyArray_IS_C_CONTIGUOUS(s)
-            and cnp.PyArray_ISWRITEABLE(d)):
-        return False
     if cnp.PyArray_NDIM(d) != cnp.PyArray_NDIM(s) + 1:
         return False
     if row < 0 or row >= cnp.PyArray_DIM(d, 0):

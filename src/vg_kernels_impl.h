@@ -35,10 +35,9 @@ static inline int VG_FN(vg_sq_small)(double total, long n)
 }
 
 /* The sum of squares of n values from their scaled squares (see above; only where the plain
- * sum is that small, so no scaled value overflows).  Its own compiled clones (the callers' hot
- * loops keep their registers); an OpenMP SIMD reduction: the order follows the vector width,
- * so the last bits may differ between CPUs (not between runs). */
-VG_CLONES double VG_FN(vg_sumsq_scaled)(long n, const T *restrict x)
+ * sum is that small, so no scaled value overflows).  An OpenMP SIMD reduction: the order
+ * follows the vector width, so the last bits may differ between CPUs (not between runs). */
+static inline double VG_FN(vg_sumsq_scaled_in)(long n, const T *restrict x)
 {
     T s = 0;
     #pragma omp simd reduction(+:s)
@@ -49,23 +48,20 @@ VG_CLONES double VG_FN(vg_sumsq_scaled)(long n, const T *restrict x)
     return (double)s * VG_SQ_UNSCALE;
 }
 
+/* The same, in its own compiled clones: the callers' hot loops keep their registers. */
+VG_CLONES double VG_FN(vg_sumsq_scaled)(long n, const T *restrict x)
+{
+    return VG_FN(vg_sumsq_scaled_in)(n, x);
+}
+
 /* The rows of x (rows x cols) whose sum of squares out[i] is that small, taken again the same
  * way, in one call. */
 VG_CLONES void VG_FN(vg_row_sumsq_scaled)(long rows, long cols, const T *restrict x,
                                           double *restrict out)
 {
-    for (long i = 0; i < rows; i++) {
-        if (!VG_FN(vg_sq_small)(out[i], cols))
-            continue;
-        const T *restrict xr = x + i * cols;
-        T s = 0;
-        #pragma omp simd reduction(+:s)
-        for (long j = 0; j < cols; j++) {
-            const T v = xr[j] * (T)VG_SQ_SCALE;
-            s += v * v;
-        }
-        out[i] = (double)s * VG_SQ_UNSCALE;
-    }
+    for (long i = 0; i < rows; i++)
+        if (VG_FN(vg_sq_small)(out[i], cols))
+            out[i] = VG_FN(vg_sumsq_scaled_in)(cols, x + i * cols);
 }
 
 /* ---------------- the activations: phi(x) and phi'(x), y = phi(x) already known ---------------- */

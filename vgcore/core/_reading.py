@@ -155,11 +155,11 @@ class ReadingSurface:
             if row is None:
                 if _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, ws.ps_mean_sq):
                     return int(ws.batch), bool(self._stepped)
+                self._check_sums_out(stats, ps_mean_sq)
             elif _engine.copy_f64_rows(stats, self._stats, ps_mean_sq, ws.ps_mean_sq, row):
                 return int(ws.batch), bool(self._stepped)
-            else:
+            else:                       # checked whole, as passed; then their rows' views
                 stats, ps_mean_sq = self._rows_of(stats, ps_mean_sq, row)
-            self._check_sums_out(stats, ps_mean_sq)
             np.copyto(stats, self._stats)
             np.copyto(ps_mean_sq, ws.ps_mean_sq)
             return int(ws.batch), bool(self._stepped)
