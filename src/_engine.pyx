@@ -167,6 +167,9 @@ cdef extern from "vg_kernels.h" nogil:
     long vg_first_bad_label(long n, const int64_t *y, int64_t n_classes) noexcept
     int vg_all_finite_f32(long n, const float *x) noexcept
     int vg_all_finite_f64(long n, const double *x) noexcept
+    int vg_scan_values_f32(long n, const float *x) noexcept
+    int vg_scan_values_f64(long n, const double *x) noexcept
+    int VG_SCAN_NONFINITE, VG_SCAN_SUBNORMAL
     void vg_sgd_f32(long k0, long k1, float lr, float *p, const float *g, int flush) noexcept
     void vg_sgd_f64(long k0, long k1, double lr, double *p, const double *g,
                     int flush) noexcept

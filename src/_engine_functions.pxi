@@ -235,6 +235,21 @@ def all_finite(cnp.ndarray x):
     return bool(ok)
 
 
+def scan_values(cnp.ndarray x):
+    """(finite, subnormal) for the contiguous float32/float64 array x: whether every element
+    is finite, and whether any is subnormal (not 0, below the smallest normal), in one pass."""
+    cdef long n = x.size
+    cdef void *p = cnp.PyArray_DATA(x)
+    cdef int found
+    cdef bint f32 = x.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            found = vg_scan_values_f32(n, <float *>p)
+        else:
+            found = vg_scan_values_f64(n, <double *>p)
+    return not (found & VG_SCAN_NONFINITE), bool(found & VG_SCAN_SUBNORMAL)
+
+
 def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr, bint flush=False):
     """params -= lr * grads over the whole flat buffer, in one pass; with ``flush``, under FTZ
     and DAZ in every thread that runs it (the caller's MXCSR restored after)."""

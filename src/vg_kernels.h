@@ -142,6 +142,10 @@ static inline int vg_dropout_keep(uint64_t key, uint64_t idx, double p)
 
 #define VG_LANES 64     /* independent partial sums in the norm reductions */
 
+/* vg_scan_values's findings (bits) */
+#define VG_SCAN_NONFINITE 1
+#define VG_SCAN_SUBNORMAL 2
+
 #define VG_CAT2(a, b) a##_##b
 #define VG_CAT(a, b) VG_CAT2(a, b)
 

@@ -496,6 +496,21 @@ VG_CLONES int VG_FN(vg_all_finite)(long n, const T *restrict x)
     return !bad;
 }
 
+/* What one pass over x finds (the input check of forward, backward and train_step):
+ * VG_SCAN_NONFINITE when an element is NaN or +-Inf, VG_SCAN_SUBNORMAL when one is subnormal
+ * (not 0, below the smallest normal in magnitude).  Run outside flushing (DAZ would read a
+ * subnormal as 0). */
+VG_CLONES int VG_FN(vg_scan_values)(long n, const T *restrict x)
+{
+    int bad = 0, sub = 0;
+    for (long k = 0; k < n; k++) {
+        const T a = VG_FN(vg_fabs)(x[k]);
+        bad |= !(a <= VG_TMAX);
+        sub |= (a < (T)VG_TMIN) & (a > (T)0);
+    }
+    return (bad ? VG_SCAN_NONFINITE : 0) | (sub ? VG_SCAN_SUBNORMAL : 0);
+}
+
 /* p -= lr * g over [k0, k1); with flush, under FTZ and DAZ in the running thread */
 VG_CLONES void VG_FN(vg_sgd)(long k0, long k1, T lr, T *restrict p, const T *restrict g,
                              int flush)

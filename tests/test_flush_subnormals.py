@@ -384,21 +384,80 @@ def test_a_measured_optimiser_step_keeps_the_gradient_norms_float32_cannot_squar
         np.testing.assert_allclose(upd, 0.01 * f64.grad_norm[tiny], rtol=1e-3)
 
 
-def test_below_the_output_layer_a_subnormal_error_is_not_taken_for_none():
-    """The output layer's delta is the caller's dout: subnormal there, it reads as 0 (DAZ), but
-    a BLAS thread (which has no DAZ) may still make normal numbers of it in the layer below.
-    That layer's measurements must then read them (or, where the product gave 0, read 0):
-    delta_rms and the per-sample norms agree with the gradient norm on being 0 or not."""
-    net = vg.MLP([256, 256, 256, 1024], activation="sigmoid", seed=0)
+def _wide_net(flush):
+    """Products large enough for BLAS to split them over its threads (which have no DAZ)."""
+    net = vg.MLP([256, 256, 256, 1024], activation="sigmoid", seed=0, flush_subnormals=flush)
     net.weights[-1][:] = 1.0
+    return net
+
+
+def _wide_backward(net, X, dout, threads):
+    with num_threads(threads):
+        net.forward(X)
+        dX = net.backward(dout).copy()
+        return dX, net.grads.copy(), net.gradient_flow()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_subnormal_dout_reads_as_zero_in_every_thread_with_flushing(threads):
+    """The output layer's delta is the caller's dout.  Subnormal there (1.1e-38), it reads as
+    0 with flushing, whichever thread runs which part of the products: the calling thread reads
+    it as 0 under DAZ, and a BLAS thread, which has no DAZ, used to make normal numbers of it
+    (1e-35 in dX and dW, at 2 threads only).  The caller's dout is not changed; the reference
+    reads it the same way."""
     X = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
-    net.forward(X)
-    net.backward(np.full((64, 1024), 1.1e-38, np.float32))
-    f = net.gradient_flow()
-    hidden = slice(0, 2)                            # the output layer reads dout (DAZ)
+    dout = np.full((64, 1024), 1.1e-38, np.float32)
+    dout[0, 0] = 1.0                                # one normal entry: the rest must not count
+    zeroed = np.zeros_like(dout)
+    zeroed[0, 0] = 1.0
+    dX, grads, _ = _wide_backward(_wide_net(True), X, dout, threads)
+    dX0, grads0, _ = _wide_backward(_wide_net(True), X, zeroed, threads)
+    assert np.all(dout[1:] == np.float32(1.1e-38))      # the caller's array is unchanged
+    np.testing.assert_array_equal(grads, grads0)
+    np.testing.assert_array_equal(dX, dX0)
+    ref = R.ReferenceMLP.from_network(_wide_net(True))
+    ref.forward(X)
+    np.testing.assert_array_equal(ref.backward(dout), ref.backward(zeroed))
+
+
+def test_without_flushing_a_subnormal_dout_counts_and_is_measured():
+    """IEEE arithmetic: the subnormal dout makes normal numbers in the products (1024 x 1.1e-38
+    in dX), and the measurements of the layers below read them (delta_rms and the per-sample
+    norms agree with the gradient norm on being 0 or not)."""
+    X = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
+    _, grads, f = _wide_backward(_wide_net(False), X, np.full((64, 1024), 1.1e-38, np.float32),
+                                 1)
+    assert np.abs(grads).max() > 0
+    hidden = slice(0, 2)
+    assert np.all(f.grad_norm[hidden] > 0)
     assert np.array_equal(f.delta_rms[hidden] > 0, f.grad_norm[hidden] > 0)
     assert np.array_equal(f.per_sample_grad_norm[hidden].max(axis=1) > 0,
                           f.grad_norm[hidden] > 0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_subnormal_input_reads_as_zero_in_every_thread_with_flushing(threads):
+    """A batch X with subnormal entries gives, with flushing, exactly what the same batch with
+    zeros there gives (forward, backward, train_step), at any thread count; X is not changed."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((256, 256)).astype(np.float32)
+    X[:, ::2] = 1.1e-38
+    zeroed = X.copy()
+    zeroed[:, ::2] = 0
+    y = np.arange(256) % 1024
+    results = []
+    for batch in (X, zeroed):
+        net = _wide_net(True)
+        dX, grads, _ = _wide_backward(net, batch, np.ones((256, 1024), np.float32), threads)
+        with num_threads(threads):
+            out = net.forward(batch).copy()
+            loss = net.train_step(batch, y, "cross_entropy", vg.optim.SGD(net, lr=0.1))
+        results.append((dX, grads, out, loss, net.params.copy()))
+    assert np.all(X[:, ::2] == np.float32(1.1e-38))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    ref = R.ReferenceMLP.from_network(_wide_net(True))
+    np.testing.assert_array_equal(ref.forward(X), ref.forward(zeroed))
 
 
 def _forward_preact_rms(net, X, y):

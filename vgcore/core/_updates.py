@@ -241,7 +241,8 @@ class UpdateSurface:
             if optimizer.net is not self:
                 raise ValueError("optimizer: it was built for another network; build it on "
                                  "this one (vg.optim.SGD(net, ...))")
-        check_float_matrix(X, "X", self.dtype, cols=self.sizes[0], what="the network's dtype")
+        X = check_float_matrix(X, "X", self.dtype, cols=self.sizes[0],
+                               what="the network's dtype", flush=self._flush)
         target = _losses.check_targets(fn, y, X.shape[0], self.sizes[-1], self.dtype)
         self._acquire("train_step")
         try:

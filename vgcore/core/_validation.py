@@ -22,11 +22,14 @@ def as_dtype(dtype, name="dtype") -> np.dtype:
 
 
 def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
-                       writable=False, what=None):
+                       writable=False, what=None, flush=False):
     """Check that ``x`` is a C-contiguous 2-D array of ``dtype`` with the given shape.
 
     Returns the array itself (never a copy: a copy would hide a dtype or layout mistake and
-    allocate on the hot path).
+    allocate on the hot path), except with ``flush``: an array holding subnormal values (not
+    0, below the smallest normal) then comes back as a copy in which they are 0, as a network
+    that flushes subnormals reads its inputs (the same pass over the values finds them).  The
+    caller's array is never changed.
     """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
@@ -61,10 +64,17 @@ def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
                          f"multiple of {x.dtype.itemsize} bytes; pass {name}.copy()")
     if writable and not x.flags.writeable:
         raise ValueError(f"{name}: expected a writable array, got a read-only one")
-    if finite and not _engine.all_finite(x):
+    subnormal = False
+    if flush:
+        ok, subnormal = _engine.scan_values(x)
+    else:
+        ok = not finite or _engine.all_finite(x)
+    if not ok:
         n_bad = int(np.count_nonzero(~np.isfinite(x)))
         raise ValueError(f"{name}: expected finite values, got {n_bad} NaN or Inf "
                          f"entr{'y' if n_bad == 1 else 'ies'}")
+    if subnormal:
+        return np.where(np.abs(x) < np.finfo(x.dtype).tiny, x.dtype.type(0), x)
     return x
 
 

@@ -77,12 +77,14 @@ class MLP(ReadingSurface, UpdateSurface):
         the x86 MXCSR register in each thread doing vgcore's work and restores the caller's
         register afterwards, and the kernels that write the matrix products' operands
         (pre-activations and activations forward, errors backward) write such values as 0, so
-        none reaches a matrix product even in BLAS's own threads.  On Intel CPUs arithmetic
-        on subnormals takes microcode assists (a vanishing float32 network stepped 9x faster
-        with flushing in issue #11); AMD Zen has no such penalty.  Off, the arithmetic is plain
-        IEEE and the results are bit-identical to vgcore without the option.  A gradient that
-        vanishes below 1e-38 reads as exactly 0 in float32 either way (see
-        ``GradientFlow.underflow_fraction``); float64 shows its size.
+        none reaches a matrix product even in BLAS's own threads.  The inputs are read the
+        same way: a subnormal entry of ``X`` (forward, train_step) or ``dout`` (backward)
+        reads as 0 (the pass then works on a copy; the caller's array is not changed).  On
+        Intel CPUs arithmetic on subnormals takes microcode assists (a vanishing float32
+        network stepped 9x faster with flushing in issue #11); AMD Zen has no such penalty.
+        Off, the arithmetic is plain IEEE and the results are bit-identical to vgcore without
+        the option.  A gradient that vanishes below 1e-38 reads as exactly 0 in float32
+        either way (see ``GradientFlow.underflow_fraction``); float64 shows its size.
 
     Attributes
     ----------
@@ -453,7 +455,8 @@ class MLP(ReadingSurface, UpdateSurface):
         ndarray of shape (batch, sizes[-1])
             The output layer's (linear) values: a read-only view, overwritten by the next pass.
         """
-        check_float_matrix(X, "X", self.dtype, cols=self.sizes[0], what="the network's dtype")
+        X = check_float_matrix(X, "X", self.dtype, cols=self.sizes[0],
+                               what="the network's dtype", flush=self._flush)
         self._acquire("forward")
         try:
             ws = self._workspace(X.shape[0])
@@ -494,7 +497,8 @@ class MLP(ReadingSurface, UpdateSurface):
                                "backpropagate through")
         ws = self._ws
         assert ws is not None                   # bound by the forward pass
-        check_float_matrix(dout, "dout", self.dtype, cols=self.sizes[-1])
+        dout = check_float_matrix(dout, "dout", self.dtype, cols=self.sizes[-1],
+                                  flush=self._flush)
         if dout.shape[0] != ws.batch:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
                              f"pass), got shape {dout.shape}")

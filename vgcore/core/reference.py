@@ -12,12 +12,12 @@ hash mask) are defined here too: see :class:`ReferenceMLP` and :func:`dropout_un
 
 Flushing subnormals (``flush_subnormals``, as :class:`vgcore.MLP`'s, on by default) is defined
 here as the engine does it: every pre-activation, normalised pre-activation, activation, layer
-output and error the passes write, and every error arriving from the layer above, is set to 0
-where its magnitude is below the dtype's smallest normal (``np.finfo(dtype).tiny``: 1.18e-38 in
-float32, 2.2e-308 in float64).  The engine also runs its arithmetic with the FTZ and DAZ bits
-set, so a subnormal intermediate inside an activation (silu at -88 in float32) may differ from
-NumPy's by less than the smallest normal; the matrix products' results (dW, dX) are not
-flushed.  :meth:`ReferenceMLP.underflow_fraction` is the engine's
+output and error the passes write, every error arriving from the layer above, and X and dout
+(copied first) are 0 where below the dtype's smallest normal in magnitude
+(``np.finfo(dtype).tiny``: 1.18e-38 in float32, 2.2e-308 in float64).  The engine also runs
+its arithmetic with the FTZ and DAZ bits set, so a subnormal intermediate inside an activation
+(silu at -88 in float32) may differ from NumPy's by less than the smallest normal; the matrix
+products' results (dW, dX) are not flushed.  :meth:`ReferenceMLP.underflow_fraction` is the engine's
 ``GradientFlow.underflow_fraction``, computed from the reference's buffers.
 """
 from __future__ import annotations
@@ -195,8 +195,9 @@ class ReferenceMLP:
     Per layer the flat buffer holds W (row-major), b, then gamma and beta for normalised layers.
 
     ``flush_subnormals`` (default True, as the engine): every value the passes write for a
-    layer (h, z, a, out, the errors) and the error arriving from the layer above is set to 0
-    where its magnitude is below ``np.finfo(dtype).tiny``; see the module docstring.
+    layer (h, z, a, out, the errors), the error arriving from the layer above and the inputs X
+    and dout are set to 0 where their magnitude is below ``np.finfo(dtype).tiny``; see the
+    module docstring.
     """
 
     def __init__(self, sizes, activation="relu", init="standard", dtype="float32", seed=None,
@@ -419,6 +420,7 @@ class ReferenceMLP:
         unchanged (so repeated passes see the same masks: finite differences).
         """
         buf = self._buffers_for(X.shape[0])
+        X = self._flushed_input(X)
         self._fwd_training = training = bool(self.training)
         self._fwd_counter = self.dropout_counter if training else None
         x = X
@@ -461,7 +463,7 @@ class ReferenceMLP:
         statistics and dropout masks of that pass); fills :attr:`grads`, returns dL/dX."""
         buf = self._buf
         L = self.n_layers
-        delta = dout
+        delta = self._flushed_input(dout)
         for l in range(L - 1, -1, -1):
             skip = None
             if l < L - 1:
@@ -539,6 +541,11 @@ class ReferenceMLP:
             g = buf.t[l]
             self._flush(g, l)
         return g
+
+    def _flushed_input(self, x):
+        """x, or with flush_subnormals a copy with its subnormal entries 0 (when it has any)."""
+        small = (np.abs(x) < np.finfo(self.dtype).tiny) & (x != 0)
+        return np.where(small, 0, x) if self.flush_subnormals and small.any() else x
 
     def _flush(self, x, l):
         """With flush_subnormals: x[|x| < tiny] = 0 in place, without allocating (NaN kept)."""
