@@ -155,6 +155,17 @@ def test_each_diagnosis_shows_the_measurement_it_rests_on(story):
                 assert any(v == pytest.approx(ev[key], rel=0.01) for v in shown), (key, text)
 
 
+def test_a_finding_of_a_trend_alone_rests_on_the_trend():
+    """relu with LeCun init: its only finding is the trend (the error ratio rose from 0.0013 to
+    0.31 over the run); the column showed "-" for the two ratios it does not carry."""
+    from vgcore.commands.compare.summary import rests_on
+    f = vg.Finding("vanishing", "warning", "vanishing at the start, recovering (trend): ...",
+                   {"delta_ratio_first": 0.00129, "delta_ratio_last": 0.31,
+                    "trend_steps": [0, 999], "recovering": True})
+    assert rests_on(f) == ("error-signal ratio delta1/delta_out 0.00129 at the start of the run "
+                           "(step 0 on), 0.31 at its end (to step 999); alarm below 0.01")
+
+
 def _table_rows(stdout, names):
     rows = {}
     for line in stdout.splitlines():

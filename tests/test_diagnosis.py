@@ -278,6 +278,44 @@ def test_a_recorder_reports_a_gradient_ratio_that_fell_100x_as_a_vanishing_trend
     assert [f.kind for f in diagnose(steady)] == ["healthy"]
 
 
+@pytest.mark.parametrize("start, end, kind", [(1e-4, 0.3, "vanishing"),
+                                               (1e4, 5.0, "exploding")])
+def test_a_ratio_coming_back_toward_one_is_a_recovery_not_the_opposite_problem(data, start,
+                                                                             end, kind):
+    """A ratio that rose 3000x but ends below 1 climbed out of vanishing (relu with LeCun init
+    in compare: the error ratio went 0.0013 -> 0.31, and this read "exploding (trend)"); one
+    that fell 2000x but ends above 1 came down from exploding."""
+    flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
+    rec = Recorder()
+    for r in np.geomspace(start, end, 12):
+        rec.record(dataclasses.replace(flow, grad_ratio=float(r)))
+    findings = diagnose(rec)
+    assert ("exploding" if kind == "vanishing" else "vanishing") not in _kinds(findings)
+    f = _only(findings, kind)
+    assert f.severity == "warning"
+    assert f.message.startswith(f"{kind} at the start, recovering (trend):")
+    assert f.evidence["recovering"] and f.evidence["trend_steps"] == [0, 11]
+    assert f.evidence["grad_ratio_first"] == pytest.approx(np.median(
+        np.geomspace(start, end, 12)[:5]))
+
+
+def test_a_ratio_still_vanishing_but_rising_says_so_in_the_vanishing_finding(data):
+    net = _stepped(data, "sigmoid", "standard", depth=8)
+    flow = net.gradient_flow()
+    rec = Recorder()
+    for r in np.geomspace(1e-10, 1e-6, 12):
+        rec.record(dataclasses.replace(flow, grad_ratio=float(r)))
+    findings = diagnose(rec)
+    assert "exploding" not in _kinds(findings)
+    f = _only(findings, "vanishing")
+    assert "rose from" in f.message and "recovering" in f.message
+    healthy = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
+    rising = Recorder()                          # from healthy to above 1, heading up
+    for r in np.geomspace(0.05, 80.0, 12):
+        rising.record(dataclasses.replace(healthy, grad_ratio=float(r)))
+    assert _only(diagnose(rising), "exploding").message.startswith("exploding (trend):")
+
+
 def test_a_recorder_says_since_when_values_are_nonfinite(data):
     good = _stepped(data, "relu", "he_normal", depth=4).gradient_flow()
     bad = _stepped(data, "relu", "he_normal", depth=4, nan_weight=2).gradient_flow()

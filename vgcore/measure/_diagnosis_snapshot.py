@@ -106,18 +106,42 @@ def _trends(rec, recent, findings, snap):
             kind, verb = "exploding", "rose"
         else:
             continue
+        # Back toward 1 (a rise that ends below 1, a fall that ends above 1): the ratio is
+        # recovering from the opposite problem, not heading into this one.
+        recovering = b < 1 if kind == "exploding" else b > 1
+        if recovering:
+            kind = "vanishing" if kind == "exploding" else "exploding"
         what = "the gradient" if name == "grad_ratio" else "the error signal (delta)"
         text = (f"{what} reaching layer 1, relative to the output layer's, {verb} from "
                 f"{_num(a)} ({first_txt}) to {_num(b)} ({last_txt})")
         ev = {f"{name}_first": a, f"{name}_last": b, "trend_steps": [int(s_first[0]),
                                                                      int(s_last[-1])]}
+        if recovering:
+            ev["recovering"] = True
         if kind in by_kind:
             old = by_kind[kind]
             if "trend_steps" in old.evidence:
                 continue
-            new = Finding(kind, old.severity, insert(old.message, f"over the run, {text}"),
+            clause = f"over the run, {text}" + (", recovering" if recovering else "")
+            new = Finding(kind, old.severity, insert(old.message, clause),
                           {**old.evidence, **ev}, old.fix)
             replace(old, new)
+            by_kind[kind] = new
+        elif recovering:
+            if kind == "vanishing":
+                slowly = "learned slowly"
+                fix = ("to start where training got to: " + _join([
+                    "a variance-preserving initialisation for the activation (He for relu, "
+                    "Glorot or orthogonal for tanh)",
+                    "" if _uses(snap, "norm") else "batch normalisation",
+                    "" if _uses(snap, "residual") else "residual connections"]))
+            else:
+                slowly = "took steps too large for them"
+                fix = ("a smaller initial weight scale, a learning-rate warm-up, or clipping "
+                       "gradients by their global norm")
+            new = Finding(kind, "warning", f"{kind} at the start, recovering (trend): over "
+                          f"the run, {text}; the first layers {slowly} until then", ev, fix)
+            out.append(new)
             by_kind[kind] = new
         else:
             if kind == "vanishing":

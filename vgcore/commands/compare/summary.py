@@ -190,6 +190,14 @@ def rests_on(finding) -> str:
             else (lambda v: v is not None and math.isfinite(v) and v > hi)
         alarm = f"{'below' if kind == 'vanishing' else 'above'} " \
                 f"{_num(lo if kind == 'vanishing' else hi)}"
+        trend = next((n for n in ("grad_ratio", "delta_ratio") if f"{n}_first" in ev), None)
+        if g is None and h is None and trend is not None:      # a finding of the trend alone
+            label = ("weight-gradient ratio dW1/dW_out" if trend == "grad_ratio" else
+                     "error-signal ratio delta1/delta_out")
+            s0, s1 = ev["trend_steps"]
+            return (f"{label} {_num(ev[f'{trend}_first'])} at the start of the run (step "
+                    f"{s0} on), {_num(ev[f'{trend}_last'])} at its end (to step {s1}); alarm "
+                    f"{alarm}")
         if bad(g) and bad(h):
             return f"{gtext} and {htext}, both {alarm}"
         if bad(h):
