@@ -416,7 +416,9 @@ def _profile(args, vg, sizes, net, X, y):
         "GEMM-only: the same products alone through scipy.linalg.blas "
         f"{'sgemm' if net.dtype == np.float32 else 'dgemm'} on preallocated arrays; a "
         f"call overhead of {gemm.overhead * 1e6:.2f} us per product (a 1x1 product's time) "
-        "is subtracted.",
+        "is subtracted.  '% of GEMM rate' is that time over the products' time in the step: "
+        "above 100%, the step's own product kernels beat the BLAS call on these shapes; on "
+        "the whole-step row, it is the products alone over the whole step.",
         "GFLOP/s count 2*batch*fan_in*fan_out per product: x@W forward; x.T@delta and "
         "delta@W.T backward (not the first layer's delta@W.T). Elementwise work is not counted.",
     ]
