@@ -169,6 +169,8 @@ cdef extern from "vg_kernels.h" nogil:
     int vg_all_finite_f64(long n, const double *x) noexcept
     int vg_scan_values_f32(long n, const float *x) noexcept
     int vg_scan_values_f64(long n, const double *x) noexcept
+    void vg_flush_subnormals_f32(long n, const float *src, float *dst) noexcept
+    void vg_flush_subnormals_f64(long n, const double *src, double *dst) noexcept
     int VG_SCAN_NONFINITE, VG_SCAN_SUBNORMAL
     void vg_sgd_f32(long k0, long k1, float lr, float *p, const float *g, int flush) noexcept
     void vg_sgd_f64(long k0, long k1, double lr, double *p, const double *g,

@@ -316,6 +316,11 @@ cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *
     ls.part[c] = part
     if d.wt_have and not ls.finite[0]:
         d.wt_have = False           # the first chunk stopped before its backward pass
+    if n.flush:                     # the loss gradient read flushed, as MLP.backward reads dout
+        if floating is float:
+            vg_flush_subnormals_f32(rows * C, g, g)
+        else:
+            vg_flush_subnormals_f64(rows * C, g, g)
     fp = vg_fp_enter(n.flush)
     net_backward(&d, X + r0 * n.sizes[0], g, False, 1)
     vg_fp_leave(n.flush, fp)

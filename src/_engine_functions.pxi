@@ -250,6 +250,21 @@ def scan_values(cnp.ndarray x):
     return not (found & VG_SCAN_NONFINITE), bool(found & VG_SCAN_SUBNORMAL)
 
 
+def flush_subnormals_into(cnp.ndarray src, cnp.ndarray dst):
+    """dst[...] = src with its subnormal entries +0 (every other value as it is), for
+    contiguous float32/float64 arrays of one dtype and size (checked by the caller); dst may be
+    src."""
+    cdef long n = src.size
+    cdef void *s = cnp.PyArray_DATA(src)
+    cdef void *d = cnp.PyArray_DATA(dst)
+    cdef bint f32 = src.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            vg_flush_subnormals_f32(n, <float *>s, <float *>d)
+        else:
+            vg_flush_subnormals_f64(n, <double *>s, <double *>d)
+
+
 def sgd_step(cnp.ndarray params, cnp.ndarray grads, double lr, bint flush=False):
     """params -= lr * grads over the whole flat buffer, in one pass; with ``flush``, under FTZ
     and DAZ in every thread that runs it (the caller's MXCSR restored after)."""

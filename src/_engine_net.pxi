@@ -140,8 +140,8 @@ cdef inline bint delta_known_zero(const NetDesc *n, int l) noexcept nogil:
     """Whether every delta of hidden layer l is 0 because none came from the hidden layer above
     (its measured sum of squares, taken in this pass, is 0, and vgcore's kernel wrote those
     deltas flushed: all exactly 0): a plain network (no skip path around the layer), flushing.
-    Not below the output layer, whose delta is the caller's dout, which this core did not
-    write (the Python layer hands it over flushed, MLP.backward; kept out on principle).  Spares
+    Not below the output layer, whose delta is dout, which the kernels here did not write
+    (MLP.backward and the batch chunks' loss hand it over flushed; kept out on principle).  Spares
     the kernels a second look at sums of squares that float32 cannot hold (vg_sq_small) in the
     vanished layers of a deep stack."""
     return (n.flush and not n.extras and l < n.n_layers - 2

@@ -153,6 +153,9 @@ static inline int vg_dropout_keep(uint64_t key, uint64_t idx, double p)
 #define VG_SFX f32
 #define VG_TMAX FLT_MAX
 #define VG_TMIN FLT_MIN
+#define VG_UINT uint32_t                    /* T's bits: exponent and mantissa masks */
+#define VG_EXP_BITS 0x7f800000u
+#define VG_MANT_BITS 0x007fffffu
 #define VG_SQ_WIDE 1        /* sums of squares below FLT_MIN are taken again (vg_sq_small) */
 #define VG_FN(name) VG_CAT(name, VG_SFX)
 #include "vg_kernels_impl.h"
@@ -160,18 +163,27 @@ static inline int vg_dropout_keep(uint64_t key, uint64_t idx, double p)
 #undef VG_SFX
 #undef VG_TMAX
 #undef VG_TMIN
+#undef VG_UINT
+#undef VG_EXP_BITS
+#undef VG_MANT_BITS
 #undef VG_SQ_WIDE
 
 #define T double
 #define VG_SFX f64
 #define VG_TMAX DBL_MAX
 #define VG_TMIN DBL_MIN
+#define VG_UINT uint64_t
+#define VG_EXP_BITS 0x7ff0000000000000ull
+#define VG_MANT_BITS 0x000fffffffffffffull
 #define VG_SQ_WIDE 0
 #include "vg_kernels_impl.h"
 #undef T
 #undef VG_SFX
 #undef VG_TMAX
 #undef VG_TMIN
+#undef VG_UINT
+#undef VG_EXP_BITS
+#undef VG_MANT_BITS
 #undef VG_SQ_WIDE
 #undef VG_FN
 

@@ -498,17 +498,32 @@ VG_CLONES int VG_FN(vg_all_finite)(long n, const T *restrict x)
 
 /* What one pass over x finds (the input check of forward, backward and train_step):
  * VG_SCAN_NONFINITE when an element is NaN or +-Inf, VG_SCAN_SUBNORMAL when one is subnormal
- * (not 0, below the smallest normal in magnitude).  Run outside flushing (DAZ would read a
- * subnormal as 0). */
+ * (not 0, below the smallest normal in magnitude).  Read from the bits, so DAZ in the running
+ * thread (which would read a subnormal as 0) changes nothing. */
 VG_CLONES int VG_FN(vg_scan_values)(long n, const T *restrict x)
 {
     int bad = 0, sub = 0;
     for (long k = 0; k < n; k++) {
-        const T a = VG_FN(vg_fabs)(x[k]);
-        bad |= !(a <= VG_TMAX);
-        sub |= (a < (T)VG_TMIN) & (a > (T)0);
+        VG_UINT b;
+        memcpy(&b, x + k, sizeof b);
+        const VG_UINT e = b & VG_EXP_BITS;
+        bad |= e == VG_EXP_BITS;
+        sub |= (e == 0) & ((b & VG_MANT_BITS) != 0);
     }
     return (bad ? VG_SCAN_NONFINITE : 0) | (sub ? VG_SCAN_SUBNORMAL : 0);
+}
+
+/* dst = src with each subnormal entry (as vg_scan_values finds them) written as +0 and every
+ * other value, -0 included, as it is: an input read the way a flushing network reads it.
+ * dst may be src (in place). */
+VG_CLONES void VG_FN(vg_flush_subnormals)(long n, const T *src, T *dst)
+{
+    for (long k = 0; k < n; k++) {
+        const T v = src[k];
+        VG_UINT b;
+        memcpy(&b, &v, sizeof b);
+        dst[k] = ((b & VG_EXP_BITS) == 0) & ((b & VG_MANT_BITS) != 0) ? (T)0 : v;
+    }
 }
 
 /* p -= lr * g over [k0, k1); with flush, under FTZ and DAZ in the running thread */

@@ -415,9 +415,11 @@ def test_a_subnormal_dout_reads_as_zero_in_every_thread_with_flushing(threads):
     assert np.all(dout[1:] == np.float32(1.1e-38))      # the caller's array is unchanged
     np.testing.assert_array_equal(grads, grads0)
     np.testing.assert_array_equal(dX, dX0)
-    ref = R.ReferenceMLP.from_network(_wide_net(True))
-    ref.forward(X)
-    np.testing.assert_array_equal(ref.backward(dout), ref.backward(zeroed))
+    got, want = (_reference_backward(True, X, d) for d in (dout, zeroed))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    off = _reference_backward(False, X, dout)            # IEEE: the subnormals count there
+    assert not np.array_equal(off[1], want[1])
 
 
 def test_without_flushing_a_subnormal_dout_counts_and_is_measured():
@@ -456,8 +458,61 @@ def test_a_subnormal_input_reads_as_zero_in_every_thread_with_flushing(threads):
     assert np.all(X[:, ::2] == np.float32(1.1e-38))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
-    ref = R.ReferenceMLP.from_network(_wide_net(True))
-    np.testing.assert_array_equal(ref.forward(X), ref.forward(zeroed))
+    dout = np.ones((256, 1024), np.float32)
+    got, want = (_reference_backward(True, x, dout) for x in (X, zeroed))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    off = _reference_backward(False, X, dout)
+    assert not np.array_equal(off[1], want[1])
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_a_confident_networks_loss_gradient_is_flushed_where_it_lies(norm):
+    """A confident classifier's softmax gradient holds subnormals (a probability of 1.6e-38
+    over a batch of 64: 2.6e-40).  train_step flushes the network's own loss-gradient buffer
+    in place instead of copying it at every step (batch norm runs forward, loss and backward
+    as separate calls): no step allocates more than a small fraction of that buffer, and the
+    step gives what a loss gradient with zeros there gives."""
+    import tracemalloc
+    X = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
+    y = np.zeros(64, np.int64)
+
+    def confident():
+        net = vg.MLP([256, 256, 1024], activation="tanh", seed=0, norm=norm)
+        net.weights[-1][...] = 0
+        net.biases[-1][...] = -87.0                 # every other class at p = 1.6e-38
+        net.biases[-1][0] = 0.0
+        return net
+    _, dout = vg.losses.cross_entropy(confident().forward(X), y)
+    assert ((np.abs(dout) < FLT_MIN) & (dout != 0)).sum() == 64 * 1023
+    net = confident()
+    opt = vg.optim.SGD(net, lr=0.1)
+    net.train_step(X, y, "cross_entropy", opt)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        net.train_step(X, y, "cross_entropy", opt)
+        grown = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < dout.nbytes // 8, grown
+    twin = confident()
+    twin_opt = vg.optim.SGD(twin, lr=0.1)
+    for _ in range(2):
+        out = twin.forward(X)
+        _, d = vg.losses.cross_entropy(out, y)
+        d[(np.abs(d) < FLT_MIN)] = 0
+        twin.backward(d, input_grad=False)
+        twin_opt.step()
+    np.testing.assert_array_equal(net.params, twin.params)
+
+
+def _reference_backward(flush, X, dout):
+    """The reference's dX and gradients (copies: it reuses its buffers) after one pass."""
+    ref = R.ReferenceMLP.from_network(_wide_net(True), flush_subnormals=flush)
+    ref.forward(X)
+    return ref.backward(dout).copy(), ref.grads.copy()
 
 
 def _forward_preact_rms(net, X, y):

@@ -3,12 +3,13 @@
 atheris is not used (not installed); hypothesis generates the inputs instead, with a fixed
 budget so that the whole file runs in a few seconds:
 
-* the compiled helpers that validate nothing (``all_finite``, ``scan_values``, ``norm2``,
-  ``first_bad_label``, ``softmax_cross_entropy``, ``mean_squared_error``,
-  ``binary_cross_entropy_logits``, ``sgd_step``) are called directly, but only with arrays
-  that the public validation (``vgcore._validation.check_float_matrix``) accepts, over the
-  whole float range (subnormals, +-0, values near the float maximum, NaN and Inf where the
-  helper is meant to see them), and checked against NumPy in float64;
+* the compiled helpers that validate nothing (``all_finite``, ``scan_values``,
+  ``flush_subnormals_into``, ``norm2``, ``first_bad_label``, ``softmax_cross_entropy``,
+  ``mean_squared_error``, ``binary_cross_entropy_logits``, ``sgd_step``) are called
+  directly, but only with arrays that the public validation
+  (``vgcore._validation.check_float_matrix``) accepts, over the whole float range
+  (subnormals, +-0, values near the float maximum, NaN and Inf where the helper is meant to
+  see them), and checked against NumPy in float64;
 * every activation's compiled forward and derivative, over the whole float range, through a
   network with identity weights (``forward(X) == phi(X)``, ``backward(1) == phi'(X)``);
 * random sequences of valid and invalid calls through the public API (a hypothesis state
@@ -80,7 +81,8 @@ def test_all_finite_agrees_with_numpy(data, dtype):
 @FUZZ
 @given(data=st.data(), dtype=st.sampled_from(DTYPES))
 def test_scan_values_agrees_with_numpy(data, dtype):
-    """``scan_values``: (every element finite, some element subnormal), in one pass."""
+    """``scan_values``: (every element finite, some element subnormal), in one pass; and
+    ``flush_subnormals_into``, which writes the subnormals as +0."""
     x = accepted(data.draw(float_arrays(dtype, finite=False)), finite=False)
     if data.draw(st.booleans()):          # one special value at a chosen place (loop tails)
         x = x.copy()
@@ -90,6 +92,12 @@ def test_scan_values_agrees_with_numpy(data, dtype):
                              np.finfo(dtype).smallest_subnormal, -tiny / 2]))
     subnormal = (np.abs(x) < np.finfo(dtype).tiny) & (x != 0)
     assert _engine.scan_values(x) == (bool(np.isfinite(x).all()), bool(subnormal.any()))
+    out = np.full_like(x, 7.0)
+    _engine.flush_subnormals_into(x, out)           # subnormals +0, the rest bit for bit
+    want = np.where(subnormal, dtype(0), x)
+    assert np.array_equal(out.view(np.uint8), want.view(np.uint8))
+    _engine.flush_subnormals_into(x, x)             # in place
+    assert np.array_equal(x.view(np.uint8), want.view(np.uint8))
 
 
 @FUZZ

@@ -22,15 +22,17 @@ def as_dtype(dtype, name="dtype") -> np.dtype:
 
 
 def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
-                       writable=False, what=None, flush=False):
+                       writable=False, what=None, flush=False, flush_in_place=False):
     """Check that ``x`` is a C-contiguous 2-D array of ``dtype`` with the given shape.
 
     Returns the array itself (never a copy: a copy would hide a dtype or layout mistake and
-    allocate on the hot path), except with ``flush``: an array holding subnormal values (not
-    0, below the smallest normal) then comes back as a copy in which they are 0, as a network
-    that flushes subnormals reads its inputs (the same pass over the values finds them).  The
-    caller's array is never changed.
+    allocate on the hot path), except with ``flush`` (which implies ``finite``): an array
+    holding subnormal values (not 0, below the smallest normal) then comes back as a copy in
+    which they are +0, as a network that flushes subnormals reads its inputs (the same pass
+    over the values finds them), and the caller's array is not changed; with
+    ``flush_in_place`` (for a buffer the network owns) they are set to +0 in ``x`` itself.
     """
+    assert not (flush and (not finite or writable)), "flush: a finite input, returned as read"
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
     if x.ndim != 2:
@@ -74,7 +76,9 @@ def check_float_matrix(x, name, dtype, *, cols=None, rows=None, finite=True,
         raise ValueError(f"{name}: expected finite values, got {n_bad} NaN or Inf "
                          f"entr{'y' if n_bad == 1 else 'ies'}")
     if subnormal:
-        return np.where(np.abs(x) < np.finfo(x.dtype).tiny, x.dtype.type(0), x)
+        out = x if flush_in_place else np.empty_like(x)
+        _engine.flush_subnormals_into(x, out)
+        return out
     return x
 
 

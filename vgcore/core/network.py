@@ -498,7 +498,7 @@ class MLP(ReadingSurface, UpdateSurface):
         ws = self._ws
         assert ws is not None                   # bound by the forward pass
         dout = check_float_matrix(dout, "dout", self.dtype, cols=self.sizes[-1],
-                                  flush=self._flush)
+                                  flush=self._flush, flush_in_place=dout is ws.loss_grad)
         if dout.shape[0] != ws.batch:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
                              f"pass), got shape {dout.shape}")
