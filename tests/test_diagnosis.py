@@ -279,12 +279,13 @@ def test_a_recorder_reports_a_gradient_ratio_that_fell_100x_as_a_vanishing_trend
 
 
 @pytest.mark.parametrize("start, end, kind", [(1e-4, 0.3, "vanishing"),
-                                               (1e4, 5.0, "exploding")])
+                                               (1e-4, 30.0, "vanishing"),
+                                               (1e4, 5.0, "exploding"),
+                                               (1e4, 0.05, "exploding")])
 def test_a_ratio_coming_back_toward_one_is_a_recovery_not_the_opposite_problem(data, start,
                                                                              end, kind):
-    """A ratio that rose 3000x but ends below 1 climbed out of vanishing (relu with LeCun init
-    in compare: the error ratio went 0.0013 -> 0.31, and this read "exploding (trend)"); one
-    that fell 2000x but ends above 1 came down from exploding."""
+    """A ratio that started beyond the alarm range and ends inside it recovered: relu with
+    LeCun init in compare (the error ratio went 0.0013 -> 0.31) read "exploding (trend)"."""
     flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
     rec = Recorder()
     for r in np.geomspace(start, end, 12):
@@ -308,12 +309,28 @@ def test_a_ratio_still_vanishing_but_rising_says_so_in_the_vanishing_finding(dat
     findings = diagnose(rec)
     assert "exploding" not in _kinds(findings)
     f = _only(findings, "vanishing")
-    assert "rose from" in f.message and "recovering" in f.message
+    assert "rose from" in f.message and "improving, but still below 0.01" in f.message
+    assert f.evidence["improving"]
     healthy = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
     rising = Recorder()                          # from healthy to above 1, heading up
     for r in np.geomspace(0.05, 80.0, 12):
         rising.record(dataclasses.replace(healthy, grad_ratio=float(r)))
     assert _only(diagnose(rising), "exploding").message.startswith("exploding (trend):")
+
+
+def test_a_delta_ratio_still_far_below_the_alarm_is_not_called_a_recovery(data):
+    """The vanishing rule reads the hidden-layer ratio, not delta_ratio: a delta_ratio that
+    rose from 1e-8 to 1e-5 with no vanishing finding on the snapshot is a trend of its own,
+    at the error level its last value is at, not a recovery."""
+    flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
+    rec = Recorder()
+    for r in np.geomspace(1e-9, 1e-4, 12):
+        rec.record(dataclasses.replace(flow, delta_ratio=float(r)))
+    findings = diagnose(rec)
+    f = _only(findings, "vanishing")
+    assert f.severity == "error" and f.message.startswith("vanishing (trend):")
+    assert "improving, but still below 0.01" in f.message and "recovering" not in f.message
+    assert "exploding" not in _kinds(findings)
 
 
 def test_a_recorder_says_since_when_values_are_nonfinite(data):

@@ -94,6 +94,8 @@ def _trends(rec, recent, findings, snap):
         return f"{head}; {clause}{sep}{tail}" if sep else f"{message}; {clause}"
 
     # ratios
+    from vgcore.measure import diagnosis as D      # its alarm levels (it imports this module)
+    lo, hi = D.VANISHING_WARNING, D.EXPLODING_WARNING
     for name in ("grad_ratio", "delta_ratio"):
         a = float(_nanmedian(rec.history(name, 0, k)))
         b = float(_nanmedian(rec.history(name, -k)))
@@ -101,63 +103,73 @@ def _trends(rec, recent, findings, snap):
             continue
         change = b / a
         if change <= 1 / TREND_FACTOR:
-            kind, verb = "vanishing", "fell"
+            verb = "fell"
         elif change >= TREND_FACTOR:
-            kind, verb = "exploding", "rose"
+            verb = "rose"
         else:
             continue
-        # Back toward 1 (a rise that ends below 1, a fall that ends above 1): the ratio is
-        # recovering from the opposite problem, not heading into this one.
-        recovering = b < 1 if kind == "exploding" else b > 1
-        if recovering:
-            kind = "vanishing" if kind == "exploding" else "exploding"
+        # Which problem, and which way: back inside the alarm range from outside it is a
+        # recovery; still beyond it on the side it came from is an improvement that is not
+        # there yet; otherwise the ratio heads out of the range, the way it moves.
+        if lo <= b <= hi and not lo <= a <= hi:
+            kind, state = ("vanishing" if a < lo else "exploding"), "recovering"
+        elif verb == "rose" and b < lo:
+            kind, state = "vanishing", "improving"
+        elif verb == "fell" and b > hi:
+            kind, state = "exploding", "improving"
+        else:
+            kind, state = ("exploding" if verb == "rose" else "vanishing"), "heading"
         what = "the gradient" if name == "grad_ratio" else "the error signal (delta)"
         text = (f"{what} reaching layer 1, relative to the output layer's, {verb} from "
                 f"{_num(a)} ({first_txt}) to {_num(b)} ({last_txt})")
         ev = {f"{name}_first": a, f"{name}_last": b, "trend_steps": [int(s_first[0]),
                                                                      int(s_last[-1])]}
-        if recovering:
-            ev["recovering"] = True
+        alarm = f"below {_num(lo)}" if kind == "vanishing" else f"above {_num(hi)}"
+        if state != "heading":
+            ev[state] = True
+            text += (", back within the alarm range" if state == "recovering" else
+                     f": improving, but still {alarm}")
         if kind in by_kind:
             old = by_kind[kind]
             if "trend_steps" in old.evidence:
                 continue
-            clause = f"over the run, {text}" + (", recovering" if recovering else "")
-            new = Finding(kind, old.severity, insert(old.message, clause),
+            new = Finding(kind, old.severity, insert(old.message, f"over the run, {text}"),
                           {**old.evidence, **ev}, old.fix)
             replace(old, new)
             by_kind[kind] = new
-        elif recovering:
-            if kind == "vanishing":
-                slowly = "learned slowly"
-                fix = ("to start where training got to: " + _join([
-                    "a variance-preserving initialisation for the activation (He for relu, "
-                    "Glorot or orthogonal for tanh)",
-                    "" if _uses(snap, "norm") else "batch normalisation",
-                    "" if _uses(snap, "residual") else "residual connections"]))
-            else:
-                slowly = "took steps too large for them"
-                fix = ("a smaller initial weight scale, a learning-rate warm-up, or clipping "
-                       "gradients by their global norm")
-            new = Finding(kind, "warning", f"{kind} at the start, recovering (trend): over "
-                          f"the run, {text}; the first layers {slowly} until then", ev, fix)
-            out.append(new)
-            by_kind[kind] = new
+            continue
+        if kind == "vanishing":
+            adaptive = (snap.optimizer or {}).get("adaptive")
+            remedies = _join([
+                "a variance-preserving initialisation for the activation"
+                + (" (He for relu, Glorot or orthogonal for tanh)" if state != "heading" else ""),
+                "" if _uses(snap, "norm") else "batch normalisation",
+                "" if _uses(snap, "residual") else "residual connections",
+                "" if adaptive or state != "heading" else "an adaptive optimiser (Adam)"])
+            fix = ("watch the first layers: if it keeps falling, use " + remedies
+                   if state == "heading" else "to start where training got to: " + remedies)
+        elif state == "heading":
+            fix = ("lower the learning rate, clip gradients by their global norm, add "
+                   "batch normalisation")
         else:
-            if kind == "vanishing":
-                adaptive = (snap.optimizer or {}).get("adaptive")
-                fix = ("watch the first layers: if it keeps falling, use " + _join([
-                    "a variance-preserving initialisation for the activation",
-                    "" if _uses(snap, "norm") else "batch normalisation",
-                    "" if _uses(snap, "residual") else "residual connections",
-                    "" if adaptive else "an adaptive optimiser (Adam)"]))
-            else:
-                fix = ("lower the learning rate, clip gradients by their global norm, add "
-                       "batch normalisation")
-            new = Finding(kind, "warning", f"{kind} (trend): over the run, {text}; still "
-                          f"within the alarm range, but heading out of it", ev, fix)
-            out.append(new)
-            by_kind[kind] = new
+            fix = ("a smaller initial weight scale, a learning-rate warm-up, or clipping "
+                   "gradients by their global norm")
+        if state == "heading":
+            message = (f"{kind} (trend): over the run, {text}; still within the alarm range, "
+                       f"but heading out of it")
+            severity = "warning"
+        elif state == "recovering":
+            message = (f"{kind} at the start, recovering (trend): over the run, {text}; the "
+                       f"first layers " + ("learned slowly" if kind == "vanishing" else
+                                           "took steps too large for them") + " until then")
+            severity = "warning"
+        else:
+            message = f"{kind} (trend): over the run, {text}"
+            deep = b < D.VANISHING_ERROR if kind == "vanishing" else b > D.EXPLODING_ERROR
+            severity = "error" if deep else "warning"
+        new = Finding(kind, severity, message, ev, fix)
+        out.append(new)
+        by_kind[kind] = new
 
     # saturated and dead fractions
     L = rec.n_layers
