@@ -466,45 +466,85 @@ def test_a_subnormal_input_reads_as_zero_in_every_thread_with_flushing(threads):
     assert not np.array_equal(off[1], want[1])
 
 
-@pytest.mark.parametrize("norm", [None, "batch"])
-def test_a_confident_networks_loss_gradient_is_flushed_where_it_lies(norm):
+@pytest.mark.parametrize("norm, chunks", [(None, False), ("batch", False), (None, True)],
+                         ids=["separate calls", "batch norm", "one call in batch chunks"])
+def test_a_confident_networks_loss_gradient_is_flushed_where_it_lies(norm, chunks):
     """A confident classifier's softmax gradient holds subnormals (a probability of 1.6e-38
     over a batch of 64: 2.6e-40).  train_step flushes the network's own loss-gradient buffer
-    in place instead of copying it at every step (batch norm runs forward, loss and backward
-    as separate calls): no step allocates more than a small fraction of that buffer, and the
-    step gives what a loss gradient with zeros there gives."""
+    where it lies, whichever path runs (separate calls: in place, instead of backward copying
+    it at every step; one call in batch chunks: each chunk its rows, explicitly, which on x86
+    DAZ did already): no step allocates more than a small fraction of that buffer, none of
+    its subnormals is left, and the step gives what a loss gradient with zeros there gives."""
     import tracemalloc
     X = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
     y = np.zeros(64, np.int64)
 
     def confident():
-        net = vg.MLP([256, 256, 1024], activation="tanh", seed=0, norm=norm)
+        net = vg.MLP([256, 256, 128], activation="tanh", seed=0, norm=norm)
         net.weights[-1][...] = 0
         net.biases[-1][...] = -87.0                 # every other class at p = 1.6e-38
         net.biases[-1][0] = 0.0
         return net
     _, dout = vg.losses.cross_entropy(confident().forward(X), y)
-    assert ((np.abs(dout) < FLT_MIN) & (dout != 0)).sum() == 64 * 1023
+    assert ((np.abs(dout) < FLT_MIN) & (dout != 0)).sum() == 64 * 127
     net = confident()
     opt = vg.optim.SGD(net, lr=0.1)
-    net.train_step(X, y, "cross_entropy", opt)
-    tracemalloc.start()
+    _engine.set_batch_chunks(chunks, min_mnk=0)     # chunks this small network (or not)
     try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
         net.train_step(X, y, "cross_entropy", opt)
-        grown = tracemalloc.get_traced_memory()[1] - before
+        assert net._engine.can_step() == chunks
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            net.train_step(X, y, "cross_entropy", opt)
+            grown = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
     finally:
-        tracemalloc.stop()
+        _engine.set_batch_chunks(True)
     assert grown < dout.nbytes // 8, grown
+    g = net._ws.loss_grad
+    assert not ((np.abs(g) < FLT_MIN) & (g != 0)).any()
     twin = confident()
     twin_opt = vg.optim.SGD(twin, lr=0.1)
     for _ in range(2):
-        out = twin.forward(X)
-        _, d = vg.losses.cross_entropy(out, y)
+        _, d = vg.losses.cross_entropy(twin.forward(X), y)
         d[(np.abs(d) < FLT_MIN)] = 0
         twin.backward(d, input_grad=False)
         twin_opt.step()
+    np.testing.assert_array_equal(net.params, twin.params)
+
+
+@pytest.mark.parametrize("measure", [True, False])
+def test_fit_flushes_its_loss_gradient_without_copying_it(monkeypatch, measure):
+    """vg.fit's unmeasured steps compute the loss into the trainer's own buffer: flushed there,
+    not copied by backward at every step; the parameters are those of a fit without the
+    subnormals."""
+    X = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
+    y = np.zeros(64, np.int64)
+
+    def confident():
+        net = vg.MLP([256, 256, 1024], activation="tanh", seed=0, measure=measure)
+        net.weights[-1][...] = 0
+        net.biases[-1][...] = -87.0
+        net.biases[-1][0] = 0.0
+        return net
+    copies = []
+    flush_into = _engine.flush_subnormals_into
+    monkeypatch.setattr(_engine, "flush_subnormals_into",
+                        lambda s, d: (copies.append(s is not d), flush_into(s, d))[1])
+    net = confident()
+    vg.fit(net, X, y, optimizer=vg.optim.SGD(net, lr=0.1), epochs=3, batch_size=64,
+           shuffle=False, verbose=False)
+    assert not any(copies)
+    twin = confident()
+    opt = vg.optim.SGD(twin, lr=0.1)
+    for _ in range(3):
+        _, d = vg.losses.cross_entropy(twin.forward(X), y)
+        d[np.abs(d) < FLT_MIN] = 0
+        twin.backward(d, input_grad=False)
+        opt.step()
     np.testing.assert_array_equal(net.params, twin.params)
 
 

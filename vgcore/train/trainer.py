@@ -347,6 +347,8 @@ class Trainer:
                         break
                     continue
                 value, dout = fn(out, buf.y, grad_out=buf.grad)
+                if dout is buf.grad and net.flush_subnormals:
+                    _engine.flush_subnormals_into(dout, dout)   # else backward copies to flush
                 net.backward(dout, input_grad=False)
                 if not _engine.all_finite(net.grads):     # no measurements to read
                     if self._nonfinite(where="backward"):
