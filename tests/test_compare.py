@@ -161,7 +161,7 @@ def test_a_finding_of_a_trend_alone_rests_on_the_trend():
     from vgcore.commands.compare.summary import rests_on
     f = vg.Finding("vanishing", "warning", "vanishing at the start, recovering (trend): ...",
                    {"delta_ratio_first": 0.00129, "delta_ratio_last": 0.31,
-                    "trend_steps": [0, 999], "recovering": True})
+                    "delta_ratio_trend": "recovering", "trend_steps": [0, 999]})
     assert rests_on(f) == ("error-signal ratio delta1/delta_out 0.00129 at the start of the run "
                            "(step 0 on), 0.31 at its end (to step 999); alarm below 0.01")
 

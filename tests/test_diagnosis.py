@@ -295,7 +295,8 @@ def test_a_ratio_coming_back_toward_one_is_a_recovery_not_the_opposite_problem(d
     f = _only(findings, kind)
     assert f.severity == "warning"
     assert f.message.startswith(f"{kind} at the start, recovering (trend):")
-    assert f.evidence["recovering"] and f.evidence["trend_steps"] == [0, 11]
+    assert f.evidence["grad_ratio_trend"] == "recovering"
+    assert f.evidence["trend_steps"] == [0, 11]
     assert f.evidence["grad_ratio_first"] == pytest.approx(np.median(
         np.geomspace(start, end, 12)[:5]))
 
@@ -310,7 +311,7 @@ def test_a_ratio_still_vanishing_but_rising_says_so_in_the_vanishing_finding(dat
     assert "exploding" not in _kinds(findings)
     f = _only(findings, "vanishing")
     assert "rose from" in f.message and "improving, but still below 0.01" in f.message
-    assert f.evidence["improving"]
+    assert f.evidence["grad_ratio_trend"] == "improving"
     healthy = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
     rising = Recorder()                          # from healthy to above 1, heading up
     for r in np.geomspace(0.05, 80.0, 12):
@@ -331,6 +332,49 @@ def test_a_delta_ratio_still_far_below_the_alarm_is_not_called_a_recovery(data):
     assert f.severity == "error" and f.message.startswith("vanishing (trend):")
     assert "improving, but still below 0.01" in f.message and "recovering" not in f.message
     assert "exploding" not in _kinds(findings)
+
+
+@pytest.mark.parametrize("name, start, end, kind, severity, words", [
+    ("delta_ratio", 1e-5, 1e-8, "vanishing", "error", "now below 0.01"),
+    ("delta_ratio", 0.5, 0.004, "vanishing", "warning", "now below 0.01"),
+    ("delta_ratio", 0.005, 500.0, "exploding", "warning", "from vanishing to exploding"),
+    ("delta_ratio", 1e4, 1e6, "exploding", "error", "now above 100"),
+])
+def test_a_ratio_that_left_the_alarm_range_says_where_it_is_now(data, name, start, end, kind,
+                                                                severity, words):
+    """Not "still within the alarm range" once it is out of it, at the severity of where it
+    ended (the hidden-layer ratio the snapshot rule reads stays healthy here)."""
+    flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
+    rec = Recorder()
+    for r in [start] * 6 + [end] * 6:
+        rec.record(dataclasses.replace(flow, **{name: float(r)}))
+    f = _only(diagnose(rec), kind)
+    assert f.severity == severity and words in f.message, f.message
+    assert "still within the alarm range" not in f.message
+
+
+@pytest.mark.parametrize("start", [1e-2, 1e2])
+def test_a_ratio_that_moved_to_the_middle_of_the_range_is_no_trend(data, start):
+    flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
+    rec = Recorder()
+    for r in [start] * 6 + [1.0] * 6:
+        rec.record(dataclasses.replace(flow, grad_ratio=float(r)))
+    assert _kinds(diagnose(rec)) == {"healthy"}
+
+
+def test_both_ratios_trends_are_told_when_they_share_a_kind(data):
+    """The gradient ratio recovered while the error ratio fell into the vanishing range: one
+    vanishing finding says both, at the worse severity."""
+    flow = _stepped(data, "tanh", "orthogonal", depth=4).gradient_flow()
+    rec = Recorder()
+    for g, d in [(0.005, 0.5)] * 6 + [(0.6, 1e-5)] * 6:
+        rec.record(dataclasses.replace(flow, grad_ratio=g, delta_ratio=d))
+    f = _only(diagnose(rec), "vanishing")
+    assert "the gradient reaching layer 1" in f.message and "back within" in f.message
+    assert "the error signal (delta) reaching layer 1" in f.message
+    assert "now below 0.01" in f.message and f.severity == "error"
+    assert f.evidence["grad_ratio_trend"] == "recovering"
+    assert f.evidence["delta_ratio_trend"] == "beyond"
 
 
 def test_a_recorder_says_since_when_values_are_nonfinite(data):

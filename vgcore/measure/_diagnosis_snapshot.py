@@ -9,7 +9,7 @@ import numpy as np
 
 from vgcore.measure._diagnosis_words import (_family, _join, _nanmedian, _num, _pct, _py, _ranges,
                                              _steps_text, _uses)
-from vgcore.measure.findings import Finding
+from vgcore.measure.findings import SEVERITIES, Finding
 from vgcore.measure.flow import FIELDS, SATURATING as _SATURATING
 
 TREND_FACTOR = 1e2
@@ -101,73 +101,42 @@ def _trends(rec, recent, findings, snap):
         b = float(_nanmedian(rec.history(name, -k)))
         if not (np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0):
             continue
-        change = b / a
-        if change <= 1 / TREND_FACTOR:
-            verb = "fell"
-        elif change >= TREND_FACTOR:
-            verb = "rose"
-        else:
+        trend = _ratio_trend(a, b, lo, hi)
+        if trend is None:
             continue
-        # Which problem, and which way: back inside the alarm range from outside it is a
-        # recovery; still beyond it on the side it came from is an improvement that is not
-        # there yet; otherwise the ratio heads out of the range, the way it moves.
-        if lo <= b <= hi and not lo <= a <= hi:
-            kind, state = ("vanishing" if a < lo else "exploding"), "recovering"
-        elif verb == "rose" and b < lo:
-            kind, state = "vanishing", "improving"
-        elif verb == "fell" and b > hi:
-            kind, state = "exploding", "improving"
-        else:
-            kind, state = ("exploding" if verb == "rose" else "vanishing"), "heading"
+        kind, state = trend
         what = "the gradient" if name == "grad_ratio" else "the error signal (delta)"
-        text = (f"{what} reaching layer 1, relative to the output layer's, {verb} from "
-                f"{_num(a)} ({first_txt}) to {_num(b)} ({last_txt})")
-        ev = {f"{name}_first": a, f"{name}_last": b, "trend_steps": [int(s_first[0]),
-                                                                     int(s_last[-1])]}
+        text = (f"{what} reaching layer 1, relative to the output layer's, "
+                f"{'rose' if b > a else 'fell'} from {_num(a)} ({first_txt}) to {_num(b)} "
+                f"({last_txt})")
         alarm = f"below {_num(lo)}" if kind == "vanishing" else f"above {_num(hi)}"
-        if state != "heading":
-            ev[state] = True
-            text += (", back within the alarm range" if state == "recovering" else
-                     f": improving, but still {alarm}")
-        if kind in by_kind:
+        text += {"recovering": ", back within the alarm range",
+                 "improving": f": improving, but still {alarm}",
+                 "crossed": f": from {'exploding' if kind == 'vanishing' else 'vanishing'} "
+                            f"to {kind}, now {alarm}",
+                 "beyond": f", now {alarm}", "heading": ""}[state]
+        deep = b < D.VANISHING_ERROR if kind == "vanishing" else b > D.EXPLODING_ERROR
+        severity = "error" if deep else "warning"
+        ev = {f"{name}_first": a, f"{name}_last": b, f"{name}_trend": state,
+              "trend_steps": [int(s_first[0]), int(s_last[-1])]}
+        if kind in by_kind:             # the snapshot's finding, or the other ratio's trend
             old = by_kind[kind]
-            if "trend_steps" in old.evidence:
-                continue
-            new = Finding(kind, old.severity, insert(old.message, f"over the run, {text}"),
+            worse = max(old.severity, severity, key=SEVERITIES.index)
+            new = Finding(kind, worse, insert(old.message, f"over the run, {text}"),
                           {**old.evidence, **ev}, old.fix)
             replace(old, new)
             by_kind[kind] = new
             continue
-        if kind == "vanishing":
-            adaptive = (snap.optimizer or {}).get("adaptive")
-            remedies = _join([
-                "a variance-preserving initialisation for the activation"
-                + (" (He for relu, Glorot or orthogonal for tanh)" if state != "heading" else ""),
-                "" if _uses(snap, "norm") else "batch normalisation",
-                "" if _uses(snap, "residual") else "residual connections",
-                "" if adaptive or state != "heading" else "an adaptive optimiser (Adam)"])
-            fix = ("watch the first layers: if it keeps falling, use " + remedies
-                   if state == "heading" else "to start where training got to: " + remedies)
-        elif state == "heading":
-            fix = ("lower the learning rate, clip gradients by their global norm, add "
-                   "batch normalisation")
-        else:
-            fix = ("a smaller initial weight scale, a learning-rate warm-up, or clipping "
-                   "gradients by their global norm")
-        if state == "heading":
-            message = (f"{kind} (trend): over the run, {text}; still within the alarm range, "
-                       f"but heading out of it")
-            severity = "warning"
-        elif state == "recovering":
+        if state == "recovering":
             message = (f"{kind} at the start, recovering (trend): over the run, {text}; the "
                        f"first layers " + ("learned slowly" if kind == "vanishing" else
                                            "took steps too large for them") + " until then")
-            severity = "warning"
+        elif state == "heading":
+            message = (f"{kind} (trend): over the run, {text}; still within the alarm range, "
+                       f"but heading out of it")
         else:
             message = f"{kind} (trend): over the run, {text}"
-            deep = b < D.VANISHING_ERROR if kind == "vanishing" else b > D.EXPLODING_ERROR
-            severity = "error" if deep else "warning"
-        new = Finding(kind, severity, message, ev, fix)
+        new = Finding(kind, severity, message, ev, _trend_fix(kind, state, snap))
         out.append(new)
         by_kind[kind] = new
 
@@ -233,3 +202,49 @@ def _trends(rec, recent, findings, snap):
                           {**nf.evidence, "nonfinite_since_step": since}, nf.fix)
             replace(nf, new)
     return out
+
+
+def _ratio_trend(a, b, lo, hi):
+    """(kind, state) of a ratio that moved from ``a`` (the first records) to ``b`` (the last)
+    by :data:`TREND_FACTOR` or more, or None.  Against the alarm range [lo, hi]: "recovering"
+    (back inside from outside), "crossed" (from beyond one end to beyond the other),
+    "improving" (toward 1 but still beyond the end it came from), "beyond" (out past an end,
+    or further out); inside all along, "heading" when it ended in the outer half of the range
+    on a log scale (more than sqrt(hi) or less than sqrt(lo)), else no trend: a ratio that
+    moved to the middle of the range has not gone anywhere worrying."""
+    if TREND_FACTOR * a > b > a / TREND_FACTOR:
+        return None
+    a_in, b_in = lo <= a <= hi, lo <= b <= hi
+    if b_in and not a_in:
+        return ("vanishing" if a < lo else "exploding"), "recovering"
+    if not b_in:
+        kind = "vanishing" if b < lo else "exploding"
+        if not a_in and (a < lo) != (b < lo):
+            return kind, "crossed"
+        if not a_in and abs(np.log(b)) < abs(np.log(a)):
+            return kind, "improving"
+        return kind, "beyond"
+    if b < np.sqrt(lo):
+        return "vanishing", "heading"
+    if b > np.sqrt(hi):
+        return "exploding", "heading"
+    return None
+
+
+def _trend_fix(kind, state, snap):
+    if kind == "vanishing":
+        heading = state in ("heading", "beyond", "crossed")
+        adaptive = (snap.optimizer or {}).get("adaptive")
+        remedies = _join([
+            "a variance-preserving initialisation for the activation"
+            + ("" if heading else " (He for relu, Glorot or orthogonal for tanh)"),
+            "" if _uses(snap, "norm") else "batch normalisation",
+            "" if _uses(snap, "residual") else "residual connections",
+            "" if adaptive or not heading else "an adaptive optimiser (Adam)"])
+        return ("watch the first layers: if it keeps falling, use " + remedies if heading
+                else "to start where training got to: " + remedies)
+    if state in ("heading", "beyond", "crossed"):
+        return ("lower the learning rate, clip gradients by their global norm, add batch "
+                "normalisation")
+    return ("a smaller initial weight scale, a learning-rate warm-up, or clipping gradients by "
+            "their global norm")
