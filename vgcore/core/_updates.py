@@ -61,7 +61,8 @@ class UpdateSurface:
         def _acquire(self, what: str) -> None: ...
         def _release(self) -> None: ...
         def forward(self, X: np.ndarray) -> np.ndarray: ...
-        def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> object: ...
+        def backward(self, dout: np.ndarray, *, input_grad: bool = True,
+                     overwrite_dout: bool = False) -> object: ...
 
     # ---------------------------------------------------------------- updates (optimisers)
     def _update_measured(self) -> bool:
@@ -253,7 +254,7 @@ class UpdateSurface:
                     self._raise_nonfinite("forward")
                 assert self._ws is not None
                 value, dout = fn(out, y, grad_out=self._ws.loss_grad)
-                self.backward(dout, input_grad=False)
+                self.backward(dout, input_grad=False, overwrite_dout=True)
                 stepped = False
             else:
                 value, stepped = done

@@ -474,7 +474,8 @@ class MLP(ReadingSurface, UpdateSurface):
         finally:
             self._release()
 
-    def backward(self, dout: np.ndarray, *, input_grad: bool = True):
+    def backward(self, dout: np.ndarray, *, input_grad: bool = True,
+                 overwrite_dout: bool = False):
         """Backpropagate ``dout = dL/d(output)`` through the last forward pass.
 
         Fills :attr:`grads` (so :attr:`weight_grads` and :attr:`bias_grads`) with dL/dW and
@@ -485,6 +486,9 @@ class MLP(ReadingSurface, UpdateSurface):
         dout : ndarray of shape (batch, sizes[-1]), same batch as the last :meth:`forward`
         input_grad : bool
             Also compute dL/dX (one more matrix product); default True.
+        overwrite_dout : bool
+            With ``flush_subnormals``, set dout's subnormal entries to 0 in dout itself
+            rather than in a copy (for a buffer you do not read again); default False.
 
         Returns
         -------
@@ -498,7 +502,7 @@ class MLP(ReadingSurface, UpdateSurface):
         ws = self._ws
         assert ws is not None                   # bound by the forward pass
         dout = check_float_matrix(dout, "dout", self.dtype, cols=self.sizes[-1],
-                                  flush=self._flush, flush_in_place=dout is ws.loss_grad)
+                                  flush=self._flush, flush_in_place=bool(overwrite_dout))
         if dout.shape[0] != ws.batch:
             raise ValueError(f"dout: expected {ws.batch} rows (the batch of the last forward "
                              f"pass), got shape {dout.shape}")

@@ -544,7 +544,7 @@ class ReferenceMLP:
 
     def _flushed_input(self, x):
         """x, or with flush_subnormals a copy with its subnormal entries 0 (when it has any)."""
-        small = (np.abs(x) < np.finfo(self.dtype).tiny) & (x != 0)
+        small = self.flush_subnormals and (np.abs(x) < np.finfo(self.dtype).tiny) & (x != 0)
         return np.where(small, 0, x) if self.flush_subnormals and small.any() else x
 
     def _flush(self, x, l):

@@ -56,9 +56,11 @@ healthy (info)
 With a Recorder, the findings describe the median of the last ``recent`` records, dead units
 use the last closed epoch when there is one, and trends between the first and the last records
 are added: a ratio that fell (or rose) by :data:`TREND_FACTOR`, or a saturated or dead fraction
-that rose by :data:`TREND_FRACTION`.  A ratio that moved that far back toward 1 (a rise that
-ends below 1, a fall that ends above 1) is a recovery: "vanishing at the start, recovering"
-(or "exploding ..."), not a trend into the opposite problem.
+that rose by :data:`TREND_FRACTION`.  A ratio's trend says where it ended against the alarm
+range (:data:`VANISHING_WARNING` to :data:`EXPLODING_WARNING`): back inside from outside is a
+recovery ("vanishing at the start, recovering"), still beyond the end it came from is
+"improving", out of the range is "now below" (or "above") it; a ratio that moved within the
+range to its middle is no trend (``_diagnosis_snapshot._ratio_trend``).
 """
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ class _Probe:
         if self.dout is None or self.dout.shape != out.shape:
             self.dout = np.empty(out.shape, net.dtype)
         value, dout = self.fn(out, self.y, grad_out=self.dout)
-        net.backward(dout, input_grad=False)
+        net.backward(dout, input_grad=False, overwrite_dout=dout is self.dout)
         return float(value), net.grads.astype(np.float64)
 
     def hvp(self, v, eps):

@@ -347,9 +347,7 @@ class Trainer:
                         break
                     continue
                 value, dout = fn(out, buf.y, grad_out=buf.grad)
-                if dout is buf.grad and net.flush_subnormals:
-                    _engine.flush_subnormals_into(dout, dout)   # else backward copies to flush
-                net.backward(dout, input_grad=False)
+                net.backward(dout, input_grad=False, overwrite_dout=dout is buf.grad)
                 if not _engine.all_finite(net.grads):     # no measurements to read
                     if self._nonfinite(where="backward"):
                         break
