@@ -37,7 +37,8 @@ def make_step(cfg, measure):
 
 def make_reading(cfg, read):
     """The measured train step followed by one way of reading its measurements: ``"step"``
-    (none), ``"gradient_flow"`` (``net.gradient_flow()``) or ``"recorder"`` (``rec.record(net)``
+    (none), ``"gradient_flow"`` (``net.gradient_flow()``, the flow kept until the next read, as
+    ``flow = net.gradient_flow()`` in a loop keeps it) or ``"recorder"`` (``rec.record(net)``
     with a row at every step).  Returns ``(net, recorder or None, step)``."""
     if read not in READS:
         raise ValueError(f"read: expected one of {READS}, got {read!r}")
@@ -47,9 +48,11 @@ def make_reading(cfg, read):
     if read == "step":
         step = train
     elif read == "gradient_flow":
+        held = [None]
+
         def step():
             loss = train()
-            net.gradient_flow()
+            held[0] = net.gradient_flow()     # kept until the next read, as `flow = ...` is
             return loss
     else:
         def step():
@@ -87,7 +90,11 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
     try:
         net, train = make_step(cfg, True)
         rec = vg.Recorder("every")
-        reads = {"step": None, "control": None, "gradient_flow": net.gradient_flow,
+        held = [None]           # a flow is kept until the next read, as `flow = ...` is
+
+        def flow_read():
+            held[0] = net.gradient_flow()
+        reads = {"step": None, "control": None, "gradient_flow": flow_read,
                  "recorder": lambda: rec.record(net)}
         clock = time.thread_time
         for _ in range(20):

@@ -14,6 +14,11 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
 from libc.math cimport isfinite
 from libc.string cimport memmove
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
+
+cdef extern from "Python.h":
+    Py_ssize_t _refcnt "Py_REFCNT"(PyObject *o)
 from cython.parallel cimport parallel, prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 

@@ -12,7 +12,8 @@ cdef class Engine:
     cdef bint is_f32
     cdef object _keep          # the arrays the descriptor points into
     cdef object _ws            # the bound workspace arrays
-    cdef object _meas          # the measurement buffers
+    cdef object _meas          # the measurements' thresholds and accumulators
+    cdef object _sets          # the measurement rows and per-unit counts they write
     cdef object _layers        # the normalisation / residual / dropout settings
     cdef object _ws_extra      # the general passes' workspace
     cdef object _timing        # the profiling array, when set
@@ -49,6 +50,9 @@ cdef class Engine:
         self.desc.training = True
         self._ws = None
         self._meas = None
+        self._sets = None
+        self.desc.stats = NULL
+        self.desc.unit_zero = NULL
         self._layers = None
         self._ws_extra = None
         self._timing = None
@@ -136,16 +140,54 @@ cdef class Engine:
         self.desc.NS = cnp.PyArray_DATA(NS)
         self.desc.ns_stride = ns_stride
 
-    def set_measurement(self, bint on, cnp.ndarray stats=None, cnp.ndarray sat_thr=None,
-                        cnp.ndarray unit_zero=None, cnp.ndarray acc=None):
-        """Switch the measurements on (with the per-network buffers they fill) or off."""
+    def set_measurement(self, bint on, cnp.ndarray sat_thr=None, cnp.ndarray acc=None):
+        """Switch the measurements on (with the per-network thresholds and accumulators they
+        use) or off.  Where they go is bind_measurements'."""
         if on:
-            self._meas = (stats, sat_thr, unit_zero, acc)
-            self.desc.stats = <double *>cnp.PyArray_DATA(stats)
+            self._meas = (sat_thr, acc)
             self.desc.sat_thr = <const double *>cnp.PyArray_DATA(sat_thr)
-            self.desc.unit_zero = cnp.PyArray_DATA(unit_zero)
             self.desc.acc = cnp.PyArray_DATA(acc)
         self.desc.measure = on
+
+    def bind_measurements(self, cnp.ndarray stats, cnp.ndarray unit_zero,
+                          cnp.ndarray in_norm2=None, cnp.ndarray delta_norm2=None,
+                          cnp.ndarray ps_mean_sq=None):
+        """Where the measured passes write: the per-layer rows stats (float64, n_layers x
+        N_STATS), the per-unit counts unit_zero (the network's dtype, one per unit) and, for
+        the bound batch size, the per-sample measurements (float64, (n_layers, batch) twice
+        and (n_layers,); None before a batch size is bound).  All contiguous."""
+        cdef int L = self.desc.n_layers
+        if (cnp.PyArray_TYPE(stats) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(stats) != 2
+                or not cnp.PyArray_IS_C_CONTIGUOUS(stats) or cnp.PyArray_DIM(stats, 0) != L
+                or cnp.PyArray_DIM(stats, 1) != VG_N_STATS
+                or cnp.PyArray_NDIM(unit_zero) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(unit_zero)
+                or cnp.PyArray_ITEMSIZE(unit_zero) != (4 if self.is_f32 else 8)
+                or cnp.PyArray_DIM(unit_zero, 0) < self.desc.cum_width[L - 1]):
+            raise ValueError(f"bind_measurements: expected contiguous arrays of shapes "
+                             f"({L}, {VG_N_STATS}) (float64) and (at least "
+                             f"{self.desc.cum_width[L - 1]},) (the network's dtype)")
+        if in_norm2 is not None:
+            if (in_norm2.dtype != np.float64 or delta_norm2.dtype != np.float64
+                    or ps_mean_sq.dtype != np.float64 or not in_norm2.flags.c_contiguous
+                    or not delta_norm2.flags.c_contiguous or not ps_mean_sq.flags.c_contiguous
+                    or (<object>in_norm2).shape != (L, self.desc.batch)
+                    or (<object>delta_norm2).shape != (L, self.desc.batch)
+                    or (<object>ps_mean_sq).shape != (L,)):
+                raise ValueError(f"bind_measurements: expected contiguous float64 arrays of "
+                                 f"shapes {(L, self.desc.batch)} (twice) and ({L},)")
+        self._sets = (stats, unit_zero)
+        self.desc.stats = <double *>cnp.PyArray_DATA(stats)
+        self.desc.unit_zero = cnp.PyArray_DATA(unit_zero)
+        if in_norm2 is None:
+            self._sn = None
+            self.desc.in_norm2 = NULL
+            self.desc.delta_norm2 = NULL
+            self.desc.ps_mean_sq = NULL
+        else:
+            self._sn = (in_norm2, delta_norm2, ps_mean_sq)
+            self.desc.in_norm2 = <double *>cnp.PyArray_DATA(in_norm2)
+            self.desc.delta_norm2 = <double *>cnp.PyArray_DATA(delta_norm2)
+            self.desc.ps_mean_sq = <double *>cnp.PyArray_DATA(ps_mean_sq)
 
     def param_norms(self):
         """||W||^2, ||dW||^2, ||b||^2, ||db||^2 of every layer into the measurement array."""
@@ -187,24 +229,6 @@ cdef class Engine:
         self._timing = timing
         self.desc.timing = NULL if timing is None else <double *>cnp.PyArray_DATA(timing)
 
-    def bind_sample_norms(self, cnp.ndarray in_norm2, cnp.ndarray delta_norm2,
-                          cnp.ndarray ps_mean_sq):
-        """Where the measured backward pass writes the per-sample measurements of the bound
-        batch size: float64 arrays of shapes (n_layers, batch) twice and (n_layers,)."""
-        cdef tuple per_sample = (self.desc.n_layers, self.desc.batch)
-        if (in_norm2.dtype != np.float64 or delta_norm2.dtype != np.float64
-                or ps_mean_sq.dtype != np.float64 or not in_norm2.flags.c_contiguous
-                or not delta_norm2.flags.c_contiguous or not ps_mean_sq.flags.c_contiguous
-                or (<object>in_norm2).shape != per_sample
-                or (<object>delta_norm2).shape != per_sample
-                or (<object>ps_mean_sq).shape != (self.desc.n_layers,)):
-            raise ValueError(f"bind_sample_norms: expected contiguous float64 arrays of shapes "
-                             f"{per_sample} (twice) and ({self.desc.n_layers},)")
-        self._sn = (in_norm2, delta_norm2, ps_mean_sq)
-        self.desc.in_norm2 = <double *>cnp.PyArray_DATA(in_norm2)
-        self.desc.delta_norm2 = <double *>cnp.PyArray_DATA(delta_norm2)
-        self.desc.ps_mean_sq = <double *>cnp.PyArray_DATA(ps_mean_sq)
-
     def bind(self, long batch, cnp.ndarray H, cnp.ndarray A, cnp.ndarray D, cnp.ndarray dX):
         """Point the engine at a workspace for ``batch`` rows (arrays from ``MLP``)."""
         self._ws = (H, A, D, dX)
@@ -217,7 +241,7 @@ cdef class Engine:
         self.desc.A = cnp.PyArray_DATA(A)
         self.desc.D = cnp.PyArray_DATA(D)
         self.desc.dX = cnp.PyArray_DATA(dX)
-        self._sn = None             # sized for the previous batch: bind_sample_norms again
+        self._sn = None             # sized for the previous batch: bind_measurements again
         self.desc.in_norm2 = NULL
         self.desc.delta_norm2 = NULL
         self.desc.ps_mean_sq = NULL

@@ -221,6 +221,16 @@ def snapshot_arrays(*arrays):
     return tuple(out)
 
 
+def refcount_sum(tuple objs):
+    """The sum of the reference counts of the objects in objs (the tuple's own references
+    included): a measurement set compares it with its value when nothing outside the set held
+    its arrays, to tell whether a flow, or an array taken from one, still does."""
+    cdef Py_ssize_t i, total = 0
+    for i in range(PyTuple_GET_SIZE(objs)):
+        total += _refcnt(PyTuple_GET_ITEM(objs, i))
+    return total
+
+
 def all_finite(cnp.ndarray x):
     """True when every element of the contiguous float32/float64 array x is finite."""
     cdef long n = x.size

@@ -374,31 +374,6 @@ def test_the_compiled_copies_check_every_array_before_copying_any():
         assert not np.shares_memory(g, src)
 
 
-def test_a_step_after_gradient_flow_allocates_no_measurement_buffers():
-    """gradient_flow() copies what it keeps: the next step writes the same per-sample
-    buffers (2 x layers x batch float64, 256 KiB here) instead of new ones, and the flows taken
-    stay as they were."""
-    import tracemalloc
-    net = _net()
-    X, y = _data(0, 4096)
-    net.train_step(X, y)
-    flows = [net.gradient_flow()]
-    tracemalloc.start()
-    try:
-        for _ in range(3):
-            tracemalloc.reset_peak()
-            before = tracemalloc.get_traced_memory()[0]
-            net.train_step(X, y)
-            grown = tracemalloc.get_traced_memory()[1] - before
-            assert grown < 64 * 1024, grown
-            flows.append(net.gradient_flow())
-    finally:
-        tracemalloc.stop()
-    first = flows[0].per_sample_grad_norm.copy()
-    net.train_step(*_data(5, 4096))
-    np.testing.assert_array_equal(flows[0].per_sample_grad_norm, first)
-
-
 def test_a_recorder_copies_a_checked_networks_sums_without_building_a_flow(monkeypatch):
     """After its first row of a network (checked through gradient_flow()), a Recorder copies
     that network's sums into its rows directly: no GradientFlow per row, the same rows as

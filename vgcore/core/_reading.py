@@ -40,6 +40,7 @@ class ReadingSurface:
     if TYPE_CHECKING:
         def _acquire(self, what: str) -> None: ...
         def _release(self) -> None: ...
+        def _writable_set(self, keep: bool) -> None: ...
 
     def _begin_reading(self, what: str):
         """For a reader of the last step's measurements (``what`` names it in errors): checks
@@ -55,6 +56,7 @@ class ReadingSurface:
         self._acquire(what)
         if not self._stepped:
             try:
+                self._writable_set(True)
                 self._engine.param_norms()
             except BaseException:
                 self._release()
@@ -65,9 +67,11 @@ class ReadingSurface:
         """The gradient-flow measurements of the last forward and backward pass.
 
         Every quantity is defined in :mod:`vgcore.flow`; they were computed inside the compiled
-        passes, so this call only copies a few sums per layer and the per-sample and per-unit
-        arrays (in one compiled call): the flow is a snapshot that later steps do not change,
-        and each field is derived from those sums when first read.
+        passes, and this call copies nothing: the flow holds read-only arrays over the buffers
+        the step wrote (a few sums per layer, the per-sample and per-unit arrays), and the
+        network writes later steps into other buffers while the flow, or any array from it,
+        is alive.  So the flow is a snapshot that later steps do not change, and each field is
+        derived from those sums when first read.
 
         Raises
         ------
@@ -76,11 +80,8 @@ class ReadingSurface:
         """
         ws = self._begin_reading("gradient_flow")
         try:
-            flow = GradientFlow.from_buffers(self.sizes, self._activation_names, ws.batch,
-                                             self._stats, ws.in_norm2, ws.delta_norm2,
-                                             ws.ps_mean_sq, self._unit_zero, self._cum_width,
-                                             self._stepped)
-            return flow
+            return GradientFlow.from_read_only(self.sizes, self._activation_names, ws.batch,
+                                              ws.msets.current.views, self._stepped)
         finally:
             self._release()
 
@@ -152,16 +153,17 @@ class ReadingSurface:
             # one compiled copy when the arrays are as a Recorder's rows are (the common case,
             # and the one that runs right after a step, when Python's and NumPy's own code has
             # left the caches); otherwise checked here and copied by NumPy
+            msq = ws.msets.current.ps_mean_sq
             if row is None:
-                if _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, ws.ps_mean_sq):
+                if _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, msq):
                     return int(ws.batch), bool(self._stepped)
                 self._check_sums_out(stats, ps_mean_sq)
-            elif _engine.copy_f64_rows(stats, self._stats, ps_mean_sq, ws.ps_mean_sq, row):
+            elif _engine.copy_f64_rows(stats, self._stats, ps_mean_sq, msq, row):
                 return int(ws.batch), bool(self._stepped)
             else:                       # checked whole, as passed; then their rows' views
                 stats, ps_mean_sq = self._rows_of(stats, ps_mean_sq, row)
             np.copyto(stats, self._stats)
-            np.copyto(ps_mean_sq, ws.ps_mean_sq)
+            np.copyto(ps_mean_sq, msq)
             return int(ws.batch), bool(self._stepped)
         finally:
             self._release()

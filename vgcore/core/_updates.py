@@ -60,6 +60,7 @@ class UpdateSurface:
     if TYPE_CHECKING:
         def _acquire(self, what: str) -> None: ...
         def _release(self) -> None: ...
+        def _writable_set(self, keep: bool) -> None: ...
         def forward(self, X: np.ndarray) -> np.ndarray: ...
         def backward(self, dout: np.ndarray, *, input_grad: bool = True,
                      overwrite_dout: bool = False) -> object: ...
@@ -82,6 +83,7 @@ class UpdateSurface:
         self._acquire("step")
         try:
             if self._update_measured():
+                self._writable_set(True)
                 self._engine.sgd_measured(lr)
                 self._stepped = True
             else:
@@ -114,6 +116,8 @@ class UpdateSurface:
         self._acquire("step")
         try:
             measured = self._update_measured()
+            if measured:
+                self._writable_set(True)
             self._engine.opt_update(_contract.OPTIMIZER_KINDS[kind], states[0], states[1], hyper,
                                     self._stats if measured else self._scratch_stats)
             if measured:
@@ -180,8 +184,12 @@ class UpdateSurface:
         else:
             ws = self._workspaces.get(check_positive_int(batch, "batch"))
             workspace = 0 if ws is None else ws.nbytes
-        measurement = sum(a.nbytes for a in (self._stats, self._scratch_stats, self._sat_thr,
-                                              self._cum_width, self._unit_zero, self._acc))
+        # the measurement rows and per-unit counts are a workspace's measurement set's once a
+        # batch size is bound (counted with the workspaces below)
+        own = [self._scratch_stats, self._sat_thr, self._cum_width, self._acc]
+        if self._ws is None:
+            own += [self._stats, self._unit_zero]
+        measurement = sum(a.nbytes for a in own)
         measurement += sum(w.measurement_nbytes for w in self._workspaces.values()
                            if batch is None or w.batch == batch)
         out = dict(parameters=self.params.nbytes, gradients=self.grads.nbytes,
@@ -293,6 +301,8 @@ class UpdateSurface:
             hyper = plan[1]
             s1, s2 = self._update_states(plan[0], hyper, plan[2], plan[3])
             update = _contract.OPTIMIZER_KINDS[plan[0]]
+        if self._measure:
+            self._writable_set(False)
         value, finite, stepped = self._engine.train_pass(
             X, kind, labels, targets, ws.loss_grad, update, lr, hyper, s1, s2,
             self._stats if self._measure else self._scratch_stats)

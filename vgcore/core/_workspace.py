@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vgcore.core._measure_sets import MeasureSets
+
 __all__ = ["Workspace"]
 
 
@@ -13,7 +15,7 @@ class Workspace:
     (flat, layer after layer), dL/dX, and read-only views handed to the user."""
 
     __slots__ = ("batch", "H", "A", "D", "dX", "out", "dX_view", "loss_grad", "Z", "OUT", "NS",
-                 "ns_stride", "in_norm2", "delta_norm2", "ps_mean_sq")
+                 "ns_stride", "msets")
 
     def __init__(self, batch, sizes, dtype, extras=False):
         total = batch * int(sum(sizes[1:]))
@@ -29,11 +31,9 @@ class Workspace:
         dx.flags.writeable = False
         self.dX_view = dx
         self.loss_grad = np.zeros((batch, sizes[-1]), dtype)
-        # the measured backward pass's per-sample measurements (see vgcore.measure.flow)
-        L = len(sizes) - 1
-        self.in_norm2 = np.zeros((L, batch), np.float64)
-        self.delta_norm2 = np.zeros((L, batch), np.float64)
-        self.ps_mean_sq = np.zeros(L, np.float64)
+        # what the measured passes write (see vgcore.measure.flow), in sets flows can hold
+        self.msets = MeasureSets(len(sizes) - 1, batch, int(sum(sizes[1:])),
+                                 int(sum(sizes[1:-1])), dtype)
         if extras:      # normalised pre-activations, block outputs, saved statistics
             self.Z = np.zeros(total, dtype)
             self.OUT = np.zeros(total, dtype)
@@ -48,8 +48,8 @@ class Workspace:
 
     @property
     def measurement_nbytes(self):
-        """Bytes of the per-sample measurement buffers (not counted in :attr:`nbytes`)."""
-        return self.in_norm2.nbytes + self.delta_norm2.nbytes + self.ps_mean_sq.nbytes
+        """Bytes of the measurement sets (not counted in :attr:`nbytes`)."""
+        return self.msets.nbytes
 
     def aliases(self, a, backward=False) -> bool:
         """Whether the array ``a`` may overlap a buffer a pass is about to write: H, A, Z and

@@ -223,6 +223,8 @@ class MLP(ReadingSurface, UpdateSurface):
         self._stepped = False       # an optimiser step measured the norms since the backward
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
+        # until a batch size is bound: then its workspace's measurement set (see _bind_set)
+        self._engine.bind_measurements(self._stats, self._unit_zero)
         self.measure = measure
         self._flush = True
         self.flush_subnormals = flush_subnormals
@@ -315,8 +317,7 @@ class MLP(ReadingSurface, UpdateSurface):
         if not isinstance(on, (bool, np.bool_)):
             raise TypeError(f"measure: expected True or False, got {on!r}")
         self._measure = bool(on)
-        self._engine.set_measurement(self._measure, self._stats, self._sat_thr,
-                                     self._unit_zero, self._acc)
+        self._engine.set_measurement(self._measure, self._sat_thr, self._acc)
         self._flow_batch = None
 
     @property
@@ -403,11 +404,26 @@ class MLP(ReadingSurface, UpdateSurface):
             self._workspaces.move_to_end(batch)
         if ws is not self._ws:
             self._engine.bind(batch, ws.H, ws.A, ws.D, ws.dX)
-            self._engine.bind_sample_norms(ws.in_norm2, ws.delta_norm2, ws.ps_mean_sq)
+            self._bind_set(ws.msets.current)
             if self._extras:
                 self._engine.bind_extras(ws.Z, ws.OUT, ws.NS, ws.ns_stride)
             self._ws = ws
         return ws
+
+    def _bind_set(self, s):
+        """Point the measured passes (and the network's readers) at the measurement set s."""
+        self._stats = s.stats
+        self._unit_zero = s.unit_zero
+        self._engine.bind_measurements(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2,
+                                       s.ps_mean_sq)
+
+    def _writable_set(self, keep):
+        """Before a measured pass writes the bound workspace's measurement set: when a flow
+        still holds it, move to one that no flow holds (with its contents when ``keep``), so
+        that flows never change (see vgcore.core._measure_sets)."""
+        s = self._ws.msets.writable(keep)
+        if s is not None:
+            self._bind_set(s)
 
     def _acquire(self, what):
         """Refuse, rather than corrupt, a network used by two threads at once: the passes share
@@ -460,6 +476,8 @@ class MLP(ReadingSurface, UpdateSurface):
         self._acquire("forward")
         try:
             ws = self._workspace(X.shape[0])
+            if self._measure:
+                self._writable_set(False)
             if self._aliases_workspace(X):
                 X = X.copy()        # e.g. forward(net.forward(X)): the pass overwrites its input
             if self._extras:
@@ -512,6 +530,8 @@ class MLP(ReadingSurface, UpdateSurface):
                 dout = dout.copy()  # e.g. backward(net.backward(d)): the pass overwrites it
             if self._extras:     # the masks and statistics of the forward pass
                 self._engine.set_mode(self._fwd_training, self._fwd_counter)
+            if self._measure:
+                self._writable_set(True)
             self._engine.backward(self._input, dout, bool(input_grad))
             self._stepped = False
             self._flow_batch = ws.batch if self._measure else None

@@ -235,7 +235,8 @@ _SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_b
 
 
 class _Snapshot(NamedTuple):
-    """What a measured step left, copied when the flow was taken (see from_buffers)."""
+    """What a measured step left: read-only arrays nothing writes while they are referenced
+    (see from_buffers and from_read_only)."""
 
     raw: RawSums
     widths: np.ndarray
@@ -248,9 +249,10 @@ class _Snapshot(NamedTuple):
 class GradientFlow:
     """One step's per-layer measurements (see the module docstring for every definition).
 
-    A flow from :meth:`vgcore.MLP.gradient_flow` is a snapshot: the few sums per layer the
-    step left and its per-sample and per-unit arrays are copied when it is taken, so later
-    steps never change it.
+    A flow from :meth:`vgcore.MLP.gradient_flow` is a snapshot that later steps never change:
+    it holds read-only arrays over the few sums per layer the step left and its per-sample and
+    per-unit arrays, and the network writes its next steps into other buffers while the flow,
+    or any array taken from it, is alive (nothing is copied).
     Each field is derived from them the first time it is read (NumPy over all layers at once)
     and kept; nothing is built per layer until asked (``print(flow)``, ``dead_units``).
     """
@@ -313,8 +315,18 @@ class GradientFlow:
         ``unit_zero`` the per-unit zero-derivative counts; ``stepped`` says whether an
         optimiser step (which measured the update) followed the backward."""
         L = len(sizes) - 1
-        stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero = _engine.snapshot_arrays(
-            stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero[:cum_width[L - 1]])
+        return cls.from_read_only(sizes, activations, batch, _engine.snapshot_arrays(
+            stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero[:cum_width[L - 1]]), stepped)
+
+    @classmethod
+    def from_read_only(cls, sizes, activations, batch, arrays, stepped):
+        """A flow over the arrays given, without copying them: ``arrays`` is ``(stats,
+        ps_mean_sq, in_norm2, delta_norm2, unit_zero)`` as :meth:`from_buffers` takes them,
+        ``unit_zero`` the hidden units' counts only, all read-only, and nothing may write
+        them while they are referenced (:meth:`from_buffers`'s copies, or the measurement set
+        :meth:`vgcore.MLP.gradient_flow` gives, which the network leaves alone while it is
+        held)."""
+        stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero = arrays
         # tuple.__new__: the named tuples without their Python-level __new__ (a read right
         # after a step runs with the interpreter's code out of the caches: each call counts)
         raw = tuple.__new__(RawSums, (stats, ps_mean_sq, int(batch), bool(stepped)))

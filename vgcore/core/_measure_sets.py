@@ -1,0 +1,113 @@
+"""The buffers a measured step writes (the per-layer rows, the per-unit zero-derivative counts
+and the per-sample norms), in sets that a :class:`~vgcore.flow.GradientFlow` can hold.
+
+``gradient_flow()`` copies nothing: the flow is given read-only arrays over the set the step
+wrote.  Before a pass writes a set that a flow, or any array taken from one, still holds, the
+network moves to another set (:meth:`MeasureSets.writable`), so a flow never changes.  A
+training loop that reads a flow every step holds one set while the next step writes another:
+two or three sets, no copy, no allocation.  A set nobody holds any more is reused; one still
+held by flows the caller keeps is left to them (freed with them), and a new set is made.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vgcore import _engine
+from vgcore.measure.flow import N_STATS
+
+__all__ = ["MeasureSet", "MeasureSets"]
+
+
+def _lease(owner: np.ndarray, n: int | None = None):
+    """A read-only array over the first ``n`` entries of ``owner`` (all when None), shaped as
+    ``owner`` (1-D when ``n`` is given), and the 1-D array every view taken from it has as its
+    base (NumPy collapses a view's base to the first array whose own base is not an array:
+    here a memoryview).  Their reference counts say whether anything outside the set holds
+    them."""
+    flat = np.frombuffer(memoryview(owner).toreadonly(), owner.dtype,  # type: ignore[arg-type]
+                         owner.size if n is None else n)
+    shaped = flat if n is not None or owner.ndim == 1 else flat.reshape(owner.shape)
+    return shaped, flat
+
+
+class MeasureSet:
+    """One set of measurement buffers for a batch size: the writable arrays the compiled
+    passes write (``stats``, ``unit_zero``, ``in_norm2``, ``delta_norm2``, ``ps_mean_sq``)
+    and the read-only arrays over them that flows are given (``views``: stats, ps_mean_sq,
+    in_norm2, delta_norm2 and the hidden units' counts)."""
+
+    __slots__ = ("stats", "unit_zero", "in_norm2", "delta_norm2", "ps_mean_sq", "views",
+                 "_objs", "_free_refs")
+
+    def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
+        self.stats = np.zeros((n_layers, N_STATS), np.float64)
+        self.unit_zero = np.zeros(n_units, dtype)
+        self.in_norm2 = np.zeros((n_layers, batch), np.float64)
+        self.delta_norm2 = np.zeros((n_layers, batch), np.float64)
+        self.ps_mean_sq = np.zeros(n_layers, np.float64)
+        leases = [_lease(self.stats), _lease(self.ps_mean_sq), _lease(self.in_norm2),
+                  _lease(self.delta_norm2), _lease(self.unit_zero, n_hidden)]
+        self.views = tuple(shaped for shaped, _ in leases)
+        # every object a flow's array can keep alive: the shaped arrays and their bases
+        self._objs = tuple({id(o): o for pair in leases for o in pair}.values())
+        del leases      # (its references are not the set's own: counted without them)
+        self._free_refs = _engine.refcount_sum(self._objs)
+
+    @property
+    def held(self) -> bool:
+        """Whether a flow, or an array taken from one, still refers to this set."""
+        return _engine.refcount_sum(self._objs) != self._free_refs
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.stats, self.unit_zero, self.in_norm2,
+                                      self.delta_norm2, self.ps_mean_sq))
+
+    def copy_from(self, other: "MeasureSet") -> None:
+        for a, b in ((self.stats, other.stats), (self.unit_zero, other.unit_zero),
+                     (self.in_norm2, other.in_norm2), (self.delta_norm2, other.delta_norm2),
+                     (self.ps_mean_sq, other.ps_mean_sq)):
+            np.copyto(a, b)
+
+
+class MeasureSets:
+    """A workspace's measurement sets: the one the passes write (``current``) and up to two
+    spares.  Two: a loop that reads a flow after the backward pass and then steps holds the
+    previous step's set and this step's while the update writes a third."""
+
+    __slots__ = ("current", "_spares", "_shape")
+
+    def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
+        self._shape = (n_layers, batch, n_units, n_hidden, dtype)
+        self.current = MeasureSet(*self._shape)
+        self._spares: list[MeasureSet] = []
+
+    def writable(self, keep: bool) -> MeasureSet | None:
+        """Before a pass writes the current set: None when no flow holds it; otherwise a set
+        no flow holds (a spare, or a new one) becomes current and is returned, for the caller
+        to bind.  With ``keep``, it first gets the held set's contents (for a pass that writes
+        part of a set: the backward pass over the forward's rows, an optimiser step or the
+        weight norms over the backward's).  The held set becomes a spare; beyond two spares,
+        the oldest is left to the flows that hold it."""
+        held = self.current
+        if not held.held:
+            return None
+        spares = self._spares
+        for i, new in enumerate(spares):
+            if not new.held:
+                del spares[i]
+                break
+        else:
+            new = MeasureSet(*self._shape)
+            if len(spares) == 2:
+                del spares[0]
+        if keep:
+            new.copy_from(held)
+        spares.append(held)
+        self.current = new
+        return new
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the sets tracked here (sets only flows still hold are theirs)."""
+        return self.current.nbytes + sum(s.nbytes for s in self._spares)
