@@ -149,32 +149,35 @@ cdef class Engine:
             self.desc.acc = cnp.PyArray_DATA(acc)
         self.desc.measure = on
 
-    def bind_measurements(self, cnp.ndarray stats, cnp.ndarray unit_zero,
-                          cnp.ndarray in_norm2=None, cnp.ndarray delta_norm2=None,
-                          cnp.ndarray ps_mean_sq=None):
-        """Where the measured passes write: the per-layer rows stats (float64, n_layers x
-        N_STATS), the per-unit counts unit_zero (the network's dtype, one per unit) and, for
-        the bound batch size, the per-sample measurements (float64, (n_layers, batch) twice
-        and (n_layers,); None before a batch size is bound).  All contiguous."""
+    cdef bint _bad_measurements(self, cnp.ndarray stats, cnp.ndarray unit_zero,
+                                cnp.ndarray in_norm2, cnp.ndarray delta_norm2,
+                                cnp.ndarray ps_mean_sq):
+        """Whether the arrays are not what bind_measurements takes (checked in C)."""
         cdef int L = self.desc.n_layers
+        cdef cnp.ndarray a
         if (cnp.PyArray_TYPE(stats) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(stats) != 2
                 or not cnp.PyArray_IS_C_CONTIGUOUS(stats) or cnp.PyArray_DIM(stats, 0) != L
                 or cnp.PyArray_DIM(stats, 1) != VG_N_STATS
                 or cnp.PyArray_NDIM(unit_zero) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(unit_zero)
                 or cnp.PyArray_ITEMSIZE(unit_zero) != (4 if self.is_f32 else 8)
                 or cnp.PyArray_DIM(unit_zero, 0) < self.desc.cum_width[L - 1]):
-            raise ValueError(f"bind_measurements: expected contiguous arrays of shapes "
-                             f"({L}, {VG_N_STATS}) (float64) and (at least "
-                             f"{self.desc.cum_width[L - 1]},) (the network's dtype)")
-        if in_norm2 is not None:
-            if (in_norm2.dtype != np.float64 or delta_norm2.dtype != np.float64
-                    or ps_mean_sq.dtype != np.float64 or not in_norm2.flags.c_contiguous
-                    or not delta_norm2.flags.c_contiguous or not ps_mean_sq.flags.c_contiguous
-                    or (<object>in_norm2).shape != (L, self.desc.batch)
-                    or (<object>delta_norm2).shape != (L, self.desc.batch)
-                    or (<object>ps_mean_sq).shape != (L,)):
-                raise ValueError(f"bind_measurements: expected contiguous float64 arrays of "
-                                 f"shapes {(L, self.desc.batch)} (twice) and ({L},)")
+            return True
+        if in_norm2 is None:
+            return delta_norm2 is not None or ps_mean_sq is not None
+        if delta_norm2 is None or ps_mean_sq is None:
+            return True
+        for a in (in_norm2, delta_norm2):
+            if (cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(a) != 2
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_DIM(a, 0) != L
+                    or cnp.PyArray_DIM(a, 1) != self.desc.batch):
+                return True
+        return (cnp.PyArray_TYPE(ps_mean_sq) != cnp.NPY_DOUBLE
+                or cnp.PyArray_NDIM(ps_mean_sq) != 1
+                or not cnp.PyArray_IS_C_CONTIGUOUS(ps_mean_sq)
+                or cnp.PyArray_DIM(ps_mean_sq, 0) != L)
+
+    cdef void _point_at(self, cnp.ndarray stats, cnp.ndarray unit_zero, cnp.ndarray in_norm2,
+                        cnp.ndarray delta_norm2, cnp.ndarray ps_mean_sq):
         self._sets = (stats, unit_zero)
         self.desc.stats = <double *>cnp.PyArray_DATA(stats)
         self.desc.unit_zero = cnp.PyArray_DATA(unit_zero)
@@ -188,6 +191,58 @@ cdef class Engine:
             self.desc.in_norm2 = <double *>cnp.PyArray_DATA(in_norm2)
             self.desc.delta_norm2 = <double *>cnp.PyArray_DATA(delta_norm2)
             self.desc.ps_mean_sq = <double *>cnp.PyArray_DATA(ps_mean_sq)
+
+    def bind_measurements(self, cnp.ndarray stats, cnp.ndarray unit_zero,
+                          cnp.ndarray in_norm2=None, cnp.ndarray delta_norm2=None,
+                          cnp.ndarray ps_mean_sq=None):
+        """Where the measured passes write: the per-layer rows stats (float64, n_layers x
+        N_STATS), the per-unit counts unit_zero (the network's dtype, at least one per hidden
+        unit) and, for the bound batch size, the per-sample measurements (float64,
+        (n_layers, batch) twice and (n_layers,); None before a batch size is bound).  All
+        contiguous."""
+        cdef int L = self.desc.n_layers
+        if self._bad_measurements(stats, unit_zero, in_norm2, delta_norm2, ps_mean_sq):
+            raise ValueError(f"bind_measurements: expected contiguous arrays: float64 "
+                             f"({L}, {VG_N_STATS}); the network's dtype (at least "
+                             f"{self.desc.cum_width[L - 1]},); and None or float64 "
+                             f"{(L, self.desc.batch)} twice and ({L},)")
+        self._point_at(stats, unit_zero, in_norm2, delta_norm2, ps_mean_sq)
+
+    def writable_set(self, list sets, bint keep):
+        """Before a measured pass writes the measurement set sets[0] (a workspace's sets, as
+        vgcore.core._measure_sets.MeasureSets keeps them: arrays stats, unit_zero, in_norm2,
+        delta_norm2, ps_mean_sq, and objs and free_refs, the objects a flow's arrays keep
+        alive and the sum of their reference counts when nothing else does): None when no
+        flow holds it.  Otherwise the first later set no flow holds moves to the front, gets
+        sets[0]'s contents when keep, is bound (as bind_measurements) and is returned; False
+        when every set is held (the caller makes a new one).  One call: a read at every step
+        makes the next step switch sets, right after Python's own code has left the
+        caches."""
+        cdef object cur = sets[0], s
+        cdef Py_ssize_t i, n = len(sets)
+        cdef cnp.ndarray a, b
+        if _refsum(<tuple?>cur.objs) == cur.free_refs:
+            return None
+        for i in range(1, n):
+            s = sets[i]
+            if _refsum(<tuple?>s.objs) != s.free_refs:
+                continue
+            if self._bad_measurements(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2,
+                                      s.ps_mean_sq):
+                raise ValueError("writable_set: a set's arrays are not what "
+                                 "bind_measurements takes")
+            if keep:
+                for a, b in ((s.stats, cur.stats), (s.unit_zero, cur.unit_zero),
+                             (s.in_norm2, cur.in_norm2), (s.delta_norm2, cur.delta_norm2),
+                             (s.ps_mean_sq, cur.ps_mean_sq)):
+                    if cnp.PyArray_NBYTES(a) != cnp.PyArray_NBYTES(b):
+                        raise ValueError("writable_set: the sets differ in size")
+                    memmove(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_NBYTES(a))
+            del sets[i]
+            sets.insert(0, s)
+            self._point_at(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2, s.ps_mean_sq)
+            return s
+        return False
 
     def param_norms(self):
         """||W||^2, ||dW||^2, ||b||^2, ||db||^2 of every layer into the measurement array."""

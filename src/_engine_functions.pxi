@@ -225,6 +225,10 @@ def refcount_sum(tuple objs):
     """The sum of the reference counts of the objects in objs (the tuple's own references
     included): a measurement set compares it with its value when nothing outside the set held
     its arrays, to tell whether a flow, or an array taken from one, still does."""
+    return _refsum(objs)
+
+
+cdef Py_ssize_t _refsum(tuple objs) except -1:
     cdef Py_ssize_t i, total = 0
     for i in range(PyTuple_GET_SIZE(objs)):
         total += _refcnt(PyTuple_GET_ITEM(objs, i))

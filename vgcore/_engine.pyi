@@ -1,7 +1,7 @@
 # The compiled core's interface (src/_engine.pyx), for type checkers.  Every array argument is
 # checked by the Python layer before it gets here: contiguous, aligned, the right dtype and
 # shape (see src/_engine.pyx).  The name tables are src/vg_contract.h's, in id order.
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class Engine:
                           in_norm2: Optional[np.ndarray] = None,
                           delta_norm2: Optional[np.ndarray] = None,
                           ps_mean_sq: Optional[np.ndarray] = None) -> None: ...
+    def writable_set(self, sets: list, keep: bool) -> Any: ...
     def param_norms(self) -> None: ...
     def sgd_measured(self, lr: float) -> None: ...
     def opt_update(self, kind: int, state1: np.ndarray, state2: np.ndarray, hp: np.ndarray,

@@ -3,7 +3,8 @@ and the per-sample norms), in sets that a :class:`~vgcore.flow.GradientFlow` can
 
 ``gradient_flow()`` copies nothing: the flow is given read-only arrays over the set the step
 wrote.  Before a pass writes a set that a flow, or any array taken from one, still holds, the
-network moves to another set (:meth:`MeasureSets.writable`), so a flow never changes.  A
+network moves to another set (``Engine.writable_set``, :meth:`MeasureSets.new_current`), so
+a flow never changes.  A
 training loop that reads a flow every step holds one set while the next step writes another:
 two or three sets, no copy, no allocation.  A set nobody holds any more is reused; one still
 held by flows the caller keeps is left to them (freed with them), and a new set is made.
@@ -37,7 +38,7 @@ class MeasureSet:
     in_norm2, delta_norm2 and the hidden units' counts)."""
 
     __slots__ = ("stats", "unit_zero", "in_norm2", "delta_norm2", "ps_mean_sq", "views",
-                 "_objs", "_free_refs")
+                 "objs", "free_refs")
 
     def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
         self.stats = np.zeros((n_layers, N_STATS), np.float64)
@@ -48,15 +49,16 @@ class MeasureSet:
         leases = [_lease(self.stats), _lease(self.ps_mean_sq), _lease(self.in_norm2),
                   _lease(self.delta_norm2), _lease(self.unit_zero, n_hidden)]
         self.views = tuple(shaped for shaped, _ in leases)
-        # every object a flow's array can keep alive: the shaped arrays and their bases
-        self._objs = tuple({id(o): o for pair in leases for o in pair}.values())
+        # every object a flow's array can keep alive (the shaped arrays and their bases), and
+        # the sum of their reference counts while only the set refers to them
+        self.objs = tuple({id(o): o for pair in leases for o in pair}.values())
         del leases      # (its references are not the set's own: counted without them)
-        self._free_refs = _engine.refcount_sum(self._objs)
+        self.free_refs = _engine.refcount_sum(self.objs)
 
     @property
     def held(self) -> bool:
         """Whether a flow, or an array taken from one, still refers to this set."""
-        return _engine.refcount_sum(self._objs) != self._free_refs
+        return _engine.refcount_sum(self.objs) != self.free_refs
 
     @property
     def nbytes(self) -> int:
@@ -71,43 +73,34 @@ class MeasureSet:
 
 
 class MeasureSets:
-    """A workspace's measurement sets: the one the passes write (``current``) and up to two
+    """A workspace's measurement sets: ``sets[0]`` the one the passes write, then up to two
     spares.  Two: a loop that reads a flow after the backward pass and then steps holds the
-    previous step's set and this step's while the update writes a third."""
+    previous step's set and this step's while the update writes a third.  The switch to a
+    spare no flow holds is compiled (``Engine.writable_set``); :meth:`new_current` makes a
+    set when every one is held."""
 
-    __slots__ = ("current", "_spares", "_shape")
+    __slots__ = ("sets", "_shape")
 
     def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
         self._shape = (n_layers, batch, n_units, n_hidden, dtype)
-        self.current = MeasureSet(*self._shape)
-        self._spares: list[MeasureSet] = []
+        self.sets = [MeasureSet(*self._shape)]
 
-    def writable(self, keep: bool) -> MeasureSet | None:
-        """Before a pass writes the current set: None when no flow holds it; otherwise a set
-        no flow holds (a spare, or a new one) becomes current and is returned, for the caller
-        to bind.  With ``keep``, it first gets the held set's contents (for a pass that writes
-        part of a set: the backward pass over the forward's rows, an optimiser step or the
-        weight norms over the backward's).  The held set becomes a spare; beyond two spares,
-        the oldest is left to the flows that hold it."""
-        held = self.current
-        if not held.held:
-            return None
-        spares = self._spares
-        for i, new in enumerate(spares):
-            if not new.held:
-                del spares[i]
-                break
-        else:
-            new = MeasureSet(*self._shape)
-            if len(spares) == 2:
-                del spares[0]
+    @property
+    def current(self) -> MeasureSet:
+        return self.sets[0]
+
+    def new_current(self, keep: bool) -> MeasureSet:
+        """A new set, first in :attr:`sets` (with the current set's contents when ``keep``:
+        for a pass that writes part of a set); beyond two spares, the oldest is left to the
+        flows that hold it."""
+        new = MeasureSet(*self._shape)
         if keep:
-            new.copy_from(held)
-        spares.append(held)
-        self.current = new
+            new.copy_from(self.sets[0])
+        self.sets.insert(0, new)
+        del self.sets[3:]
         return new
 
     @property
     def nbytes(self) -> int:
         """Bytes of the sets tracked here (sets only flows still hold are theirs)."""
-        return self.current.nbytes + sum(s.nbytes for s in self._spares)
+        return sum(s.nbytes for s in self.sets)

@@ -421,9 +421,15 @@ class MLP(ReadingSurface, UpdateSurface):
         """Before a measured pass writes the bound workspace's measurement set: when a flow
         still holds it, move to one that no flow holds (with its contents when ``keep``), so
         that flows never change (see vgcore.core._measure_sets)."""
-        s = self._ws.msets.writable(keep)
-        if s is not None:
-            self._bind_set(s)
+        sets = self._ws.msets
+        s = self._engine.writable_set(sets.sets, keep)
+        if s is None:
+            return
+        if s is False:
+            self._bind_set(sets.new_current(keep))
+        else:
+            self._stats = s.stats
+            self._unit_zero = s.unit_zero
 
     def _acquire(self, what):
         """Refuse, rather than corrupt, a network used by two threads at once: the passes share
