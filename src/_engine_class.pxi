@@ -208,41 +208,50 @@ cdef class Engine:
                              f"{(L, self.desc.batch)} twice and ({L},)")
         self._point_at(stats, unit_zero, in_norm2, delta_norm2, ps_mean_sq)
 
-    def writable_set(self, list sets, bint keep):
+    def writable_set(self, list sets, bint keep, object new=None):
         """Before a measured pass writes the measurement set sets[0] (a workspace's sets, as
         vgcore.core._measure_sets.MeasureSets keeps them: arrays stats, unit_zero, in_norm2,
         delta_norm2, ps_mean_sq, and objs and free_refs, the objects a flow's arrays keep
-        alive and the sum of their reference counts when nothing else does): None when no
-        flow holds it.  Otherwise the first later set no flow holds moves to the front, gets
-        sets[0]'s contents when keep, is bound (as bind_measurements) and is returned; False
-        when every set is held (the caller makes a new one).  One call: a read at every step
-        makes the next step switch sets, right after Python's own code has left the
-        caches."""
-        cdef object cur = sets[0], s
+        alive and the sum of their reference counts when nothing else does).
+
+        Without ``new``: None when no flow holds sets[0].  Otherwise the first later set no
+        flow holds moves to the front, gets sets[0]'s contents when keep, is bound (as
+        bind_measurements) and is returned; False when every set is held.  With ``new`` (a
+        set the caller made after False): new goes to the front (with sets[0]'s contents
+        when keep), the list keeps at most three sets, and new is bound and returned.  The
+        list and the binding change together, in C: an interrupt cannot leave them apart."""
+        cdef object cur = sets[0], s = new
         cdef Py_ssize_t i, n = len(sets)
         cdef cnp.ndarray a, b
-        if _refsum(<tuple?>cur.objs) == cur.free_refs:
-            return None
-        for i in range(1, n):
-            s = sets[i]
-            if _refsum(<tuple?>s.objs) != s.free_refs:
-                continue
-            if self._bad_measurements(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2,
-                                      s.ps_mean_sq):
-                raise ValueError("writable_set: a set's arrays are not what "
-                                 "bind_measurements takes")
-            if keep:
-                for a, b in ((s.stats, cur.stats), (s.unit_zero, cur.unit_zero),
-                             (s.in_norm2, cur.in_norm2), (s.delta_norm2, cur.delta_norm2),
-                             (s.ps_mean_sq, cur.ps_mean_sq)):
-                    if cnp.PyArray_NBYTES(a) != cnp.PyArray_NBYTES(b):
-                        raise ValueError("writable_set: the sets differ in size")
-                    memmove(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_NBYTES(a))
-            del sets[i]
-            sets.insert(0, s)
-            self._point_at(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2, s.ps_mean_sq)
-            return s
-        return False
+        if new is None:
+            if _refsum(<tuple?>cur.objs) == cur.free_refs:
+                return None
+            for i in range(1, n):
+                if _refsum(<tuple?>sets[i].objs) == sets[i].free_refs:
+                    s = sets[i]
+                    break
+            else:
+                return False
+        if self._bad_measurements(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2,
+                                  s.ps_mean_sq):
+            raise ValueError("writable_set: a set's arrays are not what bind_measurements "
+                             "takes")
+        if keep:
+            for a, b in ((s.stats, cur.stats), (s.unit_zero, cur.unit_zero),
+                         (s.in_norm2, cur.in_norm2), (s.delta_norm2, cur.delta_norm2),
+                         (s.ps_mean_sq, cur.ps_mean_sq)):
+                if cnp.PyArray_NBYTES(a) != cnp.PyArray_NBYTES(b):
+                    raise ValueError("writable_set: the sets differ in size")
+            for a, b in ((s.stats, cur.stats), (s.unit_zero, cur.unit_zero),
+                         (s.in_norm2, cur.in_norm2), (s.delta_norm2, cur.delta_norm2),
+                         (s.ps_mean_sq, cur.ps_mean_sq)):
+                memmove(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_NBYTES(a))
+        if new is None:
+            sets.remove(s)
+        sets.insert(0, s)
+        del sets[3:]
+        self._point_at(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2, s.ps_mean_sq)
+        return s
 
     def param_norms(self):
         """||W||^2, ||dW||^2, ||b||^2, ||db||^2 of every layer into the measurement array."""

@@ -200,8 +200,8 @@ def put_i64_row(dst, Py_ssize_t row, values):
 
 
 def snapshot_arrays(*arrays):
-    """Read-only, C-contiguous copies of the given arrays (one tuple, one compiled call): what a
-    GradientFlow keeps of the buffers the next pass overwrites.  Taken right after a step,
+    """Read-only, C-contiguous copies of the given arrays (one tuple, one compiled call): what
+    GradientFlow.from_buffers keeps of the buffers it is given.  Taken right after a step,
     when NumPy's own copying code has left the caches, this costs a fraction of
     ``a.copy()`` per array.  Contiguous native-order numbers are copied as bytes; anything
     else (strided, another byte order, objects, dates) through NumPy."""
@@ -219,6 +219,33 @@ def snapshot_arrays(*arrays):
         cnp.PyArray_CLEARFLAGS(c, cnp.NPY_ARRAY_WRITEABLE)
         out.append(c)
     return tuple(out)
+
+
+cdef class _Lease:
+    """The base of the arrays read_only_view makes: keeps their memory's owner alive, and
+    offers no buffer of its own (so no array can be made over the memory without one of
+    them, whose reference counts are then seen)."""
+    cdef object owner
+
+
+def read_only_view(cnp.ndarray owner, Py_ssize_t n):
+    """A read-only 1-D array over the first n items of the contiguous array owner, whose base
+    is a private object (not owner, not a buffer): a view of it has it as its base, so its
+    reference count counts every array over that memory made from it."""
+    cdef cnp.npy_intp dims[1]
+    cdef _Lease lease
+    cdef cnp.ndarray a
+    if not cnp.PyArray_IS_C_CONTIGUOUS(owner) or n < 0 or n > cnp.PyArray_SIZE(owner):
+        raise ValueError(f"read_only_view: expected a contiguous array of at least {n} items")
+    dims[0] = n
+    a = cnp.PyArray_SimpleNewFromData(1, dims, cnp.PyArray_TYPE(owner),
+                                      cnp.PyArray_DATA(owner))
+    lease = _Lease()
+    lease.owner = owner
+    cnp.Py_INCREF(lease)        # the reference PyArray_SetBaseObject steals
+    cnp.PyArray_SetBaseObject(a, lease)
+    cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
+    return a
 
 
 def refcount_sum(tuple objs):

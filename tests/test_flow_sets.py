@@ -159,18 +159,24 @@ def test_kept_flows_never_change(path, request):
 
 
 def test_an_array_taken_from_a_dropped_flow_never_changes():
+    """Whatever array over a flow's memory is kept (a view, one made through the buffer
+    protocol, the base of a flow's array), the set it is in is held."""
     net = _net()
     X, y = _data(0, 32)
     net.train_step(X, y)
     rows = net.gradient_flow().raw.stats[1:]        # a view; the flow itself is gone
     msq = net.gradient_flow().raw.ps_mean_sq
-    want_rows, want_msq = rows.copy(), msq.copy()
+    # over the memory by the buffer protocol, and by the flat array under the shaped one
+    by_buffer = np.frombuffer(memoryview(net.gradient_flow().raw.stats), np.float64)
+    flat = net.gradient_flow().raw.stats.base
+    assert not isinstance(flat.base, (np.ndarray, memoryview))     # no buffer under it
+    want = [a.copy() for a in (rows, msq, by_buffer, flat)]
     assert not rows.flags.writeable and not msq.flags.writeable
     for i in range(4):
         net.train_step(*_data(i + 1, 32))
         net.gradient_flow()
-    np.testing.assert_array_equal(rows, want_rows)
-    np.testing.assert_array_equal(msq, want_msq)
+    for a, w in zip((rows, msq, by_buffer, flat), want):
+        np.testing.assert_array_equal(a, w)
 
 
 @pytest.mark.parametrize("path", ["train_step, separate calls", "read before sgd_step",

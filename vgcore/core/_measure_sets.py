@@ -3,11 +3,13 @@ and the per-sample norms), in sets that a :class:`~vgcore.flow.GradientFlow` can
 
 ``gradient_flow()`` copies nothing: the flow is given read-only arrays over the set the step
 wrote.  Before a pass writes a set that a flow, or any array taken from one, still holds, the
-network moves to another set (``Engine.writable_set``, :meth:`MeasureSets.new_current`), so
-a flow never changes.  A
-training loop that reads a flow every step holds one set while the next step writes another:
-two or three sets, no copy, no allocation.  A set nobody holds any more is reused; one still
-held by flows the caller keeps is left to them (freed with them), and a new set is made.
+network moves to another set (``Engine.writable_set``), so a flow never changes.  A training
+loop that reads a flow after each step holds one set while the next step writes another: two
+or three sets, reused, no allocation and no copy.  A pass that writes only part of a set (an
+optimiser step or a second backward after a read, the weight norms of a second read) first
+copies the held set into the free one: a loop that reads before its update pays that copy at
+every step.  A set nobody holds any more is reused; one still held by flows (or parts of
+flows) the caller keeps is left to them, freed with them, and a new set is made.
 """
 from __future__ import annotations
 
@@ -23,10 +25,9 @@ def _lease(owner: np.ndarray, n: int | None = None):
     """A read-only array over the first ``n`` entries of ``owner`` (all when None), shaped as
     ``owner`` (1-D when ``n`` is given), and the 1-D array every view taken from it has as its
     base (NumPy collapses a view's base to the first array whose own base is not an array:
-    here a memoryview).  Their reference counts say whether anything outside the set holds
-    them."""
-    flat = np.frombuffer(memoryview(owner).toreadonly(), owner.dtype,  # type: ignore[arg-type]
-                         owner.size if n is None else n)
+    here a private object that offers no buffer, so no array can be made over the memory but
+    from these).  Their reference counts say whether anything outside the set holds them."""
+    flat = _engine.read_only_view(owner, owner.size if n is None else n)
     shaped = flat if n is not None or owner.ndim == 1 else flat.reshape(owner.shape)
     return shaped, flat
 
@@ -48,10 +49,10 @@ class MeasureSet:
         self.ps_mean_sq = np.zeros(n_layers, np.float64)
         leases = [_lease(self.stats), _lease(self.ps_mean_sq), _lease(self.in_norm2),
                   _lease(self.delta_norm2), _lease(self.unit_zero, n_hidden)]
-        self.views = tuple(shaped for shaped, _ in leases)
+        self.views = tuple(lease[0] for lease in leases)
         # every object a flow's array can keep alive (the shaped arrays and their bases), and
         # the sum of their reference counts while only the set refers to them
-        self.objs = tuple({id(o): o for pair in leases for o in pair}.values())
+        self.objs = tuple({id(o): o for lease in leases for o in lease}.values())
         del leases      # (its references are not the set's own: counted without them)
         self.free_refs = _engine.refcount_sum(self.objs)
 
@@ -75,9 +76,9 @@ class MeasureSet:
 class MeasureSets:
     """A workspace's measurement sets: ``sets[0]`` the one the passes write, then up to two
     spares.  Two: a loop that reads a flow after the backward pass and then steps holds the
-    previous step's set and this step's while the update writes a third.  The switch to a
-    spare no flow holds is compiled (``Engine.writable_set``); :meth:`new_current` makes a
-    set when every one is held."""
+    previous step's set and this step's while the update writes a third.  The switch is
+    compiled (``Engine.writable_set``: to a spare no flow holds, or to :meth:`new_set`), so
+    that the list and the set the engine writes change together."""
 
     __slots__ = ("sets", "_shape")
 
@@ -89,16 +90,10 @@ class MeasureSets:
     def current(self) -> MeasureSet:
         return self.sets[0]
 
-    def new_current(self, keep: bool) -> MeasureSet:
-        """A new set, first in :attr:`sets` (with the current set's contents when ``keep``:
-        for a pass that writes part of a set); beyond two spares, the oldest is left to the
-        flows that hold it."""
-        new = MeasureSet(*self._shape)
-        if keep:
-            new.copy_from(self.sets[0])
-        self.sets.insert(0, new)
-        del self.sets[3:]
-        return new
+    def new_set(self) -> MeasureSet:
+        """A new set of this workspace's shapes (for Engine.writable_set, when every set is
+        held)."""
+        return MeasureSet(*self._shape)
 
     @property
     def nbytes(self) -> int:

@@ -30,9 +30,7 @@ class ReadingSurface:
     _activation_names: tuple
     _engine: _engine.Engine
     _ws: Workspace | None
-    _stats: np.ndarray
     _cum_width: np.ndarray
-    _unit_zero: np.ndarray
     _stepped: bool
     _flow_batch: int | None
     _measure: bool
@@ -41,6 +39,8 @@ class ReadingSurface:
         def _acquire(self, what: str) -> None: ...
         def _release(self) -> None: ...
         def _writable_set(self, keep: bool) -> None: ...
+        @property
+        def _stats(self) -> np.ndarray: ...
 
     def _begin_reading(self, what: str):
         """For a reader of the last step's measurements (``what`` names it in errors): checks

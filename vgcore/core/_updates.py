@@ -44,11 +44,11 @@ class UpdateSurface:
     _engine: _engine.Engine
     _ws: Workspace | None
     _workspaces: dict
-    _stats: np.ndarray
+    _stats0: np.ndarray
     _scratch_stats: np.ndarray
     _sat_thr: np.ndarray
     _cum_width: np.ndarray
-    _unit_zero: np.ndarray
+    _unit_zero0: np.ndarray
     _acc: np.ndarray
     _run_mean: np.ndarray
     _run_var: np.ndarray
@@ -61,6 +61,8 @@ class UpdateSurface:
         def _acquire(self, what: str) -> None: ...
         def _release(self) -> None: ...
         def _writable_set(self, keep: bool) -> None: ...
+        @property
+        def _stats(self) -> np.ndarray: ...
         def forward(self, X: np.ndarray) -> np.ndarray: ...
         def backward(self, dout: np.ndarray, *, input_grad: bool = True,
                      overwrite_dout: bool = False) -> object: ...
@@ -176,7 +178,8 @@ class UpdateSurface:
         -------
         dict
             ``parameters``, ``gradients``, ``workspace`` (activations, errors and the loss
-            gradient of the cached batch sizes), ``measurement`` (the gradient-flow buffers),
+            gradient of the cached batch sizes), ``measurement`` (the gradient-flow buffers the
+            network keeps: buffers that only flows you keep still hold are theirs, not counted),
             ``normalisation`` (batch norm's running averages) and ``total``.
         """
         if batch is None:
@@ -188,7 +191,7 @@ class UpdateSurface:
         # batch size is bound (counted with the workspaces below)
         own = [self._scratch_stats, self._sat_thr, self._cum_width, self._acc]
         if self._ws is None:
-            own += [self._stats, self._unit_zero]
+            own += [self._stats0, self._unit_zero0]
         measurement = sum(a.nbytes for a in own)
         measurement += sum(w.measurement_nbytes for w in self._workspaces.values()
                            if batch is None or w.batch == batch)
@@ -231,8 +234,9 @@ class UpdateSurface:
         """Forward, loss, backward and (when given) the optimiser's step; returns the loss.
 
         ``loss`` names a function of :mod:`vgcore.losses`.  The loss gradient is written into a
-        buffer kept with the batch's workspace, so after the first step at a batch size a
-        step allocates no memory.
+        buffer kept with the batch's workspace, so after the first steps at a batch size a
+        step allocates no memory (but for a new set of measurement buffers while every set is
+        held by flows you keep: see :meth:`gradient_flow`).
 
         Raises
         ------

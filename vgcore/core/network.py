@@ -98,7 +98,10 @@ class MLP(ReadingSurface, UpdateSurface):
     :meth:`forward` and :meth:`backward` each make one call into compiled code, whatever the
     depth.  Buffers for activations are allocated the first time a batch size is seen and
     reused afterwards (the last few batch sizes are kept), so a training step at a known batch
-    size allocates nothing (:meth:`gradient_flow` copies what it keeps).  The arrays returned
+    size allocates nothing, but for the measurement buffers of a step after which a flow is
+    kept (:meth:`gradient_flow` copies nothing: a flow keeps the buffers its step wrote, and
+    the network moves to a free set of them, reused, or makes one while every set is held).
+    The arrays returned
     by ``forward`` and ``backward`` are read-only views of those buffers: they are overwritten
     by the next pass, so copy them to keep them.
     """
@@ -213,18 +216,18 @@ class MLP(ReadingSurface, UpdateSurface):
         self._input = None          # the X of the last forward pass (kept for dW_1)
 
         # measurement buffers, filled by the compiled passes (see vgcore.flow)
-        self._stats = np.zeros((L, N_STATS), np.float64)
+        self._stats0 = np.zeros((L, N_STATS), np.float64)   # until a batch size is bound
         self._scratch_stats = np.zeros((L, N_STATS), np.float64)   # an unmeasured update's norms
         self._sat_thr = np.asarray([saturation_threshold(a) for a in self.activations],
                                    np.float64)
         self._cum_width = np.concatenate(([0], np.cumsum(self.sizes[1:]))).astype(np.int64)
-        self._unit_zero = np.zeros(int(self._cum_width[-1]), self.dtype)
+        self._unit_zero0 = np.zeros(int(self._cum_width[-1]), self.dtype)
         self._acc = np.zeros(3 * max(self.sizes[1:]), self.dtype)
         self._stepped = False       # an optimiser step measured the norms since the backward
         self._flow_batch = None     # batch size of the last measured backward, or None
         self._measure = False
         # until a batch size is bound: then its workspace's measurement set (see _bind_set)
-        self._engine.bind_measurements(self._stats, self._unit_zero)
+        self._engine.bind_measurements(self._stats0, self._unit_zero0)
         self.measure = measure
         self._flush = True
         self.flush_subnormals = flush_subnormals
@@ -411,25 +414,24 @@ class MLP(ReadingSurface, UpdateSurface):
         return ws
 
     def _bind_set(self, s):
-        """Point the measured passes (and the network's readers) at the measurement set s."""
-        self._stats = s.stats
-        self._unit_zero = s.unit_zero
+        """Point the measured passes at the measurement set s (a workspace's current one)."""
         self._engine.bind_measurements(s.stats, s.unit_zero, s.in_norm2, s.delta_norm2,
                                        s.ps_mean_sq)
+
+    @property
+    def _stats(self):
+        """The measurement rows the passes write now: the bound workspace's current set's
+        (one source: the compiled switch changes the set and the binding together)."""
+        ws = self._ws
+        return self._stats0 if ws is None else ws.msets.sets[0].stats
 
     def _writable_set(self, keep):
         """Before a measured pass writes the bound workspace's measurement set: when a flow
         still holds it, move to one that no flow holds (with its contents when ``keep``), so
         that flows never change (see vgcore.core._measure_sets)."""
-        sets = self._ws.msets
-        s = self._engine.writable_set(sets.sets, keep)
-        if s is None:
-            return
-        if s is False:
-            self._bind_set(sets.new_current(keep))
-        else:
-            self._stats = s.stats
-            self._unit_zero = s.unit_zero
+        msets = self._ws.msets
+        if self._engine.writable_set(msets.sets, keep) is False:
+            self._engine.writable_set(msets.sets, keep, msets.new_set())
 
     def _acquire(self, what):
         """Refuse, rather than corrupt, a network used by two threads at once: the passes share

@@ -5,9 +5,10 @@ in the loops that already touch the data (see ``src/vg_kernels_impl.h``): turnin
 a few percent of a step, not a second pass; the per-sample norms (one sum per row of each
 layer's input and delta) are taken in the measured backward pass, while those rows are in cache.
 :meth:`vgcore.MLP.gradient_flow` returns them for the last step as a :class:`GradientFlow`: a
-snapshot of those sums (the per-layer sums and the per-sample and per-unit arrays copied in one
-compiled call: later steps do not change it) whose fields are derived when first read, so
-taking it at every step costs tens of microseconds.
+snapshot of those sums (read-only arrays over the per-layer sums and the per-sample and
+per-unit arrays the step wrote, which later steps leave alone while the flow holds them: see
+``vgcore/core/_measure_sets.py``) whose fields are derived when first read, so taking it at
+every step costs tens of microseconds.
 
 Notation: layer ``l`` (1-based in messages, 0-based as an array index) computes
 ``h_l = x_l W_l + b_l`` and ``a_l = phi(h_l)``; ``B`` is the batch size and ``n_l`` the layer's
