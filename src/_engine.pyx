@@ -16,11 +16,11 @@ from libc.math cimport isfinite
 from libc.string cimport memmove
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
+from cython.parallel cimport parallel, prange
+from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "Python.h":
     Py_ssize_t _refcnt "Py_REFCNT"(PyObject *o)
-from cython.parallel cimport parallel, prange
-from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
 

@@ -57,20 +57,9 @@ class MeasureSet:
         self.free_refs = _engine.refcount_sum(self.objs)
 
     @property
-    def held(self) -> bool:
-        """Whether a flow, or an array taken from one, still refers to this set."""
-        return _engine.refcount_sum(self.objs) != self.free_refs
-
-    @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.stats, self.unit_zero, self.in_norm2,
                                       self.delta_norm2, self.ps_mean_sq))
-
-    def copy_from(self, other: "MeasureSet") -> None:
-        for a, b in ((self.stats, other.stats), (self.unit_zero, other.unit_zero),
-                     (self.in_norm2, other.in_norm2), (self.delta_norm2, other.delta_norm2),
-                     (self.ps_mean_sq, other.ps_mean_sq)):
-            np.copyto(a, b)
 
 
 class MeasureSets:

@@ -101,9 +101,8 @@ class MLP(ReadingSurface, UpdateSurface):
     size allocates nothing, but for the measurement buffers of a step after which a flow is
     kept (:meth:`gradient_flow` copies nothing: a flow keeps the buffers its step wrote, and
     the network moves to a free set of them, reused, or makes one while every set is held).
-    The arrays returned
-    by ``forward`` and ``backward`` are read-only views of those buffers: they are overwritten
-    by the next pass, so copy them to keep them.
+    The arrays returned by ``forward`` and ``backward`` are read-only views of those buffers:
+    they are overwritten by the next pass, so copy them to keep them.
     """
 
     # per layer (the output layer's entry last: None, None, 0.0) and the scalars of the layer
@@ -423,7 +422,7 @@ class MLP(ReadingSurface, UpdateSurface):
         """The measurement rows the passes write now: the bound workspace's current set's
         (one source: the compiled switch changes the set and the binding together)."""
         ws = self._ws
-        return self._stats0 if ws is None else ws.msets.sets[0].stats
+        return self._stats0 if ws is None else ws.msets.current.stats
 
     def _writable_set(self, keep):
         """Before a measured pass writes the bound workspace's measurement set: when a flow
