@@ -579,3 +579,4 @@ include "_engine_chunks.pxi"        # narrow networks' passes in batch chunks, o
 include "_engine_general.pxi"       # batch and layer norm, residual blocks, dropout
 include "_engine_class.pxi"         # Engine: one network's description and its calls
 include "_engine_functions.pxi"     # losses, checks, SGD, MXCSR, the contract's name tables
+include "_engine_derive.pxi"        # the gradient-flow fields from the measurement rows

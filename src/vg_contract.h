@@ -4,9 +4,9 @@
  *
  * vg_kernels.h includes this header right after its two enums (the activation ids and the
  * fields of a layer's measurement row); the optimiser kinds, the hyper-parameter slots of an
- * update and the normalisation kinds are defined here.  The name tables below give each id
- * its name; _engine exports them in id order (ACTIVATIONS, STATISTICS, OPTIMIZERS,
- * HYPERPARAMETERS, NORMS) and vgcore/core/_contract.py checks them against the Python side
+ * update, the normalisation kinds and the fields derived from a measurement row are defined
+ * here.  The name tables below give each id its name; _engine exports them in id order
+ * (ACTIVATIONS, STATISTICS, OPTIMIZERS, HYPERPARAMETERS, NORMS, DERIVED) and vgcore/core/_contract.py checks them against the Python side
  * when vgcore is imported.  Add an id to an enum and its name here, then teach the Python
  * side (CONTRIBUTING.md says where): until both sides agree, `import vgcore` fails with the
  * names that differ, instead of a kernel writing past a buffer sized by the other side.
@@ -47,6 +47,20 @@ enum {
 /* Normalisation of a hidden layer's pre-activations. */
 enum { VG_NORM_NONE = 0, VG_NORM_BATCH, VG_NORM_LAYER, VG_N_NORMS };
 
+/* The quantities derived from the measurement rows (vg_derive.h; vgcore.flow's FIELDS, then
+ * its per-step scalars): a per-layer field gives one number per layer, a scalar one per step. */
+enum {
+    VG_FLD_DELTA_RMS = 0, VG_FLD_DELTA_NORM, VG_FLD_GRAD_NORM, VG_FLD_BIAS_GRAD_NORM,
+    VG_FLD_WEIGHT_NORM, VG_FLD_BIAS_NORM, VG_FLD_GRAD_TO_WEIGHT, VG_FLD_UPDATE_TO_WEIGHT,
+    VG_FLD_PREACT_RMS, VG_FLD_ACT_MEAN, VG_FLD_ACT_STD, VG_FLD_SATURATED_FRACTION,
+    VG_FLD_ZERO_DERIVATIVE_FRACTION, VG_FLD_DEAD_FRACTION, VG_FLD_GAIN, VG_FLD_GSNR,
+    VG_FLD_UNDERFLOW_FRACTION,
+    VG_N_LAYER_FIELDS,
+    VG_FLD_GRAD_RATIO = VG_N_LAYER_FIELDS, VG_FLD_DELTA_RATIO, VG_FLD_NONFINITE_FORWARD_LAYER,
+    VG_FLD_NONFINITE_BACKWARD_LAYER,
+    VG_N_FIELDS
+};
+
 /* The names, indexed by id (designated initialisers: an id without a name is NULL, which
  * _engine refuses when it loads). */
 static const char *vg_activation_names[VG_N_ACTIVATIONS] = {
@@ -78,6 +92,21 @@ static const char *vg_hyper_names[VG_N_HYPER] = {
 
 static const char *vg_norm_names[VG_N_NORMS] = {
     [VG_NORM_NONE] = "none", [VG_NORM_BATCH] = "batch", [VG_NORM_LAYER] = "layer",
+};
+
+static const char *vg_field_names[VG_N_FIELDS] = {
+    [VG_FLD_DELTA_RMS] = "delta_rms", [VG_FLD_DELTA_NORM] = "delta_norm",
+    [VG_FLD_GRAD_NORM] = "grad_norm", [VG_FLD_BIAS_GRAD_NORM] = "bias_grad_norm",
+    [VG_FLD_WEIGHT_NORM] = "weight_norm", [VG_FLD_BIAS_NORM] = "bias_norm",
+    [VG_FLD_GRAD_TO_WEIGHT] = "grad_to_weight", [VG_FLD_UPDATE_TO_WEIGHT] = "update_to_weight",
+    [VG_FLD_PREACT_RMS] = "preact_rms", [VG_FLD_ACT_MEAN] = "act_mean",
+    [VG_FLD_ACT_STD] = "act_std", [VG_FLD_SATURATED_FRACTION] = "saturated_fraction",
+    [VG_FLD_ZERO_DERIVATIVE_FRACTION] = "zero_derivative_fraction",
+    [VG_FLD_DEAD_FRACTION] = "dead_fraction", [VG_FLD_GAIN] = "gain", [VG_FLD_GSNR] = "gsnr",
+    [VG_FLD_UNDERFLOW_FRACTION] = "underflow_fraction", [VG_FLD_GRAD_RATIO] = "grad_ratio",
+    [VG_FLD_DELTA_RATIO] = "delta_ratio",
+    [VG_FLD_NONFINITE_FORWARD_LAYER] = "nonfinite_forward_layer",
+    [VG_FLD_NONFINITE_BACKWARD_LAYER] = "nonfinite_backward_layer",
 };
 
 #endif /* VG_CONTRACT_H */

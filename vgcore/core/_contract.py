@@ -1,23 +1,25 @@
 """The integers the compiled core and the Python layer share, read from the compiled module.
 
 ``src/vg_contract.h`` names every id both sides use: activation ids, the fields of a layer's
-measurement row, optimiser kinds, the hyper-parameter slots of an update and normalisation
-kinds.  ``vgcore._engine`` exports the names in id order; this module turns them into
-``name -> id`` maps, so no id, count or slot number is written twice.
+measurement row, optimiser kinds, the hyper-parameter slots of an update, normalisation kinds
+and the quantities derived from measurement rows. ``vgcore._engine`` exports the names in id
+order; this module turns them into ``name -> id`` maps, so no id, count or slot number is
+written twice.
 
 Each Python module that relies on a table states what it knows with :func:`require` when it is
 imported (``vgcore.core.activations`` the activations, ``vgcore.measure.flow`` the measurement
-fields, ``vgcore.train.optim`` the optimiser kinds and slots, ``vgcore.core.network`` the
-normalisations): if the two sides disagree (a statistic added in C and not in Python, a stale
-build), ``import vgcore`` fails with a :class:`ContractError` naming what differs, instead of a
-kernel writing past a buffer sized by the other side.
+fields and the derived ones, ``vgcore.train.optim`` the optimiser kinds and slots,
+``vgcore.core.network`` the normalisations): if the two sides disagree (a statistic added in C
+and not in Python, a stale build), ``import vgcore`` fails with a :class:`ContractError` naming
+what differs, instead of a kernel writing past a buffer sized by the other side.
 """
 from __future__ import annotations
 
 from vgcore import _engine
 
 __all__ = ["ContractError", "require", "ACTIVATION_IDS", "STATISTICS", "STAT", "N_STATS",
-           "OPTIMIZER_KINDS", "HYPERPARAMETERS", "HYPER", "N_HYPERPARAMETERS", "NORM_KINDS"]
+           "OPTIMIZER_KINDS", "HYPERPARAMETERS", "HYPER", "N_HYPERPARAMETERS", "NORM_KINDS",
+           "DERIVED", "DERIVED_ID", "N_LAYER_FIELDS"]
 
 
 class ContractError(ImportError):
@@ -55,11 +57,20 @@ HYPER = _ids(HYPERPARAMETERS)
 N_HYPERPARAMETERS = len(HYPERPARAMETERS)
 NORM_KINDS = _ids(_table("NORMS"))
 """Normalisation name ("none", "batch", "layer") -> kind."""
+DERIVED = _table("DERIVED")
+"""The quantities derived from measurement rows (src/vg_derive.h), in id order: the per-layer
+fields, then the per-step scalars."""
+DERIVED_ID = _ids(DERIVED)
+"""Derived quantity name -> id."""
+N_LAYER_FIELDS = _engine.N_LAYER_FIELDS
+"""How many of :data:`DERIVED` are per-layer fields (the first ones)."""
 
-if _engine.N_STATS != N_STATS or _engine.N_HYPERPARAMETERS != N_HYPERPARAMETERS:
+if (_engine.N_STATS != N_STATS or _engine.N_HYPERPARAMETERS != N_HYPERPARAMETERS
+        or not 0 < N_LAYER_FIELDS <= len(DERIVED)):
     raise ContractError(f"vgcore._engine: N_STATS {_engine.N_STATS} / N_HYPERPARAMETERS "
-                        f"{_engine.N_HYPERPARAMETERS} do not match its name tables ({N_STATS} / "
-                        f"{N_HYPERPARAMETERS}); rebuild vgcore (pip install .)")
+                        f"{_engine.N_HYPERPARAMETERS} / N_LAYER_FIELDS {N_LAYER_FIELDS} do not "
+                        f"match its name tables ({N_STATS} / {N_HYPERPARAMETERS} / at most "
+                        f"{len(DERIVED)}); rebuild vgcore (pip install .)")
 
 
 def require(what, python_names, engine_names) -> None:

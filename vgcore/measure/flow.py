@@ -136,6 +136,14 @@ FIELDS = ("delta_rms", "delta_norm", "grad_norm", "bias_grad_norm", "weight_norm
           "bias_norm", "grad_to_weight", "update_to_weight", "preact_rms", "act_mean",
           "act_std", "saturated_fraction", "zero_derivative_fraction", "dead_fraction", "gain",
           "gsnr", "underflow_fraction")
+_SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_backward_layer")
+# The compiled derivation (src/vg_derive.h) computes these by the ids of its table; importing
+# this module fails if the two sides do not list the same per-layer fields and scalars.
+_contract.require("per-layer derived fields", FIELDS,
+                  _contract.DERIVED[:_contract.N_LAYER_FIELDS])
+_contract.require("derived scalars", _SCALARS, _contract.DERIVED[_contract.N_LAYER_FIELDS:])
+_DERIVED_ID = _contract.DERIVED_ID
+_N_LAYER_FIELDS = _contract.N_LAYER_FIELDS
 _LAZY = frozenset(FIELDS + ("per_sample_grad_norm", "dead_unit_mask", "grad_ratio",
                             "delta_ratio", "nonfinite_forward_layer",
                             "nonfinite_backward_layer"))
@@ -168,8 +176,12 @@ def derive(name, stats, ps_mean_sq, widths, batch, stepped):
     vectorised over any leading axes: ``stats`` ``(..., n_layers, N_STATS)``, ``ps_mean_sq``
     ``(..., n_layers)``, ``widths`` the layers' widths (float64, ``(n_layers,)``), ``batch`` and
     ``stepped`` scalars or arrays of shape ``(..., 1)``.  The non-finite layers come out
-    1-based, 0 for none.  The one definition :class:`GradientFlow` and
-    :class:`vgcore.Recorder` share."""
+    1-based, 0 for none.
+
+    This is the definition of every field, in NumPy.  :class:`GradientFlow` and
+    :class:`vgcore.Recorder` compute the same numbers, bit for bit, in compiled code
+    (``src/vg_derive.h``: every field of a step in one call, where this takes microseconds per
+    field; ``tests/test_derive.py`` holds the two to each other)."""
     st = stats
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if name in ("delta_norm", "gain", "delta_ratio"):
@@ -232,8 +244,6 @@ def derive(name, stats, ps_mean_sq, widths, batch, stepped):
     raise ValueError(f"name: expected one of {', '.join(FIELDS + _SCALARS)}, got {name!r}")
 
 
-_SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_backward_layer")
-
 
 class _Snapshot(NamedTuple):
     """What a measured step left: read-only arrays nothing writes while they are referenced
@@ -254,8 +264,9 @@ class GradientFlow:
     it holds read-only arrays over the few sums per layer the step left and its per-sample and
     per-unit arrays, and the network writes its next steps into other buffers while the flow,
     or any array taken from it, is alive (nothing is copied).
-    Each field is derived from them the first time it is read (NumPy over all layers at once)
-    and kept; nothing is built per layer until asked (``print(flow)``, ``dead_units``).
+    The first field read derives every field from them (one compiled call, the numbers of
+    :func:`derive`) into read-only arrays, kept; nothing is built per layer until asked
+    (``print(flow)``, ``dead_units``).
     """
 
     sizes: tuple
@@ -351,12 +362,19 @@ class GradientFlow:
         elif name == "dead_unit_mask":
             value = snap.unit_zero == raw.batch
         else:
-            value = derive(name, raw.stats, raw.ps_mean_sq, snap.widths, raw.batch,
-                           raw.stepped)
-            if name in ("grad_ratio", "delta_ratio"):
-                value = float(value)
-            elif name in ("nonfinite_forward_layer", "nonfinite_backward_layer"):
-                value = int(value) or None
+            # the first field read derives them all, in one compiled call (vg_derive.h)
+            d = self.__dict__
+            derived = d.get("_derived")
+            if derived is None:
+                derived = d["_derived"] = _engine.derive_flow(
+                    raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped)
+            j = _DERIVED_ID[name]
+            if j < _N_LAYER_FIELDS:
+                value = derived[0][j]
+            elif name in ("grad_ratio", "delta_ratio"):
+                value = float(derived[1][j - _N_LAYER_FIELDS])
+            else:
+                value = int(derived[1][j - _N_LAYER_FIELDS]) or None
         object.__setattr__(self, name, value)
         return value
 

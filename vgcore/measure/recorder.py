@@ -29,12 +29,12 @@ Storage for ``max_records`` rows is allocated at the first record (``np.empty``:
 system commits the pages as rows are written), and never grows.  A row recorded from a network
 (or from a flow that holds its sums, :attr:`GradientFlow.raw`) is stored as those sums, the few
 numbers per layer the network measured, ``8 * (14 * n_layers + 5)`` bytes: recording it is a
-copy, and its fields are derived from the sums (:func:`vgcore.flow.derive`, 256 rows at a time)
-whenever the history is read.  A row recorded from a flow built from its fields (or read from a
-file) is stored as the fields, ``8 * (17 * n_layers + 9)`` bytes, in arrays allocated when the
-first such row comes; a recorder that holds both kinds (one read from a file that goes on
-recording from a network, say) has both, up to ``8 * max_records * (31 * n_layers + 9)``
-bytes.  When a row is due and the storage is full, the history is *thinned*:
+copy, and its fields are derived from the sums whenever the history is read (compiled, the
+numbers of :func:`vgcore.flow.derive`).  A row recorded from a flow built from its fields (or
+read from a file) is stored as the fields, ``8 * (17 * n_layers + 9)`` bytes, in arrays
+allocated when the first such row comes; a recorder that holds both kinds (one read from a
+file that goes on recording from a network, say) has both, up to ``8 * max_records * (31 *
+n_layers + 9)`` bytes.  When a row is due and the storage is full, the history is *thinned*:
 
 1. the records at positions 0, 2, 4, ... are kept (every other record, the first one always),
    the others dropped, so ``ceil(max_records / 2)`` rows remain, still in step order;
@@ -73,7 +73,8 @@ import numpy as np
 
 from vgcore import _engine
 from vgcore.measure import recorder_io as _json
-from vgcore.measure.flow import FIELDS, N_STATS, GradientFlow, derive
+from vgcore.core import _contract
+from vgcore.measure.flow import FIELDS, N_STATS, GradientFlow
 from vgcore.measure.record_schedule import check_int, check_steps, is_log_step, log_schedule
 from vgcore.measure.recorder_epochs import RecorderEpochs
 from vgcore.measure.recorder_io import (_FLOAT_SCALARS, _INT_SCALARS, JSON_FORMAT, JSON_VERSION,
@@ -81,7 +82,6 @@ from vgcore.measure.recorder_io import (_FLOAT_SCALARS, _INT_SCALARS, JSON_FORMA
 
 __all__ = ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT", "JSON_VERSION"]
 
-_DERIVE_ROWS = 256           # rows held as sums are derived this many at a time when read
 
 
 class Recorder(RecorderEpochs, RecorderExports):
@@ -297,21 +297,23 @@ class Recorder(RecorderEpochs, RecorderExports):
             out = np.empty(idx.size, dtype)
             held, j = self._discal, _INT_SCALARS.index(name)
         if raw.all() and idx.size and idx[-1] - idx[0] == idx.size - 1:
-            # all held as sums, in a row (the common case): derived in blocks of rows, whose
-            # temporaries stay in the cache (NumPy takes large ones from the OS every time)
-            r0 = int(idx[0])
-            for a in range(0, idx.size, _DERIVE_ROWS):
-                b = min(a + _DERIVE_ROWS, idx.size)
-                r = slice(r0 + a, r0 + b)
-                out[a:b] = derive(name, self._raw_st[r], self._raw_msq[r], self._widths,
-                                  self._meta[r, 2:3], self._meta[r, 3:4] != 0)
+            # all held as sums, in a row (the common case)
+            out[:] = self._derive(name, slice(int(idx[0]), int(idx[-1]) + 1))
             return out
         if raw.any():
-            r = idx[raw]
-            out[raw] = derive(name, self._raw_st[r], self._raw_msq[r], self._widths,
-                              self._meta[r, 2:3], self._meta[r, 3:4] != 0)
+            out[raw] = self._derive(name, idx[raw])
         if not raw.all():
             out[~raw] = held[j, idx[~raw]]
+        return out
+
+    def _derive(self, name, rows):
+        """Derived quantity ``name`` of the rows ``rows`` (a slice or indices) held as sums, as
+        float64, in one compiled call (src/vg_derive.h)."""
+        st, msq, meta = self._raw_st[rows], self._raw_msq[rows], self._meta[rows]
+        n = len(st)
+        out = np.empty((n, len(self._sizes) - 1) if name in FIELDS else n, np.float64)
+        _engine.derive_rows(_contract.DERIVED_ID[name], st, msq, self._widths, meta[:, 2],
+                            meta[:, 3], out)
         return out
 
     def _thin(self):
