@@ -4,7 +4,7 @@
 # ------------------------------------------------------------------------------------------
 
 cdef extern from "vg_derive.h" nogil:
-    int VG_N_FIELDS, VG_N_LAYER_FIELDS
+    int VG_N_FIELDS, VG_N_LAYER_FIELDS, VG_FLD_GRAD_RATIO, VG_FLD_DELTA_RATIO
     const char **vg_field_names
     int vg_derive(int field, long rows, long L, const double *st, const double *psms,
                   const double *widths, const int64_t *batch, long bstep,
@@ -44,34 +44,45 @@ cdef const double *_f64(cnp.ndarray a, str name, int ndim, Py_ssize_t d0, Py_ssi
 
 def derive_flow(cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray widths, int64_t batch,
                 bint stepped):
-    """Every derived quantity of one step: ``(fields, scalars)``, read-only float64 arrays of
-    shapes ``(N_LAYER_FIELDS, L)`` (a row per field, in ``DERIVED`` order) and
-    ``(len(DERIVED) - N_LAYER_FIELDS,)``.  ``stats`` is the step's ``(L, N_STATS)`` rows,
-    ``ps_mean_sq`` ``(L,)``, ``widths`` ``(L,)``."""
+    """Every derived quantity of one step, in ``DERIVED`` order, as a flow keeps them: a
+    read-only float64 array ``(L,)`` per per-layer field (views of one read-only buffer),
+    then ``grad_ratio`` and ``delta_ratio`` as floats and the non-finite layers as
+    1-based ints or None.  ``stats`` is the step's ``(L, N_STATS)`` rows, ``ps_mean_sq``
+    ``(L,)``, ``widths`` ``(L,)``.  One call, and no NumPy call but the allocation: right
+    after a step NumPy's own code has left the caches."""
     cdef Py_ssize_t L = cnp.PyArray_DIM(stats, 0) if cnp.PyArray_NDIM(stats) == 2 else -1
     cdef const double *st = _f64(stats, "stats", 2, L, VG_N_STATS, 0)
     cdef const double *ps = _f64(ps_mean_sq, "ps_mean_sq", 1, L, 0, 0)
     cdef const double *w = _f64(widths, "widths", 1, L, 0, 0)
     if L < 1:
         raise ValueError("stats: expected at least one layer's row, got none")
-    cdef cnp.npy_intp dims[2]
-    dims[0] = VG_N_LAYER_FIELDS
-    dims[1] = L
-    cdef cnp.ndarray fields = cnp.PyArray_SimpleNew(2, dims, cnp.NPY_FLOAT64)
-    dims[0] = VG_N_FIELDS - VG_N_LAYER_FIELDS
-    cdef cnp.ndarray scalars = cnp.PyArray_SimpleNew(1, dims, cnp.NPY_FLOAT64)
+    # one buffer: the per-layer fields, L values each, then the scalars
+    cdef cnp.npy_intp dims[1]
+    dims[0] = VG_N_LAYER_FIELDS * L + VG_N_FIELDS - VG_N_LAYER_FIELDS
+    cdef cnp.ndarray fields = cnp.PyArray_SimpleNew(1, dims, cnp.NPY_FLOAT64)
     cdef double *fo = <double *>cnp.PyArray_DATA(fields)
-    cdef double *so = <double *>cnp.PyArray_DATA(scalars)
+    cdef double *sc = fo + VG_N_LAYER_FIELDS * L - VG_N_LAYER_FIELDS    # sc[f]: scalar f
     cdef int64_t step = stepped
     cdef int f
+    cdef cnp.ndarray row
+    for f in range(VG_N_FIELDS):
+        vg_derive(f, 1, L, st, ps, w, &batch, 0, &step, 0,
+                  fo + f * L if f < VG_N_LAYER_FIELDS else &sc[f])
+    cnp.PyArray_CLEARFLAGS(fields, cnp.NPY_ARRAY_WRITEABLE)
+    out = []
+    dims[0] = L
     for f in range(VG_N_FIELDS):
         if f < VG_N_LAYER_FIELDS:
-            vg_derive(f, 1, L, st, ps, w, &batch, 0, &step, 0, fo + f * L)
+            row = cnp.PyArray_SimpleNewFromData(1, dims, cnp.NPY_FLOAT64, fo + f * L)
+            cnp.Py_INCREF(fields)       # the reference PyArray_SetBaseObject steals
+            cnp.PyArray_SetBaseObject(row, fields)
+            cnp.PyArray_CLEARFLAGS(row, cnp.NPY_ARRAY_WRITEABLE)
+            out.append(row)
+        elif f == VG_FLD_GRAD_RATIO or f == VG_FLD_DELTA_RATIO:
+            out.append(sc[f])
         else:
-            vg_derive(f, 1, L, st, ps, w, &batch, 0, &step, 0, so + f - VG_N_LAYER_FIELDS)
-    cnp.PyArray_CLEARFLAGS(fields, cnp.NPY_ARRAY_WRITEABLE)
-    cnp.PyArray_CLEARFLAGS(scalars, cnp.NPY_ARRAY_WRITEABLE)
-    return fields, scalars
+            out.append(int(sc[f]) or None)
+    return tuple(out)
 
 
 def derive_rows(int field, cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray widths,

@@ -142,8 +142,7 @@ _SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_b
 _contract.require("per-layer derived fields", FIELDS,
                   _contract.DERIVED[:_contract.N_LAYER_FIELDS])
 _contract.require("derived scalars", _SCALARS, _contract.DERIVED[_contract.N_LAYER_FIELDS:])
-_DERIVED_ID = _contract.DERIVED_ID
-_N_LAYER_FIELDS = _contract.N_LAYER_FIELDS
+_DERIVED_NAMES = _contract.DERIVED
 _LAZY = frozenset(FIELDS + ("per_sample_grad_norm", "dead_unit_mask", "grad_ratio",
                             "delta_ratio", "nonfinite_forward_layer",
                             "nonfinite_backward_layer"))
@@ -362,19 +361,12 @@ class GradientFlow:
         elif name == "dead_unit_mask":
             value = snap.unit_zero == raw.batch
         else:
-            # the first field read derives them all, in one compiled call (vg_derive.h)
+            # the first field read derives them all, in one compiled call (vg_derive.h), and
+            # keeps them: a later field is a plain attribute, this is not called again
             d = self.__dict__
-            derived = d.get("_derived")
-            if derived is None:
-                derived = d["_derived"] = _engine.derive_flow(
-                    raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped)
-            j = _DERIVED_ID[name]
-            if j < _N_LAYER_FIELDS:
-                value = derived[0][j]
-            elif name in ("grad_ratio", "delta_ratio"):
-                value = float(derived[1][j - _N_LAYER_FIELDS])
-            else:
-                value = int(derived[1][j - _N_LAYER_FIELDS]) or None
+            d.update(zip(_DERIVED_NAMES, _engine.derive_flow(
+                raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped)))
+            return d[name]
         object.__setattr__(self, name, value)
         return value
 

@@ -297,8 +297,12 @@ class Recorder(RecorderEpochs, RecorderExports):
             out = np.empty(idx.size, dtype)
             held, j = self._discal, _INT_SCALARS.index(name)
         if raw.all() and idx.size and idx[-1] - idx[0] == idx.size - 1:
-            # all held as sums, in a row (the common case)
-            out[:] = self._derive(name, slice(int(idx[0]), int(idx[-1]) + 1))
+            # all held as sums, in a row (the common case): derived straight into out
+            r = slice(int(idx[0]), int(idx[-1]) + 1)
+            if out.dtype == np.float64:
+                self._derive(name, r, out)
+            else:
+                out[:] = self._derive(name, r)
             return out
         if raw.any():
             out[raw] = self._derive(name, idx[raw])
@@ -306,12 +310,13 @@ class Recorder(RecorderEpochs, RecorderExports):
             out[~raw] = held[j, idx[~raw]]
         return out
 
-    def _derive(self, name, rows):
-        """Derived quantity ``name`` of the rows ``rows`` (a slice or indices) held as sums, as
-        float64, in one compiled call (src/vg_derive.h)."""
+    def _derive(self, name, rows, out=None):
+        """Derived quantity ``name`` of the rows ``rows`` (a slice or indices) held as sums, in
+        one compiled call (src/vg_derive.h), into ``out`` (float64) or a new array."""
         st, msq, meta = self._raw_st[rows], self._raw_msq[rows], self._meta[rows]
-        n = len(st)
-        out = np.empty((n, len(self._sizes) - 1) if name in FIELDS else n, np.float64)
+        if out is None:
+            n = len(st)
+            out = np.empty((n, len(self._sizes) - 1) if name in FIELDS else n, np.float64)
         _engine.derive_rows(_contract.DERIVED_ID[name], st, msq, self._widths, meta[:, 2],
                             meta[:, 3], out)
         return out
