@@ -11,12 +11,12 @@ statistics, saturated, zero-derivative and dead units, per-sample norms) inside 
 passes.
 
 The second table is the cost of reading them at every step (issue #11: <= 2% of a deep-narrow
-step): the measured step alone, then followed by ``net.gradient_flow()``, then followed by a
-Recorder's capture (``rec.record(net)``, a row every step), each on an identical network,
-interleaved in one pool; then the same on the calling thread's CPU clock, which other processes
-on the cores disturb far less than wall time, on one thread (see
-test_measurement_cost.reading_cpu_cost): step + read against the step alone, so that what a read
-leaves to the next step counts too, and the read alone.
+step): the measured step alone, then followed by ``net.gradient_flow()``, by a flow and two of
+its fields (``grad_ratio``, ``grad_norm``), and by a Recorder's capture (``rec.record(net)``, a
+row every step), each on an identical network, interleaved in one pool; then the same on the
+calling thread's CPU clock, which other processes on the cores disturb far less than wall time,
+on one thread (see test_measurement_cost.reading_cpu_cost): step + read against the step alone,
+so that what a read leaves to the next step counts too, and the read alone.
 """
 from __future__ import annotations
 
@@ -58,29 +58,34 @@ def main(argv=None):
               f"{b * 1e3:.3f} | {b / a:.3f} |", flush=True)
     if args.reading_configs:
         print("\nWall time, the step alone and followed by each read, interleaved:\n")
-        print("| config | step ms | + gradient_flow() ms | ratio | + recorder ms | ratio |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| config | step ms | + gradient_flow() ms | ratio | + flow, 2 fields ms | ratio | "
+              "+ recorder ms | ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.reading_configs:
         t = reading_pool(bc.CONFIGS[name], args.rounds, args.sample_ms / 1e3)
-        a, f, r = (t[k]["median"] for k in ("step", "gradient_flow", "recorder"))
-        print(f"| {name} | {a * 1e3:.3f} | {f * 1e3:.3f} | {f / a:.3f} | {r * 1e3:.3f} | "
-              f"{r / a:.3f} |", flush=True)
+        a, f, ff, r = (t[k]["median"] for k in ("step", "gradient_flow", "flow_fields",
+                                                "recorder"))
+        print(f"| {name} | {a * 1e3:.3f} | {f * 1e3:.3f} | {f / a:.3f} | {ff * 1e3:.3f} | "
+              f"{ff / a:.3f} | {r * 1e3:.3f} | {r / a:.3f} |", flush=True)
     if args.reading_configs:
         print("\nOn one thread and its CPU clock: step + read against the step alone, one "
               "network, in alternating blocks (medians of per-round means; 'control' reads "
               "nothing: the noise between blocks; 'alone': the read's own time, less the "
               "clock's):\n")
-        print("| config | step CPU ms | control | + gradient_flow() us | / step | alone us | "
-              "+ recorder row us | / step | alone us |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| config | step CPU ms | control | read | step + read over the step, us | / step "
+              "| the read alone, us |")
+        print("|---|---:|---:|---|---:|---:|---:|")
     for name in args.reading_configs:
         c = reading_cpu_cost(bc.CONFIGS[name], args.rounds)
         a = c["step"]
-        f, r = c["gradient_flow"] - a, c["recorder"] - a
         clock = c["step_alone"]             # two clock readings around no read
-        print(f"| {name} | {a * 1e3:.3f} | {c['control'] / a - 1:+.2%} | {f * 1e6:.1f} | "
-              f"{f / a:.2%} | {(c['gradient_flow_alone'] - clock) * 1e6:.1f} | {r * 1e6:.1f} | "
-              f"{r / a:.2%} | {(c['recorder_alone'] - clock) * 1e6:.1f} |", flush=True)
+        for k, what in (("gradient_flow", "gradient_flow()"),
+                        ("flow_fields", "gradient_flow(), grad_ratio, grad_norm"),
+                        ("recorder", "a recorder row")):
+            f = c[k] - a
+            print(f"| {name} | {a * 1e3:.3f} | {c['control'] / a - 1:+.2%} | {what} | "
+                  f"{f * 1e6:.1f} | {f / a:.2%} | {(c[k + '_alone'] - clock) * 1e6:.1f} |",
+                  flush=True)
     print(f"\n{bc.blas_summary()}")
 
 

@@ -5,9 +5,10 @@ README come from ``python benchmarks/measurement_cost.py``, which interleaves th
 process.
 
 And the cost of reading the measurements at every step (issue #11, "reading is cheap": <= 2%
-of a deep-narrow step): the measured step alone, followed by ``net.gradient_flow()``, and
-followed by a Recorder's capture (``rec.record(net)``, a row every step), each on its own
-identical network.  ``extra_info`` holds each one's median from one interleaved pool and its
+of a deep-narrow step): the measured step alone, followed by ``net.gradient_flow()``, followed
+by a flow and two of its fields (``grad_ratio`` and ``grad_norm``, as a loop logging them reads
+them), and followed by a Recorder's capture (``rec.record(net)``, a row every step), each on
+its own identical network.  ``extra_info`` holds each one's median from one interleaved pool and its
 ratio to the step alone, and (``read_cpu_us``, ``read_over_step_cpu``) what step + read costs
 over the step alone on the thread's CPU clock, which other processes on the cores disturb far
 less (``control_over_step_cpu``: the same for a second network that reads nothing, the noise).
@@ -19,7 +20,7 @@ import _bench_common as bc
 import vgcore as vg
 
 CONFIGS = ["deep-narrow", "deep-narrow-2", "medium"]
-READS = ("step", "gradient_flow", "recorder")
+READS = ("step", "gradient_flow", "flow_fields", "recorder")
 READ_CONFIGS = ["deep-narrow"]
 POOL_ROUNDS = 15
 
@@ -38,8 +39,9 @@ def make_step(cfg, measure):
 def make_reading(cfg, read):
     """The measured train step followed by one way of reading its measurements: ``"step"``
     (none), ``"gradient_flow"`` (``net.gradient_flow()``, the flow kept until the next read, as
-    ``flow = net.gradient_flow()`` in a loop keeps it) or ``"recorder"`` (``rec.record(net)``
-    with a row at every step).  Returns ``(net, recorder or None, step)``."""
+    ``flow = net.gradient_flow()`` in a loop keeps it), ``"flow_fields"`` (the same, and its
+    ``grad_ratio`` and ``grad_norm`` read) or ``"recorder"`` (``rec.record(net)`` with a row
+    at every step).  Returns ``(net, recorder or None, step)``."""
     if read not in READS:
         raise ValueError(f"read: expected one of {READS}, got {read!r}")
     net, train = make_step(cfg, True)
@@ -53,6 +55,15 @@ def make_reading(cfg, read):
         def step():
             loss = train()
             held[0] = net.gradient_flow()     # kept until the next read, as `flow = ...` is
+            return loss
+    elif read == "flow_fields":
+        held = [None]
+
+        def step():
+            loss = train()
+            held[0] = flow = net.gradient_flow()
+            held.append((flow.grad_ratio, flow.grad_norm))     # read, kept until the next
+            del held[1:]
             return loss
     else:
         def step():
@@ -72,19 +83,19 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
     """What reading at every step costs in all, on one thread and its CPU clock
     (``time.thread_time``, robust to other processes taking the cores): per round, blocks of
     ``steps`` iterations of one network's measured step followed by each read in turn (nothing;
-    nothing again, a control of the noise; ``net.gradient_flow()``; ``rec.record(net)`` with a
-    row every step), the blocks in alternating order.  An iteration's time includes what a read
-    leaves to the next step (memory to renew, caches it evicted), and the recorder's rows
-    include committing fresh storage (it is new in each call: its first rows; a row every step
-    while ``rounds * steps`` stays within its 10,000 rows).  One thread
-    (``vg.set_num_threads(1)`` for the call, then the previous count, which also sets the
+    nothing again, a control of the noise; ``net.gradient_flow()``; the same and two of its
+    fields; ``rec.record(net)`` with a row every step), the blocks in alternating order. An
+    iteration's time includes what a read leaves to the next step (memory to renew, caches it
+    evicted), and the recorder's rows include committing fresh storage (it is new in each call:
+    its first rows; a row every step while ``rounds * steps`` stays within its 10,000 rows). One
+    thread (``vg.set_num_threads(1)`` for the call, then the previous count, which also sets the
     BLAS's): with two, the calling thread's share of a step depends on which thread takes which
-    batch chunk, and its clock stops measuring the step.  Returns
-    ``{"step", "control", "gradient_flow", "recorder"}``: medians over rounds of the CPU
-    seconds per iteration, and ``{name + "_alone"}``: of the read's own time."""
+    batch chunk, and its clock stops measuring the step. Returns ``{"step", "control",
+    "gradient_flow", "flow_fields", "recorder"}``: medians over rounds of the CPU seconds per
+    iteration, and ``{name + "_alone"}``: of the read's own time."""
     import statistics
     import time
-    names = ("step", "control", "gradient_flow", "recorder")
+    names = ("step", "control", "gradient_flow", "flow_fields", "recorder")
     threads = vg.get_num_threads()
     vg.set_num_threads(1)
     try:
@@ -94,8 +105,13 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
 
         def flow_read():
             held[0] = net.gradient_flow()
+
+        def fields_read():
+            held[0] = flow = net.gradient_flow()
+            held.append((flow.grad_ratio, flow.grad_norm))
+            del held[1:]
         reads = {"step": None, "control": None, "gradient_flow": flow_read,
-                 "recorder": lambda: rec.record(net)}
+                 "flow_fields": fields_read, "recorder": lambda: rec.record(net)}
         clock = time.thread_time
         for _ in range(20):
             train()
