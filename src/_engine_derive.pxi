@@ -15,6 +15,9 @@ DERIVED = _names(vg_field_names, VG_N_FIELDS, "derived field")
 """The quantities derived from measurement rows, by id: the per-layer fields
 (``N_LAYER_FIELDS`` of them), then the per-step scalars."""
 N_LAYER_FIELDS = VG_N_LAYER_FIELDS
+if VG_N_FIELDS - VG_N_LAYER_FIELDS > 8:
+    raise ImportError("vgcore._engine: more than 8 derived scalars in src/vg_contract.h; "
+                      "_derive_step keeps them in 8 slots: widen it (and rebuild)")
 
 
 cdef const double *_f64(cnp.ndarray a, str name, int ndim, Py_ssize_t d0, Py_ssize_t d1,
@@ -42,47 +45,75 @@ cdef const double *_f64(cnp.ndarray a, str name, int ndim, Py_ssize_t d0, Py_ssi
     return <const double *>cnp.PyArray_DATA(a)
 
 
-def derive_flow(cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray widths, int64_t batch,
-                bint stepped):
-    """Every derived quantity of one step, in ``DERIVED`` order, as a flow keeps them: a
-    read-only float64 array ``(L,)`` per per-layer field (views of one read-only buffer),
-    then ``grad_ratio`` and ``delta_ratio`` as floats and the non-finite layers as
-    1-based ints or None.  ``stats`` is the step's ``(L, N_STATS)`` rows, ``ps_mean_sq``
-    ``(L,)``, ``widths`` ``(L,)``.  One call, and no NumPy call but the allocation: right
-    after a step NumPy's own code has left the caches."""
+cdef tuple _derive_step(cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray widths,
+                        int64_t batch, bint stepped, double *fo):
+    """Every derived quantity of one step: the per-layer fields into fo (field after field, L
+    values each), and the scalars returned as a flow keeps them."""
     cdef Py_ssize_t L = cnp.PyArray_DIM(stats, 0) if cnp.PyArray_NDIM(stats) == 2 else -1
     cdef const double *st = _f64(stats, "stats", 2, L, VG_N_STATS, 0)
     cdef const double *ps = _f64(ps_mean_sq, "ps_mean_sq", 1, L, 0, 0)
     cdef const double *w = _f64(widths, "widths", 1, L, 0, 0)
-    if L < 1:
-        raise ValueError("stats: expected at least one layer's row, got none")
-    # one buffer: the per-layer fields, L values each, then the scalars
-    cdef cnp.npy_intp dims[1]
-    dims[0] = VG_N_LAYER_FIELDS * L + VG_N_FIELDS - VG_N_LAYER_FIELDS
-    cdef cnp.ndarray fields = cnp.PyArray_SimpleNew(1, dims, cnp.NPY_FLOAT64)
-    cdef double *fo = <double *>cnp.PyArray_DATA(fields)
-    cdef double *sc = fo + VG_N_LAYER_FIELDS * L - VG_N_LAYER_FIELDS    # sc[f]: scalar f
+    cdef double sc[8]
     cdef int64_t step = stepped
     cdef int f
-    cdef cnp.ndarray row
-    for f in range(VG_N_FIELDS):
-        vg_derive(f, 1, L, st, ps, w, &batch, 0, &step, 0,
-                  fo + f * L if f < VG_N_LAYER_FIELDS else &sc[f])
+    for f in range(VG_N_LAYER_FIELDS):
+        vg_derive(f, 1, L, st, ps, w, &batch, 0, &step, 0, fo + f * L)
+    for f in range(VG_N_LAYER_FIELDS, VG_N_FIELDS):
+        vg_derive(f, 1, L, st, ps, w, &batch, 0, &step, 0, &sc[f - VG_N_LAYER_FIELDS])
+    out = []
+    for f in range(VG_N_LAYER_FIELDS, VG_N_FIELDS):
+        if f == VG_FLD_GRAD_RATIO or f == VG_FLD_DELTA_RATIO:
+            out.append(sc[f - VG_N_LAYER_FIELDS])
+        else:
+            out.append(int(sc[f - VG_N_LAYER_FIELDS]) or None)
+    return tuple(out)
+
+
+cdef Py_ssize_t _n_layers(cnp.ndarray stats) except -1:
+    if cnp.PyArray_NDIM(stats) != 2 or cnp.PyArray_DIM(stats, 0) < 1:
+        _f64(stats, "stats", 2, -1, VG_N_STATS, 0)      # names what is wrong
+        raise ValueError("stats: expected at least one layer's row, got none")
+    return cnp.PyArray_DIM(stats, 0)
+
+
+def derive_flow(cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray widths, int64_t batch,
+                bint stepped):
+    """Every derived quantity of one step, in ``DERIVED`` order, as a flow keeps them: a
+    read-only float64 array ``(L,)`` per per-layer field (views of one read-only buffer),
+    then ``grad_ratio`` and ``delta_ratio`` as floats and the non-finite layers as 1-based
+    ints or None.  ``stats`` is the step's ``(L, N_STATS)`` rows, ``ps_mean_sq`` ``(L,)``,
+    ``widths`` ``(L,)``.  For a flow without a measurement set's buffer (derive_into)."""
+    cdef Py_ssize_t L = _n_layers(stats)
+    cdef cnp.npy_intp dims[1]
+    dims[0] = VG_N_LAYER_FIELDS * L
+    cdef cnp.ndarray fields = cnp.PyArray_SimpleNew(1, dims, cnp.NPY_FLOAT64)
+    cdef double *fo = <double *>cnp.PyArray_DATA(fields)
+    scalars = _derive_step(stats, ps_mean_sq, widths, batch, stepped, fo)
     cnp.PyArray_CLEARFLAGS(fields, cnp.NPY_ARRAY_WRITEABLE)
     out = []
+    cdef int f
+    cdef cnp.ndarray row
     dims[0] = L
-    for f in range(VG_N_FIELDS):
-        if f < VG_N_LAYER_FIELDS:
-            row = cnp.PyArray_SimpleNewFromData(1, dims, cnp.NPY_FLOAT64, fo + f * L)
-            cnp.Py_INCREF(fields)       # the reference PyArray_SetBaseObject steals
-            cnp.PyArray_SetBaseObject(row, fields)
-            cnp.PyArray_CLEARFLAGS(row, cnp.NPY_ARRAY_WRITEABLE)
-            out.append(row)
-        elif f == VG_FLD_GRAD_RATIO or f == VG_FLD_DELTA_RATIO:
-            out.append(sc[f])
-        else:
-            out.append(int(sc[f]) or None)
-    return tuple(out)
+    for f in range(VG_N_LAYER_FIELDS):
+        row = cnp.PyArray_SimpleNewFromData(1, dims, cnp.NPY_FLOAT64, fo + f * L)
+        cnp.Py_INCREF(fields)       # the reference PyArray_SetBaseObject steals
+        cnp.PyArray_SetBaseObject(row, fields)
+        cnp.PyArray_CLEARFLAGS(row, cnp.NPY_ARRAY_WRITEABLE)
+        out.append(row)
+    return tuple(out) + scalars
+
+
+def derive_into(cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray widths, int64_t batch,
+                bint stepped, cnp.ndarray fields):
+    """derive_flow into a buffer made beforehand (a measurement set's, whose read-only views
+    the flow is given): the per-layer fields into ``fields`` (float64, ``N_LAYER_FIELDS * L``,
+    writable, field after field), and the scalars returned.  No allocation: right after a
+    step NumPy's allocation takes ten microseconds, its code having left the caches."""
+    cdef Py_ssize_t L = _n_layers(stats)
+    cdef double *fo = <double *>_f64(fields, "fields", 1, VG_N_LAYER_FIELDS * L, 0, 0)
+    if not cnp.PyArray_ISWRITEABLE(fields):
+        raise ValueError("fields: expected a writable array, got a read-only one")
+    return _derive_step(stats, ps_mean_sq, widths, batch, stepped, fo)
 
 
 def derive_rows(int field, cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray widths,

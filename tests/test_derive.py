@@ -102,6 +102,28 @@ def test_a_recorders_history_is_the_flows_fields():
         same_bits(rec.history(name), np.array([getattr(f, name) for f in flows]), name)
 
 
+@pytest.mark.parametrize("stepped", [False, True], ids=["backward", "optimiser step"])
+def test_a_networks_flow_derives_as_numpy_does(stepped):
+    # a network's flow derives into its measurement set's buffer (derive_into)
+    net = vg.MLP([10, 24, 24, 24, 24, 4], activation="tanh", seed=3)
+    opt = vg.optim.Adam(net, lr=0.01)
+    X = np.random.default_rng(1).standard_normal((20, 10)).astype(np.float32)
+    y = np.arange(20) % 4
+    for _ in range(3):
+        net.train_step(X, y, "cross_entropy", opt if stepped else None)
+    flow = net.gradient_flow()
+    raw = flow.raw
+    for name in FIELDS + SCALARS:
+        want = derive(name, raw.stats, raw.ps_mean_sq, np.asarray(net.sizes[1:], np.float64),
+                      raw.batch, raw.stepped)
+        got = getattr(flow, name)
+        if name.startswith("nonfinite"):
+            assert got == (int(want) or None), name
+        else:
+            same_bits(got, want, name)
+    assert np.isnan(flow.update_to_weight).all() != stepped
+
+
 def test_the_compiled_table_lists_the_fields_in_order():
     assert _engine.DERIVED == FIELDS + SCALARS
     assert _engine.N_LAYER_FIELDS == len(FIELDS)

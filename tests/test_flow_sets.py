@@ -170,13 +170,36 @@ def test_an_array_taken_from_a_dropped_flow_never_changes():
     by_buffer = np.frombuffer(memoryview(net.gradient_flow().raw.stats), np.float64)
     flat = net.gradient_flow().raw.stats.base
     assert not isinstance(flat.base, (np.ndarray, memoryview))     # no buffer under it
+    # derived fields (the set's own arrays, filled by the flow's first field read): one
+    # whole, a view of another
     want = [a.copy() for a in (rows, msq, by_buffer, flat)]
-    assert not rows.flags.writeable and not msq.flags.writeable
+    grad_norm = net.gradient_flow().grad_norm
+    want.append(grad_norm.copy())
+    net.train_step(*_data(5, 32))
+    gain = net.gradient_flow().gain[:-1]
+    want.append(gain.copy())
+    kept = (rows, msq, by_buffer, flat, grad_norm, gain)
+    assert not rows.flags.writeable and not msq.flags.writeable and not gain.flags.writeable
     for i in range(4):
         net.train_step(*_data(i + 1, 32))
-        net.gradient_flow()
-    for a, w in zip((rows, msq, by_buffer, flat), want):
+        flow = net.gradient_flow()
+        assert not np.array_equal(flow.gain[:-1], want[-1])      # a step of its own
+    for a, w in zip(kept, want):
         np.testing.assert_array_equal(a, w)
+
+
+def test_a_copied_flow_derives_its_own_fields():
+    """A flow copied before its fields are read (copy.deepcopy, pickle) derives them into
+    arrays of its own, the numbers the flow itself reads."""
+    import pickle
+    net = _net()
+    net.train_step(*_data(0, 32))
+    flow = net.gradient_flow()
+    copies = [copy.deepcopy(flow), pickle.loads(pickle.dumps(flow))]
+    for name in FIELDS + ("grad_ratio", "delta_ratio", "nonfinite_forward_layer"):
+        for c in copies:
+            np.testing.assert_array_equal(getattr(c, name), getattr(flow, name), err_msg=name)
+    assert copies[0].grad_norm.base is not flow.grad_norm.base
 
 
 @pytest.mark.parametrize("path", ["train_step, separate calls", "read before sgd_step",

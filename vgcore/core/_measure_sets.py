@@ -2,21 +2,24 @@
 and the per-sample norms), in sets that a :class:`~vgcore.flow.GradientFlow` can hold.
 
 ``gradient_flow()`` copies nothing: the flow is given read-only arrays over the set the step
-wrote.  Before a pass writes a set that a flow, or any array taken from one, still holds, the
-network moves to another set (``Engine.writable_set``), so a flow never changes.  A training
-loop that reads a flow after each step holds one set while the next step writes another: two
-or three sets, reused, no allocation and no copy.  A pass that writes only part of a set (an
+wrote. Before a pass writes a set that a flow, or any array taken from one, still holds, the
+network moves to another set (``Engine.writable_set``), so a flow never changes. A training
+loop that reads a flow after each step holds one set while the next step writes another: two or
+three sets, reused, no allocation and no copy. A pass that writes only part of a set (an
 optimiser step or a second backward after a read, the weight norms of a second read) first
 copies the held set into the free one: a loop that reads before its update pays that copy at
-every step.  A set nobody holds any more is reused; one still held by flows (or parts of
-flows) the caller keeps is left to them, freed with them, and a new set is made.
+every step. A set also holds the fields its flows derive (one compiled call at the first field
+read, into arrays made with the set), so a field, like the flow, holds its set. A set nobody
+holds any more is reused; one still held by flows (or parts of flows) the caller keeps is left
+to them, freed with them, and a new set is made.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from vgcore import _engine
-from vgcore.measure.flow import N_STATS
+from vgcore.core import _contract
+from vgcore.measure.flow import N_STATS, FieldBuffer
 
 __all__ = ["MeasureSet", "MeasureSets"]
 
@@ -36,10 +39,15 @@ class MeasureSet:
     """One set of measurement buffers for a batch size: the writable arrays the compiled
     passes write (``stats``, ``unit_zero``, ``in_norm2``, ``delta_norm2``, ``ps_mean_sq``)
     and the read-only arrays over them that flows are given (``views``: stats, ps_mean_sq,
-    in_norm2, delta_norm2 and the hidden units' counts)."""
+    in_norm2, delta_norm2 and the hidden units' counts).  And the per-layer fields a flow
+    derives from them: ``fields`` (writable, field after field), which the flow's first field
+    read fills (``_engine.derive_into``; the same numbers whichever flow of the set does), and
+    ``field_views``, a read-only array over each field, the flow's attributes: made once with
+    the set, as right after a step making an array takes microseconds (``field_buffer``
+    holds both for the flows)."""
 
     __slots__ = ("stats", "unit_zero", "in_norm2", "delta_norm2", "ps_mean_sq", "views",
-                 "objs", "free_refs")
+                 "fields", "field_views", "field_buffer", "objs", "free_refs")
 
     def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
         self.stats = np.zeros((n_layers, N_STATS), np.float64)
@@ -47,19 +55,28 @@ class MeasureSet:
         self.in_norm2 = np.zeros((n_layers, batch), np.float64)
         self.delta_norm2 = np.zeros((n_layers, batch), np.float64)
         self.ps_mean_sq = np.zeros(n_layers, np.float64)
+        nf = _contract.N_LAYER_FIELDS
+        self.fields = np.zeros(nf * n_layers, np.float64)
         leases = [_lease(self.stats), _lease(self.ps_mean_sq), _lease(self.in_norm2),
-                  _lease(self.delta_norm2), _lease(self.unit_zero, n_hidden)]
-        self.views = tuple(lease[0] for lease in leases)
+                  _lease(self.delta_norm2), _lease(self.unit_zero, n_hidden),
+                  _lease(self.fields)]
+        self.views = tuple(lease[0] for lease in leases[:5])
+        # a field's array is a view of the fields' lease: its base, and that of any view
+        # taken from it, is that lease (counted below), and the array itself is counted too
+        flat = leases[5][0]
+        self.field_views = tuple([flat[j * n_layers:(j + 1) * n_layers] for j in range(nf)])
+        self.field_buffer = FieldBuffer(self.fields, self.field_views)
         # every object a flow's array can keep alive (the shaped arrays and their bases), and
         # the sum of their reference counts while only the set refers to them
-        self.objs = tuple({id(o): o for lease in leases for o in lease}.values())
-        del leases      # (its references are not the set's own: counted without them)
+        self.objs = tuple({id(o): o for group in leases + [self.field_views]
+                           for o in group}.values())
+        del leases, flat    # (their references are not the set's own: counted without them)
         self.free_refs = _engine.refcount_sum(self.objs)
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.stats, self.unit_zero, self.in_norm2,
-                                      self.delta_norm2, self.ps_mean_sq))
+                                      self.delta_norm2, self.ps_mean_sq, self.fields))
 
 
 class MeasureSets:

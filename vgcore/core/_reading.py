@@ -80,8 +80,9 @@ class ReadingSurface:
         """
         ws = self._begin_reading("gradient_flow")
         try:
+            cur = ws.msets.current
             return GradientFlow.from_read_only(self.sizes, self._activation_names, ws.batch,
-                                              ws.msets.current.views, self._stepped)
+                                              cur.views, self._stepped, cur.field_buffer)
         finally:
             self._release()
 

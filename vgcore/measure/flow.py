@@ -142,7 +142,9 @@ _SCALARS = ("grad_ratio", "delta_ratio", "nonfinite_forward_layer", "nonfinite_b
 _contract.require("per-layer derived fields", FIELDS,
                   _contract.DERIVED[:_contract.N_LAYER_FIELDS])
 _contract.require("derived scalars", _SCALARS, _contract.DERIVED[_contract.N_LAYER_FIELDS:])
-_DERIVED_NAMES = _contract.DERIVED
+_DERIVED_NAMES = _contract.DERIVED                      # in id order, the compiled side's
+_LAYER_NAMES = _DERIVED_NAMES[:_contract.N_LAYER_FIELDS]
+_SCALAR_NAMES = _DERIVED_NAMES[_contract.N_LAYER_FIELDS:]
 _LAZY = frozenset(FIELDS + ("per_sample_grad_norm", "dead_unit_mask", "grad_ratio",
                             "delta_ratio", "nonfinite_forward_layer",
                             "nonfinite_backward_layer"))
@@ -244,6 +246,29 @@ def derive(name, stats, ps_mean_sq, widths, batch, stepped):
 
 
 
+def _no_buffer():
+    return None
+
+
+class FieldBuffer:
+    """Where a flow given a measurement set derives its per-layer fields: the set's writable
+    ``buffer`` (field after field) and a read-only array over each field (``views``), made
+    once with the set.  A copy of the flow (``copy.deepcopy``, pickle) leaves it behind: its
+    views would not be over the copied buffer, so the copy derives into arrays of its own."""
+
+    __slots__ = ("buffer", "views")
+
+    def __init__(self, buffer, views):
+        self.buffer = buffer
+        self.views = views
+
+    def __deepcopy__(self, memo):
+        return None
+
+    def __reduce__(self):
+        return (_no_buffer, ())
+
+
 class _Snapshot(NamedTuple):
     """What a measured step left: read-only arrays nothing writes while they are referenced
     (see from_buffers and from_read_only)."""
@@ -253,6 +278,7 @@ class _Snapshot(NamedTuple):
     in_norm2: np.ndarray
     delta_norm2: np.ndarray
     unit_zero: np.ndarray
+    fields: FieldBuffer | None  # the set's buffer to derive the fields into, or None
 
 
 @dataclass(frozen=True)
@@ -330,18 +356,21 @@ class GradientFlow:
             stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero[:cum_width[L - 1]]), stepped)
 
     @classmethod
-    def from_read_only(cls, sizes, activations, batch, arrays, stepped):
+    def from_read_only(cls, sizes, activations, batch, arrays, stepped, fields=None):
         """A flow over the arrays given, without copying them: ``arrays`` is ``(stats,
         ps_mean_sq, in_norm2, delta_norm2, unit_zero)`` as :meth:`from_buffers` takes them,
         ``unit_zero`` the hidden units' counts only, all read-only, and nothing may write
         them while they are referenced (:meth:`from_buffers`'s copies, or the measurement set
         :meth:`vgcore.MLP.gradient_flow` gives, which the network leaves alone while it is
-        held)."""
+        held).  ``fields``: None, or the set's :class:`FieldBuffer`, to derive the per-layer
+        fields into and hand out (its views count in the set's references); without it the
+        first field read allocates them."""
         stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero = arrays
         # tuple.__new__: the named tuples without their Python-level __new__ (a read right
         # after a step runs with the interpreter's code out of the caches: each call counts)
         raw = tuple.__new__(RawSums, (stats, ps_mean_sq, int(batch), bool(stepped)))
-        snap = tuple.__new__(_Snapshot, (raw, _widths(sizes), in_norm2, delta_norm2, unit_zero))
+        snap = tuple.__new__(_Snapshot, (raw, _widths(sizes), in_norm2, delta_norm2, unit_zero,
+                                         fields))
         flow = object.__new__(cls)
         d = flow.__dict__
         d["sizes"] = sizes
@@ -364,8 +393,14 @@ class GradientFlow:
             # the first field read derives them all, in one compiled call (vg_derive.h), and
             # keeps them: a later field is a plain attribute, this is not called again
             d = self.__dict__
-            d.update(zip(_DERIVED_NAMES, _engine.derive_flow(
-                raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped)))
+            if snap.fields is None:
+                d.update(zip(_DERIVED_NAMES, _engine.derive_flow(
+                    raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped)))
+            else:
+                fb = snap.fields
+                d.update(zip(_LAYER_NAMES, fb.views))
+                d.update(zip(_SCALAR_NAMES, _engine.derive_into(
+                    raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped, fb.buffer)))
             return d[name]
         object.__setattr__(self, name, value)
         return value
