@@ -32,7 +32,8 @@ static inline double vg_max0(double x) { return (x > 0.0 || x != x) ? x : 0.0; }
  * followed its backward (update_to_weight) at batch[r * bstep] and stepped[r * sstep].
  * Writes out (rows, L) for a per-layer field (id < VG_N_LAYER_FIELDS), out (rows) for a
  * per-step scalar; the non-finite layers come out 1-based, 0 for none.  Returns 0, or -1 for
- * an unknown id (nothing written). */
+ * an id without its formula here (an id added to vg_contract.h only; out is then partly
+ * written: the caller raises). */
 VG_CLONES int vg_derive(int field, long rows, long L, const double *st, const double *psms,
                         const double *widths, const int64_t *batch, long bstep,
                         const int64_t *stepped, long sstep, double *out)
@@ -62,6 +63,8 @@ VG_CLONES int vg_derive(int field, long rows, long L, const double *st, const do
                     if (!(isfinite(sl[VG_ST_SUM_D2]) && isfinite(sl[VG_ST_DW2])
                           && isfinite(sl[VG_ST_DB2]))) { v = (double)(l + 1); break; }
                 }
+            } else if (field != VG_FLD_GRAD_RATIO && field != VG_FLD_DELTA_RATIO) {
+                return -1;      /* a scalar without its formula here */
             }
             out[r] = v;
             continue;
@@ -95,7 +98,8 @@ VG_CLONES int vg_derive(int field, long rows, long L, const double *st, const do
             o[L - 1] = (double)NAN;
             break;
         case VG_FLD_GSNR: VG_LAYERS(sl[VG_ST_DW2] / vg_max0(ps[l] - sl[VG_ST_DW2]))
-        default: VG_LAYERS(sl[VG_ST_N_UNDERFLOW] / (B * widths[l]))  /* underflow_fraction */
+        case VG_FLD_UNDERFLOW_FRACTION: VG_LAYERS(sl[VG_ST_N_UNDERFLOW] / (B * widths[l]))
+        default: return -1;     /* a field without its formula here */
         }
     }
     return 0;

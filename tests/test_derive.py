@@ -156,5 +156,45 @@ def test_bad_arrays_are_refused_by_name():
         _engine.derive_rows(0, st2, msq2, w, b, b, ro)
     with pytest.raises(ValueError, match="^out: expected"):
         _engine.derive_rows(0, st2, msq2, w, b, b, np.empty(2))      # a field wants (R, L)
-    with pytest.raises(ValueError, match="^batch, stepped: expected 2"):
+    with pytest.raises(ValueError, match="^batch: expected a 1-D int64 array of 2"):
         _engine.derive_rows(0, st2, msq2, w, b[:1], b, out)
+    # a column whose stride is not a whole number of items, a reversed one of that kind,
+    # int32, a list: refused by name, nothing read outside the array
+    odd = np.ndarray((2,), np.int64, buffer=np.zeros(32, np.uint8), offset=0, strides=(12,))
+    for bad in (odd, odd[::-1], b.astype(np.int32), [64, 64], None):
+        with pytest.raises(ValueError, match="^stepped: expected a 1-D int64 array"):
+            _engine.derive_rows(0, st2, msq2, w, b, bad, out)
+    # a reversed column of whole items is read as it is
+    got = np.empty((2, 4))
+    _engine.derive_rows(0, st2, msq2, w, np.array([64, 32])[::-1], b, got)
+    same_bits(got, derive("delta_rms", st2, msq2, w, np.array([[32], [64]]), b[:, None] != 0),
+              "reversed batch")
+    for fn, args in ((_engine.derive_flow, (None, msq, w, 64, True)),
+                     (_engine.derive_into, (st, msq, w, 64, True, None)),
+                     (_engine.derive_rows, (0, st2, None, w, b, b, out))):
+        with pytest.raises(TypeError):
+            fn(*args)
+    with pytest.raises(ValueError, match=r"^stats: expected .* shape \('any', 13\), got float64 "
+                                         r"contiguous shape \(13, 3\)"):
+        _engine.derive_flow(np.ones((13, 3)), msq, w, 64, True)
+    with pytest.raises(ValueError, match="^fields: expected a writable"):
+        ro = np.zeros(len(FIELDS) * 4)
+        ro.flags.writeable = False
+        _engine.derive_into(st, msq, w, 64, True, ro)
+
+
+def test_a_flow_from_buffers_of_another_dtype_derives_from_float64():
+    # GradientFlow.from_buffers takes the sums in any float dtype or byte order, as float64
+    rng = np.random.default_rng(5)
+    st, msq = random_rows(rng, (3,), False)
+    sizes = (4, 5, 6, 7)
+    for cast in (np.float32, np.dtype(">f8")):
+        s32, m32 = st.astype(cast), msq.astype(cast)
+        flow = GradientFlow.from_buffers(sizes, ("tanh",) * 3, 8, s32, np.zeros((3, 8)),
+                                         np.zeros((3, 8)), m32, np.zeros(18, np.int64),
+                                         np.cumsum(sizes[1:]), True)
+        want = derive("gsnr", s32.astype(np.float64), m32.astype(np.float64),
+                      np.array(sizes[1:], float), 8, True)
+        same_bits(flow.gsnr, want, f"gsnr from {cast}")
+        with pytest.raises(ValueError, match="WRITEABLE"):     # nor under them
+            flow.grad_norm.base.flags.writeable = True

@@ -346,12 +346,17 @@ class GradientFlow:
         when first read.  Every array is copied (read-only copies, in one compiled call), so
         later passes, which write the same buffers, leave the flow as it is.
 
-        ``sizes`` and ``activations`` (names) are tuples; ``stats`` the measurement rows,
-        ``in_norm2`` and ``delta_norm2`` the per-sample squared row norms ``(n_layers,
-        batch)``, ``ps_mean_sq`` their per-layer mean of ``B^2 in_norm2 delta_norm2``,
-        ``unit_zero`` the per-unit zero-derivative counts; ``stepped`` says whether an
-        optimiser step (which measured the update) followed the backward."""
+        ``sizes`` and ``activations`` (names) are tuples; ``stats`` the measurement rows
+        (taken as float64, as the compiled passes write them), ``in_norm2`` and
+        ``delta_norm2`` the per-sample squared row norms ``(n_layers, batch)``,
+        ``ps_mean_sq`` their per-layer mean of ``B^2 in_norm2 delta_norm2``, ``unit_zero``
+        the per-unit zero-derivative counts; ``stepped`` says whether an optimiser step
+        (which measured the update) followed the backward."""
         L = len(sizes) - 1
+        # the sums in native float64, as the compiled derivation reads them (a copy only
+        # when they are not)
+        stats = np.asarray(stats, np.float64)
+        ps_mean_sq = np.asarray(ps_mean_sq, np.float64)
         return cls.from_read_only(sizes, activations, batch, _engine.snapshot_arrays(
             stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero[:cum_width[L - 1]]), stepped)
 
