@@ -2,7 +2,7 @@
 
 ``src/vg_contract.h`` names every id both sides use: activation ids, the fields of a layer's
 measurement row, optimiser kinds, the hyper-parameter slots of an update, normalisation kinds
-and the quantities derived from measurement rows. ``vgcore._engine`` exports the names in id
+and the quantities derived from measurement rows.  ``vgcore._engine`` exports the names in id
 order; this module turns them into ``name -> id`` maps, so no id, count or slot number is
 written twice.
 

@@ -2,16 +2,16 @@
 and the per-sample norms), in sets that a :class:`~vgcore.flow.GradientFlow` can hold.
 
 ``gradient_flow()`` copies nothing: the flow is given read-only arrays over the set the step
-wrote. Before a pass writes a set that a flow, or any array taken from one, still holds, the
-network moves to another set (``Engine.writable_set``), so a flow never changes. A training
-loop that reads a flow after each step holds one set while the next step writes another: two or
-three sets, reused, no allocation and no copy. A pass that writes only part of a set (an
+wrote.  Before a pass writes a set that a flow, or any array taken from one, still holds, the
+network moves to another set (``Engine.writable_set``), so a flow never changes.  A training
+loop that reads a flow after each step holds one set while the next step writes another: two
+or three sets, reused, no allocation and no copy.  A pass that writes only part of a set (an
 optimiser step or a second backward after a read, the weight norms of a second read) first
 copies the held set into the free one: a loop that reads before its update pays that copy at
-every step. A set also holds the fields its flows derive (one compiled call at the first field
-read, into arrays made with the set), so a field, like the flow, holds its set. A set nobody
-holds any more is reused; one still held by flows (or parts of flows) the caller keeps is left
-to them, freed with them, and a new set is made.
+every step.  A set also holds the fields its flows derive (one compiled call at the first
+field read, into arrays made with the set), so a field, like the flow, holds its set.  A set
+nobody holds any more is reused; one still held by flows (or parts of flows) the caller keeps
+is left to them, freed with them, and a new set is made.
 """
 from __future__ import annotations
 

@@ -245,7 +245,6 @@ def derive(name, stats, ps_mean_sq, widths, batch, stepped):
     raise ValueError(f"name: expected one of {', '.join(FIELDS + _SCALARS)}, got {name!r}")
 
 
-
 def _no_buffer():
     return None
 

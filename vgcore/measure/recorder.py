@@ -83,7 +83,6 @@ from vgcore.measure.recorder_io import (_FLOAT_SCALARS, _INT_SCALARS, JSON_FORMA
 __all__ = ["Recorder", "SCALARS", "log_schedule", "JSON_FORMAT", "JSON_VERSION"]
 
 
-
 class Recorder(RecorderEpochs, RecorderExports):
     """The per-layer gradient-flow history of a training run, on a schedule, in bounded memory.
 
