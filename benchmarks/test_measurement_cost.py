@@ -36,6 +36,22 @@ def make_step(cfg, measure):
     return net, step
 
 
+def _reads(net, rec):
+    """Each way of reading a step's measurements as a function of no arguments (None for
+    ``"step"``, which reads nothing).  A flow, and what is read from it, is kept until the
+    next read, as ``flow = net.gradient_flow()`` in a loop keeps it."""
+    held = [None]
+
+    def flow_read():
+        held[0] = net.gradient_flow()
+
+    def fields_read():
+        flow = net.gradient_flow()
+        held[0] = (flow, flow.grad_ratio, flow.grad_norm)
+    return {"step": None, "gradient_flow": flow_read, "flow_fields": fields_read,
+            "recorder": None if rec is None else (lambda: rec.record(net))}
+
+
 def make_reading(cfg, read):
     """The measured train step followed by one way of reading its measurements: ``"step"``
     (none), ``"gradient_flow"`` (``net.gradient_flow()``, the flow kept until the next read, as
@@ -46,29 +62,13 @@ def make_reading(cfg, read):
         raise ValueError(f"read: expected one of {READS}, got {read!r}")
     net, train = make_step(cfg, True)
     rec = vg.Recorder("every") if read == "recorder" else None
-
-    if read == "step":
+    read_fn = _reads(net, rec)[read]
+    if read_fn is None:
         step = train
-    elif read == "gradient_flow":
-        held = [None]
-
-        def step():
-            loss = train()
-            held[0] = net.gradient_flow()     # kept until the next read, as `flow = ...` is
-            return loss
-    elif read == "flow_fields":
-        held = [None]
-
-        def step():
-            loss = train()
-            held[0] = flow = net.gradient_flow()
-            held.append((flow.grad_ratio, flow.grad_norm))     # read, kept until the next
-            del held[1:]
-            return loss
     else:
         def step():
             loss = train()
-            rec.record(net)
+            read_fn()
             return loss
     return net, rec, step
 
@@ -101,17 +101,7 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
     try:
         net, train = make_step(cfg, True)
         rec = vg.Recorder("every")
-        held = [None]           # a flow is kept until the next read, as `flow = ...` is
-
-        def flow_read():
-            held[0] = net.gradient_flow()
-
-        def fields_read():
-            held[0] = flow = net.gradient_flow()
-            held.append((flow.grad_ratio, flow.grad_norm))
-            del held[1:]
-        reads = {"step": None, "control": None, "gradient_flow": flow_read,
-                 "flow_fields": fields_read, "recorder": lambda: rec.record(net)}
+        reads = dict(_reads(net, rec), control=None)
         clock = time.thread_time
         for _ in range(20):
             train()

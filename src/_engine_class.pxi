@@ -237,14 +237,13 @@ cdef class Engine:
             raise ValueError("writable_set: a set's arrays are not what bind_measurements "
                              "takes")
         if keep:
-            for a, b in ((s.stats, cur.stats), (s.unit_zero, cur.unit_zero),
-                         (s.in_norm2, cur.in_norm2), (s.delta_norm2, cur.delta_norm2),
-                         (s.ps_mean_sq, cur.ps_mean_sq)):
+            pairs = ((s.stats, cur.stats), (s.unit_zero, cur.unit_zero),
+                     (s.in_norm2, cur.in_norm2), (s.delta_norm2, cur.delta_norm2),
+                     (s.ps_mean_sq, cur.ps_mean_sq))
+            for a, b in pairs:              # every size checked before anything is copied
                 if cnp.PyArray_NBYTES(a) != cnp.PyArray_NBYTES(b):
                     raise ValueError("writable_set: the sets differ in size")
-            for a, b in ((s.stats, cur.stats), (s.unit_zero, cur.unit_zero),
-                         (s.in_norm2, cur.in_norm2), (s.delta_norm2, cur.delta_norm2),
-                         (s.ps_mean_sq, cur.ps_mean_sq)):
+            for a, b in pairs:
                 memmove(cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_NBYTES(a))
         if new is None:
             sets.remove(s)

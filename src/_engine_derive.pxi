@@ -55,7 +55,7 @@ cdef tuple _derive_step(cnp.ndarray stats, cnp.ndarray ps_mean_sq, cnp.ndarray w
     values each; the caller checked stats with _n_layers and sized fo), and the scalars
     returned as a flow keeps them (the non-finite layers as ints or None)."""
     cdef Py_ssize_t L = cnp.PyArray_DIM(stats, 0)
-    cdef const double *st = _f64(stats, "stats", 2, -1, VG_N_STATS, 0)
+    cdef const double *st = <const double *>cnp.PyArray_DATA(stats)
     cdef const double *ps = _f64(ps_mean_sq, "ps_mean_sq", 1, L, 0, 0)
     cdef const double *w = _f64(widths, "widths", 1, L, 0, 0)
     cdef double sc[8]

@@ -39,15 +39,15 @@ class MeasureSet:
     """One set of measurement buffers for a batch size: the writable arrays the compiled
     passes write (``stats``, ``unit_zero``, ``in_norm2``, ``delta_norm2``, ``ps_mean_sq``)
     and the read-only arrays over them that flows are given (``views``: stats, ps_mean_sq,
-    in_norm2, delta_norm2 and the hidden units' counts).  And the per-layer fields a flow
-    derives from them: ``fields`` (writable, field after field), which the flow's first field
-    read fills (``_engine.derive_into``; the same numbers whichever flow of the set does), and
-    ``field_views``, a read-only array over each field, the flow's attributes: made once with
-    the set, as right after a step making an array takes microseconds (``field_buffer``
-    holds both for the flows)."""
+    in_norm2, delta_norm2 and the hidden units' counts).  And ``field_buffer``, where its
+    flows put the per-layer fields they derive (:class:`~vgcore.flow.FieldBuffer`: a writable
+    buffer, field after field, which a flow's first field read fills with
+    ``_engine.derive_into``, the same numbers whichever flow of the set does; and a read-only
+    array over each field, the flows' attributes), made once with the set, as right after a
+    step making an array takes microseconds."""
 
     __slots__ = ("stats", "unit_zero", "in_norm2", "delta_norm2", "ps_mean_sq", "views",
-                 "fields", "field_views", "field_buffer", "objs", "free_refs")
+                 "field_buffer", "objs", "free_refs")
 
     def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
         self.stats = np.zeros((n_layers, N_STATS), np.float64)
@@ -56,27 +56,28 @@ class MeasureSet:
         self.delta_norm2 = np.zeros((n_layers, batch), np.float64)
         self.ps_mean_sq = np.zeros(n_layers, np.float64)
         nf = _contract.N_LAYER_FIELDS
-        self.fields = np.zeros(nf * n_layers, np.float64)
+        fields = np.zeros(nf * n_layers, np.float64)
         leases = [_lease(self.stats), _lease(self.ps_mean_sq), _lease(self.in_norm2),
-                  _lease(self.delta_norm2), _lease(self.unit_zero, n_hidden),
-                  _lease(self.fields)]
+                  _lease(self.delta_norm2), _lease(self.unit_zero, n_hidden), _lease(fields)]
         self.views = tuple(lease[0] for lease in leases[:5])
         # a field's array is a view of the fields' lease: its base, and that of any view
         # taken from it, is that lease (counted below), and the array itself is counted too
         flat = leases[5][0]
-        self.field_views = tuple([flat[j * n_layers:(j + 1) * n_layers] for j in range(nf)])
-        self.field_buffer = FieldBuffer(self.fields, self.field_views)
+        field_views = tuple([flat[j * n_layers:(j + 1) * n_layers] for j in range(nf)])
+        self.field_buffer = FieldBuffer(fields, field_views)
         # every object a flow's array can keep alive (the shaped arrays and their bases), and
         # the sum of their reference counts while only the set refers to them
-        self.objs = tuple({id(o): o for group in leases + [self.field_views]
+        self.objs = tuple({id(o): o for group in leases + [field_views]
                            for o in group}.values())
-        del leases, flat    # (their references are not the set's own: counted without them)
+        # (the locals' references are not the set's own: counted without them)
+        del leases, flat, fields, field_views
         self.free_refs = _engine.refcount_sum(self.objs)
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.stats, self.unit_zero, self.in_norm2,
-                                      self.delta_norm2, self.ps_mean_sq, self.fields))
+                                      self.delta_norm2, self.ps_mean_sq,
+                                      self.field_buffer.buffer))
 
 
 class MeasureSets:
