@@ -19,7 +19,7 @@ import numpy as np
 
 from vgcore import _engine
 from vgcore.core import _contract
-from vgcore.measure.flow import N_STATS, FieldBuffer
+from vgcore.measure.flow import N_STATS, FieldBuffer, layer_widths
 
 __all__ = ["MeasureSet", "MeasureSets"]
 
@@ -49,7 +49,10 @@ class MeasureSet:
     __slots__ = ("stats", "unit_zero", "in_norm2", "delta_norm2", "ps_mean_sq", "views",
                  "field_buffer", "objs", "free_refs")
 
-    def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
+    def __init__(self, sizes: tuple, batch: int, dtype):
+        n_layers = len(sizes) - 1
+        n_units = int(sum(sizes[1:]))
+        n_hidden = int(sum(sizes[1:-1]))
         self.stats = np.zeros((n_layers, N_STATS), np.float64)
         self.unit_zero = np.zeros(n_units, dtype)
         self.in_norm2 = np.zeros((n_layers, batch), np.float64)
@@ -64,7 +67,7 @@ class MeasureSet:
         # taken from it, is that lease (counted below), and the array itself is counted too
         flat = leases[5][0]
         field_views = tuple([flat[j * n_layers:(j + 1) * n_layers] for j in range(nf)])
-        self.field_buffer = FieldBuffer(fields, field_views)
+        self.field_buffer = FieldBuffer(fields, field_views, layer_widths(tuple(sizes)))
         # every object a flow's array can keep alive (the shaped arrays and their bases), and
         # the sum of their reference counts while only the set refers to them
         self.objs = tuple({id(o): o for group in leases + [field_views]
@@ -89,8 +92,8 @@ class MeasureSets:
 
     __slots__ = ("sets", "_shape")
 
-    def __init__(self, n_layers: int, batch: int, n_units: int, n_hidden: int, dtype):
-        self._shape = (n_layers, batch, n_units, n_hidden, dtype)
+    def __init__(self, sizes: tuple, batch: int, dtype):
+        self._shape = (tuple(sizes), batch, dtype)
         self.sets = [MeasureSet(*self._shape)]
 
     @property

@@ -80,7 +80,7 @@ class ReadingSurface:
         """
         ws = self._begin_reading("gradient_flow")
         try:
-            cur = ws.msets.current
+            cur = ws.msets.sets[0]          # the set the step wrote (MeasureSets.current)
             return GradientFlow.from_read_only(self.sizes, self._activation_names, ws.batch,
                                               cur.views, self._stepped, cur.field_buffer)
         finally:

@@ -32,8 +32,7 @@ class Workspace:
         self.dX_view = dx
         self.loss_grad = np.zeros((batch, sizes[-1]), dtype)
         # what the measured passes write (see vgcore.measure.flow), in sets flows can hold
-        self.msets = MeasureSets(len(sizes) - 1, batch, int(sum(sizes[1:])),
-                                 int(sum(sizes[1:-1])), dtype)
+        self.msets = MeasureSets(sizes, batch, dtype)
         if extras:      # normalised pre-activations, block outputs, saved statistics
             self.Z = np.zeros(total, dtype)
             self.OUT = np.zeros(total, dtype)

@@ -207,9 +207,7 @@ class MLP(ReadingSurface, UpdateSurface):
         self.dropout_counter = 0    # training forward passes so far (the dropout masks' counter)
         self._fwd_training = True   # the mode and counter of the last forward pass
         self._fwd_counter = 0
-        self._lock = threading.Lock()    # one thread at a time (see _acquire)
-        self._owner = None               # the thread holding it, and how deep
-        self._depth = 0
+        self._lock = threading.RLock()   # one thread at a time, re-entrant (see _acquire)
         self._workspaces: OrderedDict[int, _Workspace] = OrderedDict()
         self._ws: _Workspace | None = None
         self._input = None          # the X of the last forward pass (kept for dW_1)
@@ -436,21 +434,12 @@ class MLP(ReadingSurface, UpdateSurface):
         """Refuse, rather than corrupt, a network used by two threads at once: the passes share
         its buffers.  Re-entry from the same thread (train_step calls forward) is fine.  The
         caller calls :meth:`_release` in a ``finally``."""
-        me = threading.get_ident()
-        if self._owner == me:
-            self._depth += 1
-            return
-        if not self._lock.acquire(False):
+        if not self._lock.acquire(False):   # an RLock: the same thread may enter again
             raise RuntimeError(f"{what}: another thread is using this network right now; use "
                                f"one network per thread, or serialise the calls with a lock")
-        self._owner = me
-        self._depth = 1
 
     def _release(self):
-        self._depth -= 1
-        if self._depth == 0:
-            self._owner = None
-            self._lock.release()
+        self._lock.release()
 
     def _aliases_workspace(self, a, backward=False) -> bool:
         """Whether ``a`` may overlap a buffer the next pass writes (a view the network

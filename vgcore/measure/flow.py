@@ -151,8 +151,9 @@ _LAZY = frozenset(FIELDS + ("per_sample_grad_norm", "dead_unit_mask", "grad_rati
 _WIDTHS: dict = {}
 
 
-def _widths(sizes) -> np.ndarray:
-    """The layers' widths as a read-only float64 array, one per network shape."""
+def layer_widths(sizes) -> np.ndarray:
+    """The layers' widths (``sizes[1:]``) as a read-only float64 array, as the compiled
+    derivation takes them; one array per network shape, shared."""
     w = _WIDTHS.get(sizes)
     if w is None:
         w = np.asarray(sizes[1:], np.float64)
@@ -252,14 +253,16 @@ def _no_buffer():
 class FieldBuffer:
     """Where a flow given a measurement set derives its per-layer fields: the set's writable
     ``buffer`` (field after field) and a read-only array over each field (``views``), made
-    once with the set.  A copy of the flow (``copy.deepcopy``, pickle) leaves it behind: its
-    views would not be over the copied buffer, so the copy derives into arrays of its own."""
+    once with the set, and the layers' widths the derivation takes (:func:`layer_widths`).
+    A copy of the flow (``copy.deepcopy``, pickle) leaves it behind: its views would not be
+    over the copied buffer, so the copy derives into arrays of its own."""
 
-    __slots__ = ("buffer", "views")
+    __slots__ = ("buffer", "views", "widths")
 
-    def __init__(self, buffer, views):
+    def __init__(self, buffer, views, widths):
         self.buffer = buffer
         self.views = views
+        self.widths = widths
 
     def __deepcopy__(self, memo):
         return None
@@ -268,16 +271,12 @@ class FieldBuffer:
         return (_no_buffer, ())
 
 
-class _Snapshot(NamedTuple):
-    """What a measured step left: read-only arrays nothing writes while they are referenced
-    (see from_buffers and from_read_only)."""
-
-    raw: RawSums
-    widths: np.ndarray
-    in_norm2: np.ndarray
-    delta_norm2: np.ndarray
-    unit_zero: np.ndarray
-    fields: FieldBuffer | None  # the set's buffer to derive the fields into, or None
+# A flow made by from_read_only holds what the measured step left in ``_snapshot``, a plain
+# tuple (right after a step each object a read makes costs microseconds, and a named tuple's
+# more than a plain one's): read-only arrays that nothing writes while they are referenced
+# (see from_buffers and from_read_only), and the set's FieldBuffer or None.
+_SNAPSHOT = ("stats", "ps_mean_sq", "batch", "stepped", "widths", "in_norm2", "delta_norm2",
+             "unit_zero", "fields")
 
 
 @dataclass(frozen=True)
@@ -336,7 +335,7 @@ class GradientFlow:
         """The per-layer sums this flow derives from (:class:`RawSums`), or None for a flow
         built from its fields.  :class:`vgcore.Recorder` stores these and derives later."""
         snap = self.__dict__.get("_snapshot")
-        return None if snap is None else snap.raw
+        return None if snap is None else RawSums(*snap[:4])
 
     @classmethod
     def from_buffers(cls, sizes, activations, batch, stats, in_norm2, delta_norm2, ps_mean_sq,
@@ -356,8 +355,9 @@ class GradientFlow:
         # when they are not)
         stats = np.asarray(stats, np.float64)
         ps_mean_sq = np.asarray(ps_mean_sq, np.float64)
-        return cls.from_read_only(sizes, activations, batch, _engine.snapshot_arrays(
-            stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero[:cum_width[L - 1]]), stepped)
+        return cls.from_read_only(sizes, activations, int(batch), _engine.snapshot_arrays(
+            stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero[:cum_width[L - 1]]),
+            bool(stepped))
 
     @classmethod
     def from_read_only(cls, sizes, activations, batch, arrays, stepped, fields=None):
@@ -366,20 +366,21 @@ class GradientFlow:
         ``unit_zero`` the hidden units' counts only, all read-only, and nothing may write
         them while they are referenced (:meth:`from_buffers`'s copies, or the measurement set
         :meth:`vgcore.MLP.gradient_flow` gives, which the network leaves alone while it is
-        held).  ``fields``: None, or the set's :class:`FieldBuffer`, to derive the per-layer
-        fields into and hand out (its views count in the set's references); without it the
-        first field read allocates them."""
+        held).  ``batch`` is an int and ``stepped`` a bool, as the network keeps them.
+        ``fields``: None, or the set's :class:`FieldBuffer`, to derive the per-layer fields
+        into and hand out (its views count in the set's references; its ``widths`` are the
+        layers'); without it the first field read allocates them."""
         stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero = arrays
-        # tuple.__new__: the named tuples without their Python-level __new__ (a read right
-        # after a step runs with the interpreter's code out of the caches: each call counts)
-        raw = tuple.__new__(RawSums, (stats, ps_mean_sq, int(batch), bool(stepped)))
-        snap = tuple.__new__(_Snapshot, (raw, _widths(sizes), in_norm2, delta_norm2, unit_zero,
-                                         fields))
+        # the arguments taken as they come and the widths from the set (a read right after a
+        # step runs with the interpreter's code out of the caches: each call counts)
+        snap = (stats, ps_mean_sq, batch, stepped,                       # see _SNAPSHOT
+                layer_widths(sizes) if fields is None else fields.widths,
+                in_norm2, delta_norm2, unit_zero, fields)
         flow = object.__new__(cls)
         d = flow.__dict__
         d["sizes"] = sizes
         d["activations"] = activations
-        d["batch"] = raw.batch
+        d["batch"] = batch
         d["_snapshot"] = snap
         return flow
 
@@ -388,23 +389,22 @@ class GradientFlow:
         snap = self.__dict__.get("_snapshot")
         if snap is None or name not in _LAZY:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        raw = snap.raw
+        stats, ps_mean_sq, batch, stepped, widths, in_norm2, delta_norm2, unit_zero, fields = snap
         if name == "per_sample_grad_norm":
-            value = np.sqrt((raw.batch * raw.batch) * snap.in_norm2 * snap.delta_norm2)
+            value = np.sqrt((batch * batch) * in_norm2 * delta_norm2)
         elif name == "dead_unit_mask":
-            value = snap.unit_zero == raw.batch
+            value = unit_zero == batch
         else:
             # the first field read derives them all, in one compiled call (vg_derive.h), and
             # keeps them: a later field is a plain attribute, this is not called again
             d = self.__dict__
-            if snap.fields is None:
+            if fields is None:
                 d.update(zip(_DERIVED_NAMES, _engine.derive_flow(
-                    raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped)))
+                    stats, ps_mean_sq, widths, batch, stepped)))
             else:
-                fb = snap.fields
-                d.update(zip(_LAYER_NAMES, fb.views))
+                d.update(zip(_LAYER_NAMES, fields.views))
                 d.update(zip(_SCALAR_NAMES, _engine.derive_into(
-                    raw.stats, raw.ps_mean_sq, snap.widths, raw.batch, raw.stepped, fb.buffer)))
+                    stats, ps_mean_sq, widths, batch, stepped, fields.buffer)))
             return d[name]
         object.__setattr__(self, name, value)
         return value

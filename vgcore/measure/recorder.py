@@ -390,8 +390,7 @@ class Recorder(RecorderEpochs, RecorderExports):
             self._raw_storage()
             batch, stepped = net.flow_sums_into(self._raw_st, self._raw_msq, row=i)
             self._set_meta(i, step, offer, batch, stepped, 1)
-        elif flow.raw is not None:
-            raw = flow.raw
+        elif (raw := flow.raw) is not None:
             self._raw_storage()
             self._raw_st[i] = raw.stats
             self._raw_msq[i] = raw.ps_mean_sq
