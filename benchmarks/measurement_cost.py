@@ -16,7 +16,11 @@ its fields (``grad_ratio``, ``grad_norm``), and by a Recorder's capture (``rec.r
 row every step), each on an identical network, interleaved in one pool; then the same on the
 calling thread's CPU clock, which other processes on the cores disturb far less than wall time,
 on one thread (see test_measurement_cost.reading_cpu_cost): step + read against the step alone,
-so that what a read leaves to the next step counts too, and the read alone.
+so that what a read leaves to the next step counts too, and the read alone; and last the
+same on one network whose every iteration draws its read at random (``--random-steps``
+iterations, wall time, at the current thread count and at one thread: see
+test_measurement_cost.reading_random_cost), which cancels the machine's slow periods out of
+the differences and gives each cost a standard error.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_common as bc  # noqa: E402
 import vgcore as vg  # noqa: E402
 from report import time_interleaved  # noqa: E402
-from test_measurement_cost import make_step, reading_cpu_cost, reading_pool  # noqa: E402
+from test_measurement_cost import (make_step, reading_cpu_cost, reading_pool,  # noqa: E402
+                                   reading_random_cost)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -41,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--reading-configs", nargs="*", choices=list(bc.CONFIGS),
                     default=["deep-narrow"], help="configurations of the reading table "
                     "(default deep-narrow; none to skip it)")
+    ap.add_argument("--random-steps", type=int, default=20000,
+                    help="iterations of the randomised reading estimate (0 to skip it)")
     args = ap.parse_args(argv)
     if args.threads:
         vg.set_num_threads(args.threads)
@@ -86,6 +93,24 @@ def main(argv=None):
             print(f"| {name} | {a * 1e3:.3f} | {c['control'] / a - 1:+.2%} | {what} | "
                   f"{f * 1e6:.1f} | {f / a:.2%} | {(c[k + '_alone'] - clock) * 1e6:.1f} |",
                   flush=True)
+    if args.reading_configs and args.random_steps:
+        print(f"\nRandomised: {args.random_steps} iterations of one network, each drawing its "
+              "read (none, or one of the three) at random; cost = what the read adds to its "
+              "own iteration and to the next one, +- one standard error (wall time, the "
+              "slowest 1% dropped, a rolling median taken out):\n")
+        print("| config | threads | step ms | read | cost, us | / step | the read alone, us |")
+        print("|---|---:|---:|---|---:|---:|---:|")
+    for name in args.reading_configs if args.random_steps else ():
+        for th in dict.fromkeys([vg.get_num_threads(), 1]):
+            c = reading_random_cost(bc.CONFIGS[name], args.random_steps, threads=th)
+            a = c["step"]
+            for k, what in (("gradient_flow", "gradient_flow()"),
+                            ("flow_fields", "gradient_flow(), grad_ratio, grad_norm"),
+                            ("recorder", "a recorder row")):
+                r = c[k]
+                print(f"| {name} | {th} | {a * 1e3:.3f} | {what} | {r['cost'] * 1e6:.1f} +- "
+                      f"{r['se'] * 1e6:.1f} | {r['cost'] / a:.2%} | {r['own'] * 1e6:.1f} |",
+                      flush=True)
     print(f"\n{bc.blas_summary()}")
 
 

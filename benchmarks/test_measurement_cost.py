@@ -129,7 +129,101 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
     return out
 
 
+def reading_random_cost(cfg, steps=6000, threads=None, seed=0, clock="wall", detrend=True):
+    """What reading at every step costs in all, estimated on one network whose iterations
+    each draw their read at random: the measured step followed by nothing, by
+    ``net.gradient_flow()``, by the flow and two of its fields, or by ``rec.record(net)`` (a
+    row every step; it holds ``steps`` rows).  The machine's slow periods (seconds long on a
+    shared VM) then fall on every kind of iteration alike, not on whichever block of one kind
+    ran during them, and cancel out of the differences.
+
+    ``T[k]``, an iteration's time (``clock``: "wall", ``time.perf_counter``, or "cpu", the
+    thread's CPU clock, which at two threads misses the worker's share), covers step ``k`` and
+    its read.  A read's cost is what it adds to its own iteration, ``mean(T[k] | read at k) -
+    mean(T[k] | none at k)``, plus what it leaves to the next (caches to refill, another
+    measurement set to write), the same with ``T[k + 1]``: unbiased, as the reads are drawn
+    independently.  Before the means the slowest 1% of iterations are dropped (a preemption
+    takes milliseconds and says nothing about the read) and, with ``detrend``, a rolling median
+    of 51 iterations is taken out of ``T`` (the same for every kind, it lowers the variance).
+    ``threads``: for the call, then the previous count.
+
+    Returns ``{"step": mean seconds of an iteration without a read, none before it too,
+    read: {"cost", "se" (its standard error), "same" and "next" (the two parts), "own" (mean
+    seconds of the read call alone)}}``."""
+    import time
+    kinds = ("step", "gradient_flow", "flow_fields", "recorder")
+    prev_threads = vg.get_num_threads()
+    if threads is not None:
+        vg.set_num_threads(threads)
+    try:
+        net, train = make_step(cfg, True)
+        rec = vg.Recorder("every", max_records=steps + 100)
+        reads = [_reads(net, rec)[k] for k in kinds]
+        order = np.random.default_rng(seed).integers(0, len(kinds), steps)
+        clock = time.perf_counter if clock == "wall" else time.thread_time
+        for _ in range(50):
+            train()
+        T = np.empty(steps)
+        own = np.empty(steps)
+        for i, k in enumerate(order.tolist()):
+            read = reads[k]
+            t0 = clock()
+            train()
+            t1 = clock()
+            if read is not None:
+                read()
+            t2 = clock()
+            T[i] = t2 - t0
+            own[i] = t2 - t1
+    finally:
+        vg.set_num_threads(prev_threads)
+    keep = T <= np.percentile(T, 99)
+    quiet = keep[1:] & (order[1:] == 0) & (order[:-1] == 0)
+    step = float(T[1:][quiet].mean())
+    if detrend:
+        T = T - _rolling_median(T, 51)
+    cur, nxt = order[1:], order[:-1]          # the iteration, and the read before it
+    Tc, kc = T[1:], keep[1:]
+    out = {"step": step}
+    for j, name in enumerate(kinds[1:], 1):
+        parts, var = [], 0.0
+        for by in (cur, nxt):
+            a, b = Tc[kc & (by == j)], Tc[kc & (by == 0)]
+            parts.append(float(a.mean() - b.mean()))
+            var += a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
+        out[name] = {"cost": sum(parts), "se": float(np.sqrt(var)), "same": parts[0],
+                     "next": parts[1], "own": float(own[1:][kc & (cur == j)].mean())}
+    return out
+
+
+def _rolling_median(x, w):
+    """The median of the ``w`` values centred on each of ``x`` (fewer at the ends)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    h = w // 2
+    pad = np.concatenate([x[:h][::-1], x, x[-h:][::-1]])
+    return np.median(sliding_window_view(pad, w), axis=1)
+
+
 _POOLS: dict = {}
+
+
+def test_the_randomised_reading_estimate(benchmark):
+    """Runs reading_random_cost (a few hundred iterations in smoke mode, where it only checks
+    what it returns); measuring, its estimates go to ``extra_info``."""
+    cfg = bc.CONFIGS["deep-narrow"]
+    steps = 12000 if benchmark.enabled else 200
+    out = benchmark.pedantic(reading_random_cost, args=(cfg, steps), rounds=1, iterations=1)
+    assert 0 < out["step"] < 10.0
+    for read in READS[1:]:
+        r = out[read]
+        assert set(r) == {"cost", "se", "same", "next", "own"}
+        assert np.isfinite([r["cost"], r["se"]]).all() and r["se"] > 0 and r["own"] > 0
+        assert r["cost"] == pytest.approx(r["same"] + r["next"])
+    benchmark.group = "reading-deep-narrow-randomised"
+    benchmark.extra_info.update(
+        cpu=bc.cpu_model(), steps=steps, step_ms=round(out["step"] * 1e3, 4),
+        **{f"{read}_{k}_us": round(out[read][k] * 1e6, 2) for read in READS[1:]
+           for k in ("cost", "se", "own")})
 
 
 @pytest.mark.parametrize("measure", [False, True], ids=["off", "on"])
