@@ -53,19 +53,41 @@ def test_a_flow_taken_at_one_step_does_not_change_when_later_steps_run(kind):
     assert kept.batch == 16 and kept.per_sample_grad_norm.shape == (4, 16)
 
 
-def test_fields_are_derived_when_first_read_and_kept():
+@pytest.fixture
+def derive_calls(monkeypatch):
+    """The number of compiled derivations flows run (``derive_into``, ``derive_flow``)."""
+    from vgcore.measure import flow as flow_module
+    engine = flow_module._engine
+    calls = []
+    for name in ("derive_into", "derive_flow"):
+        real = getattr(engine, name)
+
+        def counted(*args, _real=real, _name=name):
+            calls.append(_name)
+            return _real(*args)
+        monkeypatch.setattr(engine, name, counted)
+    return calls
+
+
+def test_fields_are_derived_when_first_read_and_kept(derive_calls):
     net = _net()
     net.train_step(*_data(0, 12))
     flow = net.gradient_flow()
-    assert not set(EVERYTHING) & set(vars(flow))       # nothing derived yet
+    assert flow.batch == 12 and flow.sizes == net.sizes and flow.raw is not None
+    assert derive_calls == []                           # nothing derived yet
+    assert not {"per_sample_grad_norm", "dead_unit_mask"} & set(vars(flow))
     g = flow.grad_norm
-    assert "grad_norm" in vars(flow) and flow.grad_norm is g
-    # the first field read derives every per-layer field and scalar (one compiled call), not
+    assert derive_calls == ["derive_into"] and flow.grad_norm is g
+    # the first field read derived every per-layer field and scalar (one compiled call), not
     # the per-sample and per-unit arrays
-    assert set(FIELDS) | {"grad_ratio", "delta_ratio"} <= set(vars(flow))
+    fields = {name: getattr(flow, name) for name in FIELDS + SCALARS}
+    assert derive_calls == ["derive_into"]
+    assert all(getattr(flow, name) is fields[name] for name in FIELDS)
     assert not {"per_sample_grad_norm", "dead_unit_mask"} & set(vars(flow))
     assert flow.per_sample_grad_norm.shape == (4, 12)
+    assert flow.per_sample_grad_norm is flow.per_sample_grad_norm
     assert "per_sample_grad_norm" in vars(flow) and "dead_unit_mask" not in vars(flow)
+    assert flow.dead_unit_mask is flow.dead_unit_mask and derive_calls == ["derive_into"]
     with pytest.raises(AttributeError, match="no_such_field"):
         _ = flow.no_such_field
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -74,6 +96,8 @@ def test_fields_are_derived_when_first_read_and_kept():
     other = dataclasses.replace(flow, grad_ratio=1.5)
     assert other.grad_ratio == 1.5 and other.raw is None
     np.testing.assert_array_equal(other.gsnr, flow.gsnr)
+    # the class's own attributes are the fields' descriptors, not values
+    assert not isinstance(type(flow).grad_norm, np.ndarray)
 
 
 def test_gsnr_is_the_per_sample_definition_on_both_passes():
@@ -106,13 +130,13 @@ def test_per_sample_measurements_follow_the_batch_size_of_the_pass():
     _assert_same(_read_all(net.gradient_flow()), _read_all(fresh.gradient_flow()))
 
 
-def test_recording_a_flow_reads_none_of_its_fields():
+def test_recording_a_flow_reads_none_of_its_fields(derive_calls):
     net = _net()
     net.train_step(*_data(0, 12))
     flow = net.gradient_flow()
     rec = vg.Recorder()
     assert rec.record(flow)
-    assert not set(EVERYTHING) & set(vars(flow))
+    assert derive_calls == [] and not set(EVERYTHING) & set(vars(flow))
     for name in FIELDS:
         np.testing.assert_array_equal(rec.history(name)[0], getattr(flow, name), err_msg=name)
 

@@ -143,8 +143,6 @@ _contract.require("per-layer derived fields", FIELDS,
                   _contract.DERIVED[:_contract.N_LAYER_FIELDS])
 _contract.require("derived scalars", _SCALARS, _contract.DERIVED[_contract.N_LAYER_FIELDS:])
 _DERIVED_NAMES = _contract.DERIVED                      # in id order, the compiled side's
-_LAYER_NAMES = _DERIVED_NAMES[:_contract.N_LAYER_FIELDS]
-_SCALAR_NAMES = _DERIVED_NAMES[_contract.N_LAYER_FIELDS:]
 _LAZY = frozenset(FIELDS + ("per_sample_grad_norm", "dead_unit_mask", "grad_ratio",
                             "delta_ratio", "nonfinite_forward_layer",
                             "nonfinite_backward_layer"))
@@ -384,31 +382,6 @@ class GradientFlow:
         d["_snapshot"] = snap
         return flow
 
-    def __getattr__(self, name):
-        # reached only for a field not derived yet (a snapshot's): derive it and keep it
-        snap = self.__dict__.get("_snapshot")
-        if snap is None or name not in _LAZY:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        stats, ps_mean_sq, batch, stepped, widths, in_norm2, delta_norm2, unit_zero, fields = snap
-        if name == "per_sample_grad_norm":
-            value = np.sqrt((batch * batch) * in_norm2 * delta_norm2)
-        elif name == "dead_unit_mask":
-            value = unit_zero == batch
-        else:
-            # the first field read derives them all, in one compiled call (vg_derive.h), and
-            # keeps them: a later field is a plain attribute, this is not called again
-            d = self.__dict__
-            if fields is None:
-                d.update(zip(_DERIVED_NAMES, _engine.derive_flow(
-                    stats, ps_mean_sq, widths, batch, stepped)))
-            else:
-                d.update(zip(_LAYER_NAMES, fields.views))
-                d.update(zip(_SCALAR_NAMES, _engine.derive_into(
-                    stats, ps_mean_sq, widths, batch, stepped, fields.buffer)))
-            return d[name]
-        object.__setattr__(self, name, value)
-        return value
-
     def as_dict(self) -> dict:
         """Per-layer columns (``layer`` 1..L, ``width``, ``activation`` and every field of
         :data:`FIELDS`), ready for ``pandas.DataFrame(flow.as_dict())``."""
@@ -462,3 +435,60 @@ class GradientFlow:
 
     def __str__(self):
         return self.summary()
+
+
+def _first_read(flow, name):
+    """The field ``name`` of a snapshot's flow, read for the first time (by its
+    :class:`_LazyField`).  The first read of a field or ratio derives them all into the
+    flow's ``_derived`` (in ``_DERIVED_NAMES`` order), where the descriptors read them
+    from then on; a per-sample or per-unit array is kept under its own name, where it
+    hides the descriptor."""
+    d = flow.__dict__
+    snap = d.get("_snapshot")
+    if snap is None:
+        raise AttributeError(f"{type(flow).__name__!r} object has no attribute {name!r}")
+    stats, ps_mean_sq, batch, stepped, widths, in_norm2, delta_norm2, unit_zero, fields = snap
+    if name == "per_sample_grad_norm":
+        value = d[name] = np.sqrt((batch * batch) * in_norm2 * delta_norm2)
+        return value
+    if name == "dead_unit_mask":
+        value = d[name] = unit_zero == batch
+        return value
+    # every field and ratio in one compiled call (vg_derive.h): into the set's arrays, or
+    # (a flow without a set) into new ones
+    if fields is None:
+        derived = tuple(_engine.derive_flow(stats, ps_mean_sq, widths, batch, stepped))
+    else:
+        derived = fields.views + _engine.derive_into(stats, ps_mean_sq, widths, batch,
+                                                     stepped, fields.buffer)
+    d["_derived"] = derived
+    return derived[_DERIVED_INDEX[name]]
+
+
+class _LazyField:
+    """A snapshot flow's field, derived at its first read (:func:`_first_read`) and then read
+    from the flow's ``_derived``.  A non-data descriptor: a flow built from its fields has
+    them in its ``__dict__``, which Python reads first.  Not ``__getattr__``, which Python
+    calls only after a failed lookup has made and discarded an AttributeError: right after a
+    step, that and putting 21 names into the flow's ``__dict__`` cost more than the derivation
+    itself."""
+
+    __slots__ = ("name", "index")
+
+    def __init__(self, name):
+        self.name = name
+        self.index = _DERIVED_INDEX.get(name)
+
+    def __get__(self, flow, owner=None):
+        if flow is None:
+            return self
+        derived = flow.__dict__.get("_derived")
+        if derived is None or self.index is None:
+            return _first_read(flow, self.name)
+        return derived[self.index]
+
+
+_DERIVED_INDEX = {name: i for i, name in enumerate(_DERIVED_NAMES)}
+for _name in sorted(_LAZY):     # set after @dataclass, which would take them for defaults
+    setattr(GradientFlow, _name, _LazyField(_name))
+del _name
