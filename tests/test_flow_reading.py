@@ -192,11 +192,21 @@ def test_flow_sums_into_copies_the_sums_gradient_flow_derives_from(with_optimise
     net.train_step(*_data(0, 12, "float64"), "cross_entropy", opt)
     L = len(net.sizes) - 1
     stats, msq = np.full((L, vg.flow.N_STATS), np.nan), np.full(L, np.nan)
-    assert net.flow_sums_into(stats, msq) == (12, with_optimiser)
+    batch, stepped = net.flow_sums_into(stats, msq)
+    assert (batch, stepped) == (12, with_optimiser)
+    assert type(batch) is int and type(stepped) is bool      # what a Recorder stores
     raw = net.gradient_flow().raw
     np.testing.assert_array_equal(stats, raw.stats)
     np.testing.assert_array_equal(msq, raw.ps_mean_sq)
     assert (raw.batch, raw.stepped) == (12, with_optimiser)
+    assert type(raw.batch) is int and type(raw.stepped) is bool
+    # with a plain forward and backward (no train_step) too
+    net.forward(_data(1, 5, "float64")[0])
+    net.backward(np.ones((5, net.sizes[-1])))
+    batch, stepped = net.flow_sums_into(stats, msq)
+    assert (batch, stepped) == (5, False) and type(batch) is int and type(stepped) is bool
+    flow = net.gradient_flow()
+    assert type(flow.batch) is int and type(flow.raw.stepped) is bool
 
 
 def test_flow_sums_into_refuses_what_it_cannot_write_into():

@@ -157,14 +157,14 @@ class ReadingSurface:
             msq = ws.msets.current.ps_mean_sq
             if row is None:
                 if _engine.copy_f64_pairs(stats, self._stats, ps_mean_sq, msq):
-                    return int(ws.batch), bool(self._stepped)
+                    return ws.batch, self._stepped
                 self._check_sums_out(stats, ps_mean_sq)
             elif _engine.copy_f64_rows(stats, self._stats, ps_mean_sq, msq, row):
-                return int(ws.batch), bool(self._stepped)
+                return ws.batch, self._stepped
             else:                       # checked whole, as passed; then their rows' views
                 stats, ps_mean_sq = self._rows_of(stats, ps_mean_sq, row)
             np.copyto(stats, self._stats)
             np.copyto(ps_mean_sq, msq)
-            return int(ws.batch), bool(self._stepped)
+            return ws.batch, self._stepped
         finally:
             self._release()

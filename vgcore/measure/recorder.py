@@ -230,7 +230,10 @@ class Recorder(RecorderEpochs, RecorderExports):
             raise TypeError(f"net: expected a vgcore.MLP or a vgcore.flow.GradientFlow, got "
                             f"{type(net).__name__}")
         if self._sizes is None:
-            self._sizes = tuple(int(s) for s in flow.sizes)
+            sizes = tuple(int(s) for s in flow.sizes)
+            # the network's own tuple when equal (a row's check is then an identity)
+            self._sizes = flow.sizes if flow.sizes == sizes and type(flow.sizes) is tuple \
+                else sizes
             self._activations = tuple(flow.activations)
             if not isinstance(net, GradientFlow) and hasattr(net, "init"):
                 sw = getattr(net, "sigma_w", None)
@@ -365,7 +368,7 @@ class Recorder(RecorderEpochs, RecorderExports):
         # sums are copied into the row, no GradientFlow is built
         direct = (row_due and not self._epoch_open and self.tensorboard is None
                   and self._checked is not None and self._checked() is net
-                  and net.sizes == self._sizes)
+                  and (net.sizes is self._sizes or net.sizes == self._sizes))
         if direct:
             pass
         elif row_due or self._epoch_open:
@@ -387,8 +390,9 @@ class Recorder(RecorderEpochs, RecorderExports):
             self._thin()
         i = self._n
         if direct:
-            self._raw_storage()
-            batch, stepped = net.flow_sums_into(self._raw_st, self._raw_msq, row=i)
+            if self._raw_st is None:
+                self._raw_storage()
+            batch, stepped = net.flow_sums_into(self._raw_st, self._raw_msq, i)
             self._set_meta(i, step, offer, batch, stepped, 1)
         elif (raw := flow.raw) is not None:
             self._raw_storage()
