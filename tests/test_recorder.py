@@ -371,6 +371,19 @@ def test_json_round_trip_is_equal_including_nan(recorded, tmp_path):
         (recorded.schedule, recorded.every, recorded.max_records, recorded.stride)
 
 
+@pytest.mark.parametrize("kind", [np.int64, np.float64])
+def test_a_flow_whose_sizes_are_numpy_numbers_is_recorded_with_int_sizes(flow, kind, tmp_path):
+    """A flow built by hand may carry NumPy numbers as sizes: the recorder keeps Python ints,
+    so its JSON is written and read back (a network's own tuple of ints is kept as it is)."""
+    odd = dataclasses.replace(flow, sizes=tuple(np.array(flow.sizes, kind)))
+    rec = Recorder()
+    assert rec.record(odd) and rec.record(odd)
+    assert rec.sizes == flow.sizes and all(type(s) is int for s in rec.sizes)
+    rec.to_json(tmp_path / "flow.json")
+    back = Recorder.from_json(tmp_path / "flow.json")
+    assert back.sizes == flow.sizes and len(back) == 2
+
+
 def test_recorder_read_from_json_goes_on_recording_like_the_original(flow, tmp_path):
     a = Recorder(max_records=6)
     _steps_recorded(a, range(9), flow)

@@ -231,8 +231,10 @@ class Recorder(RecorderEpochs, RecorderExports):
                             f"{type(net).__name__}")
         if self._sizes is None:
             sizes = tuple(int(s) for s in flow.sizes)
-            # the network's own tuple when equal (a row's check is then an identity)
-            self._sizes = flow.sizes if flow.sizes == sizes and type(flow.sizes) is tuple \
+            # the network's own tuple when it holds Python ints already (a row's check is then
+            # an identity); otherwise the ints (NumPy integers would not go into to_json)
+            own = flow.sizes
+            self._sizes = own if type(own) is tuple and all(type(s) is int for s in own) \
                 else sizes
             self._activations = tuple(flow.activations)
             if not isinstance(net, GradientFlow) and hasattr(net, "init"):
