@@ -141,10 +141,14 @@ def reading_random_cost(cfg, steps=6000, threads=None, seed=0, clock="wall", det
     thread's CPU clock, which at two threads misses the worker's share), covers step ``k`` and
     its read.  A read's cost is what it adds to its own iteration, ``mean(T[k] | read at k) -
     mean(T[k] | none at k)``, plus what it leaves to the next (caches to refill, another
-    measurement set to write), the same with ``T[k + 1]``: unbiased, as the reads are drawn
-    independently.  Before the means the slowest 1% of iterations are dropped (a preemption
-    takes milliseconds and says nothing about the read) and, with ``detrend``, a rolling median
-    of 51 iterations is taken out of ``T`` (the same for every kind, it lowers the variance).
+    measurement set to write), the same with ``T[k + 1]``.  The reads are drawn independently,
+    so for a read that adds a fixed time each difference has that time as its expectation.
+    Each group is trimmed at its own 99th percentile (a preemption takes milliseconds and says
+    nothing about the read; a fixed shift between groups survives the trimming) and, with
+    ``detrend``, a rolling median of 51 iterations, without the iteration and its two
+    neighbours, is taken out of ``T`` first (it lowers the variance, and leaves out the
+    iterations a read at k - 1 or k changes).  The standard error comes from batch means (up
+    to 20 contiguous batches, each estimated alone): iterations are correlated over short lags.
     ``threads``: for the call, then the previous count.
 
     Returns ``{"step": mean seconds of an iteration without a read, none before it too,
@@ -177,31 +181,55 @@ def reading_random_cost(cfg, steps=6000, threads=None, seed=0, clock="wall", det
             own[i] = t2 - t1
     finally:
         vg.set_num_threads(prev_threads)
-    keep = T <= np.percentile(T, 99)
-    quiet = keep[1:] & (order[1:] == 0) & (order[:-1] == 0)
-    step = float(T[1:][quiet].mean())
-    if detrend:
-        T = T - _rolling_median(T, 51)
-    cur, nxt = order[1:], order[:-1]          # the iteration, and the read before it
-    Tc, kc = T[1:], keep[1:]
-    out = {"step": step}
+    n = len(kinds)
+    quiet = T[1:][(order[1:] == 0) & (order[:-1] == 0)]
+    step = float(_trimmed(quiet).mean())
+    R = T - _rolling_median(T, 51) if detrend else T
+    est = _read_costs(R, order, n)
+    # the standard error from batch means: contiguous batches estimated alone (iterations are
+    # correlated over short lags, a read enters two of them and slow periods several; the
+    # batches far less)
+    B = max(2, min(20, steps // 400))
+    edges = np.linspace(0, steps, B + 1).astype(int)
+    per = np.array([_read_costs(R[a:b], order[a:b], n).sum(axis=1)
+                    for a, b in zip(edges[:-1], edges[1:])])
+    se = per.std(axis=0, ddof=1) / np.sqrt(B)
+    out: dict = {"step": step}
     for j, name in enumerate(kinds[1:], 1):
-        parts, var = [], 0.0
-        for by in (cur, nxt):
-            a, b = Tc[kc & (by == j)], Tc[kc & (by == 0)]
-            parts.append(float(a.mean() - b.mean()))
-            var += a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
-        out[name] = {"cost": sum(parts), "se": float(np.sqrt(var)), "same": parts[0],
-                     "next": parts[1], "own": float(own[1:][kc & (cur == j)].mean())}
+        out[name] = {"cost": float(est[j - 1].sum()), "se": float(se[j - 1]),
+                     "same": float(est[j - 1, 0]), "next": float(est[j - 1, 1]),
+                     "own": float(own[1:][order[1:] == j].mean())}
+    return out
+
+
+def _trimmed(x, q=99):
+    """``x`` without its values above its own ``q``-th percentile."""
+    return x[x <= np.percentile(x, q)] if x.size else x
+
+
+def _read_costs(R, order, n):
+    """(n - 1, 2): for each read 1..n-1, what it adds to its own iteration (mean of ``R[k]``
+    over the iterations that read it, less over those that read nothing) and to the next one
+    (the same, grouped by the read before); each group trimmed at its own 99th percentile,
+    which leaves a fixed shift between groups as it is."""
+    x, cur, prev = R[1:], order[1:], order[:-1]
+    out = np.empty((n - 1, 2))
+    for col, by in enumerate((cur, prev)):
+        means = [_trimmed(x[by == j]).mean() for j in range(n)]
+        out[:, col] = np.array(means[1:]) - means[0]
     return out
 
 
 def _rolling_median(x, w):
-    """The median of the ``w`` values centred on each of ``x`` (fewer at the ends)."""
+    """For each ``x[k]``, the median of the ``w`` values centred on it, leaving out ``x[k-1]``,
+    ``x[k]`` and ``x[k+1]`` (which hold the effects of the reads at k - 1 and k; fewer values
+    at the ends)."""
     from numpy.lib.stride_tricks import sliding_window_view
     h = w // 2
     pad = np.concatenate([x[:h][::-1], x, x[-h:][::-1]])
-    return np.median(sliding_window_view(pad, w), axis=1)
+    win = sliding_window_view(pad, w)
+    cols = np.r_[0:h - 1, h + 2:w]
+    return np.median(win[:, cols], axis=1)
 
 
 _POOLS: dict = {}
