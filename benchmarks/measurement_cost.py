@@ -97,7 +97,8 @@ def main(argv=None):
         print(f"\nRandomised: {args.random_steps} iterations of one network, each drawing its "
               "read (none, or one of the three) at random; cost = what the read adds to its "
               "own iteration and to the next one, +- one standard error (wall time, the "
-              "slowest 1% dropped, a rolling median taken out):\n")
+              "slowest 1% of each group dropped, a rolling median taken out; the error from batch "
+              "means):\n")
         print("| config | threads | step ms | read | cost, us | / step | the read alone, us |")
         print("|---|---:|---:|---|---:|---:|---:|")
     for name in args.reading_configs if args.random_steps else ():
