@@ -36,6 +36,11 @@ from report import time_interleaved  # noqa: E402
 from test_measurement_cost import (make_step, reading_cpu_cost, reading_pool,  # noqa: E402
                                    reading_random_cost)
 
+# the reads of the reading tables, as they are labelled there
+READ_LABELS = (("gradient_flow", "gradient_flow()"),
+               ("flow_fields", "gradient_flow(), grad_ratio, grad_norm"),
+               ("recorder", "a recorder row"))
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=21)
@@ -86,9 +91,7 @@ def main(argv=None):
         c = reading_cpu_cost(bc.CONFIGS[name], args.rounds)
         a = c["step"]
         clock = c["step_alone"]             # two clock readings around no read
-        for k, what in (("gradient_flow", "gradient_flow()"),
-                        ("flow_fields", "gradient_flow(), grad_ratio, grad_norm"),
-                        ("recorder", "a recorder row")):
+        for k, what in READ_LABELS:
             f = c[k] - a
             print(f"| {name} | {a * 1e3:.3f} | {c['control'] / a - 1:+.2%} | {what} | "
                   f"{f * 1e6:.1f} | {f / a:.2%} | {(c[k + '_alone'] - clock) * 1e6:.1f} |",
@@ -105,9 +108,7 @@ def main(argv=None):
         for th in dict.fromkeys([vg.get_num_threads(), 1]):
             c = reading_random_cost(bc.CONFIGS[name], args.random_steps, threads=th)
             a = c["step"]
-            for k, what in (("gradient_flow", "gradient_flow()"),
-                            ("flow_fields", "gradient_flow(), grad_ratio, grad_norm"),
-                            ("recorder", "a recorder row")):
+            for k, what in READ_LABELS:
                 r = c[k]
                 print(f"| {name} | {th} | {a * 1e3:.3f} | {what} | {r['cost'] * 1e6:.1f} +- "
                       f"{r['se'] * 1e6:.1f} | {r['cost'] / a:.2%} | {r['own'] * 1e6:.1f} |",

@@ -112,14 +112,9 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
                 read = reads[k]
                 total = own = 0.0
                 for _ in range(steps):
-                    t0 = clock()
-                    train()
-                    t1 = clock()
-                    if read is not None:
-                        read()
-                    t2 = clock()
-                    total += t2 - t0
-                    own += t2 - t1
+                    t, r = _timed_iteration(train, read, clock)
+                    total += t
+                    own += r
                 per[k].append(total / steps)
                 alone[k].append(own / steps)
     finally:
@@ -129,7 +124,19 @@ def reading_cpu_cost(cfg, rounds=POOL_ROUNDS, steps=40):
     return out
 
 
-def reading_random_cost(cfg, steps=6000, threads=None, seed=0, clock="wall", detrend=True):
+def _timed_iteration(train, read, clock):
+    """One measured step and its read (None: none), timed by ``clock``: ``(the whole
+    iteration, the read alone)`` in seconds."""
+    t0 = clock()
+    train()
+    t1 = clock()
+    if read is not None:
+        read()
+    t2 = clock()
+    return t2 - t0, t2 - t1
+
+
+def reading_random_cost(cfg, steps=6000, threads=None, seed=0):
     """What reading at every step costs in all, estimated on one network whose iterations
     each draw their read at random: the measured step followed by nothing, by
     ``net.gradient_flow()``, by the flow and two of its fields, or by ``rec.record(net)`` (a
@@ -137,15 +144,14 @@ def reading_random_cost(cfg, steps=6000, threads=None, seed=0, clock="wall", det
     shared VM) then fall on every kind of iteration alike, not on whichever block of one kind
     ran during them, and cancel out of the differences.
 
-    ``T[k]``, an iteration's time (``clock``: "wall", ``time.perf_counter``, or "cpu", the
-    thread's CPU clock, which at two threads misses the worker's share), covers step ``k`` and
-    its read.  A read's cost is what it adds to its own iteration, ``mean(T[k] | read at k) -
+    ``T[k]``, an iteration's wall time (``time.perf_counter``), covers step ``k`` and its
+    read.  A read's cost is what it adds to its own iteration, ``mean(T[k] | read at k) -
     mean(T[k] | none at k)``, plus what it leaves to the next (caches to refill, another
     measurement set to write), the same with ``T[k + 1]``.  The reads are drawn independently,
     so for a read that adds a fixed time each difference has that time as its expectation.
     Each group is trimmed at its own 99th percentile (a preemption takes milliseconds and says
-    nothing about the read; a fixed shift between groups survives the trimming) and, with
-    ``detrend``, a rolling median of 51 iterations, without the iteration and its two
+    nothing about the read; a fixed shift between groups survives the trimming) and a
+    rolling median of 51 iterations, without the iteration and its two
     neighbours, is taken out of ``T`` first (it lowers the variance, and leaves out the
     iterations a read at k - 1 or k changes).  The standard error comes from batch means (up
     to 20 contiguous batches, each estimated alone): iterations are correlated over short lags.
@@ -155,36 +161,26 @@ def reading_random_cost(cfg, steps=6000, threads=None, seed=0, clock="wall", det
     read: {"cost", "se" (its standard error), "same" and "next" (the two parts), "own" (mean
     seconds of the read call alone)}}``."""
     import time
-    kinds = ("step", "gradient_flow", "flow_fields", "recorder")
     prev_threads = vg.get_num_threads()
     if threads is not None:
         vg.set_num_threads(threads)
     try:
         net, train = make_step(cfg, True)
         rec = vg.Recorder("every", max_records=steps + 100)
-        reads = [_reads(net, rec)[k] for k in kinds]
-        order = np.random.default_rng(seed).integers(0, len(kinds), steps)
-        clock = time.perf_counter if clock == "wall" else time.thread_time
+        reads = [_reads(net, rec)[k] for k in READS]
+        order = np.random.default_rng(seed).integers(0, len(READS), steps)
         for _ in range(50):
             train()
         T = np.empty(steps)
         own = np.empty(steps)
         for i, k in enumerate(order.tolist()):
-            read = reads[k]
-            t0 = clock()
-            train()
-            t1 = clock()
-            if read is not None:
-                read()
-            t2 = clock()
-            T[i] = t2 - t0
-            own[i] = t2 - t1
+            T[i], own[i] = _timed_iteration(train, reads[k], time.perf_counter)
     finally:
         vg.set_num_threads(prev_threads)
-    n = len(kinds)
+    n = len(READS)
     quiet = T[1:][(order[1:] == 0) & (order[:-1] == 0)]
     step = float(_trimmed(quiet).mean())
-    R = T - _rolling_median(T, 51) if detrend else T
+    R = T - _rolling_median(T, 51)
     est = _read_costs(R, order, n)
     # the standard error from batch means: contiguous batches estimated alone (iterations are
     # correlated over short lags, a read enters two of them and slow periods several; the
@@ -195,7 +191,7 @@ def reading_random_cost(cfg, steps=6000, threads=None, seed=0, clock="wall", det
                     for a, b in zip(edges[:-1], edges[1:])])
     se = per.std(axis=0, ddof=1) / np.sqrt(B)
     out: dict = {"step": step}
-    for j, name in enumerate(kinds[1:], 1):
+    for j, name in enumerate(READS[1:], 1):
         out[name] = {"cost": float(est[j - 1].sum()), "se": float(se[j - 1]),
                      "same": float(est[j - 1, 0]), "next": float(est[j - 1, 1]),
                      "own": float(own[1:][order[1:] == j].mean())}

@@ -271,10 +271,9 @@ class FieldBuffer:
 
 # A flow made by from_read_only holds what the measured step left in ``_snapshot``, a plain
 # tuple (right after a step each object a read makes costs microseconds, and a named tuple's
-# more than a plain one's): read-only arrays that nothing writes while they are referenced
-# (see from_buffers and from_read_only), and the set's FieldBuffer or None.
-_SNAPSHOT = ("stats", "ps_mean_sq", "batch", "stepped", "widths", "in_norm2", "delta_norm2",
-             "unit_zero", "fields")
+# more than a plain one's): (stats, ps_mean_sq, batch, stepped, widths, in_norm2, delta_norm2,
+# unit_zero, fields), read-only arrays that nothing writes while they are referenced (see
+# from_buffers and from_read_only), and the set's FieldBuffer or None.
 
 
 @dataclass(frozen=True)
@@ -371,7 +370,7 @@ class GradientFlow:
         stats, ps_mean_sq, in_norm2, delta_norm2, unit_zero = arrays
         # the arguments taken as they come and the widths from the set (a read right after a
         # step runs with the interpreter's code out of the caches: each call counts)
-        snap = (stats, ps_mean_sq, batch, stepped,                       # see _SNAPSHOT
+        snap = (stats, ps_mean_sq, batch, stepped,         # the order _first_read unpacks
                 layer_widths(sizes) if fields is None else fields.widths,
                 in_norm2, delta_norm2, unit_zero, fields)
         flow = object.__new__(cls)
