@@ -4,8 +4,10 @@
 
 Everything here trusts its caller: shapes, dtypes, contiguity and finiteness are checked by the
 Python layer (``vgcore._validation``) before a pointer reaches this module.  The numerical work
-runs without the GIL, in ``noexcept nogil`` functions; matrix products go through the BLAS that
-SciPy ships (``scipy.linalg.cython_blas``), elementwise work through the C kernels of
+runs without the GIL, in ``noexcept nogil`` functions; matrix products of narrow layers go
+through vgcore's own kernel (``vg_gemm.h``), larger ones through an OpenBLAS (NumPy's when its
+wheel carries one, else SciPy's ``cython_blas``: ``vg_blas.h``), elementwise work through the C
+kernels of
 ``vg_kernels.h``, spread over OpenMP threads only when a block is large enough to pay for it.
 """
 
@@ -224,158 +226,7 @@ def _get_engine_threads():
 # GEMM, row-major, through column-major BLAS
 # ------------------------------------------------------------------------------------------
 
-cdef extern from "vg_blas_threads.h" nogil:
-    ctypedef struct vg_blas_choice:
-        double ewma[2]
-        double probe[2]
-        long passes
-        int best
-    int VG_BLAS_PROBE_EVERY
-    double VG_BLAS_ONE_MAX_DEFAULT
-    double vg_blas_one_max
-    int vg_blas_adapt
-    int vg_blas_bits_vary
-    int vg_blas_reproducible
-    bint vg_blas_hands_off() noexcept
-    void vg_blas_lock() noexcept
-    void vg_blas_unlock() noexcept
-    ctypedef void (*vg_blas_set_fn)(int) noexcept
-    ctypedef int (*vg_blas_get_fn)() noexcept
-    vg_blas_set_fn vg_blas_set
-    vg_blas_get_fn vg_blas_get
-    void vg_blas_choice_init(vg_blas_choice *c) noexcept
-    int vg_blas_pass_begin(const vg_blas_choice *c) noexcept
-    void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds) noexcept
-    int vg_choice_pick(const vg_blas_choice *c) noexcept
-    void vg_choice_learn(vg_blas_choice *c, int mode, double cost) noexcept
-    const char *vg_blas_symbol
-    int vg_blas_bind(const void *blas_fn) noexcept
-    void vg_blas_before(double mnk) noexcept
-    void vg_blas_release() noexcept
-    int vg_blas_holders() noexcept
-
-cdef bint _blas_bound = vg_blas_bind(<const void *>sgemm)
-
-
-def _probe_product(int m, int n, int k, dtype, str trans="NN"):
-    """A fixed product straight through the BLAS (column-major op(A) m x k by op(B) k x n, op
-    per letter of trans: N as stored, T transposed, as vgcore's passes call it; not through
-    gemm(), whose thread policy must not act here)."""
-    cdef char ta = ord(trans[0]), tb = ord(trans[1])
-    cdef int lda = m if trans[0] == "N" else k
-    cdef int ldb = k if trans[1] == "N" else n
-    cdef cnp.ndarray A = ((np.arange(m * k) * 7919 % 1009) / 1009.0 - 0.5).astype(dtype)
-    cdef cnp.ndarray B = ((np.arange(k * n) * 104729 % 1013) / 1013.0 - 0.5).astype(dtype)
-    cdef cnp.ndarray C = np.zeros(m * n, dtype=dtype)
-    cdef float f1 = 1, f0 = 0
-    cdef double d1 = 1, d0 = 0
-    if dtype == np.float32:
-        sgemm(&ta, &tb, &m, &n, &k, &f1, <float *>cnp.PyArray_DATA(A), &lda,
-              <float *>cnp.PyArray_DATA(B), &ldb, &f0, <float *>cnp.PyArray_DATA(C), &m)
-    else:
-        dgemm(&ta, &tb, &m, &n, &k, &d1, <double *>cnp.PyArray_DATA(A), &lda,
-              <double *>cnp.PyArray_DATA(B), &ldb, &d0, <double *>cnp.PyArray_DATA(C), &m)
-    return C
-
-
-def blas_threads_change_bits():
-    """Whether the bound BLAS gives other bits for the same product in one thread and in
-    several (at least 2; its current count when larger): products of float32 and float64, of
-    sizes OpenBLAS splits over its threads, in the three layouts of vgcore's passes (NN
-    forward, NT weight gradient, TN input gradient), each computed both ways (~5 ms).  The
-    count is put back.  False when no BLAS thread count is bound (nothing to change).  Runs
-    under the lock that passes take to change the count: a pass that starts meanwhile waits."""
-    if not _blas_bound:
-        return False
-    cdef int saved, many
-    vg_blas_lock()
-    saved = vg_blas_get()
-    many = saved if saved > 1 else 2
-    try:
-        for dtype in (np.float32, np.float64):
-            for m, n, k in ((131, 200, 96), (160, 192, 224), (515, 24, 40)):
-                for trans in ("NN", "NT", "TN"):
-                    vg_blas_set(1)
-                    one = _probe_product(m, n, k, dtype, trans)
-                    vg_blas_set(many)
-                    several = _probe_product(m, n, k, dtype, trans)
-                    if not np.array_equal(one, several):
-                        return True
-        return False
-    finally:
-        vg_blas_set(saved)
-        vg_blas_unlock()
-
-
-vg_blas_bits_vary = blas_threads_change_bits()
-
-
-def set_blas_reproducible(bint on):
-    """Where the BLAS's bits depend on its thread count: leave that count alone (True, the
-    default) or apply the policy anyway (False); see vgcore.set_blas_policy."""
-    global vg_blas_reproducible
-    vg_blas_reproducible = on
-
-
-def set_blas_bits_vary(bint on):
-    """For tests: act as if the probe had found (or not) that the BLAS's bits depend on its
-    thread count."""
-    global vg_blas_bits_vary
-    vg_blas_bits_vary = on
-
-
-def blas_one_thread_info():
-    """How vgcore runs the BLAS's threads (see vg_blas_threads.h): ``bound`` (the BLAS's
-    thread count could be reached), ``symbol``, ``max_mnk`` (products of at most this many
-    float32 multiply-adds run in one thread; float64 counts twice; 0 = none), ``adapt`` (larger
-    products run in one thread when that has been faster), ``probe_every``, ``holders``
-    (passes holding the count at 1 now)."""
-    return {"bound": bool(_blas_bound), "symbol": vg_blas_symbol.decode() if _blas_bound else None,
-            "max_mnk": float(vg_blas_one_max), "default_max_mnk": float(VG_BLAS_ONE_MAX_DEFAULT),
-            "adapt": bool(vg_blas_adapt), "probe_every": int(VG_BLAS_PROBE_EVERY),
-            "holders": int(vg_blas_holders()), "threads_change_bits": bool(vg_blas_bits_vary),
-            "reproducible": bool(vg_blas_reproducible), "hands_off": bool(vg_blas_hands_off())}
-
-
-cdef dict _choice_dict(const vg_blas_choice *c, str per="seconds_per_mnk"):
-    return {"passes": int(c.passes), "one_thread": bool(c.best),
-            per: tuple(None if c.ewma[i] < 0 else float(c.ewma[i]) for i in range(2))}
-
-
-def choice_trace(costs):
-    """For tests: the modes the two-mode chooser of vg_blas_threads.h picks, pass after pass,
-    for a fresh choice whose passes cost ``costs[i][mode]`` (seconds per unit of work) in pass
-    i; returns (modes, final choice as in blas_choice())."""
-    cdef vg_blas_choice c
-    cdef int mode
-    vg_blas_choice_init(&c)
-    modes = []
-    for cost in costs:
-        mode = vg_choice_pick(&c)
-        vg_choice_learn(&c, mode, float(cost[mode]))
-        modes.append(mode)
-    return modes, _choice_dict(&c)
-
-
-def set_blas_one_max(double max_mnk):
-    global vg_blas_one_max
-    vg_blas_one_max = max_mnk
-
-
-def set_blas_adapt(bint on):
-    global vg_blas_adapt
-    vg_blas_adapt = on
-
-cdef inline void gemm(char ta, char tb, int m, int n, int k, floating *a, int lda,
-                      floating *b, int ldb, floating beta, floating *c, int ldc) noexcept nogil:
-    """Column-major C(m x n) = op(A) op(B) + beta C, as BLAS sees it."""
-    cdef floating one = 1
-    if floating is float:
-        vg_blas_before(<double>m * n * k)
-        sgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc)
-    else:
-        vg_blas_before(2.0 * m * n * k)
-        dgemm(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc)
+include "_engine_blas.pxi"          # the BLAS: which library, its threads, gemm()
 
 
 cdef extern from "vg_gemm.h" nogil:

@@ -43,9 +43,10 @@
  * (which OpenBLAS's own threads lack) would make is not what it looks for; the kernels write
  * the products' operands flushed, so none reaches a product.
  *
- * Reaching the count needs OpenBLAS's openblas_set_num_threads in the library that SciPy's
- * cython_blas calls.  vg_blas_bind finds it from the address of that sgemm wrapper; with
- * another BLAS (or no dladdr) nothing is bound and products run as the BLAS decides.
+ * Reaching the count needs OpenBLAS's openblas_set_num_threads in the library that computes
+ * the products (vg_blas.h: NumPy's OpenBLAS or SciPy's).  vg_blas_bind finds it from the
+ * address of that library's sgemm; with another BLAS (or no dladdr) nothing is bound and
+ * products run as the BLAS decides.
  */
 #ifndef VG_BLAS_THREADS_H
 #define VG_BLAS_THREADS_H
@@ -62,6 +63,8 @@
 #endif
 
 #include <string.h>
+
+#include "vg_blas.h"
 
 /* The default limit for float32 products, in multiply-adds (m*n*k); float64 products count
  * twice.  Measured crossover on 2 cores (Intel Xeon, OpenBLAS 0.3.30 SkylakeX): 1 thread is
@@ -235,6 +238,9 @@ static int vg_blas_bind(const void *blas_fn)
     };
     Dl_info info;
     void *h;
+    vg_blas_set = NULL;         /* a BLAS whose count cannot be reached: none bound */
+    vg_blas_get = NULL;
+    vg_blas_symbol = "";
     if (blas_fn == NULL || !dladdr(blas_fn, &info) || info.dli_fname == NULL)
         return 0;
     h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);   /* kept open: it stays loaded */
@@ -343,6 +349,22 @@ static int vg_blas_holders(void)
     pthread_mutex_unlock(&vg_blas_mu);
     return d;
 }
+
+/* Compute the products with candidate `which` of vg_blas.h and bind its thread count; -1 (and
+ * nothing changed) while a pass holds the count, else whether the count was bound. */
+static int vg_blas_switch(int which)
+{
+    int bound;
+    pthread_mutex_lock(&vg_blas_mu);
+    if (vg_blas_depth != 0) {
+        pthread_mutex_unlock(&vg_blas_mu);
+        return -1;
+    }
+    vg_blas_use(which);
+    bound = vg_blas_bind(vg_blas_sgemm_of(which));
+    pthread_mutex_unlock(&vg_blas_mu);
+    return bound;
+}
 #else
 static void vg_blas_lock(void) {}
 static void vg_blas_unlock(void) {}
@@ -355,6 +377,7 @@ static inline void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds)
     (void)c; (void)mode; (void)seconds;
 }
 static int vg_blas_holders(void) { return 0; }
+static int vg_blas_switch(int which) { vg_blas_use(which); return 0; }
 #endif
 
 #endif /* VG_BLAS_THREADS_H */

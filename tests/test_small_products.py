@@ -6,12 +6,10 @@ thread count (probed at import), vgcore leaves the count alone unless told other
 of the mechanism itself act as if the probe had found the BLAS thread-count-safe."""
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 import pytest
-import scipy
 import threadpoolctl
 
 import vgcore as vg
@@ -21,13 +19,11 @@ from _vgtest import num_threads
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 
 
-def _scipy_blas():
-    """threadpoolctl's entry for the OpenBLAS that ships with SciPy, or None."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
-    for info in threadpoolctl.threadpool_info():
-        if info["internal_api"] == "openblas" and info["filepath"].startswith(root) and \
-                "scipy" in os.path.basename(info["filepath"]) and \
-                "64_" not in os.path.basename(info["filepath"]):
+def _vgcore_blas():
+    """threadpoolctl's entry for the OpenBLAS that computes vgcore's products (NumPy's or
+    SciPy's, see vg.use_blas), or None."""
+    for info in vg.blas_info():
+        if info["vgcore"] and info["internal_api"] == "openblas":
             return info
     return None
 
@@ -62,10 +58,10 @@ def _steps(net, n, seed=1):
     return X, y
 
 
-def test_scipys_openblas_is_reached():
+def test_the_openblas_of_vgcores_products_is_reached():
     info = vg.blas_policy()
-    if _scipy_blas() is None:
-        pytest.skip("SciPy's BLAS is not its bundled OpenBLAS here")
+    if _vgcore_blas() is None:
+        pytest.skip("the BLAS of vgcore's products is not an OpenBLAS threadpoolctl sees here")
     assert info["bound"] is True
     assert "set_num_threads" in info["symbol"]
     assert info["max_mnk"] == info["default_max_mnk"] == 4194304
@@ -93,12 +89,12 @@ def test_a_limit_the_user_set_with_threadpoolctl_is_kept():
 
 
 def _holds_seen_during_passes(net, X, passes=300, enough=None):
-    """(holders, SciPy's BLAS count) seen by a watcher thread while `net` runs forward passes,
+    """(holders, vgcore's BLAS count) seen by a watcher thread while `net` runs forward passes,
     every product through BLAS (vgcore's own kernel would take these narrow ones); stops early
     once enough(seen) is true."""
-    scipy_blas = _scipy_blas()
-    ctl = threadpoolctl.ThreadpoolController().select(filepath=scipy_blas["filepath"]) \
-        if scipy_blas else None
+    blas = _vgcore_blas()
+    ctl = threadpoolctl.ThreadpoolController().select(filepath=blas["filepath"]) \
+        if blas else None
     seen, done = [], threading.Event()
 
     def watch():
@@ -131,7 +127,7 @@ def test_a_pass_of_small_products_holds_the_count_at_one_while_it_runs(policy_ap
             net, X, enough=lambda seen: len(seen) > 50 and any(h == 1 for h, _ in seen))
         held = [(h, c) for h, c in seen if h == 1]
         assert held, "no pass was seen holding the BLAS at one thread"
-        # while held, SciPy's OpenBLAS runs one thread; the count comes back after the pass
+        # while held, vgcore's OpenBLAS runs one thread; the count comes back after the pass
         assert any(c == 1 for _, c in held)
         assert all(i["num_threads"] == 2 for i in vg.blas_info())
 

@@ -17,7 +17,7 @@ _omp_wait.load_engine()     # first: OpenMP's idle threads spin briefly, unless 
 
 from vgcore.core import activations, init, losses, network, reference
 from vgcore.core._threads import (blas_info, blas_policy, get_num_threads, openmp_enabled,
-                                  set_blas_policy, set_num_threads)
+                                  set_blas_policy, set_num_threads, use_blas)
 from vgcore.core._kernels import kernel_info, set_kernels
 from vgcore.core.activations import ACTIVATIONS, Activation
 from vgcore.core.errors import NonFiniteError
@@ -46,7 +46,7 @@ __all__ = [
     "MLP", "Dense", "Activation", "ACTIVATIONS", "INITIALISERS", "fit", "evaluate", "History",
     "NonFiniteError",
     "Recorder", "diagnose", "format_findings", "Finding", "set_num_threads", "get_num_threads",
-    "openmp_enabled", "blas_info", "blas_policy", "set_blas_policy", "kernel_info",
+    "openmp_enabled", "blas_info", "blas_policy", "set_blas_policy", "use_blas", "kernel_info",
     "set_kernels", "activations",
     "init", "losses", "reference", "flow", "curvature", "diagnosis", "recorder", "theory",
     "checkpoint", "datasets", "optim",

@@ -134,8 +134,9 @@ def blas_line(vg) -> str:
     for info in vg.blas_info():
         lib = os.path.basename(info.get("filepath", "")) or info.get("prefix", "?")
         where = os.path.dirname(info.get("filepath", ""))
-        who = " (SciPy's: vgcore's GEMMs)" if "scipy" in where else \
-            " (NumPy's)" if "numpy" in where else ""
+        pkg = "SciPy's" if "scipy" in where else "NumPy's" if "numpy" in where else ""
+        mine = ": vgcore's GEMMs" if info.get("vgcore") else ""
+        who = f" ({pkg}{mine})" if pkg else f" ({mine[2:]})" if mine else ""
         parts.append(f"{info.get('internal_api')} {info.get('version')} "
                      f"[{info.get('architecture')}, {info.get('num_threads')} threads] "
                      f"{lib}{who}")

@@ -19,7 +19,8 @@ key                     what
 ``cpu``                 the processor's model name and its logical cores
 ``platform``            operating system, Python, NumPy, SciPy and matplotlib versions
 ``blas``                one entry per BLAS library loaded: library, version, kernel, threads,
-                        and which package's it is (SciPy's computes vgcore's matrix products)
+                        and which package's it is (the one marked computes vgcore's matrix
+                        products: NumPy's or SciPy's, see ``vgcore.use_blas``)
 ``threads``             vgcore's compute threads, and whether its build has OpenMP
 ======================  ========================================================================
 """
@@ -96,8 +97,9 @@ def _blas(vg) -> list:
     for info in infos:
         path = info.get("filepath") or ""
         where = os.path.dirname(path)
-        owner = ("SciPy's: vgcore's matrix products" if "scipy" in where else
-                 "NumPy's" if "numpy" in where else "")
+        pkg = "SciPy's" if "scipy" in where else "NumPy's" if "numpy" in where else ""
+        owner = f"{pkg}{': ' if pkg else ''}vgcore's matrix products" if info.get("vgcore") \
+            else pkg
         out.append({"library": info.get("internal_api") or info.get("prefix") or "?",
                     "version": info.get("version"), "kernel": info.get("architecture"),
                     "threads": info.get("num_threads"), "file": os.path.basename(path),
