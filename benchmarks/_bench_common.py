@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import blas as _blas
 
 import vgcore as vg
+from vgcore import _engine
 from vgcore.core._kernels import kernels_line  # noqa: F401  (report, contention)
 import _baselines as bl
 from vgcore.commands.bench import lead_in, time_interleaved  # noqa: F401  (the shared timer)
@@ -266,12 +266,14 @@ def blas_kernels() -> list:
     """Every loaded BLAS (threadpoolctl): who uses it, name, version, kernel, threads; and
     PyTorch's (MKL, built in) when torch is imported."""
     out = []
-    infos = sorted(vg.blas_info(), key=lambda i: "numpy" in i.get("filepath", ""))
+    infos = sorted(vg.blas_info(), key=lambda i: not i.get("vgcore"))
     for info in infos:
         path = info.get("filepath", "")
         where = os.path.dirname(path)
-        user = "vgcore (SciPy's)" if "scipy" in where else \
-            "NumPy, reference, tuned NumPy" if "numpy" in where else "?"
+        pkg = "SciPy's" if "scipy" in where else "NumPy's" if "numpy" in where else ""
+        users = (["vgcore"] if info.get("vgcore") else []) + \
+            (["NumPy, reference, tuned NumPy"] if "numpy" in where else [])
+        user = f"{', '.join(users) or 'SciPy'} ({pkg})" if pkg else ", ".join(users) or "?"
         out.append(dict(used_by=user, name=info.get("internal_api"),
                         version=info.get("version"), architecture=info.get("architecture"),
                         threads=info.get("num_threads"),
@@ -331,14 +333,15 @@ class GemmBaseline:
     Per layer ``l`` (input ``x`` of shape (b, fin), ``W`` (fin, fout), ``delta`` (b, fout)):
     ``h = x @ W``, ``dW = x.T @ delta`` and, except for the first layer, ``dx = delta @ W.T``.
 
-    ``backend="scipy"`` calls ``scipy.linalg.blas.sgemm`` -- the OpenBLAS that vgcore links
-    through ``scipy.linalg.cython_blas`` -- on transposed (Fortran-ordered) views of the C-ordered
-    arrays, writing into the output in place (no copies); ``backend="numpy"`` uses
-    ``numpy.matmul(..., out=)`` (NumPy's own OpenBLAS, the one the reference uses).
+    ``backend="vgcore"`` calls the BLAS that computes vgcore's own products (``vg.use_blas``:
+    NumPy's OpenBLAS or SciPy's; ``vgcore._engine.blas_product``) on transposed
+    (Fortran-ordered) views of the C-ordered arrays, writing into the output in place (no
+    copies); ``backend="numpy"`` uses ``numpy.matmul(..., out=)`` (NumPy's own BLAS, the one
+    the reference and tuned NumPy use).
     """
 
-    def __init__(self, cfg: Config, backend: str = "scipy", seed: int = 2):
-        if backend not in ("scipy", "numpy"):
+    def __init__(self, cfg: Config, backend: str = "vgcore", seed: int = 2):
+        if backend not in ("vgcore", "numpy"):
             raise ValueError(backend)
         self.cfg, self.backend = cfg, backend
         self.flops = train_step_flops(cfg)
@@ -356,19 +359,17 @@ class GemmBaseline:
                 dW=np.zeros((fin, fout), np.float32),
                 dx=np.zeros((b, fin), np.float32) if l > 0 else None,
             ))
-        self.run = self._run_scipy if backend == "scipy" else self._run_numpy
-        if backend == "scipy":
-            self._check_in_place()
+        self.run = self._run_vgcore if backend == "vgcore" else self._run_numpy
 
-    def _run_scipy(self):
-        sgemm = _blas.sgemm
+    def _run_vgcore(self):
+        g = _engine.blas_product
         for L in self.layers:
             x, W, d = L["x"], L["W"], L["delta"]
             # row-major C = A @ B is column-major C.T = B.T @ A.T; every .T below is F-ordered
-            sgemm(1.0, W.T, x.T, c=L["h"].T, overwrite_c=True)                   # h = x @ W
-            sgemm(1.0, d.T, x.T, trans_b=True, c=L["dW"].T, overwrite_c=True)    # dW = x.T @ d
+            g("NN", W.T, x.T, L["h"].T)                       # h = x @ W
+            g("NT", d.T, x.T, L["dW"].T)                      # dW = x.T @ d
             if L["dx"] is not None:
-                sgemm(1.0, W.T, d.T, trans_a=True, c=L["dx"].T, overwrite_c=True)  # dx = d @ W.T
+                g("TN", W.T, d.T, L["dx"].T)                  # dx = d @ W.T
 
     def _run_numpy(self):
         mm = np.matmul
@@ -378,12 +379,6 @@ class GemmBaseline:
             mm(x.T, d, out=L["dW"])
             if L["dx"] is not None:
                 mm(d, W.T, out=L["dx"])
-
-    def _check_in_place(self):
-        """sgemm must write into our arrays (f2py would silently copy a non-F-ordered c)."""
-        L = self.layers[-1]
-        ret = _blas.sgemm(1.0, L["W"].T, L["x"].T, c=L["h"].T, overwrite_c=True)
-        assert np.shares_memory(ret, L["h"]), "sgemm did not write in place"
 
     def check(self, run=True):
         """Compare every product (of a fresh run, or of the last one) with NumPy."""

@@ -39,7 +39,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_line(f"{'config':<15} {'system':<12} {'median ms':>10} {'GFLOP/s':>8} "
                   f"{'pool ms':>9} {'numpy/this':>11} {'% of sgemm-only':>16}")
     for cfg, rows in by_cfg.items():
-        base = rows.get("gemm-scipy")
+        base = rows.get("gemm-vgcore")
         for impl, r in rows.items():
             pct = f"{100 * r['gflops'] / base['gflops']:.0f}%" if base else "-"
             pool = f"{r['interleaved_ms']:.3f}" if "interleaved_ms" in r else "-"

@@ -124,7 +124,7 @@ def measure(args, threads):
                 bc.assert_sane_loss(fn(), f"{name}/{s}")
                 fns[f"{name}|{s}"] = fn
             if args.gemm and cfg.gemm_baseline or args.gemm_all:
-                g = gemms[name] = bc.GemmBaseline(cfg, "scipy")
+                g = gemms[name] = bc.GemmBaseline(cfg, "vgcore")
                 g.check()
                 fns[f"{name}|gemm"] = g.run
         res = time_interleaved(fns, args.rounds, args.sample_ms / 1e3, args.warmup,
@@ -237,7 +237,7 @@ def extra_lines(trs, md=False):
                   f" (target for vgcore <= {bc.VANISHING_MAX:g})")
         if r.get("gemm_ms") is not None and r.get("vgcore_ms"):
             print(f"{'- ' if md else ''}{r['config']}: the step's matrix products alone "
-                  f"(scipy sgemm) {r['gemm_ms']:.3f} ms, {r['gflops']['gemm']:.1f} GFLOP/s; "
+                  f"(vgcore's BLAS) {r['gemm_ms']:.3f} ms, {r['gflops']['gemm']:.1f} GFLOP/s; "
                   f"vgcore reaches {100 * r['gemm_ms'] / r['vgcore_ms']:.0f}% of that rate")
         if "phases_ms" in r:
             for impl, ph in r["phases_ms"].items():
@@ -301,7 +301,7 @@ def main(argv=None):
                     help="pause before a system's lead-in, in which the previous system's "
                          f"BLAS threads park (default 0; they spin ~{PARK_S * 1e3:.0f} ms)")
     ap.add_argument("--gemm", action="store_true",
-                    help="also time the step's matrix products alone (scipy sgemm) for wide "
+                    help="also time the step's matrix products alone (vgcore's BLAS) for wide "
                          "and huge-batch")
     ap.add_argument("--gemm-all", action="store_true",
                     help="the same for every configuration (small layers: includes ~1 us of "

@@ -138,8 +138,8 @@ def lead_in(fn, seconds=0.12, min_calls=1):
 
     Besides warming caches and allocating buffers, this lets the worker threads of the BLAS
     used by the previous measurement park: an OpenBLAS worker spins for ~2**28 TSC cycles
-    (~0.1 s, OPENBLAS_THREAD_TIMEOUT) after its library's last call, and the reference
-    (NumPy's OpenBLAS) and vgcore (SciPy's OpenBLAS) use different libraries; on a 2-core
+    (~0.1 s, OPENBLAS_THREAD_TIMEOUT) after its library's last call, and the baselines may use
+    another library than vgcore (``vgcore.use_blas``; PyTorch's MKL always); on a 2-core
     machine that spinning thread slows the first ~0.1 s of the next measurement.
     """
     t_end = perf() + seconds

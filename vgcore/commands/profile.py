@@ -9,7 +9,7 @@ on a batch of your own data with --data) and reports, from the same run:
 - the time per layer and per phase inside the compiled passes (forward GEMM, forward
   elementwise, backward elementwise, backward GEMM; from ``net.profile()`` and
   ``net.layer_timings()``), with the GFLOP/s of the matrix products against the rate of the same
-  products run alone through SciPy's BLAS (sgemm/dgemm on preallocated arrays);
+  products run alone through vgcore's BLAS (sgemm/dgemm on preallocated arrays);
 - the memory of the parameter, gradient, workspace, measurement and optimiser buffers;
 - the gradient-flow measurements of the last step, per layer.
 
@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 
+from vgcore import _engine
 from vgcore.commands._common import (CommandError, blas_line, gap_line, nonneg_int, note,
                                      plot_dir, positive_float, positive_int, print_json,
                                      shown_rows)
@@ -72,8 +73,14 @@ NOISY = 1.3       # a note when the median step of a kind took this many times t
 
 # ------------------------------------------------------------------ the GEMM baseline
 
+def _blas_name() -> str:
+    """Which OpenBLAS computes vgcore's products: "NumPy's" or "SciPy's"."""
+    return {"numpy": "NumPy's", "scipy": "SciPy's"}[_engine.blas_products()["library"]]
+
+
 class GemmAlone:
-    """The matrix products of one training step, alone, through SciPy's BLAS.
+    """The matrix products of one training step, alone, through the BLAS that computes
+    vgcore's products (``vgcore.use_blas``: NumPy's OpenBLAS or SciPy's).
 
     Per layer (input x (B, fan_in), W (fan_in, fan_out), delta (B, fan_out)): forward
     ``h = x @ W``; backward ``dW = x.T @ delta`` and, except for the first layer (whose input
@@ -82,8 +89,7 @@ class GemmAlone:
     """
 
     def __init__(self, sizes, batch, dtype, seed=2):
-        from scipy.linalg import blas
-        self.gemm = blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
+        self.gemm = _engine.blas_product
         rng = np.random.default_rng(seed)
         self.layers = []
         for l in range(len(sizes) - 1):
@@ -94,20 +100,16 @@ class GemmAlone:
                 d=(rng.standard_normal((batch, fout)) / batch).astype(dtype),
                 h=np.zeros((batch, fout), dtype), dW=np.zeros((fin, fout), dtype),
                 dx=np.zeros((batch, fin), dtype) if l > 0 else None))
-        L = self.layers[-1]
-        ret = self.gemm(1.0, L["W"].T, L["x"].T, c=L["h"].T, overwrite_c=True)
-        if not np.shares_memory(ret, L["h"]):
-            raise RuntimeError("GEMM baseline: gemm did not write in place")
 
     def call_overhead(self, n=300) -> float:
-        """Seconds of Python and f2py overhead per gemm call: the fastest of ``n`` 1x1x1
-        products written in place."""
+        """Seconds of Python overhead per gemm call: the fastest of ``n`` 1x1x1 products
+        written in place."""
         a = np.ones((1, 1), self.layers[0]["x"].dtype)
         c = np.zeros((1, 1), a.dtype)
         best = math.inf
         for _ in range(n):
             t0 = perf()
-            self.gemm(1.0, a.T, a.T, c=c.T, overwrite_c=True)
+            self.gemm("NN", a.T, a.T, c.T)
             best = min(best, perf() - t0)
         return best
 
@@ -123,11 +125,12 @@ class GemmAlone:
             for i, L in enumerate(self.layers):
                 x, W, d = L["x"], L["W"], L["d"]
                 t0 = perf()
-                g(1.0, W.T, x.T, c=L["h"].T, overwrite_c=True)
+                # row-major C = A @ B is column-major C.T = B.T @ A.T (F-ordered views)
+                g("NN", W.T, x.T, L["h"].T)                 # h = x @ W
                 t1 = perf()
-                g(1.0, d.T, x.T, trans_b=True, c=L["dW"].T, overwrite_c=True)
+                g("NT", d.T, x.T, L["dW"].T)                # dW = x.T @ d
                 if L["dx"] is not None:
-                    g(1.0, W.T, d.T, trans_a=True, c=L["dx"].T, overwrite_c=True)
+                    g("TN", W.T, d.T, L["dx"].T)            # dx = d @ W.T
                 t2 = perf()
                 if r >= 2:
                     fwd[i].append(t1 - t0)
@@ -413,8 +416,8 @@ def _profile(args, vg, sizes, net, X, y):
         "times are means over the faster half of the steps of each kind; 'measured' is "
         "vgcore as it ships (gradient-flow measurements on), 'profiled' adds the per-layer "
         "timers the phase and layer tables come from.",
-        "GEMM-only: the same products alone through scipy.linalg.blas "
-        f"{'sgemm' if net.dtype == np.float32 else 'dgemm'} on preallocated arrays; a "
+        f"GEMM-only: the same products alone through vgcore's BLAS ({_blas_name()} "
+        f"{'sgemm' if net.dtype == np.float32 else 'dgemm'}) on preallocated arrays; a "
         f"call overhead of {gemm.overhead * 1e6:.2f} us per product (a 1x1 product's time) "
         "is subtracted.  '% of GEMM rate' is that time over the products' time in the step: "
         "above 100%, the step's own product kernels beat the BLAS call on these shapes; on "
