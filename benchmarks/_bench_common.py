@@ -269,11 +269,11 @@ def blas_kernels() -> list:
     infos = sorted(vg.blas_info(), key=lambda i: not i.get("vgcore"))
     for info in infos:
         path = info.get("filepath", "")
-        where = os.path.dirname(path)
-        pkg = "SciPy's" if "scipy" in where else "NumPy's" if "numpy" in where else ""
+        pkg = {"numpy": "NumPy's", "scipy": "SciPy's"}.get(info.get("package"), "")
         users = (["vgcore"] if info.get("vgcore") else []) + \
-            (["NumPy, reference, tuned NumPy"] if "numpy" in where else [])
-        user = f"{', '.join(users) or 'SciPy'} ({pkg})" if pkg else ", ".join(users) or "?"
+            (["NumPy, reference, tuned NumPy"] if info.get("package") == "numpy" else [])
+        user = f"{', '.join(users)} ({pkg})" if users and pkg else \
+            ", ".join(users) or (f"none of the systems ({pkg})" if pkg else "?")
         out.append(dict(used_by=user, name=info.get("internal_api"),
                         version=info.get("version"), architecture=info.get("architecture"),
                         threads=info.get("num_threads"),

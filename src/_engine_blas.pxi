@@ -87,7 +87,7 @@ def blas_product(str trans, A, B, C):
     cdef bint f32
     if len(trans) != 2 or trans[0] not in "NT" or trans[1] not in "NT":
         raise ValueError(f"trans: expected two letters N or T, got {trans!r}")
-    for name, x in (("A", A), ("B", B), ("C", C)):
+    for name, x in (("C", C), ("A", A), ("B", B)):
         if not isinstance(x, np.ndarray) or x.ndim != 2 or not x.flags.f_contiguous or \
                 x.dtype != C.dtype or x.dtype not in (np.float32, np.float64):
             raise ValueError(f"{name}: expected a Fortran-ordered 2-D float32 or float64 array "
@@ -149,16 +149,28 @@ def blas_threads_change_bits():
 # vg_blas_bits_vary is probed when the Python layer picks the library (use_blas_products)
 
 
+cdef dict _blas_files = None
+
+
 def blas_products():
     """Which OpenBLAS computes the products vgcore's own kernel leaves to a BLAS (vg_blas.h):
-    ``library`` ("numpy" or "scipy"), ``file`` (its path), ``available`` (the candidates found,
-    name: path)."""
-    import os
-    avail = {BLAS_NAMES[i]: os.path.realpath(vg_blas_file(i).decode()) for i in range(2)
-             if vg_blas_sgemm_of(i) != NULL}
-    which = vg_blas_in_use()
-    return {"library": BLAS_NAMES[which], "file": avail[BLAS_NAMES[which]],
-            "available": avail}
+    ``library`` ("numpy" or "scipy"), ``file`` (its path, None where it cannot be found),
+    ``available`` (the candidates found, name: path or None)."""
+    global _blas_files
+    if _blas_files is None:         # the candidates are fixed when the module loads
+        import os
+        _blas_files = {}
+        for i in range(2):
+            if vg_blas_sgemm_of(i) != NULL:
+                f = vg_blas_file(i).decode()
+                _blas_files[BLAS_NAMES[i]] = os.path.realpath(f) if f else None
+    name = BLAS_NAMES[vg_blas_in_use()]
+    return {"library": name, "file": _blas_files[name], "available": dict(_blas_files)}
+
+
+def _blas_sgemm_address():
+    """For tests: the address of the sgemm the passes call now."""
+    return <size_t>vg_blas_sgemm_of(vg_blas_in_use())
 
 
 def use_blas_products(str name):
@@ -167,9 +179,9 @@ def use_blas_products(str name):
     a pass holds the BLAS's thread count; the Python layer validates ``name`` and availability."""
     global _blas_bound, vg_blas_bits_vary
     cdef int which = BLAS_NAMES.index(name), bound
-    if vg_blas_sgemm_of(which) == NULL:
-        raise ValueError(f"library: {name}'s OpenBLAS is not loaded in this process")
     bound = vg_blas_switch(which)
+    if bound == -2:
+        raise ValueError(f"library: {name}'s OpenBLAS is not loaded in this process")
     if bound < 0:
         raise RuntimeError("library: a pass is running in another thread; choose the BLAS "
                            "before training, not during it")

@@ -23,13 +23,18 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__linux__)
+#if defined(__linux__) || defined(__APPLE__)
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
+#define VG_HAVE_BLAS_DLADDR 1
+#else
+#define VG_HAVE_BLAS_DLADDR 0
+#endif
+#if defined(__linux__)
 #include <link.h>
-#define VG_HAVE_BLAS_FIND 1
+#define VG_HAVE_BLAS_FIND 1         /* dl_iterate_phdr: NumPy's OpenBLAS can be found */
 #else
 #define VG_HAVE_BLAS_FIND 0
 #endif
@@ -126,7 +131,7 @@ static const void *vg_blas_sgemm_of(int which)
  * calls the library it links), else the file of the sgemm itself. */
 static const char *vg_blas_file(int which)
 {
-#if VG_HAVE_BLAS_FIND
+#if VG_HAVE_BLAS_DLADDR
     static const char *const controls[] = {
         "scipy_openblas_set_num_threads", "openblas_set_num_threads",
         "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
@@ -136,13 +141,18 @@ static const char *vg_blas_file(int which)
     if (vg_blas_libs[which].s == NULL || !dladdr(vg_blas_libs[which].s, &info)
         || info.dli_fname == NULL)
         return "";
-    h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);     /* kept open: it stays loaded */
-    for (size_t i = 0; h != NULL && i < sizeof(controls) / sizeof(controls[0]); i++) {
+    h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (h == NULL)
+        return info.dli_fname;
+    for (size_t i = 0; i < sizeof(controls) / sizeof(controls[0]); i++) {
         Dl_info at;
         void *f = dlsym(h, controls[i]);
-        if (f != NULL && dladdr(f, &at) && at.dli_fname != NULL)
+        if (f != NULL && dladdr(f, &at) && at.dli_fname != NULL) {
+            dlclose(h);         /* NumPy or SciPy keeps it loaded: the name stays valid */
             return at.dli_fname;
+        }
     }
+    dlclose(h);
     return info.dli_fname;
 #else
     (void)which;
@@ -160,7 +170,10 @@ static int vg_blas_visit(struct dl_phdr_info *info, size_t size, void *data)
     vg_blas_found *f = (vg_blas_found *)data;
     void *h, *s, *d;
     (void)size;
-    if (info->dlpi_name == NULL || strstr(info->dlpi_name, "scipy_openblas64_") == NULL)
+    /* NumPy's wheel keeps its OpenBLAS in numpy.libs (NumPy 2: scipy-openblas64); another
+     * scipy_openblas64_ loaded from elsewhere is not NumPy's */
+    if (info->dlpi_name == NULL || strstr(info->dlpi_name, "scipy_openblas64_") == NULL
+        || strstr(info->dlpi_name, "numpy") == NULL)
         return 0;
     h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);  /* kept open: it stays loaded */
     if (h == NULL)

@@ -37,8 +37,9 @@
  * on the mode (with the same proviso).
  *
  * Both rest on OpenBLAS splitting the output, not the sums.  Some of its kernels (Haswell's, on
- * an AMD EPYC) still give other bits at another thread count; the module probes that when it
- * loads (blas_threads_change_bits) and then leaves the count alone (vg_blas_hands_off).  The
+ * an AMD EPYC) still give other bits at another thread count; the module probes that when a
+ * library is chosen (blas_threads_change_bits, at import) and then leaves the count alone
+ * (vg_blas_hands_off).  The
  * probe's operands hold no subnormals: a difference that only the calling thread's FTZ/DAZ
  * (which OpenBLAS's own threads lack) would make is not what it looks for; the kernels write
  * the products' operands flushed, so none reaches a product.
@@ -116,7 +117,7 @@ static const char *vg_blas_symbol = "";
 static double vg_blas_one_max = VG_BLAS_ONE_MAX_DEFAULT;
 static int vg_blas_adapt = 1;           /* choose the mode of larger products by their speed */
 /* Whether this BLAS gives other bits for the same product at another thread count (probed when
- * the module loads: OpenBLAS's Haswell sgemm/dgemm kernels do, its SkylakeX ones did not in
+ * a library is chosen: OpenBLAS's Haswell sgemm/dgemm kernels do, its SkylakeX ones did not in
  * our tests).  Then, with vg_blas_reproducible (the default), vgcore leaves the BLAS's thread
  * count alone: a count changed by one pass (or by another thread's pass: the count is
  * process-wide) would change the results of the next, and a run would not repeat its bits at a
@@ -264,11 +265,14 @@ static int vg_blas_bind(const void *blas_fn)
 static void vg_blas_lock(void) { pthread_mutex_lock(&vg_blas_mu); }
 static void vg_blas_unlock(void) { pthread_mutex_unlock(&vg_blas_mu); }
 
+/* The count is read again under the mutex: a pass that found it bound before it waited here
+ * may meet a library switched meanwhile (vg_blas_switch), whose count may not be reachable.
+ * While any pass holds, no switch happens, so the drop acts on the library the hold did. */
 static void vg_blas_hold_one(void)
 {
     pthread_mutex_lock(&vg_blas_mu);
     if (vg_blas_depth++ == 0) {
-        vg_blas_saved = vg_blas_get();
+        vg_blas_saved = vg_blas_get != NULL ? vg_blas_get() : 1;
         if (vg_blas_saved != 1)
             vg_blas_set(1);
     }
@@ -278,7 +282,7 @@ static void vg_blas_hold_one(void)
 static void vg_blas_drop_one(void)
 {
     pthread_mutex_lock(&vg_blas_mu);
-    if (--vg_blas_depth == 0 && vg_blas_saved != 1)
+    if (--vg_blas_depth == 0 && vg_blas_saved != 1 && vg_blas_set != NULL)
         vg_blas_set(vg_blas_saved);
     pthread_mutex_unlock(&vg_blas_mu);
 }
@@ -351,7 +355,9 @@ static int vg_blas_holders(void)
 }
 
 /* Compute the products with candidate `which` of vg_blas.h and bind its thread count; -1 (and
- * nothing changed) while a pass holds the count, else whether the count was bound. */
+ * nothing changed) while a pass holds the count, -2 when `which` was never offered, else
+ * whether the count was bound.  Until the caller has probed the new library
+ * (blas_threads_change_bits) and set vg_blas_bits_vary, its count is left alone. */
 static int vg_blas_switch(int which)
 {
     int bound;
@@ -360,6 +366,11 @@ static int vg_blas_switch(int which)
         pthread_mutex_unlock(&vg_blas_mu);
         return -1;
     }
+    if (vg_blas_sgemm_of(which) == NULL) {
+        pthread_mutex_unlock(&vg_blas_mu);
+        return -2;
+    }
+    __atomic_store_n(&vg_blas_bits_vary, 1, __ATOMIC_RELAXED);
     vg_blas_use(which);
     bound = vg_blas_bind(vg_blas_sgemm_of(which));
     pthread_mutex_unlock(&vg_blas_mu);
@@ -377,7 +388,7 @@ static inline void vg_blas_pass_end(vg_blas_choice *c, int mode, double seconds)
     (void)c; (void)mode; (void)seconds;
 }
 static int vg_blas_holders(void) { return 0; }
-static int vg_blas_switch(int which) { vg_blas_use(which); return 0; }
+static int vg_blas_switch(int which) { return vg_blas_use(which) ? 0 : -2; }
 #endif
 
 #endif /* VG_BLAS_THREADS_H */

@@ -4,6 +4,7 @@ reference in both dtypes and at 1 and 2 threads, repeats its bits at a fixed cho
 blas_info() marks, and the choice is validated where it is made (argument, VGCORE_BLAS)."""
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -52,7 +53,9 @@ def test_auto_prefers_numpys_openblas_when_it_is_loaded(restore_choice):
     got = vg.use_blas("auto")
     assert got["library"] == ("numpy" if "numpy" in AVAILABLE else "scipy")
     assert got == vg.blas_policy()["products"]
-    assert os.path.isfile(got["file"]) and got["file"] == got["available"][got["library"]]
+    assert got["file"] == got["available"][got["library"]]
+    if got["file"] is not None:
+        assert os.path.isfile(got["file"])
 
 
 @pytest.mark.parametrize("library", AVAILABLE)
@@ -98,15 +101,38 @@ def test_the_libraries_agree_with_each_other(restore_choice, every_product_throu
     np.testing.assert_allclose(a["dX"], b["dX"], rtol=1e-10, atol=1e-14)
 
 
+def _sgemm_address(library, path):
+    """The address of ``library``'s sgemm as Python finds it on its own (ctypes)."""
+    if library == "numpy":
+        return ctypes.cast(ctypes.CDLL(path).scipy_sgemm_64_, ctypes.c_void_p).value
+    from scipy.linalg import cython_blas
+    capsule = cython_blas.__pyx_capi__["sgemm"]
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype = ctypes.c_char_p
+    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    return api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
+
+
+@pytest.mark.parametrize("library", AVAILABLE)
+def test_the_passes_call_the_chosen_librarys_sgemm(library, restore_choice):
+    got = vg.use_blas(library)
+    assert _engine._blas_sgemm_address() == _sgemm_address(library, got["file"])
+
+
 @pytest.mark.parametrize("library", AVAILABLE)
 def test_blas_info_marks_the_library_that_computes(library, restore_choice):
     vg.use_blas(library)
+    if not vg.blas_policy()["bound"]:
+        pytest.skip(f"{library}'s BLAS is not an OpenBLAS whose thread count vgcore reaches")
     mine = [i for i in vg.blas_info() if i["vgcore"]]
     assert len(mine) == 1
     assert os.path.realpath(mine[0]["filepath"]) == vg.blas_policy()["products"]["file"]
     # the thread control is bound in that library
     assert vg.blas_policy()["bound"] is True
     assert ("64_" in vg.blas_policy()["symbol"]) == (library == "numpy")
+    assert mine[0]["package"] == library
 
 
 @pytest.mark.parametrize("bad", ["mkl", "NumPy ", "", None, 1])
@@ -170,3 +196,18 @@ def test_blas_product_refuses_what_it_cannot_compute():
     c.flags.writeable = False
     with pytest.raises(ValueError, match="C: expected a writable"):
         _engine.blas_product("NN", a, b, c)
+
+
+def test_without_numpys_openblas_auto_takes_scipys_and_numpy_is_refused(monkeypatch):
+    from vgcore.core import _threads
+    chosen = []
+    only_scipy = {"library": "scipy", "file": "/x/libscipy_openblas.so",
+                  "available": {"scipy": "/x/libscipy_openblas.so"}}
+    monkeypatch.setattr(_threads._engine, "blas_products", lambda: only_scipy)
+    monkeypatch.setattr(_threads._engine, "use_blas_products", chosen.append)
+    assert vg.use_blas("auto")["library"] == "scipy"
+    assert chosen == ["scipy"]
+    with pytest.raises(ValueError, match="'numpy''s OpenBLAS is not loaded in this process "
+                                         r"\(found: scipy\)"):
+        vg.use_blas("numpy")
+    assert chosen == ["scipy"]

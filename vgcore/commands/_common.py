@@ -133,8 +133,7 @@ def blas_line(vg) -> str:
     parts = []
     for info in vg.blas_info():
         lib = os.path.basename(info.get("filepath", "")) or info.get("prefix", "?")
-        where = os.path.dirname(info.get("filepath", ""))
-        pkg = "SciPy's" if "scipy" in where else "NumPy's" if "numpy" in where else ""
+        pkg = {"numpy": "NumPy's", "scipy": "SciPy's"}.get(info.get("package"), "")
         mine = ": vgcore's GEMMs" if info.get("vgcore") else ""
         who = f" ({pkg}{mine})" if pkg else f" ({mine[2:]})" if mine else ""
         parts.append(f"{info.get('internal_api')} {info.get('version')} "

@@ -148,10 +148,16 @@ def set_blas_policy(max_mnk=_UNCHANGED, adapt=_UNCHANGED, reproducible=_UNCHANGE
 def blas_info() -> list[dict]:
     """What BLAS libraries are loaded, with their kernel (``architecture``) and thread counts;
     ``vgcore`` is True for the one that computes vgcore's larger matrix products (see
-    :func:`use_blas`)."""
-    mine = os.path.realpath(_engine.blas_products()["file"])
-    return [dict(info, vgcore=os.path.realpath(info.get("filepath", "")) == mine)
-            for info in _blas_controller().select(user_api="blas").info()]
+    :func:`use_blas`), ``package`` is ``"numpy"`` or ``"scipy"`` for the OpenBLAS that NumPy or
+    SciPy carries (None for any other)."""
+    products = _engine.blas_products()
+    owner = {path: name for name, path in products["available"].items() if path}
+    out = []
+    for info in _blas_controller().select(user_api="blas").info():
+        path = os.path.realpath(info["filepath"]) if info.get("filepath") else None
+        out.append(dict(info, vgcore=path is not None and path == products["file"],
+                        package=owner.get(path)))
+    return out
 
 
 BLAS_CHOICES = ("auto", "numpy", "scipy")
@@ -172,8 +178,12 @@ def use_blas(library: str = "auto") -> dict:
     The environment variable ``VGCORE_BLAS`` (``auto``, ``numpy`` or ``scipy``) sets the choice
     made at import. Results agree within rounding either way (the two libraries may order
     their sums differently); at a fixed choice and thread count a run repeats its bits.
-    Switch before training: a pass running in another thread meanwhile makes this raise.
-    Returns :func:`blas_policy`'s ``products``: ``{"library", "file", "available"}``.
+    Choose before training, not while another thread runs a network: a switch is refused
+    (RuntimeError) while a pass holds the BLAS's thread count, and a pass that runs through a
+    switch may compute some products with each library (safe, but not bit for bit repeatable).
+    Choosing also probes whether the library's bits depend on its thread count (~5 ms; see
+    :func:`blas_policy`). Returns :func:`blas_policy`'s ``products``: ``{"library", "file",
+    "available"}``.
     """
     if not isinstance(library, str) or library not in BLAS_CHOICES:
         raise ValueError(f"library: expected one of {', '.join(map(repr, BLAS_CHOICES))}, "
@@ -183,8 +193,9 @@ def use_blas(library: str = "auto") -> dict:
         library = "numpy" if "numpy" in available else "scipy"
     elif library not in available:
         raise ValueError(f"library: {library!r}'s OpenBLAS is not loaded in this process "
-                         f"(found: {', '.join(sorted(available))}); NumPy carries one only "
-                         f"when installed from its PyPI wheel")
+                         f"(found: {', '.join(sorted(available))}); vgcore uses NumPy's own "
+                         f"only where NumPy's wheel carries scipy-openblas64 (NumPy 2 from "
+                         f"PyPI)")
     _engine.use_blas_products(library)
     return _engine.blas_products()
 

@@ -96,8 +96,7 @@ def _blas(vg) -> list:
         return out
     for info in infos:
         path = info.get("filepath") or ""
-        where = os.path.dirname(path)
-        pkg = "SciPy's" if "scipy" in where else "NumPy's" if "numpy" in where else ""
+        pkg = {"numpy": "NumPy's", "scipy": "SciPy's"}.get(info.get("package"), "")
         owner = f"{pkg}{': ' if pkg else ''}vgcore's matrix products" if info.get("vgcore") \
             else pkg
         out.append({"library": info.get("internal_api") or info.get("prefix") or "?",
