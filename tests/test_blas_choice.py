@@ -146,7 +146,8 @@ def _import_with(value):
     return subprocess.run(
         [sys.executable, "-c", "import vgcore as vg; print(vg.blas_policy()['products']"
                                "['library'])"],
-        env=env, capture_output=True, text=True, timeout=120)
+        env=env, capture_output=True, text=True, timeout=120,
+        cwd="/")        # the installed vgcore, not a source tree in the working directory
 
 
 def test_the_environment_sets_the_choice_at_import():
