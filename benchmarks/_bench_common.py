@@ -19,6 +19,7 @@ import numpy as np
 
 import vgcore as vg
 from vgcore import _engine
+from vgcore.core._threads import BLAS_PACKAGES
 from vgcore.core._kernels import kernels_line  # noqa: F401  (report, contention)
 import _baselines as bl
 from vgcore.commands.bench import lead_in, time_interleaved  # noqa: F401  (the shared timer)
@@ -269,7 +270,7 @@ def blas_kernels() -> list:
     infos = sorted(vg.blas_info(), key=lambda i: not i.get("vgcore"))
     for info in infos:
         path = info.get("filepath", "")
-        pkg = {"numpy": "NumPy's", "scipy": "SciPy's"}.get(info.get("package"), "")
+        pkg = BLAS_PACKAGES.get(info.get("package"), "")
         users = (["vgcore"] if info.get("vgcore") else []) + \
             (["NumPy, reference, tuned NumPy"] if info.get("package") == "numpy" else [])
         user = f"{', '.join(users)} ({pkg})" if users and pkg else \

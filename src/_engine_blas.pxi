@@ -50,28 +50,23 @@ cdef extern from "vg_blas.h" nogil:
 BLAS_NAMES = ("scipy", "numpy")
 vg_blas_offer(0, <void *>sgemm, <void *>dgemm, 0)
 vg_blas_offer_numpys()
-cdef bint _blas_bound = vg_blas_switch(0) > 0
+vg_blas_switch(0)
+
+
+cdef inline bint _blas_bound() noexcept:
+    """Whether the thread count of the library in use was reached (vg_blas_bind)."""
+    return vg_blas_set != NULL
 
 
 def _probe_product(int m, int n, int k, dtype, str trans="NN"):
     """A fixed product straight through the BLAS (column-major op(A) m x k by op(B) k x n, op
     per letter of trans: N as stored, T transposed, as vgcore's passes call it; not through
     gemm(), whose thread policy must not act here)."""
-    cdef char ta = ord(trans[0]), tb = ord(trans[1])
-    cdef int lda = m if trans[0] == "N" else k
-    cdef int ldb = k if trans[1] == "N" else n
-    cdef cnp.ndarray A = ((np.arange(m * k) * 7919 % 1009) / 1009.0 - 0.5).astype(dtype)
-    cdef cnp.ndarray B = ((np.arange(k * n) * 104729 % 1013) / 1013.0 - 0.5).astype(dtype)
-    cdef cnp.ndarray C = np.zeros(m * n, dtype=dtype)
-    cdef float f1 = 1, f0 = 0
-    cdef double d1 = 1, d0 = 0
-    if dtype == np.float32:
-        vg_sgemm(ta, tb, m, n, k, f1, <float *>cnp.PyArray_DATA(A), lda,
-                 <float *>cnp.PyArray_DATA(B), ldb, f0, <float *>cnp.PyArray_DATA(C), m)
-    else:
-        vg_dgemm(ta, tb, m, n, k, d1, <double *>cnp.PyArray_DATA(A), lda,
-                 <double *>cnp.PyArray_DATA(B), ldb, d0, <double *>cnp.PyArray_DATA(C), m)
-    return C
+    A = ((np.arange(m * k) * 7919 % 1009) / 1009.0 - 0.5).astype(dtype)
+    B = ((np.arange(k * n) * 104729 % 1013) / 1013.0 - 0.5).astype(dtype)
+    A = A.reshape((m, k) if trans[0] == "N" else (k, m), order="F")
+    B = B.reshape((k, n) if trans[1] == "N" else (n, k), order="F")
+    return blas_product(trans, A, B, np.zeros((m, n), dtype=dtype, order="F"))
 
 
 def blas_product(str trans, A, B, C):
@@ -124,7 +119,7 @@ def blas_threads_change_bits():
     forward, NT weight gradient, TN input gradient), each computed both ways (~5 ms).  The
     count is put back.  False when no BLAS thread count is bound (nothing to change).  Runs
     under the lock that passes take to change the count: a pass that starts meanwhile waits."""
-    if not _blas_bound:
+    if not _blas_bound():
         return False
     cdef int saved, many
     vg_blas_lock()
@@ -177,7 +172,7 @@ def use_blas_products(str name):
     """Compute the larger products with ``name``'s OpenBLAS ("numpy" or "scipy"), bind its
     thread count and probe whether its bits depend on that count.  Refused (RuntimeError) while
     a pass holds the BLAS's thread count; the Python layer validates ``name`` and availability."""
-    global _blas_bound, vg_blas_bits_vary
+    global vg_blas_bits_vary
     cdef int which = BLAS_NAMES.index(name), bound
     bound = vg_blas_switch(which)
     if bound == -2:
@@ -185,7 +180,6 @@ def use_blas_products(str name):
     if bound < 0:
         raise RuntimeError("library: a pass is running in another thread; choose the BLAS "
                            "before training, not during it")
-    _blas_bound = bound
     vg_blas_bits_vary = blas_threads_change_bits()
 
 
@@ -209,7 +203,8 @@ def blas_one_thread_info():
     float32 multiply-adds run in one thread; float64 counts twice; 0 = none), ``adapt`` (larger
     products run in one thread when that has been faster), ``probe_every``, ``holders``
     (passes holding the count at 1 now)."""
-    return {"bound": bool(_blas_bound), "symbol": vg_blas_symbol.decode() if _blas_bound else None,
+    bound = _blas_bound()
+    return {"bound": bound, "symbol": vg_blas_symbol.decode() if bound else None,
             "max_mnk": float(vg_blas_one_max), "default_max_mnk": float(VG_BLAS_ONE_MAX_DEFAULT),
             "adapt": bool(vg_blas_adapt), "probe_every": int(VG_BLAS_PROBE_EVERY),
             "holders": int(vg_blas_holders()), "threads_change_bits": bool(vg_blas_bits_vary),

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from vgcore.core._threads import BLAS_PACKAGES
 from vgcore.core._ui import plain_json
 
 
@@ -133,7 +134,7 @@ def blas_line(vg) -> str:
     parts = []
     for info in vg.blas_info():
         lib = os.path.basename(info.get("filepath", "")) or info.get("prefix", "?")
-        pkg = {"numpy": "NumPy's", "scipy": "SciPy's"}.get(info.get("package"), "")
+        pkg = BLAS_PACKAGES.get(info.get("package"), "")
         mine = ": vgcore's GEMMs" if info.get("vgcore") else ""
         who = f" ({pkg}{mine})" if pkg else f" ({mine[2:]})" if mine else ""
         parts.append(f"{info.get('internal_api')} {info.get('version')} "

@@ -49,6 +49,7 @@ from vgcore.commands._common import (CommandError, blas_line, gap_line, nonneg_i
                                      shown_rows)
 from vgcore.commands._common import label_arg, read_data_file
 from vgcore.core._kernels import kernels_line
+from vgcore.core._threads import BLAS_PACKAGES
 from vgcore.core._ui import limited_threads, load_matplotlib, new_figure, save_png
 from vgcore.experiments.report.record import data_text
 
@@ -75,7 +76,7 @@ NOISY = 1.3       # a note when the median step of a kind took this many times t
 
 def _blas_name() -> str:
     """Which OpenBLAS computes vgcore's products: "NumPy's" or "SciPy's"."""
-    return {"numpy": "NumPy's", "scipy": "SciPy's"}[_engine.blas_products()["library"]]
+    return BLAS_PACKAGES[_engine.blas_products()["library"]]
 
 
 class GemmAlone:

@@ -161,6 +161,8 @@ def blas_info() -> list[dict]:
 
 
 BLAS_CHOICES = ("auto", "numpy", "scipy")
+BLAS_PACKAGES = {"numpy": "NumPy's", "scipy": "SciPy's"}
+"""How reports name the package whose OpenBLAS it is (``blas_info()``'s ``package``)."""
 
 
 def use_blas(library: str = "auto") -> dict:

@@ -34,6 +34,8 @@ import platform
 import shlex
 import sys
 
+from vgcore.core._threads import BLAS_PACKAGES
+
 __all__ = ["run_record", "record_html", "record_lines", "file_entry", "command_line",
            "cpu_model"]
 
@@ -96,7 +98,7 @@ def _blas(vg) -> list:
         return out
     for info in infos:
         path = info.get("filepath") or ""
-        pkg = {"numpy": "NumPy's", "scipy": "SciPy's"}.get(info.get("package"), "")
+        pkg = BLAS_PACKAGES.get(info.get("package"), "")
         owner = f"{pkg}{': ' if pkg else ''}vgcore's matrix products" if info.get("vgcore") \
             else pkg
         out.append({"library": info.get("internal_api") or info.get("prefix") or "?",
