@@ -1,5 +1,6 @@
 """The commands that produce README's speed figures run end to end (tiny settings, smoke mode
-too): report.py's table, markdown and JSON, and contention.py, whose neighbour process must be
+too): report.py's table, markdown and JSON, activation_kinds.py's paired samples, and
+contention.py, whose neighbour process must be
 gone afterwards, also when the measurement is interrupted."""
 import json
 import os
@@ -7,6 +8,7 @@ import os
 import pytest
 
 import _bench_common as bc
+import activation_kinds
 import contention
 import report
 
@@ -80,3 +82,16 @@ def test_contention_stops_its_neighbour_when_interrupted(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         contention.main(["--configs", "deep-narrow", "--systems", "vgcore", "--quiet"])
     assert _gone(seen["pid"])
+
+
+def test_activation_kinds_runs_paired_samples(capsys):
+    if bc.vg.kernel_info()["activations"]["best"] != "fma":
+        with pytest.raises(SystemExit, match="no fused multiply-add"):
+            activation_kinds.main(["--configs", "deep-narrow-2", "--threads", "1"])
+        return
+    activation_kinds.main(["--configs", "deep-narrow-2", "--threads", "1", "--pairs", "3",
+                           "--calls", "1"])
+    out = capsys.readouterr().out
+    assert "CPU: " in out and "plain / fma" in out
+    assert len([ln for ln in out.splitlines() if "deep-narrow-2" in ln]) == 2   # step, forward
+    assert bc.vg.kernel_info()["activations"]["kind"] == "fma"                   # restored

@@ -289,6 +289,33 @@ def set_gemm_isa(str name):
     vg_gemm_isa = codes[name]
 
 
+cdef extern from "vg_kernels.h" nogil:
+    int vg_act_fma
+    int vg_act_fma_best() noexcept
+
+vg_act_fma = vg_act_fma_best()
+cdef int _act_fma_best = vg_act_fma
+
+
+def act_kernel_info():
+    """How the forward kernels compute float32 tanh and sigmoid (vg_kernels.h): ``kind``
+    now and ``best`` this CPU supports, "fma" (fused multiply-adds) or "plain"."""
+    return {"kind": "fma" if vg_act_fma else "plain",
+            "best": "fma" if _act_fma_best else "plain"}
+
+
+def set_act_fma(str name):
+    """Compute float32 tanh and sigmoid with fused multiply-adds ("fma"), without ("plain"),
+    or as the CPU allows ("best").  Refuses "fma" where the CPU lacks it."""
+    global vg_act_fma
+    if name not in ("best", "fma", "plain"):
+        raise ValueError(f"activations: expected one of 'best', 'fma', 'plain', got {name!r}")
+    if name == "fma" and not _act_fma_best:
+        raise ValueError("activations: this CPU (or this build) has no fused multiply-add "
+                         "for them; 'plain' and 'best' are available, got 'fma'")
+    vg_act_fma = _act_fma_best if name == "best" else (name == "fma")
+
+
 # `own`: every product through vgcore's kernel (a batch chunk's pass, which must not call BLAS
 # from a worker thread); otherwise the kernel takes those own_gemm accepts.
 cdef inline void linear_forward(floating *x, floating *w, floating *h, int batch, int fin,

@@ -18,6 +18,28 @@
 #define VG_CLONES static
 #endif
 
+/* ---- float32 tanh and sigmoid with fused multiply-adds (vg_math.h) ----
+ * The forward kernels compute tanh and sigmoid with vg_tanh_fma_f32 / vg_sigmoid_fma_f32 when
+ * vg_act_fma is 1, with vg_tanh_f32 / vg_sigmoid_f32 otherwise.  Only where fmaf is one
+ * instruction in the code that runs: the x86-64-v3 and v4 clones (vg_act_fma_best() checks the
+ * CPU, so the clone picked is one of them), or a target whose baseline has it (__FP_FAST_FMAF:
+ * arm64).  Both kinds of CPU give results within the same bounds, not the same last bits;
+ * a given machine always takes the same path, whatever the thread count.  Settable for tests
+ * and comparison (_engine.set_act_fma). */
+static int vg_act_fma = 0;
+
+static inline int vg_act_fma_best(void)
+{
+#if defined(__FP_FAST_FMAF)
+    return 1;
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(VG_NO_CLONES)
+    return __builtin_cpu_supports("x86-64-v3") > 0;
+#else
+    return 0;
+#endif
+}
+
 enum {
     VG_IDENTITY = 0, VG_SIGMOID, VG_TANH, VG_RELU, VG_LEAKY_RELU, VG_ELU, VG_SELU,
     VG_GELU, VG_SOFTPLUS, VG_SOFTSIGN, VG_SILU, VG_HARD_TANH, VG_N_ACTIVATIONS

@@ -99,6 +99,8 @@ static inline T VG_FN(vg_silu_deriv)(T x)
 #define VG_PHI_SOFTSIGN   (x / (one + VG_FN(vg_fabs)(x)))
 #define VG_PHI_SILU       (x * VG_FN(vg_sigmoid)(x))
 #define VG_PHI_HARD_TANH  (x > one ? one : (x < -one ? -one : x))
+#define VG_PHI_FMA_TANH   VG_FN(vg_tanh_fma)(x)
+#define VG_PHI_FMA_SIGMOID VG_FN(vg_sigmoid_fma)(x)
 
 #define VG_DPHI_IDENTITY  one
 #define VG_DPHI_SIGMOID   (y * (one - y))
@@ -131,6 +133,18 @@ static inline T VG_FN(vg_silu_deriv)(T x)
     default: break;                                                         \
     }
 
+/* The forward kernels' switch: float32 tanh and sigmoid with fused multiply-adds where
+ * vg_act_fma says (vg_kernels.h), every other case as VG_SWITCH. */
+#define VG_SWITCH_PHI(LOOP)                                                 \
+    if (sizeof(T) == 4 && vg_act_fma && (kind == VG_TANH || kind == VG_SIGMOID)) { \
+        switch (kind) {                                                     \
+        case VG_TANH:       LOOP(VG_PHI_FMA_TANH)                           \
+        default:            LOOP(VG_PHI_FMA_SIGMOID)                        \
+        }                                                                   \
+    } else {                                                                \
+        VG_SWITCH(LOOP, VG_PHI)                                             \
+    }
+
 /* ---------------- activation forward: h += b (in place), a = phi(h) ----------------
  * `tiny` (every kernel that writes a matrix product's operand takes it, last): values below it
  * in magnitude are written as 0, and when it is > 0 the thread running the kernel has FTZ and
@@ -156,7 +170,7 @@ VG_CLONES void VG_FN(vg_act_forward)(int kind, T param, long r0, long r1, long c
     (void)one; (void)zero;
     const int flush = tiny > zero;
     const unsigned fp = vg_fp_enter(flush);
-    VG_SWITCH(VG_FWD_LOOP, VG_PHI)
+    VG_SWITCH_PHI(VG_FWD_LOOP)
     vg_fp_leave(flush, fp);
 }
 #undef VG_FWD_LOOP
@@ -189,7 +203,7 @@ VG_CLONES void VG_FN(vg_act_forward_stats)(int kind, T param, long rows, long co
     const T one = (T)1, zero = (T)0;
     (void)one; (void)zero;
     for (long j = 0; j < cols; j++) ch2[j] = ca[j] = ca2[j] = zero;
-    VG_SWITCH(VG_FWD_STATS_LOOP, VG_PHI)
+    VG_SWITCH_PHI(VG_FWD_STATS_LOOP)
     T th2 = 0, ta = 0, ta2 = 0;
     #pragma omp simd reduction(+:th2, ta, ta2)
     for (long j = 0; j < cols; j++) {
