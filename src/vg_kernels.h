@@ -25,7 +25,8 @@
  * CPU, so the clone picked is one of them), or a target whose baseline has it (__FP_FAST_FMAF:
  * arm64).  Both kinds of CPU give results within the same bounds, not the same last bits;
  * a given machine always takes the same path, whatever the thread count.  Settable for tests
- * and comparison (_engine.set_act_fma). */
+ * and comparison (_engine.set_act_fma); set where vg_act_fma_best() is 0, the same values come
+ * from the C library's exact fmaf, slowly (the sanitizer build, without clones, tests it so). */
 static int vg_act_fma = 0;
 
 static inline int vg_act_fma_best(void)

@@ -141,8 +141,8 @@ static inline double vg_tanh_f64(double x)
  * correctly rounded tanh is, x itself below 2^-25 (the bounds of vg_tanh_f32); sigmoid within
  * 2.47 ulp, as vg_sigmoid_f32.  They give other last bits than the plain versions in about
  * 0.15% of the values.  __builtin_fmaf is one instruction only where the code is compiled for
- * a CPU with FMA; vg_kernels.h calls these only there (elsewhere it would be a slow library
- * call, exact but some 50x slower). */
+ * a CPU with FMA; vg_kernels.h calls these by default only there (elsewhere each is a call to
+ * the C library's fmaf: the same values, many times slower). */
 #if defined(__GNUC__)
 #define VG_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
 #else

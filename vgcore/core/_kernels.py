@@ -61,17 +61,15 @@ def set_kernels(gemm=_UNCHANGED, batch_chunks=_UNCHANGED, activations=_UNCHANGED
     ``gemm``: ``"best"`` (the default: AVX-512 or AVX2, what the CPU supports), ``"avx512"``,
     ``"avx2"``, or ``"blas"`` (BLAS computes every product).  ``batch_chunks``: True (the
     default) or False.  ``activations``: ``"best"`` (the default: ``"fma"`` where the CPU
-    has fused multiply-adds), ``"fma"`` or ``"plain"``, for float32 tanh and sigmoid.  Refuses
-    an instruction set the CPU lacks, naming what it has.  Nothing changes unless every
-    argument is valid.
+    has fused multiply-adds), ``"fma"`` or ``"plain"``, for float32 tanh and sigmoid; "fma"
+    on a CPU without the instruction gives the same values through the C library's exact
+    ``fmaf``, many times slower (to compare).  Refuses an instruction set the CPU lacks for
+    ``gemm``, naming what it has.  Nothing changes unless every argument is valid.
     """
     if activations is not _UNCHANGED:
         if not isinstance(activations, str) or activations not in _ACTIVATIONS:
             raise ValueError(f"activations: expected one of "
                              f"{', '.join(map(repr, _ACTIVATIONS))}, got {activations!r}")
-        if activations == "fma" and _engine.act_kernel_info()["best"] != "fma":
-            raise ValueError("activations: this CPU has no fused multiply-add for them; it "
-                             "supports 'plain' (and 'best', which is 'plain' here), got 'fma'")
     if gemm is not _UNCHANGED:
         if gemm not in _GEMM:
             raise ValueError(f"gemm: expected one of {', '.join(map(repr, _GEMM))}, got "
