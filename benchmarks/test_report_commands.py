@@ -1,5 +1,5 @@
 """The commands that produce README's speed figures run end to end (tiny settings, smoke mode
-too): report.py's table, markdown and JSON, activation_kinds.py's paired samples, and
+too): report.py's table, markdown and JSON, paired.py's paired samples, and
 contention.py, whose neighbour process must be
 gone afterwards, also when the measurement is interrupted."""
 import json
@@ -8,8 +8,8 @@ import os
 import pytest
 
 import _bench_common as bc
-import activation_kinds
 import contention
+import paired
 import report
 
 
@@ -84,14 +84,20 @@ def test_contention_stops_its_neighbour_when_interrupted(monkeypatch):
     assert _gone(seen["pid"])
 
 
-def test_activation_kinds_runs_paired_samples(capsys):
-    if bc.vg.kernel_info()["activations"]["best"] != "fma":
+def test_paired_runs_both_settings_and_restores_them(capsys):
+    before = bc.vg.kernel_info()
+    if before["activations"]["best"] != "fma":
         with pytest.raises(SystemExit, match="no fused multiply-add"):
-            activation_kinds.main(["--configs", "deep-narrow-2", "--threads", "1"])
-        return
-    activation_kinds.main(["--configs", "deep-narrow-2", "--threads", "1", "--pairs", "3",
-                           "--calls", "1"])
+            paired.main(["--configs", "deep-narrow-2", "--threads", "1"])
+    else:
+        paired.main(["--configs", "deep-narrow-2", "--threads", "1", "--pairs", "3",
+                     "--calls", "1"])
+        out = capsys.readouterr().out
+        assert "CPU: " in out and "activations: plain / fma" in out
+        assert len([ln for ln in out.splitlines() if "deep-narrow-2" in ln]) == 2
+    paired.main(["--setting", "batch_chunks", "--configs", "deep-narrow", "--threads", "1",
+                 "--pairs", "2", "--calls", "1", "--lead-in-ms", "1"])
     out = capsys.readouterr().out
-    assert "CPU: " in out and "plain / fma" in out
-    assert len([ln for ln in out.splitlines() if "deep-narrow-2" in ln]) == 2   # step, forward
-    assert bc.vg.kernel_info()["activations"]["kind"] == "fma"                   # restored
+    assert "batch_chunks: on / off" in out
+    assert len([ln for ln in out.splitlines() if "deep-narrow " in ln]) == 2  # step, forward
+    assert bc.vg.kernel_info() == before                                       # restored
