@@ -453,6 +453,7 @@ cdef inline void colsum_block(long rows, long cols, long c0, long c1, floating *
 
 include "_engine_net.pxi"           # NetDesc; the plain passes, measured norms and updates
 include "_engine_chunks.pxi"        # narrow networks' passes in batch chunks, one per thread
+include "_engine_chunks_one.pxi"    # the same chunks on one thread, layer by layer
 include "_engine_general.pxi"       # batch and layer norm, residual blocks, dropout
 include "_engine_class.pxi"         # Engine: one network's description and its calls
 include "_engine_functions.pxi"     # losses, checks, SGD, MXCSR, the contract's name tables

@@ -10,10 +10,11 @@
 # measurement row, per-unit zero counts, column-sum scratch and transposed-weight scratch; they
 # are added to the first chunk's (the network's own) in chunk order when the pass ends.
 #
-# The number of chunks does not depend on the thread count: one thread runs both chunks one
-# after the other, so results are bit-identical across thread counts.  There the first chunk's
-# backward pass keeps each layer's transposed W (Chunks.wt_all) and the second reads it, one
-# transposition per layer and pass instead of two.  They differ from the
+# The number of chunks does not depend on the thread count: one thread runs the chunks too,
+# layer by layer (_engine_chunks_one.pxi), so results are bit-identical across thread counts.
+# When a chunk's output is not finite, the others' backward passes run chunk after chunk: there
+# the first keeps each layer's transposed W (Chunks.wt_all) and the next reads it.  They differ
+# from the
 # unchunked pass only in the order of the sums over the batch (dW, db and the measurements are
 # the sum of two half-batch sums), within the tolerances the tests hold against the reference.
 
@@ -123,12 +124,10 @@ cdef void forward_chunk(const NetDesc *n, const Chunks *ch, floating *X, int c) 
 
 
 cdef void backward_chunk(const NetDesc *n, const Chunks *ch, floating *X, floating *dout,
-                         bint want_dx, int c, bint shared_grads) noexcept nogil:
-    """Chunk c's backward pass.  shared_grads (one thread, the chunks in order): chunk c > 0
-    adds its dW and db to the network's gradients as it goes, each element once after its sum,
-    which gives the same bits as a private buffer added at the end, without that buffer."""
+                         bint want_dx, int c) noexcept nogil:
+    """Chunk c's backward pass, into its own gradient buffer (a worker thread's)."""
     cdef NetDesc d
-    chunk_bufs(n, ch, c, &d, X, shared_grads)
+    chunk_bufs(n, ch, c, &d, X)
     if want_dx:
         d.dX = <floating *>n.dX + d.row0 * n.sizes[0]
     cdef unsigned fp = vg_fp_enter(n.flush)
@@ -145,8 +144,7 @@ cdef void net_forward_chunked(const NetDesc *n, const Chunks *ch, floating *X,
                         num_threads=min(nthreads, VG_CHUNKS)):
             forward_chunk(n, ch, X, c)
     else:
-        for c in range(VG_CHUNKS):
-            forward_chunk(n, ch, X, c)
+        forward_layers_one(n, ch, X)
     vg_fp_resume(n.flush, fp)
     merge_forward_stats(n, ch)
 
@@ -193,15 +191,14 @@ cdef void net_backward_chunked(const NetDesc *n, const Chunks *ch, floating *X, 
     if nthreads > 1:
         with parallel(num_threads=min(nthreads, VG_CHUNKS)):
             for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1):
-                backward_chunk(n, ch, X, dout, want_dx, c, False)
+                backward_chunk(n, ch, X, dout, want_dx, c)
             # (every chunk done) the gradients: the first chunk's buffer is the network's own;
             # add the others to it, in blocks handed out as the threads come free, flushing as
             # the chunks' own additions do on one thread
             for blk in prange(nblk, schedule='dynamic', chunksize=1):
                 merge_block(n, ch, blk, X)
     else:
-        for c in range(VG_CHUNKS):
-            backward_chunk(n, ch, X, dout, want_dx, c, True)
+        backward_layers_one(n, ch, X, dout, want_dx)
     vg_fp_resume(n.flush, fp)
     merge_backward_stats(n, ch, X)
 
@@ -272,23 +269,23 @@ cdef struct LossSpec:
     bint updated                # whether the optimiser's step ran (net_step_chunked)
 
 
-cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *ls, int c,
-                     bint shared_grads) noexcept nogil:
-    cdef NetDesc d
-    chunk_bufs(n, ch, c, &d, X, shared_grads)
-    cdef int L = n.n_layers
-    cdef long C = n.sizes[L]
+cdef bint chunk_loss(const NetDesc *d, LossSpec *ls, int c, long n_all,
+                     floating *dtype_of) noexcept nogil:
+    """Chunk c's loss rows after its forward pass (d: its description; n_all: the whole
+    batch's rows, which the loss is a mean over; `dtype_of` only selects the element type):
+    whether its output is
+    finite (ls.finite), its share of the loss (ls.part) and its rows of the loss gradient,
+    flushed when flushing, as MLP.backward reads dout.  Runs in the caller's floating-point
+    state, as the loss calls do."""
+    cdef int L = d.n_layers
+    cdef long C = d.sizes[L]
     cdef long r0 = d.row0
     cdef long rows = d.batch
     cdef floating *g = <floating *>ls.dout + r0 * C
-    cdef floating *out
+    cdef floating *out = layer_out(d, L - 1, <floating *>d.H, <floating *>d.A)
     cdef floating *t = <floating *>ls.t + r0 * C if ls.t != NULL else NULL
     cdef int ok
     cdef double part = 0
-    cdef unsigned fp = vg_fp_enter(n.flush)
-    net_forward(&d, X + r0 * n.sizes[0], 1)
-    out = layer_out(&d, L - 1, <floating *>d.H, <floating *>d.A)
-    vg_fp_leave(n.flush, fp)                # the loss in the caller's state, as loss calls run
     if floating is float:
         ok = vg_all_finite_f32(rows * C, out)
     else:
@@ -297,32 +294,44 @@ cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *
     ls.sums[c] = 0
     if not ok:
         ls.part[c] = 0
-        return
+        return False
     if ls.kind == LOSS_XENT:
         if floating is float:
-            part = vg_softmax_xent_f32(rows, C, out, ls.y + r0, g, n.batch)
+            part = vg_softmax_xent_f32(rows, C, out, ls.y + r0, g, n_all)
         else:
-            part = vg_softmax_xent_f64(rows, C, out, ls.y + r0, g, n.batch)
+            part = vg_softmax_xent_f64(rows, C, out, ls.y + r0, g, n_all)
     elif ls.kind == LOSS_MSE:
         if floating is float:
-            part = vg_mse_f32(rows, C, out, t, g, n.batch)
+            part = vg_mse_f32(rows, C, out, t, g, n_all)
         else:
-            part = vg_mse_f64(rows, C, out, t, g, n.batch)
+            part = vg_mse_f64(rows, C, out, t, g, n_all)
     else:
         if floating is float:
-            part = vg_bce_logits_f32(rows, C, out, t, g, n.batch)
+            part = vg_bce_logits_f32(rows, C, out, t, g, n_all)
         else:
-            part = vg_bce_logits_f64(rows, C, out, t, g, n.batch)
+            part = vg_bce_logits_f64(rows, C, out, t, g, n_all)
     ls.part[c] = part
-    if d.wt_have and not ls.finite[0]:
-        d.wt_have = False           # the first chunk stopped before its backward pass
-    if n.flush:                     # the loss gradient read flushed, as MLP.backward reads dout
+    if d.flush:
         if floating is float:
             vg_flush_subnormals_f32(rows * C, g, g)
         else:
             vg_flush_subnormals_f64(rows * C, g, g)
+    return True
+
+
+cdef void step_chunk(const NetDesc *n, const Chunks *ch, floating *X, LossSpec *ls,
+                     int c) noexcept nogil:
+    """Chunk c's forward pass, loss rows and backward pass (a worker thread's)."""
+    cdef NetDesc d
+    chunk_bufs(n, ch, c, &d, X)
+    cdef unsigned fp = vg_fp_enter(n.flush)
+    net_forward(&d, X + d.row0 * n.sizes[0], 1)
+    vg_fp_leave(n.flush, fp)
+    if not chunk_loss(&d, ls, c, n.batch, X):
+        return
     fp = vg_fp_enter(n.flush)
-    net_backward(&d, X + r0 * n.sizes[0], g, False, 1)
+    net_backward(&d, X + d.row0 * n.sizes[0], <floating *>ls.dout + d.row0 * n.sizes[n.n_layers],
+                 False, 1)
     vg_fp_leave(n.flush, fp)
     ls.sums[c] = measured_sum(&d)
 
@@ -403,7 +412,7 @@ cdef void net_step_chunked(const NetDesc *n, const Chunks *ch, floating *X, Loss
     if nthreads > 1:
         with parallel(num_threads=min(nthreads, VG_CHUNKS)):
             for c in prange(VG_CHUNKS, schedule='dynamic', chunksize=1):
-                step_chunk(n, ch, X, ls, c, False)
+                step_chunk(n, ch, X, ls, c)
             for item in prange(n_items, schedule='dynamic', chunksize=1):
                 if not all_chunks_finite(ls):
                     pass
@@ -412,8 +421,7 @@ cdef void net_step_chunked(const NetDesc *n, const Chunks *ch, floating *X, Loss
                 else:
                     merge_block(n, ch, item, X)
     else:
-        for c in range(VG_CHUNKS):
-            step_chunk(n, ch, X, ls, c, True)
+        step_layers_one(n, ch, X, ls)
         if may_update(ls, u):
             fp2 = vg_fp_enter(n.flush)
             net_update(n, u, <floating *>n.params, <floating *>n.grads)

@@ -267,6 +267,35 @@ def test_a_non_finite_output_in_one_call_raises_and_keeps_the_parameters():
         assert np.array_equal(net.params, before)
 
 
+@pytest.mark.parametrize("bad_half", [0, 1])
+def test_a_non_finite_output_in_one_chunk_only_raises_and_keeps_the_parameters(bad_half):
+    # one chunk's rows overflow, the other's do not: on one thread the finite chunk's backward
+    # pass then runs on its own (the first chunk's W^T made by whichever runs), on two threads
+    # in its worker; both refuse the step, and the next good step has the same bits on both
+    sizes = [16, 32, 32, 8]
+    X = np.random.default_rng(2).standard_normal((32, 16)).astype(np.float32)
+    bad = X.copy()
+    bad[16 * bad_half:16 * (bad_half + 1)] *= np.float32(1e37)
+    y = np.arange(32) % 8
+    nets = {}
+    for threads in (1, 2):
+        net = vg.MLP(sizes, activation="relu", seed=6)
+        opt = vg.optim.SGD(net, lr=0.1)
+        with num_threads(threads):
+            net.train_step(X, y, "cross_entropy", opt)
+            before = net.params.copy()
+            with pytest.raises(vg.NonFiniteError) as e:
+                net.train_step(bad, y, "cross_entropy", opt)
+            assert e.value.where == "forward"
+            assert np.array_equal(net.params, before)
+            net.train_step(X, y, "cross_entropy", opt)
+        nets[threads] = net
+    np.testing.assert_array_equal(nets[1].params, nets[2].params)
+    np.testing.assert_array_equal(nets[1].grads, nets[2].grads)
+    np.testing.assert_array_equal(nets[1].gradient_flow().grad_norm,
+                                  nets[2].gradient_flow().grad_norm)
+
+
 _OPTIMISERS = {
     "sgd": lambda net: vg.optim.SGD(net, lr=0.1),
     "sgd-nesterov-decay": lambda net: vg.optim.SGD(net, lr=0.05, momentum=0.9, nesterov=True,

@@ -13,8 +13,10 @@ how float32 tanh and sigmoid are computed.
   through every layer, one per thread, with one parallel region per pass instead of one per
   product; the second half's gradients and measurements are added to the first's when the pass
   ends.  Only when each half has at least ``min_rows`` rows and ``min_mnk`` multiply-adds of
-  work (waking a thread costs tens of microseconds).  One thread runs both halves one after the
-  other and gets the same bits: results do not depend on the thread count.
+  work (waking a thread costs tens of microseconds).  One thread runs both halves layer by
+  layer (``src/_engine_chunks_one.pxi``: the forward and input-gradient products once over the
+  whole batch, the sums over the batch per half) and gets the same bits: results do not depend
+  on the thread count.
 
 - **tanh and sigmoid with fused multiply-adds** (``src/vg_math.h``): in float32 the forward
   kernels compute them with one rounding per multiply-add and a shorter chain of dependent
