@@ -10,8 +10,8 @@
 # measurements) and the weight gradients once per chunk, into the chunk's own rows of the
 # measurements and in the same order as chunk after chunk (the first writes dW and db, the
 # next adds to them).  vgcore's kernel sums each element of a product in the same order
-# whatever the number of rows, so the bits are those of the chunks run one after the other,
-# and of two threads.
+# whatever the number of rows, so the bits are those of each chunk's whole pass run on its
+# own, which is what two threads run.
 
 cdef void forward_layers_one(const NetDesc *n, const Chunks *ch, floating *X) noexcept nogil:
     """The forward pass of every chunk, layer by layer (see above)."""

@@ -438,7 +438,7 @@ cdef class Engine:
 
     def chunk_choice(self):
         """The same for the batch chunks' passes at two threads or more: passes measured,
-        whether one thread (both chunks one after the other) has been faster, and the moving
+        whether one thread (both chunks, layer by layer) has been faster, and the moving
         averages of seconds per row in either mode."""
         return {"forward": _choice_dict(&self.chunk_fwd, "seconds_per_row"),
                 "backward": _choice_dict(&self.chunk_bwd, "seconds_per_row"),

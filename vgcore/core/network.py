@@ -343,7 +343,7 @@ class MLP(ReadingSurface, UpdateSurface):
     def chunk_choice(self) -> dict:
         """How this network's batch chunks (see :func:`vgcore.kernel_info`) have run at two
         threads or more: per direction the passes measured, whether one thread (the two halves
-        one after the other, the same bits) has been faster than two, and the moving averages
+        layer by layer, the same bits) has been faster than two, and the moving averages
         of seconds per row of the batch in either mode (None until measured).  A neighbour that
         takes a core stalls a two-thread pass until the scheduler gives the core back; the
         network then runs its halves on one thread and tries two 2, 4, 8 and 16 passes after
