@@ -226,6 +226,33 @@ def time_configs(names, systems=SYSTEMS, rounds=7, sample_s=0.02, warmup_s=0.1,
     return out, probs
 
 
+class WithSetting:
+    """A step run after ``apply()``, which switches one of vgcore's settings: in an interleaved
+    pool the first call of a sample is its untimed lead-in, so the switch never falls inside a
+    timed sample."""
+
+    def __init__(self, step, apply):
+        self.step, self.apply = step, apply
+
+    def __call__(self):
+        self.apply()
+        return self.step()
+
+
+def settings_pool(config, settings, restore, rounds):
+    """vgcore's step of ``config`` under each of ``settings`` ({name: apply}) and tuned NumPy's,
+    timed in one interleaved pool (time_interleaved; keys ``vgcore-<name>`` and
+    ``tuned-numpy``), then ``restore()``."""
+    prob = Problem(CONFIGS[config], systems=("vgcore", "numpy"))
+    fns = {f"vgcore-{name}": WithSetting(prob.systems["vgcore"], apply)
+           for name, apply in settings.items()}
+    fns["tuned-numpy"] = prob.systems["numpy"]
+    try:
+        return time_interleaved(fns, rounds, 0.25, 0.2)
+    finally:
+        restore()
+
+
 # ------------------------------------------------------------------------------ the machine
 
 def cpu_model() -> str:

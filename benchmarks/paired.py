@@ -98,8 +98,7 @@ def main(argv=None):
                     print(f"{threads:>7}  {name:14} {part:8} {np.median(r):>11.3f}  "
                           f"{lo:.3f}-{hi:.3f}", flush=True)
     finally:
-        bc.vg.set_kernels(activations="best" if before["activations"]["kind"] ==
-                          before["activations"]["best"] else before["activations"]["kind"],
+        bc.vg.set_kernels(activations=before["activations"]["kind"],
                           batch_chunks=before["batch_chunks"]["on"])
 
 

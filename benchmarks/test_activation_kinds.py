@@ -20,26 +20,11 @@ POOL_ROUNDS = 7
 _POOLS = {}
 
 
-class _With:
-    """A step run with float32 tanh and sigmoid computed the ``kind`` way."""
-
-    def __init__(self, step, kind):
-        self.step, self.kind = step, kind
-
-    def __call__(self):
-        bc.vg.set_kernels(activations=self.kind)
-        return self.step()
-
-
 def interleaved(config):
     if config not in _POOLS:
-        prob = bc.Problem(bc.CONFIGS[config], systems=("vgcore", "numpy"))
-        fns = {f"vgcore-{k}": _With(prob.systems["vgcore"], k) for k in KINDS}
-        fns["tuned-numpy"] = prob.systems["numpy"]
-        try:
-            _POOLS[config] = bc.time_interleaved(fns, POOL_ROUNDS, 0.25, 0.2)
-        finally:
-            bc.vg.set_kernels(activations="best")
+        _POOLS[config] = bc.settings_pool(
+            config, {k: lambda k=k: bc.vg.set_kernels(activations=k) for k in KINDS},
+            lambda: bc.vg.set_kernels(activations="best"), POOL_ROUNDS)
     return _POOLS[config]
 
 

@@ -17,28 +17,19 @@ POOL_ROUNDS = 5
 _POOLS = {}
 
 
-class _With:
-    """A step run with ``library`` computing vgcore's products (switched only when needed)."""
-
-    def __init__(self, step, library):
-        self.step, self.library = step, library
-
-    def __call__(self):
-        if _engine.blas_products()["library"] != self.library:
-            bc.vg.use_blas(self.library)
-        return self.step()
+def _use(library):
+    """Switch vgcore's products to ``library``, only when needed."""
+    def apply():
+        if _engine.blas_products()["library"] != library:
+            bc.vg.use_blas(library)
+    return apply
 
 
 def interleaved(config):
     if config not in _POOLS:
         before = _engine.blas_products()["library"]
-        prob = bc.Problem(bc.CONFIGS[config], systems=("vgcore", "numpy"))
-        fns = {f"vgcore-{lib}": _With(prob.systems["vgcore"], lib) for lib in LIBRARIES}
-        fns["tuned-numpy"] = prob.systems["numpy"]
-        try:
-            _POOLS[config] = bc.time_interleaved(fns, POOL_ROUNDS, 0.25, 0.2)
-        finally:
-            bc.vg.use_blas(before)
+        _POOLS[config] = bc.settings_pool(config, {lib: _use(lib) for lib in LIBRARIES},
+                                          lambda: bc.vg.use_blas(before), POOL_ROUNDS)
     return _POOLS[config]
 
 

@@ -59,7 +59,6 @@ cdef void backward_layers_one(const NetDesc *n, const Chunks *ch, floating *X, f
     cdef unsigned fp
     for c in range(VG_CHUNKS):
         chunk_bufs(n, ch, c, &d[c], X, True)
-        d[c].wt_all = NULL              # the input gradient runs once, below
         doutc[c] = dout + d[c].row0 * n.sizes[L]
         Xc[c] = X + d[c].row0 * n.sizes[0]
     fp = vg_fp_enter(n.flush)

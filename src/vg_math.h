@@ -15,11 +15,26 @@
 #include <stdint.h>
 #include <string.h>
 
+/* 2^n from t = (a multiple of log2 e) + VG_MAGIC_F32, whose low mantissa bits then hold the
+ * integer n (the range reductions below): n + 127 moved into the exponent field. */
+#define VG_MAGIC_F32 12582912.0f                /* 1.5 * 2^23: rounds to an integer */
+static inline float vg_pow2n_f32(float t)
+{
+    const float magic = VG_MAGIC_F32;
+    uint32_t tb, mb;
+    memcpy(&tb, &t, 4);
+    memcpy(&mb, &magic, 4);
+    uint32_t sb = ((tb - mb) + 127u) << 23;
+    float s;
+    memcpy(&s, &sb, 4);
+    return s;
+}
+
 /* ---- exp, float32: |rel err| < 2 ulp on [-87, 88]; +Inf above 88.72, 0 below -87
  * (flush to zero: the exact value there is below FLT_MIN) ---- */
 static inline float vg_exp_f32(float x0)
 {
-    const float magic = 12582912.0f;            /* 1.5 * 2^23: rounds to an integer */
+    const float magic = VG_MAGIC_F32;
     float x = x0 > 88.0f ? 88.0f : x0;          /* comparisons keep NaN as NaN */
     x = x < -87.0f ? -87.0f : x;
     float t = x * 1.44269504088896341f + magic;
@@ -33,12 +48,7 @@ static inline float vg_exp_f32(float x0)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    uint32_t tb, mb;
-    memcpy(&tb, &t, 4);
-    memcpy(&mb, &magic, 4);
-    uint32_t sb = ((tb - mb) + 127u) << 23;
-    float s;
-    memcpy(&s, &sb, 4);
+    float s = vg_pow2n_f32(t);
     float y = p * s;
     y = x0 > 88.7228390f ? INFINITY : y;
     return x0 < -87.0f ? 0.0f : y;
@@ -87,7 +97,7 @@ static inline double vg_exp_f64(double x0)
  * float64: odd Taylor series near 0 (no cancellation), (1-e)/(1+e) with e = exp(-2|x|) beyond. */
 static inline float vg_tanh_f32(float x)
 {
-    const float magic = 12582912.0f;            /* 1.5 * 2^23: rounds to an integer */
+    const float magic = VG_MAGIC_F32;
     float z = -2.0f * fabsf(x);
     z = z < -88.0f ? -88.0f : z;                /* comparisons keep NaN as NaN */
     float t = z * 1.44269504088896341f + magic;
@@ -101,12 +111,7 @@ static inline float vg_tanh_f32(float x)
     p = p * r + 1.0f / 6.0f;
     p = p * r + 0.5f;
     float m = r + (r * r) * p;                  /* expm1(r) */
-    uint32_t tb, mb;
-    memcpy(&tb, &t, 4);
-    memcpy(&mb, &magic, 4);
-    uint32_t sb = ((tb - mb) + 127u) << 23;     /* 2^n, n in [-127, 0] (n = -127 gives 0) */
-    float s;
-    memcpy(&s, &sb, 4);
+    float s = vg_pow2n_f32(t);                  /* n in [-127, 0] (n = -127 gives 0) */
     float sm = s * m;
     float u = sm + (s - 1.0f);                  /* expm1(-2|x|) */
     float e = sm + s;                           /* exp(-2|x|) */
@@ -151,7 +156,7 @@ static inline double vg_tanh_f64(double x)
 
 static inline float vg_exp_fma_f32(float x0)
 {
-    const float magic = 12582912.0f;
+    const float magic = VG_MAGIC_F32;
     float x = x0 > 88.0f ? 88.0f : x0;
     x = x < -87.0f ? -87.0f : x;
     float t = VG_FMAF(x, 1.44269504088896341f, magic);
@@ -164,12 +169,7 @@ static inline float vg_exp_fma_f32(float x0)
     float p45 = VG_FMAF(1.9875691500e-4f, r, 1.3981999507e-3f);
     float p = VG_FMAF(VG_FMAF(p45, r2, p23), r2, p01);
     p = VG_FMAF(p, r2, r) + 1.0f;
-    uint32_t tb, mb;
-    memcpy(&tb, &t, 4);
-    memcpy(&mb, &magic, 4);
-    uint32_t sb = ((tb - mb) + 127u) << 23;
-    float s;
-    memcpy(&s, &sb, 4);
+    float s = vg_pow2n_f32(t);
     float y = p * s;
     y = x0 > 88.7228390f ? INFINITY : y;
     return x0 < -87.0f ? 0.0f : y;
@@ -177,7 +177,7 @@ static inline float vg_exp_fma_f32(float x0)
 
 static inline float vg_tanh_fma_f32(float x)
 {
-    const float magic = 12582912.0f;
+    const float magic = VG_MAGIC_F32;
     float z = -2.0f * fabsf(x);
     z = z < -88.0f ? -88.0f : z;
     float t = VG_FMAF(z, 1.44269504088896341f, magic);
@@ -190,12 +190,7 @@ static inline float vg_tanh_fma_f32(float x)
     float p45 = VG_FMAF(1.0f / 5040.0f, r, 1.0f / 720.0f);
     float p = VG_FMAF(VG_FMAF(p45, r2, p23), r2, p01);
     float m = VG_FMAF(r2, p, r);                /* expm1(r) */
-    uint32_t tb, mb;
-    memcpy(&tb, &t, 4);
-    memcpy(&mb, &magic, 4);
-    uint32_t sb = ((tb - mb) + 127u) << 23;
-    float s;
-    memcpy(&s, &sb, 4);
+    float s = vg_pow2n_f32(t);
     float u = VG_FMAF(s, m, s - 1.0f);          /* expm1(-2|x|) */
     float e = VG_FMAF(s, m, s);                 /* exp(-2|x|) */
     int near0 = n > -2.5f;
